@@ -1,0 +1,84 @@
+"""Plain records the repositories return. Times are timezone-aware UTC datetimes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    id: str
+    name: str
+    slug: str
+    description: str | None
+    tier: str  # seller tier: free / pro / business / enterprise
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    hwuid: str
+    bound_at: datetime
+    last_seen_at: datetime
+
+
+@dataclass(frozen=True)
+class LicenseRecord:
+    id: str
+    app_id: str
+    key: str
+    plan: str | None
+    status: str  # stored status: ACTIVE / SUSPENDED / REVOKED
+    issued_to: str | None
+    issued_email: str | None
+    expires_at: datetime | None
+    features: tuple[str, ...]
+    metadata: dict[str, Any]
+    max_devices: int
+    require_hwuid: bool
+    created_at: datetime
+    updated_at: datetime
+    devices: tuple[DeviceRecord, ...] = ()
+
+    def effective_status(self, now: datetime) -> str:
+        """EXPIRED is derived once ``expires_at`` has passed; other statuses win over it."""
+        if self.status == "ACTIVE" and self.expires_at is not None and self.expires_at <= now:
+            return "EXPIRED"
+        return self.status
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    id: str
+    name: str
+    prefix: str  # first characters of the key, for display ("lc_live_ab12")
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    kid: str
+    public_jwk: dict[str, str]
+    sealed_private_key: bytes | None = field(repr=False)
+    state: str  # active / retiring / retired
+    created_at: datetime
+    retired_at: datetime | None  # when it stopped signing
+    expires_at: datetime | None  # when its last token is dead; then it leaves the JWKS
+
+
+@dataclass(frozen=True)
+class BindOutcome:
+    """Result of binding a hardware id: ``bound`` (new slot), ``known`` or ``full``."""
+
+    result: str
+    devices: tuple[DeviceRecord, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("bound", "known")
