@@ -1,0 +1,1 @@
+"""SQLAlchemy Core tables and one repository per aggregate."""
