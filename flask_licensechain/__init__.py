@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from .decorators import (
+    current_license,
+    get_current_license,
+    requires_any_feature,
+    requires_feature,
+    requires_license,
+)
 from .extension import LicenseChain, LicenseChainState, get_state
 
 __version__ = "0.1.0"
 
-__all__ = ["LicenseChain", "LicenseChainState", "__version__", "get_state"]
+__all__ = [
+    "LicenseChain",
+    "LicenseChainState",
+    "__version__",
+    "current_license",
+    "get_current_license",
+    "get_state",
+    "requires_any_feature",
+    "requires_feature",
+    "requires_license",
+]
