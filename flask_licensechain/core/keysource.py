@@ -27,7 +27,7 @@ EMPTY_KEYS: PublicKeys = MappingProxyType({})
 
 class KeySource(Protocol):
     def current(self) -> PublicKeys:
-        """The keys trusted now."""
+        """The keys trusted now; raises ``Unavailable`` when no trustworthy set is known."""
 
     def lookup_unknown(self, kid: str) -> rsa.RSAPublicKey | None:
         """Called when ``kid`` is not in ``current()``: may refetch, at most as often as allowed."""
@@ -41,12 +41,14 @@ class JWKSError(LicenseChainError):
 def parse_jwks(document: Any) -> PublicKeys:
     """RSA signature keys of a JWKS document by ``kid``; other keys are skipped.
 
-    Keys without a ``kid``, with an over-long one, or marked for another ``use`` or
-    ``alg`` are ignored rather than trusted.
+    Keys without a ``kid``, with an over-long one, marked for another ``use`` or
+    ``alg``, shorter than 2048 bits, or sharing their ``kid`` with a different key
+    are ignored rather than trusted.
     """
     if not isinstance(document, Mapping) or not isinstance(document.get("keys"), list):
         raise JWKSError(detail="JWKS document has no 'keys' list")
     keys: dict[str, rsa.RSAPublicKey] = {}
+    ambiguous: set[str] = set()
     for jwk in document["keys"]:
         if not isinstance(jwk, Mapping) or jwk.get("kty") != "RSA":
             continue
@@ -62,7 +64,11 @@ def parse_jwks(document: Any) -> PublicKeys:
         if isinstance(key, rsa.RSAPrivateKey):
             key = key.public_key()
         if isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048:
+            if kid in keys and keys[kid] != key:
+                ambiguous.add(kid)  # one kid, two keys: trust neither
             keys[kid] = key
+    for kid in ambiguous:
+        del keys[kid]
     return MappingProxyType(keys)
 
 
@@ -86,3 +92,15 @@ class StaticKeySource:
 
 def keys_from_public(pairs: Iterable[tuple[str, rsa.RSAPublicKey]]) -> PublicKeys:
     return MappingProxyType(dict(pairs))
+
+
+def key_source_ready(source: KeySource) -> bool:
+    """For readiness probes: the source's own ``ready()`` when it has one, else ``current()``."""
+    ready = getattr(source, "ready", None)
+    if callable(ready):
+        return bool(ready())
+    try:
+        source.current()
+    except LicenseChainError:
+        return False
+    return True

@@ -1,24 +1,46 @@
 """The one offline verifier of license tokens (CONTRACT.md section 1).
 
 The server's introspect endpoint, ``@requires_feature`` and the middleware all
-call ``TokenVerifier.verify``. PyJWT does the JWS work with the algorithm fixed
-by us (never taken from the token); the contract's own rules are checked here.
+call ``TokenVerifier.verify``. PyJWT does the JWS work (base64url, JSON, the RSA
+signature) with the algorithm fixed by us, never taken from the token; the
+contract's claim rules, including all time checks against our injectable clock,
+are checked here so every rule has one place and one reason code.
+
+Every rejection raises ``TokenRejected`` (an ``InvalidToken``, so HTTP 401):
+``reason`` is the contract reason (``token_invalid``, ``token_expired``,
+``token_revoked``), ``check`` names the rule that failed (see ``Check``), and
+``detail`` is for the log only. Clients only ever see the generic description.
 
 A bounded LRU of verified tokens lets a repeat presentation skip the RSA work.
-A hit still checks ``exp``, that its key is still trusted, and the denylist.
+A hit still checks ``exp``, that its key is still in the key set (same kid and
+same key material), and the denylist.
+
+Memory bound of the LRU: an entry holds the token string (the key), the parsed
+claims and one reference to a shared public key. For a token our server issues
+(about 0.9 KiB with a handful of features) an entry costs about 3.5 KiB, so the
+default 10,000 entries stay under about 35 MiB; ``benchmarks/verifier`` measures
+it. Only tokens whose signature verified with a trusted key are cached, so an
+attacker cannot fill the cache with large tokens of their own making, and
+tokens larger than ``cache_max_token_bytes`` (default 4 KiB) are never cached,
+which caps one entry at about 16 KiB whatever the issuer puts in a token.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .contract import (
     ALGORITHM,
@@ -36,18 +58,82 @@ from .keysource import KeySource
 log = logging.getLogger("licensechain.verifier")
 
 DEFAULT_CACHE_SIZE = 10_000
-_REQUIRED = ["exp", "iat", "sub", "jti"]
+#: Tokens longer than this are verified but never cached (bounds one LRU entry).
+DEFAULT_CACHE_MAX_TOKEN_BYTES = 4 * 1024
+
+#: Compact JWS: three non-empty base64url segments, no padding, no whitespace.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+_REQUIRED_CLAIMS: Final = ("exp", "iat", "sub", "jti")
+_TIME_CLAIMS: Final = ("exp", "iat", "nbf")
+
+# PyJWT checks the signature only; every claim rule is ours (one place, our clock).
 _DECODE_OPTIONS: Any = {
-    "require": _REQUIRED,
-    # iss and aud are checked below, with the contract's exact rules.
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
     "verify_aud": False,
     "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "require": [],
 }
+
+
+class Check:
+    """Names of the rules a token can fail (``TokenRejected.check``), for logs and metrics."""
+
+    TOO_LARGE: Final = "too_large"
+    MALFORMED: Final = "malformed"
+    ALG_NOT_ALLOWED: Final = "alg_not_allowed"
+    UNSUPPORTED_CRIT: Final = "unsupported_crit"
+    BAD_KID: Final = "bad_kid"
+    UNKNOWN_KID: Final = "unknown_kid"
+    BAD_SIGNATURE: Final = "bad_signature"
+    MISSING_CLAIM: Final = "missing_claim"
+    BAD_CLAIM: Final = "bad_claim"
+    WRONG_TOKEN_USE: Final = "wrong_token_use"  # noqa: S105 - a check name
+    ISSUER_MISMATCH: Final = "issuer_mismatch"
+    AUDIENCE_MISMATCH: Final = "audience_mismatch"
+    EXPIRED: Final = "expired"
+    NOT_YET_VALID: Final = "not_yet_valid"
+    REVOKED: Final = "revoked"
+
+
+class TokenRejected(InvalidToken):
+    """A token failed one named check. Still an ``InvalidToken`` (401) for every adapter."""
+
+    def __init__(self, check: str, detail: str, reason: str = Reason.TOKEN_INVALID) -> None:
+        super().__init__(reason, detail)
+        self.check = check
+
+
+def _reject(check: str, detail: str, reason: str = Reason.TOKEN_INVALID) -> TokenRejected:
+    # Details go to the log (repr'd by callers, so attacker text cannot forge log lines).
+    log.info("license token rejected: %s: %s", check, detail)
+    return TokenRejected(check, detail, reason)
+
+
+def _parse_header(token: str) -> dict[str, Any]:
+    """The JOSE header, only to pick the key: PyJWT re-parses it strictly when verifying.
+
+    (PyJWT's own ``get_unverified_header`` would be a second slow alphabet scan of the
+    whole token; the regex above has already checked the alphabet.)
+    """
+    segment = token.partition(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError) as exc:
+        raise _reject(Check.MALFORMED, f"bad header: {type(exc).__name__}") from None
+    if not isinstance(header, dict):
+        raise _reject(Check.MALFORMED, "header is not a JSON object")
+    return header
 
 
 @dataclass(frozen=True, slots=True)
 class LicenseClaims:
-    """The verified claims of a license token."""
+    """The verified claims of a license token. ``raw`` is read-only; ``to_dict()`` copies."""
 
     sub: str
     jti: str
@@ -66,11 +152,25 @@ class LicenseClaims:
     def app_id(self) -> str | None:
         return self.aud[0] if self.aud else None
 
+    @property
+    def iat(self) -> int:
+        value: int = self.raw["iat"]
+        return value
+
+    @property
+    def issuer(self) -> str | None:
+        value = self.raw.get("iss")
+        return value if isinstance(value, str) else None
+
     def has_features(self, *features: str) -> bool:
         return self.features.issuperset(features)
 
     def has_any_feature(self, *features: str) -> bool:
         return not self.features.isdisjoint(features)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A fresh, JSON-serialisable copy of all claims (safe to mutate)."""
+        return {k: list(v) if isinstance(v, list) else v for k, v in self.raw.items()}
 
     def __getitem__(self, name: str) -> Any:
         return self.raw[name]
@@ -79,8 +179,22 @@ class LicenseClaims:
         return self.raw.get(name, default)
 
 
+class _Entry:
+    """One LRU entry: the claims and the key object that verified them."""
+
+    __slots__ = ("claims", "key")
+
+    def __init__(self, claims: LicenseClaims, key: rsa.RSAPublicKey) -> None:
+        self.claims = claims
+        self.key = key
+
+
 class TokenVerifier:
-    """Verify license tokens against a key source, issuer, audience and denylist."""
+    """Verify license tokens against a key source, issuer, audience and denylist.
+
+    ``leeway`` is clamped to 0..300 s. ``issuer``/``audience`` of ``None`` (or empty)
+    are not checked. ``clock`` returns unix seconds and is used for every time rule.
+    """
 
     def __init__(
         self,
@@ -93,97 +207,130 @@ class TokenVerifier:
         denylist: Denylist | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         clock: Callable[[], float] = time.time,
+        cache_max_token_bytes: int = DEFAULT_CACHE_MAX_TOKEN_BYTES,
     ) -> None:
         self.keys = keys
-        self.issuer = issuer
+        self.issuer = issuer or None
         if isinstance(audience, str):
             audience = (audience,)
-        self.audience: frozenset[str] | None = frozenset(audience) if audience else None
+        audiences = frozenset(a for a in audience or () if a)
+        self.audience: frozenset[str] | None = audiences or None
         self.leeway = clamp_leeway(leeway)
-        self.max_token_bytes = int(max_token_bytes)
+        self.max_token_bytes = max(0, int(max_token_bytes))
         self.denylist = denylist
         self.cache_size = max(0, int(cache_size))
+        self.cache_max_token_bytes = max(0, int(cache_max_token_bytes))
         self._clock = clock
-        self._cache: OrderedDict[str, LicenseClaims] = OrderedDict()
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._jws = jwt.PyJWT(_DECODE_OPTIONS)
 
     # -- hot path ---------------------------------------------------------
 
     def verify(self, token: str) -> LicenseClaims:
-        """Return the claims of a valid token or raise ``InvalidToken`` (or ``Unavailable``)."""
-        claims = self._cache.get(token)
-        if claims is not None:
-            if claims.exp <= self._clock() - self.leeway:
-                self._forget(token)
-                raise InvalidToken(Reason.TOKEN_EXPIRED)
-            if claims.kid in self.keys.current():
+        """Return the claims of a valid token.
+
+        Raises ``TokenRejected`` (an ``InvalidToken``, 401) or ``Unavailable`` (503)
+        when the key source or the denylist cannot answer.
+        """
+        # The size cap comes before anything else looks at the token, the cache included.
+        if not isinstance(token, str):
+            raise _reject(Check.MALFORMED, f"token is a {type(token).__name__}, not a str")
+        if len(token) > self.max_token_bytes:
+            raise _reject(Check.TOO_LARGE, f"token of {len(token)} chars > {self.max_token_bytes}")
+        entry = self._cache.get(token)
+        if entry is not None:
+            claims = self._cache_hit(token, entry)
+            if claims is not None:
                 self._check_denylist(claims)
-                try:
-                    self._cache.move_to_end(token)
-                except KeyError:  # evicted by another thread meanwhile
-                    pass
                 return claims
-            self._forget(token)  # its key left the key set: verify afresh (and fail)
-        claims = self._verify_cold(token)
-        self._check_denylist(claims)
-        if self.cache_size:
+        claims, key = self._verify_cold(token)
+        if self.cache_size and len(token) <= self.cache_max_token_bytes:
             with self._cache_lock:
-                self._cache[token] = claims
+                self._cache[token] = _Entry(claims, key)
                 if len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
+        self._check_denylist(claims)
+        return claims
+
+    def _cache_hit(self, token: str, entry: _Entry) -> LicenseClaims | None:
+        """The cached claims if still good; ``None`` to verify afresh."""
+        claims = entry.claims
+        if claims.exp <= self._clock() - self.leeway:
+            self._forget(token)
+            raise _reject(Check.EXPIRED, "cached token expired", Reason.TOKEN_EXPIRED)
+        current = self.keys.current().get(claims.kid)
+        if current is not entry.key:
+            # Sources may rebuild key objects on refresh: same material keeps the entry.
+            if current is None or current != entry.key:
+                self._forget(token)  # its key left the set: verify afresh (and fail)
+                return None
+            entry.key = current
+        with self._cache_lock:
+            if token in self._cache:
+                self._cache.move_to_end(token)
         return claims
 
     def _check_denylist(self, claims: LicenseClaims) -> None:
         if self.denylist is not None and self.denylist.is_revoked(claims.jti, claims.sub):
-            raise InvalidToken(Reason.TOKEN_REVOKED)
+            raise _reject(
+                Check.REVOKED,
+                f"jti {claims.jti!r} or sub {claims.sub!r} is revoked",
+                Reason.TOKEN_REVOKED,
+            )
 
     # -- cold path --------------------------------------------------------
 
-    def _verify_cold(self, token: str) -> LicenseClaims:
-        if not isinstance(token, str):
-            raise InvalidToken(detail="token is not a string")
-        if len(token) > self.max_token_bytes:
-            raise InvalidToken(detail=f"token longer than {self.max_token_bytes} bytes")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(detail=f"malformed token: {exc}") from None
-        if header.get("alg") != ALGORITHM:
-            raise InvalidToken(detail=f"algorithm {header.get('alg')!r} is not accepted")
-        if "crit" in header:
-            raise InvalidToken(detail="token has a 'crit' header member")
+    def _verify_cold(self, token: str) -> tuple[LicenseClaims, rsa.RSAPublicKey]:
+        if _COMPACT_JWS.fullmatch(token) is None:
+            raise _reject(Check.MALFORMED, "not a compact JWS of three base64url segments")
+        header = _parse_header(token)
+        alg = header.get("alg")
+        if alg != ALGORITHM:
+            raise _reject(Check.ALG_NOT_ALLOWED, f"alg {str(alg)[:32]!r} is not {ALGORITHM}")
+        if "crit" in header or "b64" in header:
+            # We implement no JWS extension, so every 'crit' member is unknown to us.
+            raise _reject(Check.UNSUPPORTED_CRIT, "token uses a critical header extension")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
-            raise InvalidToken(detail="token has no usable kid")
+            raise _reject(Check.BAD_KID, f"kid {str(kid)[:64]!r} is missing or unusable")
+        # jku/x5u/jwk/x5c are never looked at: the kid and our key set decide.
         key = self.keys.current().get(kid)
         if key is None:
             key = self.keys.lookup_unknown(kid)
             if key is None:
-                raise InvalidToken(detail=f"unknown kid {kid[:64]!r}")
+                raise _reject(Check.UNKNOWN_KID, f"kid {kid[:64]!r} is not in the key set")
         try:
-            payload = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                options=_DECODE_OPTIONS,
-                leeway=self.leeway,
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidToken(Reason.TOKEN_EXPIRED, "token expired") from None
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(detail=f"{type(exc).__name__}: {exc}") from None
-        return self._check_claims(payload, kid)
+            payload = self._jws.decode(token, key, algorithms=[ALGORITHM])
+        except jwt.InvalidSignatureError:
+            raise _reject(Check.BAD_SIGNATURE, "signature does not verify") from None
+        except (jwt.PyJWTError, ValueError, RecursionError) as exc:
+            raise _reject(Check.MALFORMED, f"{type(exc).__name__}: {exc}") from None
+        return self._check_claims(payload, kid), key
 
     def _check_claims(self, payload: dict[str, Any], kid: str) -> LicenseClaims:
+        for name in _REQUIRED_CLAIMS:
+            if name not in payload:
+                raise _reject(Check.MISSING_CLAIM, f"claim {name!r} is missing")
+        for name in _TIME_CLAIMS:
+            value = payload.get(name)
+            if name in payload and (type(value) is not int):
+                raise _reject(Check.BAD_CLAIM, f"{name} must be an integer")
         if payload.get("token_use") != TOKEN_USE:
-            raise InvalidToken(detail="wrong token_use")
-        sub, jti, exp = payload["sub"], payload["jti"], payload["exp"]
+            raise _reject(Check.WRONG_TOKEN_USE, f"token_use {payload.get('token_use')!r}")
+        sub, jti, exp, iat = payload["sub"], payload["jti"], payload["exp"], payload["iat"]
         if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
-            raise InvalidToken(detail="sub and jti must be non-empty strings")
-        if not isinstance(exp, int) or isinstance(exp, bool):
-            raise InvalidToken(detail="exp must be an integer")
+            raise _reject(Check.BAD_CLAIM, "sub and jti must be non-empty strings")
+        now = self._clock()
+        if exp <= now - self.leeway:
+            raise _reject(Check.EXPIRED, f"expired at {exp}", Reason.TOKEN_EXPIRED)
+        if iat > now + self.leeway:
+            raise _reject(Check.NOT_YET_VALID, f"issued in the future ({iat})")
+        nbf = payload.get("nbf")
+        if nbf is not None and nbf > now + self.leeway:
+            raise _reject(Check.NOT_YET_VALID, f"not valid before {nbf}")
         if self.issuer is not None and payload.get("iss") != self.issuer:
-            raise InvalidToken(detail="issuer mismatch")
+            raise _reject(Check.ISSUER_MISMATCH, f"iss {str(payload.get('iss'))[:200]!r}")
         aud = payload.get("aud")
         if isinstance(aud, str):
             auds: tuple[str, ...] = (aud,)
@@ -192,15 +339,15 @@ class TokenVerifier:
         elif aud is None:
             auds = ()
         else:
-            raise InvalidToken(detail="aud must be a string or a list of strings")
+            raise _reject(Check.BAD_CLAIM, "aud must be a string or a list of strings")
         if self.audience is not None and self.audience.isdisjoint(auds):
-            raise InvalidToken(detail="audience mismatch")
+            raise _reject(Check.AUDIENCE_MISMATCH, f"aud {str(aud)[:200]!r}")
         features = payload.get("features", [])
         if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
-            raise InvalidToken(detail="features must be a list of strings")
+            raise _reject(Check.BAD_CLAIM, "features must be a list of strings")
         plan = payload.get("plan")
         if plan is not None and not isinstance(plan, str):
-            raise InvalidToken(detail="plan must be a string")
+            raise _reject(Check.BAD_CLAIM, "plan must be a string")
         return LicenseClaims(
             sub=sub,
             jti=jti,
@@ -209,7 +356,7 @@ class TokenVerifier:
             plan=plan,
             features=frozenset(features),
             kid=kid,
-            raw=payload,
+            raw=MappingProxyType(payload),
         )
 
     # -- cache management -------------------------------------------------
