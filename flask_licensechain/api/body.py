@@ -1,0 +1,197 @@
+"""Reading request bodies and fields: size, media type, JSON, and typed fields with aliases.
+
+Everything a client can get wrong ends in a contract error (400, 413 or 415), never a 500:
+deep nesting, NaN, huge numbers, bad UTF-8 and non-object bodies included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from flask import g, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+_G_BODY: Final = "_licensechain_body"
+_MISSING: Final = object()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json_body(max_bytes: int) -> dict[str, Any]:
+    """The request's JSON object (``{}`` for an empty body), parsed once per request."""
+    cached: dict[str, Any] | None = g.get(_G_BODY)
+    if cached is not None:
+        return cached
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge()
+    request.max_content_length = max_bytes  # also bounds chunked bodies
+    try:
+        raw = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge() from None
+    if not raw:
+        body: dict[str, Any] = {}
+    else:
+        mimetype = request.mimetype
+        if mimetype != "application/json" and not (
+            mimetype.startswith("application/") and mimetype.endswith("+json")
+        ):
+            raise UnsupportedMediaType()
+        try:
+            parsed = json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
+            raise InvalidRequest("The request body is not valid JSON.") from None
+        if not isinstance(parsed, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        body = parsed
+    setattr(g, _G_BODY, body)
+    return body
+
+
+def peek_json_body(max_bytes: int) -> dict[str, Any] | None:
+    """The body when it parses, else ``None`` (the view reports the error properly)."""
+    try:
+        return read_json_body(max_bytes)
+    except (InvalidRequest, PayloadTooLarge, UnsupportedMediaType):
+        return None
+
+
+class Fields:
+    """Typed access to a JSON object's members, each under its accepted names (aliases).
+
+    ``None`` (JSON null) counts as absent for optional members.
+    """
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = data
+
+    def raw(self, *names: str) -> Any:
+        for name in names:
+            if name in self._data:
+                return self._data[name]
+        return _MISSING
+
+    def present(self, *names: str) -> bool:
+        return self.raw(*names) is not _MISSING
+
+    def string(
+        self, *names: str, required: bool = False, max_length: int = 256, allow_empty: bool = False
+    ) -> str | None:
+        value = self.raw(*names)
+        if value is _MISSING or value is None:
+            if required:
+                raise InvalidRequest(f"'{names[0]}' is required.")
+            return None
+        if not isinstance(value, str):
+            raise InvalidRequest(f"'{names[0]}' must be a string.")
+        if not value and not allow_empty:
+            if required:
+                raise InvalidRequest(f"'{names[0]}' must not be empty.")
+            return None
+        if len(value) > max_length:
+            raise InvalidRequest(f"'{names[0]}' is longer than {max_length} characters.")
+        if "\x00" in value:
+            raise InvalidRequest(f"'{names[0]}' must not contain NUL characters.")
+        return value
+
+    def required_string(self, *names: str, max_length: int = 256) -> str:
+        value = self.string(*names, required=True, max_length=max_length)
+        assert value is not None
+        return value
+
+    def boolean(self, *names: str) -> bool | None:
+        value = self.raw(*names)
+        if value is _MISSING or value is None:
+            return None
+        if not isinstance(value, bool):
+            raise InvalidRequest(f"'{names[0]}' must be a boolean.")
+        return value
+
+    def integer(self, *names: str, minimum: int, maximum: int) -> int | None:
+        value = self.raw(*names)
+        if value is _MISSING or value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidRequest(f"'{names[0]}' must be an integer.")
+        if not minimum <= value <= maximum:
+            raise InvalidRequest(f"'{names[0]}' must be between {minimum} and {maximum}.")
+        return value
+
+    def string_list(
+        self, *names: str, max_items: int = 256, max_length: int = 128
+    ) -> list[str] | None:
+        value = self.raw(*names)
+        if value is _MISSING or value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidRequest(f"'{names[0]}' must be a list of strings.")
+        if len(value) > max_items:
+            raise InvalidRequest(f"'{names[0]}' has more than {max_items} items.")
+        if any(not v or len(v) > max_length for v in value):
+            raise InvalidRequest(
+                f"'{names[0]}' items must be non-empty and at most {max_length} characters."
+            )
+        return list(dict.fromkeys(value))  # de-duplicated, order kept
+
+    def obj(self, *names: str, max_bytes: int = 16384) -> dict[str, Any] | None:
+        value = self.raw(*names)
+        if value is _MISSING or value is None:
+            return None
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"'{names[0]}' must be an object.")
+        try:
+            size = len(json.dumps(value))
+        except (ValueError, RecursionError):
+            raise InvalidRequest(f"'{names[0]}' cannot be stored.") from None
+        if size > max_bytes:
+            raise InvalidRequest(f"'{names[0]}' is larger than {max_bytes} bytes.")
+        return value
+
+    def timestamp(self, *names: str) -> datetime | None:
+        """An ISO 8601 date-time (a naive one is UTC) or unix seconds."""
+        value = self.raw(*names)
+        if value is _MISSING or value is None:
+            return None
+        return parse_timestamp(value, names[0])
+
+    def unknown(self, known: set[str]) -> list[str]:
+        return sorted(set(self._data) - known)
+
+
+def parse_timestamp(value: Any, name: str) -> datetime:
+    if isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be an ISO 8601 date-time.")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or not 0 <= value <= 253402300799:  # up to year 9999
+            raise InvalidRequest(f"'{name}' is out of range.")
+        return datetime.fromtimestamp(value, UTC)
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidRequest(f"'{name}' must be an ISO 8601 date-time.")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"'{name}' must be an ISO 8601 date-time.") from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidRequest(f"'{name}' is out of range.") from None
+
+
+def reject_unknown(fields: Fields, known: set[str]) -> None:
+    unknown = fields.unknown(known)
+    if unknown:
+        shown = ", ".join(repr(u[:40]) for u in unknown[:5])
+        raise InvalidRequest(f"Unknown field(s): {shown}.")

@@ -1,0 +1,181 @@
+"""HTTP plumbing of the /v1 API: request ids, JSON responses and the contract's error bodies.
+
+Every response of the blueprint carries ``X-Request-ID``; every error, whatever raised it
+(our typed errors, Werkzeug, flask-limiter, a dependency that is down), is rendered as
+``{"error", "message", "request_id"}`` with the contract's status code.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import secrets
+from collections.abc import Mapping
+from typing import Any, Final
+
+from flask import Blueprint, Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from ..core.errors import LicenseChainError, Unavailable
+
+log = logging.getLogger("licensechain.api")
+
+REQUEST_ID_HEADER: Final = "X-Request-ID"
+MAX_REQUEST_ID_LENGTH: Final = 128
+# Printable ASCII without spaces: safe to echo in a header and in a log line.
+_SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_G_REQUEST_ID: Final = "_licensechain_request_id"
+
+NO_STORE: Final = {"Cache-Control": "no-store"}
+
+#: contract error codes of the HTTP statuses a Werkzeug exception may carry
+_CODE_BY_STATUS: Final[Mapping[int, str]] = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "insufficient_scope",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+_MESSAGE_BY_STATUS: Final[Mapping[int, str]] = {
+    400: "The request is malformed.",
+    404: "Not found.",
+    405: "The method is not allowed for this URL.",
+    413: "The request body is too large.",
+    415: "The request body must be application/json.",
+}
+
+
+def request_id() -> str:
+    """The id of the current request: the client's ``X-Request-ID`` when sane, else a new one."""
+    rid: str | None = g.get(_G_REQUEST_ID)
+    if rid is None:
+        sent = request.headers.get(REQUEST_ID_HEADER)
+        if sent is not None and _SANE_REQUEST_ID.fullmatch(sent):
+            rid = sent
+        else:
+            rid = secrets.token_hex(16)
+        setattr(g, _G_REQUEST_ID, rid)
+    return rid
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    response = Response(
+        json.dumps(data, separators=(",", ":"), ensure_ascii=False),
+        status=status,
+        mimetype="application/json",
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    body = {"error": code, "message": message, "request_id": request_id()}
+    response = json_response(body, status, headers)
+    response.headers[REQUEST_ID_HEADER] = request_id()
+    return response
+
+
+def render_licensechain_error(exc: LicenseChainError) -> Response:
+    if exc.detail:
+        log.info("%s (%s): %s", exc.code, exc.reason, exc.detail)
+    return error_response(exc.status_code, exc.code, exc.description, exc.headers())
+
+
+def render_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = _CODE_BY_STATUS.get(status) or _snake_case(exc.name)
+    message = _MESSAGE_BY_STATUS.get(status) or exc.name + "."
+    headers: dict[str, str] = {}
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="licensechain"'
+    return error_response(status, code, message, headers)
+
+
+def render_unexpected(exc: Exception) -> Response:
+    """A dependency that is down is a 503; anything else is our bug: logged, a generic 500."""
+    if is_dependency_failure(exc):
+        log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+        return render_licensechain_error(Unavailable())
+    log.exception("unhandled error in the LicenseChain API")
+    return error_response(500, "internal_error", "Internal error.")
+
+
+def is_dependency_failure(exc: BaseException) -> bool:
+    """Connection-level failures of the database or Redis (not programming errors)."""
+    return isinstance(exc, _dependency_errors())
+
+
+@functools.cache
+def _dependency_errors() -> tuple[type[BaseException], ...]:
+    import sqlalchemy.exc as sa_exc
+    from limits.errors import StorageError
+
+    errors: list[type[BaseException]] = [
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.TimeoutError,
+        sa_exc.DisconnectionError,
+        StorageError,
+        ConnectionError,
+        TimeoutError,
+    ]
+    try:
+        import redis.exceptions
+    except ImportError:  # the redis extra is not installed
+        pass
+    else:
+        errors += [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    return tuple(errors)
+
+
+def add_request_id(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = request_id()
+    return response
+
+
+def install_error_handlers(bp: Blueprint) -> None:
+    bp.register_error_handler(LicenseChainError, render_licensechain_error)
+    bp.register_error_handler(HTTPException, render_http_exception)
+    bp.register_error_handler(Exception, render_unexpected)
+    bp.after_request(add_request_id)
+
+
+def install_prefix_routing_errors(app: Flask, prefix: str) -> None:
+    """404/405 under the API prefix get the contract body.
+
+    A routing failure belongs to no blueprint, so blueprint error handlers never see it, and
+    an app-wide 404 handler would replace the host app's own. Flask records the routing
+    error before running ``before_request`` hooks, so a hook can answer it for our prefix only.
+    """
+    prefix = prefix.rstrip("/")
+
+    def contract_routing_error() -> Response | None:
+        exc = request.routing_exception
+        if exc is None or not isinstance(exc, (NotFound, MethodNotAllowed)):
+            return None
+        path = request.path
+        if path != prefix and not path.startswith(prefix + "/"):
+            return None
+        return render_http_exception(exc)
+
+    # First in line: nothing else (rate limits, auth) should run for a URL we do not serve.
+    app.before_request_funcs.setdefault(None, []).insert(0, contract_routing_error)
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "error"
