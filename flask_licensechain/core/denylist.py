@@ -195,10 +195,25 @@ def redis_client_from_uri(uri: str) -> redis.Redis[Any]:
     return client
 
 
-def denylist_from_uri(uri: str, *, fail_open: bool = False) -> Denylist:
+#: Schemes whose denylist is mirrored in-process (a cluster is checked directly).
+MIRRORED_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+unix")
+
+
+def denylist_from_uri(uri: str, *, fail_open: bool = False, mirror: bool = True) -> Denylist:
+    """The denylist for a storage URI.
+
+    For Redis (except cluster) and ``mirror=True`` (the default) this is a
+    ``DenylistMirror``: an in-process copy kept current over pub/sub, so checks
+    cost no round trip; ``mirror=False`` asks Redis on every check.
+    """
     scheme = uri.split("://", 1)[0].lower()
     if scheme == "memory":
         return MemoryDenylist()
     if scheme in REDIS_SCHEMES:
-        return RedisDenylist.from_uri(uri, fail_open=fail_open)
+        backend = RedisDenylist.from_uri(uri, fail_open=fail_open)
+        if mirror and scheme in MIRRORED_SCHEMES:
+            from .mirror import DenylistMirror
+
+            return DenylistMirror(backend)
+        return backend
     raise ValueError(f"unsupported denylist storage URI scheme: {scheme!r}")
