@@ -1,0 +1,310 @@
+"""The framework-free decision shared by the WSGI and ASGI gates.
+
+For one request: route the normalised path to its rule, authenticate the token
+with the core ``TokenVerifier`` (the same one the Flask decorator uses), check
+features and plan, count the rate limit, and say what to do in a ``Decision``.
+The adapters only read headers, apply the header hygiene and render.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from flask_licensechain.core.denylist import Denylist, denylist_from_uri
+from flask_licensechain.core.errors import (
+    InsufficientScope,
+    LicenseChainError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+from flask_licensechain.core.keysource import KeySource, StaticKeySource
+from flask_licensechain.core.verifier import LicenseClaims, TokenVerifier
+
+from .clientip import ClientAddress
+from .config import GateConfig, Rule
+from .identity import IdentityValues, identity_values
+from .ratelimit import RateLimiter
+from .rules import CompiledRule, RuleTable
+
+log = logging.getLogger("licensechain.gate")
+
+#: Decision reasons for an allowed request.
+REASON_PUBLIC = "public"
+REASON_LICENSED = "licensed"
+REASON_PREFLIGHT = "cors_preflight"
+
+_WARM_TOKENS_MAX = 10_000
+
+
+class MissingToken(Unauthorized):
+    """No token in any configured source: a bare RFC 6750 challenge, no ``error``."""
+
+    description = "A license token is required."
+
+    def __init__(self) -> None:
+        super().__init__(reason="token_missing")
+
+
+@dataclass(slots=True)
+class Decision:
+    """What the gate decided for one request; also put in ``licensechain.decision``.
+
+    ``reason`` is ``public``, ``licensed`` or ``cors_preflight`` when allowed, and
+    the error's reason (``token_missing``, ``token_invalid``, ``token_expired``,
+    ``token_revoked``, ``insufficient_scope``, ``rate_limited``, ``bad_path``...)
+    when refused. ``detail`` is for logs only.
+    """
+
+    allowed: bool
+    reason: str
+    status: int
+    path: str | None
+    rule: Rule | None
+    claims: LicenseClaims | None
+    error: LicenseChainError | None
+    client_ip: str | None = None
+
+    @property
+    def subject(self) -> str | None:
+        return self.claims.sub if self.claims is not None else None
+
+    @property
+    def detail(self) -> str | None:
+        return self.error.detail if self.error is not None else None
+
+
+class GateEngine:
+    """Owns the verifier, the rule table and the rate limiter of one gate."""
+
+    def __init__(self, config: GateConfig, *, asynchronous: bool = False) -> None:
+        self.config = config
+        self.keys: KeySource = _key_source(config)
+        self.denylist: Denylist | None = (
+            denylist_from_uri(config.denylist_url, fail_open=config.denylist_fail_open)
+            if config.denylist_url
+            else None
+        )
+        self.verifier = TokenVerifier(
+            self.keys,
+            issuer=config.issuer,
+            audience=config.audience if config.verify_audience else None,
+            leeway=config.leeway,
+            max_token_bytes=config.max_token_bytes,
+            denylist=self.denylist,
+            cache_size=config.verified_cache_size,
+        )
+        self.rules = RuleTable(
+            config.rules,
+            default_policy=config.default_policy,
+            default_rate_limit=config.ratelimit_default,
+            case_sensitive=config.case_sensitive,
+        )
+        limited = self.rules.default.rate_limit is not None or any(
+            c.rate_limit is not None for c in self.rules.compiled
+        )
+        self.limiter = RateLimiter(config, asynchronous=asynchronous) if limited else None
+        self.client_address = ClientAddress(config.trusted_proxies)
+        audience = config.audience
+        self._audience: frozenset[str] = frozenset(
+            (audience,) if isinstance(audience, str) else (audience or ())
+        )
+        self._identity: dict[str, IdentityValues] = {}
+        self._warm: dict[str, None] = {}
+
+    # -- the phases ----------------------------------------------------------
+
+    def authorise(self, compiled: CompiledRule, claims: LicenseClaims) -> None:
+        if not compiled.authorises(claims.features, claims.plan):
+            raise InsufficientScope(reason="insufficient_scope")
+
+    def rate_key(self, claims: LicenseClaims | None, client_ip: str) -> str:
+        return "sub:" + claims.sub if claims is not None else "ip:" + client_ip
+
+    def identity(self, claims: LicenseClaims) -> IdentityValues:
+        """Header values for a license; cached per token id (the claims never change)."""
+        values = self._identity.get(claims.jti)
+        if values is None:
+            if len(self._identity) >= _WARM_TOKENS_MAX:
+                self._identity.clear()
+            values = self._identity[claims.jti] = identity_values(claims, self._audience)
+        return values
+
+    # -- synchronous (WSGI) --------------------------------------------------
+
+    def decide(
+        self,
+        compiled: CompiledRule,
+        path: str,
+        token: str | None,
+        peer: str | None,
+        forwarded_for: str | None,
+        preflight: bool,
+    ) -> Decision:
+        claims: LicenseClaims | None = None
+        client_ip: str | None = None
+        try:
+            if compiled.deny:
+                raise NotFound(reason="no_rule")
+            open_ = compiled.public or preflight
+            if token is not None:
+                if open_:
+                    claims = self._verify_quietly(token)
+                else:
+                    claims = self.verifier.verify(token)
+                    self.authorise(compiled, claims)
+            elif not open_:
+                raise MissingToken()
+            if compiled.rate_limit is not None and self.limiter is not None:
+                if claims is None:
+                    client_ip = self.client_address.resolve(peer, forwarded_for)
+                self.limiter.check(
+                    compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip or "")
+                )
+        except LicenseChainError as exc:
+            return self.refused(exc, compiled, path, claims, client_ip)
+        except Exception as exc:
+            return self.refused(self._unexpected(exc), compiled, path, claims, client_ip)
+        return Decision(
+            True, _allowed_reason(compiled, preflight, claims), 200, path,
+            compiled.rule, claims, None, client_ip,
+        )  # fmt: skip
+
+    def _verify_quietly(self, token: str) -> LicenseClaims | None:
+        """On an open path a presented token only adds identity; a bad one is ignored."""
+        try:
+            return self.verifier.verify(token)
+        except LicenseChainError:
+            return None
+
+    # -- asynchronous (ASGI) -------------------------------------------------
+
+    async def decide_async(
+        self,
+        compiled: CompiledRule,
+        path: str,
+        token: str | None,
+        peer: str | None,
+        forwarded_for: str | None,
+        preflight: bool,
+    ) -> Decision:
+        claims: LicenseClaims | None = None
+        client_ip: str | None = None
+        try:
+            if compiled.deny:
+                raise NotFound(reason="no_rule")
+            open_ = compiled.public or preflight
+            if token is not None:
+                if open_:
+                    try:
+                        claims = await self.verify_async(token)
+                    except LicenseChainError:
+                        claims = None
+                else:
+                    claims = await self.verify_async(token)
+                    self.authorise(compiled, claims)
+            elif not open_:
+                raise MissingToken()
+            if compiled.rate_limit is not None and self.limiter is not None:
+                if claims is None:
+                    client_ip = self.client_address.resolve(peer, forwarded_for)
+                await self.limiter.check_async(
+                    compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip or "")
+                )
+        except LicenseChainError as exc:
+            return self.refused(exc, compiled, path, claims, client_ip)
+        except Exception as exc:
+            return self.refused(self._unexpected(exc), compiled, path, claims, client_ip)
+        return Decision(
+            True, _allowed_reason(compiled, preflight, claims), 200, path,
+            compiled.rule, claims, None, client_ip,
+        )  # fmt: skip
+
+    async def verify_async(self, token: str) -> LicenseClaims:
+        """A token seen verified before is a cache hit: check it inline. A new one may
+        need RSA work or a JWKS fetch, so it runs in a worker thread, off the event loop."""
+        if token in self._warm:
+            return self.verifier.verify(token)
+        claims = await asyncio.to_thread(self.verifier.verify, token)
+        if len(self._warm) >= _WARM_TOKENS_MAX:
+            self._warm.clear()
+        self._warm[token] = None
+        return claims
+
+    # -- shared --------------------------------------------------------------
+
+    def refused(
+        self,
+        error: LicenseChainError,
+        compiled: CompiledRule | None,
+        path: str | None,
+        claims: LicenseClaims | None = None,
+        client_ip: str | None = None,
+    ) -> Decision:
+        return Decision(
+            False, error.reason, error.status_code, path,
+            compiled.rule if compiled is not None else None, claims, error, client_ip,
+        )  # fmt: skip
+
+    @staticmethod
+    def _unexpected(exc: Exception) -> LicenseChainError:
+        log.exception("license gate failed unexpectedly; refusing the request")
+        return Unavailable(reason="gate_error", detail=f"{type(exc).__name__}: {exc}")
+
+    def readiness(self) -> dict[str, bool]:
+        """Whether each dependency can serve now: keys loaded, denylist and limiter reachable."""
+        checks: dict[str, bool] = {}
+        ready = getattr(self.keys, "ready", None)
+        try:
+            checks["keys"] = bool(ready()) if callable(ready) else bool(self.keys.current())
+        except Exception:
+            checks["keys"] = False
+        if self.denylist is not None:
+            try:
+                self.denylist.ping()
+                checks["denylist"] = True
+            except Exception:
+                checks["denylist"] = False
+        if self.limiter is not None and not self.limiter.asynchronous:
+            try:
+                checks["ratelimit"] = self.limiter.ping()
+            except Exception:
+                checks["ratelimit"] = False
+        return checks
+
+    def close(self) -> None:
+        if self.denylist is not None:
+            self.denylist.close()
+        close = getattr(self.keys, "close", None)
+        if callable(close):
+            close()
+
+
+def _allowed_reason(compiled: CompiledRule, preflight: bool, claims: LicenseClaims | None) -> str:
+    if compiled.public:
+        return REASON_PUBLIC
+    if preflight:
+        return REASON_PREFLIGHT
+    return REASON_LICENSED
+
+
+def _key_source(config: GateConfig) -> KeySource:
+    if config.key_source is not None:
+        return config.key_source
+    if config.jwks is not None:
+        return StaticKeySource(config.jwks)
+    if config.jwks_file is not None:
+        return StaticKeySource(config.jwks_file)
+    assert config.jwks_url is not None
+    # Imported here: the remote key source pulls in httpx, which a static setup never needs.
+    from flask_licensechain.core.jwks import RemoteJWKS
+
+    source: KeySource = RemoteJWKS(
+        config.jwks_url,
+        cache_ttl=config.jwks_cache_ttl,
+        timeout=config.jwks_timeout,
+        allow_http=config.jwks_allow_http,
+    )
+    return source

@@ -1,0 +1,266 @@
+"""``LicenseGate``: the license gate as WSGI middleware.
+
+.. code-block:: python
+
+    from licensechain_middleware import GateConfig, LicenseGate, Rule
+
+    config = GateConfig(
+        issuer="https://licenses.example.com",
+        audience="app_123",
+        jwks_url="https://licenses.example.com/v1/licenses/jwks",
+        rules=[Rule("/health", public=True), Rule("/reports/**", features=("export",))],
+    )
+    app.wsgi_app = LicenseGate(app.wsgi_app, config)
+
+For each request, in this order:
+
+1. Refuse ambiguous framing (``Content-Length`` with ``Transfer-Encoding``, or a
+   ``Content-Length`` that is not a number) with 400, and header values larger
+   than ``max_header_bytes`` in total with 431.
+2. Remove hop-by-hop headers and every header named in ``Connection``.
+3. Remove inbound identity headers. WSGI folds ``X-License-Subject`` and
+   ``X_License_Subject`` into the one key ``HTTP_X_LICENSE_SUBJECT``, so removing
+   the key removes both spellings.
+4. Normalise ``PATH_INFO`` (see ``paths.py``) and find the first matching rule;
+   the query string never takes part.
+5. Read the token (``token_sources``, in order), verify it with the core
+   verifier, check features and plan, count the rate limit.
+6. Refused: answer the contract's JSON error. Allowed: set the identity headers,
+   strip the token unless ``strip_token=False``, forward the normalised path
+   (``PATH_INFO`` and, when present, ``RAW_URI``/``REQUEST_URI``), and put the
+   results in ``environ["licensechain.claims"]`` (the verified ``LicenseClaims``
+   or None) and ``environ["licensechain.decision"]`` (a ``Decision``).
+
+The decision is also written when the request is refused, so an outer
+middleware (access log, metrics) can read it from the same environ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from flask_licensechain.core.errors import LicenseChainError
+
+from .config import GateConfig
+from .engine import Decision, GateEngine
+from .headers import (
+    HOP_BY_HOP_ENVIRON,
+    bearer_token,
+    connection_options,
+    cookie_value,
+    without_cookie,
+)
+from .identity import IDENTITY_ENVIRON_KEYS
+from .paths import BadPath, check_raw_path, encode_path, normalise_path, raw_path_of
+from .responses import BadFraming, HeadersTooLarge, render, request_id, status_line
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+log = logging.getLogger("licensechain.gate")
+
+CLAIMS_KEY = "licensechain.claims"
+DECISION_KEY = "licensechain.decision"
+
+DecisionHook = Callable[[Decision], None]
+
+_SUBJECT, _APP, _PLAN, _FEATURES, _TOKEN_ID = IDENTITY_ENVIRON_KEYS
+
+
+class LicenseGate:
+    """WSGI middleware that lets a request reach ``app`` only as the rules allow.
+
+    :param app: the WSGI application to protect.
+    :param config: a validated ``GateConfig``.
+    :param on_decision: optional callable given every ``Decision`` (metrics, logs);
+        its exceptions are logged and ignored.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        config: GateConfig,
+        *,
+        on_decision: DecisionHook | None = None,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.engine = GateEngine(config)
+        self.on_decision = on_decision
+        self._sources = config.token_sources
+        self._cookie = config.token_cookie
+        self._strip = config.strip_token
+        self._max_header_bytes = config.max_header_bytes
+        self._request_id_key = "HTTP_" + config.request_id_header.upper().replace("-", "_")
+        self._match = self.engine.rules.match
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            path = self._prepare(environ)
+            method = environ.get("REQUEST_METHOD", "GET")
+            compiled = self._match(method, path)
+            token = self._token(environ)
+            decision = self.engine.decide(
+                compiled,
+                path,
+                token,
+                environ.get("REMOTE_ADDR"),
+                environ.get("HTTP_X_FORWARDED_FOR"),
+                method == "OPTIONS" and _is_preflight(environ),
+            )
+        except LicenseChainError as exc:
+            decision = self.engine.refused(exc, None, None)
+        environ[DECISION_KEY] = decision
+        environ[CLAIMS_KEY] = decision.claims
+        if self.on_decision is not None:
+            self._report(decision)
+        if not decision.allowed:
+            return self._refuse(environ, decision, start_response)
+        self._forward(environ, decision)
+        return self.app(environ, start_response)
+
+    # -- steps ---------------------------------------------------------------
+
+    def _prepare(self, environ: WSGIEnvironment) -> str:
+        """Framing and size checks, header hygiene; returns the normalised path."""
+        content_length = environ.get("CONTENT_LENGTH")
+        if content_length:
+            if "HTTP_TRANSFER_ENCODING" in environ:
+                raise BadFraming("both Content-Length and Transfer-Encoding")
+            if not content_length.isdigit():
+                raise BadFraming("Content-Length is not a number")
+        size = 0
+        for key, value in environ.items():
+            if key[:5] == "HTTP_":
+                size += len(value)
+        if size > self._max_header_bytes:
+            raise HeadersTooLarge(f"{size} bytes of header values")
+        connection = environ.get("HTTP_CONNECTION")
+        if connection is not None:
+            for name in connection_options(connection):
+                if name != "host":
+                    environ.pop("HTTP_" + name.upper().replace("-", "_"), None)
+        for key in HOP_BY_HOP_ENVIRON:
+            if key in environ:
+                del environ[key]
+        for key in IDENTITY_ENVIRON_KEYS:
+            if key in environ:
+                del environ[key]
+
+        path_info: str = environ.get("PATH_INFO", "")
+        # WSGI strings are bytes as latin-1; rules and claims speak UTF-8 text.
+        text = path_info if path_info.isascii() else _utf8(path_info)
+        path = normalise_path(text)
+        raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if raw_uri and "%" in raw_uri:
+            check_raw_path(raw_path_of(raw_uri))
+        return path
+
+    def _token(self, environ: WSGIEnvironment) -> str | None:
+        for source in self._sources:
+            if source == "bearer":
+                authorization = environ.get("HTTP_AUTHORIZATION")
+                if authorization:
+                    token = bearer_token(authorization)
+                    if token is not None:
+                        return token
+            elif source == "x-license-token":
+                value = environ.get("HTTP_X_LICENSE_TOKEN")
+                if value is not None:
+                    return str(value).strip()
+            else:
+                cookies = environ.get("HTTP_COOKIE")
+                if cookies:
+                    value = cookie_value(cookies, self._cookie)
+                    if value:
+                        return value
+        return None
+
+    def _forward(self, environ: WSGIEnvironment, decision: Decision) -> None:
+        claims = decision.claims
+        if claims is not None:
+            subject, app, plan, features, token_id = self.engine.identity(claims)
+            environ[_SUBJECT] = subject
+            if app is not None:
+                environ[_APP] = app
+            if plan is not None:
+                environ[_PLAN] = plan
+            environ[_FEATURES] = features
+            environ[_TOKEN_ID] = token_id
+        if self._strip:
+            self._strip_token(environ)
+        path = decision.path
+        path_info = environ.get("PATH_INFO", "")
+        # An empty PATH_INFO (the app's root under a SCRIPT_NAME) is left as it came.
+        if path is not None and path != path_info and path_info:
+            self._rewrite_path(environ, path)
+
+    def _strip_token(self, environ: WSGIEnvironment) -> None:
+        for source in self._sources:
+            if source == "bearer":
+                authorization = environ.get("HTTP_AUTHORIZATION")
+                if authorization is not None and bearer_token(authorization) is not None:
+                    del environ["HTTP_AUTHORIZATION"]
+            elif source == "x-license-token":
+                environ.pop("HTTP_X_LICENSE_TOKEN", None)
+            else:
+                cookies = environ.get("HTTP_COOKIE")
+                if cookies and self._cookie in cookies:
+                    rest = without_cookie(cookies, self._cookie)
+                    if rest:
+                        environ["HTTP_COOKIE"] = rest
+                    else:
+                        del environ["HTTP_COOKIE"]
+
+    @staticmethod
+    def _rewrite_path(environ: WSGIEnvironment, path: str) -> None:
+        """Forward the path that was matched, in ``PATH_INFO`` and the raw request-target."""
+        environ["PATH_INFO"] = path if path.isascii() else path.encode().decode("latin-1")
+        query = environ.get("QUERY_STRING")
+        script = quote(environ.get("SCRIPT_NAME", "").encode("latin-1"), safe="/")
+        target = script + encode_path(path) + ("?" + query if query else "")
+        for key in ("RAW_URI", "REQUEST_URI"):
+            if key in environ:
+                environ[key] = target
+
+    def _refuse(
+        self, environ: WSGIEnvironment, decision: Decision, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        assert decision.error is not None
+        rid = request_id(environ.get(self._request_id_key))
+        status, headers, body = render(decision.error, rid, self.config.request_id_header)
+        start_response(status_line(status), headers)
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            return [b""]
+        return [body]
+
+    def _report(self, decision: Decision) -> None:
+        assert self.on_decision is not None
+        try:
+            self.on_decision(decision)
+        except Exception:
+            log.exception("on_decision hook failed")
+
+    # -- operations ----------------------------------------------------------
+
+    def readiness(self) -> dict[str, bool]:
+        """Each dependency and whether it can serve now (for a readiness endpoint)."""
+        return self.engine.readiness()
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _is_preflight(environ: WSGIEnvironment) -> bool:
+    """A CORS preflight: browsers never attach credentials to it."""
+    return "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ and "HTTP_ORIGIN" in environ
+
+
+def _utf8(latin1: str) -> str:
+    try:
+        return latin1.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise BadPath("path is not UTF-8") from None
