@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Defined before the imports: submodules (the API's health endpoint) read it.
+__version__ = "0.1.0"
+
 from .decorators import (
     current_license,
     get_current_license,
@@ -10,8 +13,6 @@ from .decorators import (
     requires_license,
 )
 from .extension import LicenseChain, LicenseChainState, get_state
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LicenseChain",

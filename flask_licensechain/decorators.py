@@ -35,7 +35,6 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from flask import Request, Response, g, has_app_context, jsonify, request
 from werkzeug.local import LocalProxy
 
-from .api.http import REQUEST_ID_HEADER, request_id
 from .authoritative import live_status_checker
 from .config import Settings
 from .core.errors import InsufficientScope, LicenseChainError, Unauthorized
@@ -247,7 +246,10 @@ def extract_token(req: Request, settings: Settings) -> str | None:
 
 
 def _refusal(exc: LicenseChainError) -> Response:
-    rid = request_id()
+    # Imported here: the API package imports the package root, which imports this module.
+    from .api.http import REQUEST_ID_HEADER, request_id
+
+    rid = request_id()  # the same id the API would use, kept in flask.g
     # The reason and detail are for operators; the client gets the generic description.
     log.info(
         "license gate refused %s %s: status=%s reason=%s detail=%s request_id=%s",

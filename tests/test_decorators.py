@@ -16,10 +16,10 @@ from typing import Any
 
 import jwt
 import pytest
+from conftest import free_port
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
 
-from conftest import free_port
 from flask_licensechain import (
     LicenseChain,
     current_license,
