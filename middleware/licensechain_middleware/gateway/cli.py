@@ -1,0 +1,93 @@
+"""``licensechain-gateway``: run the license gateway in front of a service.
+
+    licensechain-gateway --config gateway.toml [--server gunicorn|uvicorn]
+                         [--workers N] [--bind 127.0.0.1:8080] [--check]
+
+Command-line options beat ``LICENSECHAIN_GATEWAY_*`` variables, which beat the
+file. ``--check`` validates the configuration (and the key source it names) and
+exits: 0 when usable, 2 with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+
+from .config import CONFIG_ENV, GatewayConfig, load_config, resolve_path
+from .settings import ENV_PREFIX, SERVERS, GatewayConfigError
+
+EXIT_BAD_CONFIG = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="licensechain-gateway",
+        description="License-gating reverse proxy in front of an HTTP service.",
+    )
+    p.add_argument("--config", "-c", help=f"TOML file (default: ${CONFIG_ENV})")
+    p.add_argument("--server", choices=SERVERS, help="gunicorn (WSGI) or uvicorn (ASGI)")
+    p.add_argument("--workers", "-w", type=int, help="worker processes")
+    p.add_argument("--threads", type=int, help="threads per gunicorn worker")
+    p.add_argument("--bind", "-b", help="HOST:PORT to listen on")
+    p.add_argument("--check", action="store_true", help="validate the configuration and exit")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # CLI options become environment overrides so every worker process sees them too.
+    for name in ("server", "workers", "threads", "bind"):
+        value = getattr(args, name)
+        if value is not None:
+            os.environ[ENV_PREFIX + name.upper()] = str(value)
+    path = args.config or os.environ.get(CONFIG_ENV)
+    if path:
+        os.environ[CONFIG_ENV] = resolve_path(path)
+    try:
+        config = load_config()
+        if args.check:
+            _build_once(config)
+    except (GatewayConfigError, ValueError, OSError) as exc:
+        print(f"licensechain-gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if args.check:
+        print(f"licensechain-gateway: {config.source} is valid", file=sys.stderr)
+        return 0
+    _multiprocess_metrics(config)
+    from .servers import run_gunicorn, run_uvicorn
+
+    if config.gateway.server == "gunicorn":
+        run_gunicorn(config.gateway)
+    else:
+        run_uvicorn(config.gateway)
+    return 0
+
+
+def _build_once(config: GatewayConfig) -> None:
+    """Build the app as a worker would: reads JWKS files, compiles the rules."""
+    from .wsgi import build_app
+
+    build_app(config)
+
+
+def _multiprocess_metrics(config: GatewayConfig) -> None:
+    """With several workers, metrics are aggregated through a shared directory.
+
+    Must run before ``prometheus_client`` is first imported in this process.
+    """
+    from .metrics_env import MULTIPROC_ENV
+
+    if not config.gateway.metrics or config.gateway.workers < 2 or os.environ.get(MULTIPROC_ENV):
+        return
+    directory = tempfile.mkdtemp(prefix="licensechain-gateway-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    atexit.register(shutil.rmtree, directory, True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The ``[gateway]`` table of the gateway's TOML file: the proxy's own settings.
+
+Every key can be overridden by the environment variable
+``LICENSECHAIN_GATEWAY_<KEY>`` (upper case), e.g. ``LICENSECHAIN_GATEWAY_UPSTREAM``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import UpstreamLimits
+from .urls import UpstreamBase
+
+ENV_PREFIX = "LICENSECHAIN_GATEWAY_"
+SERVERS = ("gunicorn", "uvicorn")
+
+
+class GatewayConfigError(ValueError):
+    """The configuration is unusable; the message says which key and why."""
+
+
+def _opt(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    upstream: str = _opt(
+        "", "Base URL of the protected service (required), e.g. http://127.0.0.1:9000."
+    )
+    server: str = _opt(
+        "gunicorn", "`gunicorn` (WSGI, gthread workers) or `uvicorn` (ASGI, WebSockets)."
+    )
+    bind: str = _opt("127.0.0.1:8080", "HOST:PORT to listen on.")
+    workers: int = _opt(2, "Worker processes.")
+    threads: int = _opt(16, "Threads per gunicorn worker (gthread).")
+    connect_timeout: float = _opt(5.0, "Seconds to connect to the upstream (then 504).")
+    read_timeout: float = _opt(60.0, "Seconds to wait for each upstream read (then 504).")
+    write_timeout: float = _opt(60.0, "Seconds to wait for each upstream write.")
+    pool_timeout: float = _opt(5.0, "Seconds to wait for a free pooled upstream connection.")
+    max_connections: int = _opt(100, "Upstream connections per worker process.")
+    max_keepalive_connections: int = _opt(100, "Idle upstream connections kept per worker.")
+    access_log: bool = _opt(True, "Write one JSON access-log line per request to stderr.")
+    metrics: bool = _opt(True, "Serve Prometheus metrics on /_licensechain/metrics.")
+    forwarded_headers: bool = _opt(
+        True, "Add X-Forwarded-For/-Proto/-Host for the upstream (replacing inbound ones)."
+    )
+    graceful_timeout: float = _opt(30.0, "Seconds workers get to finish requests on shutdown.")
+
+    def __post_init__(self) -> None:
+        if not self.upstream:
+            raise GatewayConfigError("[gateway] upstream is required (the URL of the service)")
+        try:
+            UpstreamBase(self.upstream)
+        except ValueError as exc:
+            raise GatewayConfigError(f"[gateway] upstream: {exc}") from None
+        if self.server not in SERVERS:
+            raise GatewayConfigError(
+                f"[gateway] server must be one of {SERVERS}, got {self.server!r}"
+            )
+        host, _, port = self.bind.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise GatewayConfigError(f"[gateway] bind must be HOST:PORT, got {self.bind!r}")
+        for name in ("workers", "threads", "max_connections"):
+            if getattr(self, name) < 1:
+                raise GatewayConfigError(f"[gateway] {name} must be at least 1")
+        for f in dataclasses.fields(self):
+            if f.type == "float" and getattr(self, f.name) <= 0:
+                raise GatewayConfigError(f"[gateway] {f.name} must be positive")
+
+    @property
+    def upstream_base(self) -> UpstreamBase:
+        return UpstreamBase(self.upstream)
+
+    @property
+    def limits(self) -> UpstreamLimits:
+        return UpstreamLimits(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            write_timeout=self.write_timeout,
+            pool_timeout=self.pool_timeout,
+            max_connections=self.max_connections,
+            max_keepalive_connections=self.max_keepalive_connections,
+        )
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any], env: Mapping[str, str]) -> GatewaySettings:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(table) - set(fields))
+        if unknown:
+            raise GatewayConfigError(
+                f"[gateway] unknown key(s): {', '.join(unknown)} "
+                f"(known: {', '.join(sorted(fields))})"
+            )
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            env_key = ENV_PREFIX + name.upper()
+            if env_key in env:
+                values[name] = _coerce(f, env[env_key], env_key)
+            elif name in table:
+                values[name] = _check_type(f, table[name])
+        return cls(**values)
+
+
+def _check_type(f: dataclasses.Field[Any], value: Any) -> Any:
+    kind = str(f.type)
+    ok = {
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+    }[kind]
+    if not ok:
+        raise GatewayConfigError(f"[gateway] {f.name} must be a {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def _coerce(f: dataclasses.Field[Any], text: str, env_key: str) -> Any:
+    kind = str(f.type)
+    try:
+        if kind == "bool":
+            lowered = text.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return lowered in ("1", "true", "yes", "on")
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+    except ValueError:
+        raise GatewayConfigError(f"{env_key} must be a {kind}, got {text!r}") from None
+    return text
+
+
+def settings_table() -> str:
+    """The README's table of ``[gateway]`` keys."""
+    rows = ["| key | env | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(GatewaySettings):
+        env = ENV_PREFIX + f.name.upper()
+        rows.append(f"| `{f.name}` | `{env}` | `{f.default!r}` | {f.metadata['doc']} |")
+    return "\n".join(rows)
