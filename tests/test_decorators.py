@@ -712,3 +712,176 @@ def test_gate_without_extension_explains_itself() -> None:
     app.config["PROPAGATE_EXCEPTIONS"] = True
     with pytest.raises(RuntimeError, match="forget to call LicenseChain"):
         app.test_client().get("/reports/export", headers=bearer("x.y.z"))
+
+
+# -- issuer mode: the license server gating its own routes --------------------------------------
+
+
+@pytest.fixture
+def issuer_app(tmp_path: Any) -> Flask:
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        TESTING=True,
+        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
+        LICENSECHAIN_ISSUER=ISSUER,
+        LICENSECHAIN_RATELIMIT_ENABLED=False,
+    )
+    LicenseChain(app)
+    add_gated_routes(app)
+    return app
+
+
+def issue_token(app: Flask, **license_fields: Any) -> tuple[Any, str]:
+    """A license in the issuer's store and a token for it from the real verify endpoint."""
+    store = get_state(app).store
+    assert store is not None
+    seller_app = store.apps.create("Gate test app", tier="pro")
+    fields: dict[str, Any] = {"plan": "pro", "features": ["export"], **license_fields}
+    lic = store.licenses.create(seller_app.id, **fields)
+    answer = app.test_client().post("/v1/licenses/verify", json={"key": lic.key}).get_json()
+    assert answer["valid"] is True, answer
+    return lic, answer["license_token"]
+
+
+def admin_headers(app: Flask, *scopes: str) -> dict[str, str]:
+    store = get_state(app).store
+    assert store is not None
+    _, plaintext = store.api_keys.create("gate tests", scopes)
+    return {"Authorization": f"Bearer {plaintext}"}
+
+
+@pytest.mark.parametrize("path", ["/reports/export", "/reports/export-async"])
+def test_issuer_mode_token_from_verify_passes_the_gate(issuer_app: Flask, path: str) -> None:
+    lic, token = issue_token(issuer_app, plan="pro", features=["export", "audit"])
+    response = issuer_app.test_client().get(path, headers=bearer(token))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert body["sub"] == lic.id
+    assert body["aud"] == [lic.app_id]
+    assert body["plan"] == "pro" and body["features"] == ["audit", "export"]
+    assert body["iss"] == ISSUER
+
+
+def test_issuer_mode_feature_and_missing_token(issuer_app: Flask) -> None:
+    _, token = issue_token(issuer_app, features=["audit"])
+    client = issuer_app.test_client()
+    assert_refused(
+        client.get("/reports/export", headers=bearer(token)),
+        403,
+        INSUFFICIENT_SCOPE,
+        "insufficient_scope",
+    )
+    assert_refused(client.get("/reports/export"), 401, CHALLENGE, "unauthorized")
+
+
+def test_issuer_mode_gate_checks_its_own_audience(issuer_app: Flask, tmp_path: Any) -> None:
+    _, token = issue_token(issuer_app)
+    other_lic, other_token = issue_token(issuer_app)
+    # A second app on the same store, gating for one seller app only. Its shared verifier
+    # (the one introspect uses) still accepts both apps' tokens.
+    gated = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    gated.config.update(
+        TESTING=True,
+        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
+        LICENSECHAIN_ISSUER=ISSUER,
+        LICENSECHAIN_AUDIENCE=other_lic.app_id,
+    )
+    LicenseChain(gated)
+    add_gated_routes(gated)
+    client = gated.test_client()
+    assert_refused(
+        client.get("/reports/export", headers=bearer(token)), 401, INVALID_TOKEN, "unauthorized"
+    )
+    assert client.get("/reports/export", headers=bearer(other_token)).status_code == 200
+    assert get_state(gated).verifier.verify(token).sub  # introspect's view: still valid
+
+
+def test_issuer_mode_api_revoke_and_activate_reach_the_gate_at_once(issuer_app: Flask) -> None:
+    lic, token = issue_token(issuer_app)
+    client = issuer_app.test_client()
+    admin = admin_headers(issuer_app, "licenses:write")
+    assert client.get("/reports/export", headers=bearer(token)).status_code == 200  # warm
+    assert client.patch(f"/v1/licenses/{lic.id}/suspend", headers=admin, json={}).status_code == 200
+    assert_refused(
+        client.get("/reports/export", headers=bearer(token)), 401, INVALID_TOKEN, "unauthorized"
+    )
+    assert (
+        client.patch(f"/v1/licenses/{lic.id}/activate", headers=admin, json={}).status_code == 200
+    )
+    assert client.get("/reports/export", headers=bearer(token)).status_code == 200
+
+
+def test_issuer_mode_revoke_token_reaches_the_gate_at_once(issuer_app: Flask) -> None:
+    _, token = issue_token(issuer_app)
+    client = issuer_app.test_client()
+    assert client.get("/reports/export", headers=bearer(token)).status_code == 200
+    revoked = client.post(
+        "/v1/licenses/revoke-token",
+        headers=admin_headers(issuer_app, "tokens:revoke"),
+        json={"license_token": token},
+    )
+    assert revoked.status_code == 200, revoked.get_data(as_text=True)
+    assert_refused(
+        client.get("/reports/export", headers=bearer(token)), 401, INVALID_TOKEN, "unauthorized"
+    )
+
+
+def test_issuer_authoritative_mode_reads_the_live_status(tmp_path: Any) -> None:
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        TESTING=True,
+        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
+        LICENSECHAIN_ISSUER=ISSUER,
+        LICENSECHAIN_RATELIMIT_ENABLED=False,
+        LICENSECHAIN_AUTHORITATIVE=True,
+        LICENSECHAIN_AUTHORITATIVE_CACHE_TTL=0,
+    )
+    LicenseChain(app)
+    add_gated_routes(app)
+    lic, token = issue_token(app)
+    client = app.test_client()
+    store = get_state(app).store
+    assert store is not None
+    assert client.get("/reports/export", headers=bearer(token)).status_code == 200
+    # Changed in the store behind the API's back (no denylist entry): only live status sees it.
+    store.licenses.set_status(lic.id, "SUSPENDED")
+    assert_refused(
+        client.get("/reports/export", headers=bearer(token)), 401, INVALID_TOKEN, "unauthorized"
+    )
+    store.licenses.set_status(lic.id, "ACTIVE")
+    assert client.get("/reports/export", headers=bearer(token)).status_code == 200
+    store.licenses.set_status(lic.id, "REVOKED")
+    assert client.get("/reports/export", headers=bearer(token)).status_code == 401
+
+
+def test_issuer_without_authoritative_mode_trusts_the_token(issuer_app: Flask) -> None:
+    lic, token = issue_token(issuer_app)
+    store = get_state(issuer_app).store
+    assert store is not None
+    store.licenses.set_status(lic.id, "SUSPENDED")  # no denylist entry written
+    response = issuer_app.test_client().get("/reports/export", headers=bearer(token))
+    assert response.status_code == 200
+
+
+def test_issuer_authoritative_mode_fails_closed_when_the_store_fails(tmp_path: Any) -> None:
+    import sqlalchemy.exc
+
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        TESTING=True,
+        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
+        LICENSECHAIN_RATELIMIT_ENABLED=False,
+        LICENSECHAIN_AUTHORITATIVE=True,
+    )
+    LicenseChain(app)
+    add_gated_routes(app)
+    _, token = issue_token(app)
+    store = get_state(app).store
+    assert store is not None
+
+    def broken(license_id: str) -> None:
+        raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("database is gone"))
+
+    store.licenses.get = broken  # type: ignore[method-assign]
+    response = app.test_client().get("/reports/export", headers=bearer(token))
+    assert_refused(response, 503, None, "unavailable")
