@@ -142,7 +142,10 @@ class LicenseGateASGI:
                 method == "OPTIONS" and scan.preflight_method and scan.origin,
             )
         except LicenseChainError as exc:
-            decision = self.engine.refused(exc, None, None)
+            client = scope.get("client")
+            # the X-Forwarded-For of a refused scan is not looked at: the peer it is
+            client_ip = client[0] if client else None
+            decision = self.engine.refused(exc, None, None, None, client_ip)
         scope[DECISION_KEY] = decision
         scope[CLAIMS_KEY] = decision.claims
         if self.on_decision is not None:

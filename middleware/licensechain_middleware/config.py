@@ -364,7 +364,7 @@ def _check_types(values: Mapping[str, Any], cls: type) -> None:
         value = values[f.name]
         if value is None and "None" in kind:
             continue
-        expected = _SCALAR_TYPES.get(kind.split(" |")[0].strip())
+        expected = _SCALAR_TYPES.get(kind.removesuffix(" | None"))
         if expected is None:
             continue
         if (bool not in expected and isinstance(value, bool)) or not isinstance(value, expected):

@@ -144,7 +144,7 @@ class GateEngine:
         preflight: bool,
     ) -> Decision:
         claims: LicenseClaims | None = None
-        client_ip: str | None = None
+        client_ip = self.client_address.resolve(peer, forwarded_for)
         try:
             if compiled.deny:
                 raise NotFound(reason="no_rule")
@@ -158,10 +158,8 @@ class GateEngine:
             elif not open_:
                 raise MissingToken()
             if compiled.rate_limit is not None and self.limiter is not None:
-                if claims is None:
-                    client_ip = self.client_address.resolve(peer, forwarded_for)
                 self.limiter.check(
-                    compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip or "")
+                    compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip)
                 )
         except LicenseChainError as exc:
             return self.refused(exc, compiled, path, claims, client_ip)
@@ -191,7 +189,7 @@ class GateEngine:
         preflight: bool,
     ) -> Decision:
         claims: LicenseClaims | None = None
-        client_ip: str | None = None
+        client_ip = self.client_address.resolve(peer, forwarded_for)
         try:
             if compiled.deny:
                 raise NotFound(reason="no_rule")
@@ -208,10 +206,8 @@ class GateEngine:
             elif not open_:
                 raise MissingToken()
             if compiled.rate_limit is not None and self.limiter is not None:
-                if claims is None:
-                    client_ip = self.client_address.resolve(peer, forwarded_for)
                 await self.limiter.check_async(
-                    compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip or "")
+                    compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip)
                 )
         except LicenseChainError as exc:
             return self.refused(exc, compiled, path, claims, client_ip)

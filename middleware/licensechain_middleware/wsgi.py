@@ -112,7 +112,10 @@ class LicenseGate:
                 method == "OPTIONS" and _is_preflight(environ),
             )
         except LicenseChainError as exc:
-            decision = self.engine.refused(exc, None, None)
+            client_ip = self.engine.client_address.resolve(
+                environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
+            )
+            decision = self.engine.refused(exc, None, None, None, client_ip)
         environ[DECISION_KEY] = decision
         environ[CLAIMS_KEY] = decision.claims
         if self.on_decision is not None:

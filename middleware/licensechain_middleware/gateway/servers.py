@@ -77,6 +77,9 @@ def run_uvicorn(settings: GatewaySettings) -> None:
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         ws="websockets",
         lifespan="on",
+        # uvicorn would believe X-Forwarded-For from loopback peers and rewrite the
+        # client address; which proxies to trust is the gate's `trusted_proxies`.
+        proxy_headers=False,
         access_log=False,  # the gateway writes its own JSON access log
         # The upstream's Server and Date headers are passed through; do not add a second pair.
         server_header=False,
