@@ -59,6 +59,11 @@ class ApiKeyRecord:
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    environment: str = "live"  # "live" or "test", from the key's lc_live_ / lc_test_ prefix
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,16 @@ class SigningKeyRecord:
     created_at: datetime
     retired_at: datetime | None  # when it stopped signing
     expires_at: datetime | None  # when its last token is dead; then it leaves the JWKS
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    id: int
+    action: str
+    actor: str | None
+    target: str | None
+    data: dict[str, Any]
+    created_at: datetime
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,389 @@
+"""Licenses and their bound devices (one aggregate: devices live and die with their license)."""
+
+from __future__ import annotations
+
+import builtins
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from ..core.errors import Conflict, InvalidRequest, NotFound
+from . import validation as check
+from .database import Database
+from .fastpath import FastQuery
+from .records import AppRecord, BindOutcome, DeviceRecord, LicenseRecord
+from .schema import apps, devices, licenses, to_utc
+
+KEY_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_KEY_GROUPS = 3
+_KEY_GROUP_LENGTH = 6
+_KEY_ATTEMPTS = 8
+_MAX_KEY_INPUT = 64  # longer input cannot be a key: answer "no" without a query
+STORED_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
+MAX_PAGE_SIZE = 1000
+#: a known device's last_seen_at is refreshed at most this often (a write per verify is too dear)
+LAST_SEEN_RESOLUTION: Final = timedelta(minutes=1)
+
+# Prebuilt statements: built once, so SQLAlchemy's compiled cache always hits.
+_APP_COLUMNS = [column.label(f"app__{column.name}") for column in apps.c]
+_DEVICE_COLUMNS = [devices.c.hwuid, devices.c.bound_at, devices.c.last_seen_at]
+_LICENSE_WITH_DEVICES = (
+    sa.select(licenses, *_DEVICE_COLUMNS)
+    .select_from(licenses.outerjoin(devices, devices.c.license_id == licenses.c.id))
+    .order_by(devices.c.bound_at, devices.c.hwuid)
+)
+_BY_ID = _LICENSE_WITH_DEVICES.where(licenses.c.id == sa.bindparam("value"))
+_BY_KEY = _LICENSE_WITH_DEVICES.where(licenses.c.key == sa.bindparam("value"))
+# The verify hot path: license, app and devices in one indexed statement.
+_FOR_VERIFICATION = (
+    sa.select(licenses, *_APP_COLUMNS, *_DEVICE_COLUMNS)
+    .select_from(
+        licenses.join(apps, apps.c.id == licenses.c.app_id).outerjoin(
+            devices, devices.c.license_id == licenses.c.id
+        )
+    )
+    .where(licenses.c.key == sa.bindparam("key"))
+    .order_by(devices.c.bound_at, devices.c.hwuid)
+)
+_DEVICES_OF = (
+    sa.select(devices.c.license_id, *_DEVICE_COLUMNS)
+    .where(devices.c.license_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(devices.c.bound_at, devices.c.hwuid)
+)
+_LOCK_LICENSE = (
+    sa.select(licenses.c.max_devices)
+    .where(licenses.c.id == sa.bindparam("license_id"))
+    .with_for_update()  # PostgreSQL row lock; SQLite is already serialized by BEGIN IMMEDIATE
+)
+# One consistent read of a license's slots: its max_devices and its devices.
+_SLOTS_OF_LICENSE = (
+    sa.select(licenses.c.max_devices, *_DEVICE_COLUMNS)
+    .select_from(licenses.outerjoin(devices, devices.c.license_id == licenses.c.id))
+    .where(licenses.c.id == sa.bindparam("license_id"))
+    .order_by(devices.c.bound_at, devices.c.hwuid)
+)
+_DEVICES_OF_ONE = (
+    sa.select(*_DEVICE_COLUMNS)
+    .where(devices.c.license_id == sa.bindparam("license_id"))
+    .order_by(devices.c.bound_at, devices.c.hwuid)
+)
+
+
+def new_license_key() -> str:
+    """``LC-XXXXXX-XXXXXX-XXXXXX`` from a CSPRNG (about 93 bits)."""
+    groups = (
+        "".join(secrets.choice(KEY_ALPHABET) for _ in range(_KEY_GROUP_LENGTH))
+        for _ in range(_KEY_GROUPS)
+    )
+    return "LC-" + "-".join(groups)
+
+
+def normalize_key(value: object) -> str | None:
+    """Keys are upper case; surrounding blanks from copy and paste are forgiven."""
+    if not check.is_lookup(value) or len(value) > _MAX_KEY_INPUT:
+        return None
+    return value.strip().upper()
+
+
+def _license_record(row: Mapping[Any, Any], bound: tuple[DeviceRecord, ...]) -> LicenseRecord:
+    return LicenseRecord(
+        id=row["id"],
+        app_id=row["app_id"],
+        key=row["key"],
+        plan=row["plan"],
+        status=row["status"],
+        issued_to=row["issued_to"],
+        issued_email=row["issued_email"],
+        expires_at=row["expires_at"],
+        features=tuple(row["features"]),
+        metadata=row["meta"],
+        max_devices=row["max_devices"],
+        require_hwuid=row["require_hwuid"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        devices=bound,
+    )
+
+
+def _device(row: Mapping[Any, Any]) -> DeviceRecord:
+    return DeviceRecord(
+        hwuid=row["hwuid"], bound_at=row["bound_at"], last_seen_at=row["last_seen_at"]
+    )
+
+
+def _joined_devices(rows: Iterable[Mapping[Any, Any]]) -> tuple[DeviceRecord, ...]:
+    """Devices of outer-joined rows (one row with a NULL hwuid when there are none)."""
+    return tuple(_device(row) for row in rows if row["hwuid"] is not None)
+
+
+def _prefixed_app(row: Mapping[Any, Any]) -> AppRecord:
+    return AppRecord(
+        id=row["app__id"],
+        name=row["app__name"],
+        slug=row["app__slug"],
+        description=row["app__description"],
+        tier=row["app__tier"],
+        created_at=row["app__created_at"],
+        updated_at=row["app__updated_at"],
+    )
+
+
+def _status_filter(status: str, now: datetime) -> sa.ColumnElement[bool]:
+    """EXPIRED is derived: stored ACTIVE with ``expires_at`` in the past."""
+    wanted = status.upper() if isinstance(status, str) else None
+    not_expired = sa.or_(licenses.c.expires_at.is_(None), licenses.c.expires_at > now)
+    if wanted == "EXPIRED":
+        return sa.and_(licenses.c.status == "ACTIVE", sa.not_(not_expired))
+    if wanted == "ACTIVE":
+        return sa.and_(licenses.c.status == "ACTIVE", not_expired)
+    if wanted in STORED_STATUSES:
+        return licenses.c.status == wanted
+    raise InvalidRequest("status must be one of ACTIVE, SUSPENDED, REVOKED, EXPIRED.")
+
+
+#: updatable field -> (column, validator)
+_UPDATABLE: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
+    "plan": ("plan", lambda v: check.optional_text(v, "plan")),
+    "issued_to": ("issued_to", lambda v: check.optional_text(v, "issued_to")),
+    "issued_email": (
+        "issued_email",
+        lambda v: check.optional_text(v, "issued_email", max_length=check.MAX_EMAIL),
+    ),
+    "expires_at": ("expires_at", lambda v: check.optional_datetime(v, "expires_at")),
+    "features": ("features", lambda v: list(check.features(v))),
+    "metadata": ("meta", check.metadata),
+    "max_devices": (
+        "max_devices",
+        lambda v: check.integer(v, "max_devices", minimum=1, maximum=check.MAX_DEVICES_LIMIT),
+    ),
+    "require_hwuid": ("require_hwuid", lambda v: check.boolean(v, "require_hwuid")),
+}
+
+
+def _settled_without_write(
+    rows: builtins.list[dict[str, Any]], hwuid: str, now: datetime
+) -> BindOutcome | None:
+    """The answer a consistent read already gives, or ``None`` when only a write can tell."""
+    bound = _joined_devices(rows)
+    for device in bound:
+        if device.hwuid == hwuid:
+            recent = now - device.last_seen_at < LAST_SEEN_RESOLUTION
+            return BindOutcome("known", bound) if recent else None
+    return BindOutcome("full", bound) if len(bound) >= rows[0]["max_devices"] else None
+
+
+class LicenseRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._verification_query: FastQuery | None = None
+        self._devices_query: FastQuery | None = None
+
+    def create(
+        self,
+        app_id: str,
+        *,
+        plan: str | None = None,
+        issued_to: str | None = None,
+        issued_email: str | None = None,
+        expires_at: datetime | None = None,
+        features: Iterable[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        max_devices: int = 1,
+        require_hwuid: bool = False,
+    ) -> LicenseRecord:
+        given = {
+            "plan": plan,
+            "issued_to": issued_to,
+            "issued_email": issued_email,
+            "expires_at": expires_at,
+            "features": features,
+            "metadata": metadata,
+            "max_devices": max_devices,
+            "require_hwuid": require_hwuid,
+        }
+        values = {column: validate(given[name]) for name, (column, validate) in _UPDATABLE.items()}
+        if not check.is_lookup(app_id):
+            raise NotFound("App not found.")
+        now = datetime.now(UTC)
+        with self._db.write() as conn:
+            if conn.scalar(sa.select(apps.c.id).where(apps.c.id == app_id)) is None:
+                raise NotFound("App not found.")
+            key = self._unused_key(conn)
+            row = {
+                **values,
+                "id": check.new_id("lic"),
+                "app_id": app_id,
+                "key": key,
+                "status": "ACTIVE",
+                "created_at": now,
+                "updated_at": now,
+            }
+            conn.execute(sa.insert(licenses).values(**row))
+        return _license_record(row, ())
+
+    @staticmethod
+    def _unused_key(conn: sa.Connection) -> str:
+        # A clash in a 36**18 space is all but impossible; the unique index stays the guard.
+        for _ in range(_KEY_ATTEMPTS):
+            key = new_license_key()
+            if conn.scalar(sa.select(licenses.c.id).where(licenses.c.key == key)) is None:
+                return key
+        raise Conflict("Could not generate a unique license key.")
+
+    def get(self, license_id: str) -> LicenseRecord | None:
+        if not check.is_lookup(license_id):
+            return None
+        return self._one(_BY_ID, license_id)
+
+    def get_by_key(self, key: str) -> LicenseRecord | None:
+        normalized = normalize_key(key)
+        return None if normalized is None else self._one(_BY_KEY, normalized)
+
+    def get_by_id_or_key(self, value: str) -> LicenseRecord | None:
+        if isinstance(value, str) and value.startswith("lic_"):
+            return self.get(value)
+        return self.get_by_key(value)
+
+    def _one(self, statement: sa.Select[Any], value: str) -> LicenseRecord | None:
+        with self._db.single() as conn:
+            rows = conn.execute(statement, {"value": value}).mappings().all()
+        return _license_record(rows[0], _joined_devices(rows)) if rows else None
+
+    def find_for_verification(self, key: str) -> tuple[LicenseRecord, AppRecord] | None:
+        """The license, its app and its devices in one statement (verify's hot path)."""
+        normalized = normalize_key(key)
+        if normalized is None:
+            return None
+        query = self._verification_query
+        if query is None:
+            # Compiled on first use, once the dialect has met the server.
+            query = self._verification_query = FastQuery(_FOR_VERIFICATION, self._db.engine)
+        rows = query.all({"key": normalized})
+        if not rows:
+            return None
+        first = rows[0]
+        return _license_record(first, _joined_devices(rows)), _prefixed_app(first)
+
+    def list(
+        self,
+        *,
+        app_id: str | None = None,
+        status: str | None = None,
+        page: int = 1,
+        limit: int = 50,
+        now: datetime | None = None,
+    ) -> tuple[builtins.list[LicenseRecord], int]:
+        page = check.integer(page, "page", minimum=1, maximum=10**9)
+        limit = check.integer(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+        now = to_utc(now) if now is not None else datetime.now(UTC)
+        conditions: builtins.list[sa.ColumnElement[bool]] = []
+        if app_id is not None:
+            conditions.append(licenses.c.app_id == check.text(app_id, "app_id"))
+        if status is not None:
+            conditions.append(_status_filter(status, now))
+        count = sa.select(sa.func.count()).select_from(licenses).where(*conditions)
+        page_rows = (
+            sa.select(licenses)
+            .where(*conditions)
+            .order_by(licenses.c.created_at.desc(), licenses.c.id.desc())
+            .limit(limit)
+            .offset((page - 1) * limit)
+        )
+        with self._db.read() as conn:  # one snapshot: the total matches the page
+            total = int(conn.scalar(count) or 0)
+            rows = conn.execute(page_rows).all()
+            by_license: dict[str, builtins.list[DeviceRecord]] = {row.id: [] for row in rows}
+            if rows:
+                device_rows = conn.execute(_DEVICES_OF, {"ids": list(by_license)}).mappings()
+                for device_row in device_rows:
+                    by_license[device_row["license_id"]].append(_device(device_row))
+        records = [_license_record(row._mapping, tuple(by_license[row.id])) for row in rows]
+        return records, total
+
+    def update(self, license_id: str, **changes: Any) -> LicenseRecord | None:
+        unknown = sorted(set(changes) - set(_UPDATABLE))
+        if unknown:
+            raise InvalidRequest(f"Unknown license field(s): {', '.join(unknown)}.")
+        values = {
+            _UPDATABLE[name][0]: _UPDATABLE[name][1](value) for name, value in changes.items()
+        }
+        return self._change(license_id, values)
+
+    def set_status(self, license_id: str, status: str) -> LicenseRecord | None:
+        if status not in STORED_STATUSES:
+            raise InvalidRequest("status must be one of ACTIVE, SUSPENDED, REVOKED.")
+        return self._change(license_id, {"status": status})
+
+    def _change(self, license_id: str, values: dict[str, Any]) -> LicenseRecord | None:
+        if not check.is_lookup(license_id):
+            return None
+        values["updated_at"] = datetime.now(UTC)
+        with self._db.write() as conn:
+            result = conn.execute(
+                sa.update(licenses).where(licenses.c.id == license_id).values(**values)
+            )
+            if result.rowcount == 0:
+                return None
+            rows = conn.execute(_BY_ID, {"value": license_id}).mappings().all()
+        return _license_record(rows[0], _joined_devices(rows))
+
+    def bind_device(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome:
+        """Bind ``hwuid`` if it is new and a slot is free. Atomic across processes.
+
+        ``known`` refreshes ``last_seen_at`` at most once per ``LAST_SEEN_RESOLUTION``. A
+        known-and-recent or a full answer comes from one consistent read without taking the
+        write lock, so repeated verifies (or a flood of foreign hwuids) cost no write.
+        """
+        hwuid = check.required_text(hwuid, "hwuid", max_length=check.MAX_HWUID)
+        now = to_utc(now)
+        if not check.is_lookup(license_id):
+            raise NotFound("License not found.")
+        query = self._devices_query
+        if query is None:
+            query = self._devices_query = FastQuery(_SLOTS_OF_LICENSE, self._db.engine)
+        rows = query.all({"license_id": license_id})
+        if not rows:
+            raise NotFound("License not found.")
+        outcome = _settled_without_write(rows, hwuid, now)
+        return outcome if outcome is not None else self._bind_locked(license_id, hwuid, now)
+
+    def _bind_locked(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome:
+        with self._db.write() as conn:
+            max_devices = conn.scalar(_LOCK_LICENSE, {"license_id": license_id})
+            if max_devices is None:
+                raise NotFound("License not found.")
+            rows = conn.execute(_DEVICES_OF_ONE, {"license_id": license_id}).mappings()
+            bound = [_device(row) for row in rows]
+            known = next((i for i, device in enumerate(bound) if device.hwuid == hwuid), None)
+            if known is not None:
+                conn.execute(
+                    sa.update(devices)
+                    .where(devices.c.license_id == license_id, devices.c.hwuid == hwuid)
+                    .values(last_seen_at=now)
+                )
+                previous = bound[known]
+                bound[known] = DeviceRecord(hwuid, previous.bound_at, now)
+                return BindOutcome("known", tuple(bound))
+            if len(bound) >= max_devices:
+                return BindOutcome("full", tuple(bound))
+            conn.execute(
+                sa.insert(devices).values(
+                    license_id=license_id, hwuid=hwuid, bound_at=now, last_seen_at=now
+                )
+            )
+            bound.append(DeviceRecord(hwuid, now, now))
+            return BindOutcome("bound", tuple(bound))
+
+    def release_device(self, license_id: str, hwuid: str) -> bool:
+        if not (check.is_lookup(license_id) and check.is_lookup(hwuid)):
+            return False
+        with self._db.write() as conn:
+            result = conn.execute(
+                sa.delete(devices).where(
+                    devices.c.license_id == license_id, devices.c.hwuid == hwuid
+                )
+            )
+        return result.rowcount > 0

@@ -1,0 +1,139 @@
+"""The tables (SQLAlchemy Core). One ``MetaData``; the same DDL on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends.
+
+    PostgreSQL keeps ``timestamptz``; SQLite keeps naive UTC text (its DATETIME type drops
+    the offset), so values are converted to UTC on the way in and tagged UTC on the way out.
+    A naive datetime given by the caller is taken as UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = to_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+apps = sa.Table(
+    "lc_apps",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("slug", sa.String(80), nullable=False, unique=True),
+    sa.Column("description", sa.Text),
+    sa.Column("tier", sa.String(20), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+licenses = sa.Table(
+    "lc_licenses",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column(
+        "app_id", sa.String(40), sa.ForeignKey("lc_apps.id", ondelete="CASCADE"), nullable=False
+    ),
+    # The verify hot path looks licenses up by key: a unique index.
+    sa.Column("key", sa.String(40), nullable=False, unique=True),
+    sa.Column("plan", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("issued_to", sa.Text),
+    sa.Column("issued_email", sa.Text),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("meta", sa.JSON, nullable=False),
+    sa.Column("max_devices", sa.Integer, nullable=False),
+    sa.Column("require_hwuid", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_lc_licenses_app_created", "app_id", "created_at"),
+    sa.Index("ix_lc_licenses_created", "created_at"),
+)
+
+devices = sa.Table(
+    "lc_devices",
+    metadata,
+    sa.Column(
+        "license_id",
+        sa.String(40),
+        sa.ForeignKey("lc_licenses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("hwuid", sa.Text, primary_key=True),
+    sa.Column("bound_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "lc_api_keys",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.String(20), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # SHA-256, hex
+    sa.Column("environment", sa.String(8), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+signing_keys = sa.Table(
+    "lc_signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(128), primary_key=True),
+    sa.Column("public_jwk", sa.JSON, nullable=False),
+    sa.Column("sealed_private_key", sa.LargeBinary),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("retired_at", UTCDateTime),
+    sa.Column("expires_at", UTCDateTime),
+    # At most one active key, enforced by the database itself (a partial unique index).
+    sa.Index(
+        "ux_lc_signing_keys_one_active",
+        "state",
+        unique=True,
+        sqlite_where=sa.text("state = 'active'"),
+        postgresql_where=sa.text("state = 'active'"),
+    ),
+)
+
+audit_events = sa.Table(
+    "lc_audit_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("actor", sa.Text),
+    sa.Column("target", sa.Text),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,109 @@
+"""Input checks shared by the repositories.
+
+The store is the last line before the database: a value it accepts must be storable the same
+way on SQLite and PostgreSQL (PostgreSQL refuses NUL characters, NaN in JSON, integers out of
+range), so a bad value becomes ``InvalidRequest`` here instead of a driver error later.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeGuard
+
+from ..core.errors import InvalidRequest
+from .schema import to_utc
+
+MAX_NAME = 200
+MAX_TEXT = 2000
+MAX_EMAIL = 320
+MAX_HWUID = 256
+MAX_FEATURES = 200
+MAX_FEATURE = 100
+MAX_METADATA_BYTES = 16 * 1024
+MAX_DEVICES_LIMIT = 100_000
+MAX_LOOKUP = 256  # ids, keys and kids are far shorter
+
+
+def new_id(prefix: str) -> str:
+    """``<prefix>_<24 hex>``: 96 random bits."""
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def is_lookup(value: object) -> TypeGuard[str]:
+    """Whether ``value`` can name a stored row; anything else simply matches nothing."""
+    return isinstance(value, str) and len(value) <= MAX_LOOKUP and "\x00" not in value
+
+
+def text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be a string.")
+    if "\x00" in value:
+        raise InvalidRequest(f"{name} must not contain NUL characters.")
+    if len(value) > max_length:
+        raise InvalidRequest(f"{name} must be at most {max_length} characters.")
+    return value
+
+
+def required_text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
+    result = text(value, name, max_length=max_length)
+    if not result.strip():
+        raise InvalidRequest(f"{name} must not be empty.")
+    return result
+
+
+def optional_text(value: object, name: str, *, max_length: int = MAX_NAME) -> str | None:
+    return None if value is None else text(value, name, max_length=max_length)
+
+
+def integer(value: object, name: str, *, minimum: int, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be an integer.")
+    if not minimum <= value <= maximum:
+        raise InvalidRequest(f"{name} must be between {minimum} and {maximum}.")
+    return value
+
+
+def boolean(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be a boolean.")
+    return value
+
+
+def optional_datetime(value: object, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidRequest(f"{name} must be a datetime.")
+    return to_utc(value)
+
+
+def features(value: object) -> tuple[str, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidRequest("features must be a list of strings.")
+    items = tuple(value)
+    if len(items) > MAX_FEATURES:
+        raise InvalidRequest(f"features must have at most {MAX_FEATURES} entries.")
+    result: list[str] = []
+    for item in items:
+        feature = required_text(item, "each feature", max_length=MAX_FEATURE)
+        if feature not in result:  # keep the order, drop duplicates
+            result.append(feature)
+    return tuple(result)
+
+
+def metadata(value: object, name: str = "metadata") -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidRequest(f"{name} must be an object.")
+    data = dict(value)
+    try:
+        encoded = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise InvalidRequest(f"{name} must be plain JSON (no NaN or Infinity).") from error
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise InvalidRequest(f"{name} must be at most {MAX_METADATA_BYTES} bytes as JSON.")
+    return data
