@@ -61,8 +61,9 @@ DEFAULT_CACHE_SIZE = 10_000
 #: Tokens longer than this are verified but never cached (bounds one LRU entry).
 DEFAULT_CACHE_MAX_TOKEN_BYTES = 4 * 1024
 
-#: Compact JWS: three non-empty base64url segments, no padding, no whitespace.
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+#: Compact JWS: three base64url segments, no padding, no whitespace. An empty
+#: signature passes this shape test so that ``alg: none`` is named as such below.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 _REQUIRED_CLAIMS: Final = ("exp", "iat", "sub", "jti")
 _TIME_CLAIMS: Final = ("exp", "iat", "nbf")
