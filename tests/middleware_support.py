@@ -22,10 +22,10 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import jwt
+from licensechain_middleware import GateConfig, LicenseGate, LicenseGateASGI, Rule
 
 from flask_licensechain.core.contract import ALGORITHM, build_claims
 from flask_licensechain.core.keys import SigningKey
-from licensechain_middleware import GateConfig, LicenseGate, LicenseGateASGI, Rule
 
 ISSUER = "https://licenses.gate.test"
 AUDIENCE = "app_gate_test"
@@ -234,8 +234,14 @@ class ASGIResult:
 
 
 def call_asgi(
-    app: Any, scope: dict[str, Any], incoming: Sequence[dict[str, Any]] | None = None
+    app: Any,
+    scope: dict[str, Any],
+    incoming: Sequence[dict[str, Any]] | None = None,
+    *,
+    runner: asyncio.Runner | None = None,
 ) -> ASGIResult:
+    """Run one ASGI call; pass a ``runner`` to keep one event loop across calls (as a
+    server does: asyncio clients such as Redis pools are bound to their loop)."""
     inbox = (
         list(incoming)
         if incoming is not None
@@ -256,7 +262,10 @@ def call_asgi(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    if runner is not None:
+        runner.run(app(scope, receive, send))
+    else:
+        asyncio.run(app(scope, receive, send))
     return ASGIResult(sent)
 
 
@@ -307,6 +316,19 @@ def serve(port: int, config_json: str) -> None:
     config = GateConfig.from_mapping(json.loads(config_json))
     server = make_server("127.0.0.1", port, LicenseGate(_hello, config), handler_class=Quiet)
     server.serve_forever()
+
+
+def _reached(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"REACHED subject=" + environ.get("HTTP_X_LICENSE_SUBJECT", "-").encode("latin-1")]
+
+
+def wsgi_echo_app() -> LicenseGate:
+    """Factory for gunicorn: ``REACHED subject=...`` behind a gate from ``LC_GATE_CONFIG``."""
+    import os
+
+    config = GateConfig.from_mapping(json.loads(os.environ["LC_GATE_CONFIG"]))
+    return LicenseGate(_reached, config)
 
 
 def asgi_echo_app() -> LicenseGateASGI:

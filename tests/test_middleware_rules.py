@@ -6,12 +6,11 @@ import tomllib
 from typing import Any
 
 import pytest
-from middleware_support import AUDIENCE, ISSUER, Issuer
-
 from licensechain_middleware import ConfigError, GateConfig, Rule
 from licensechain_middleware.clientip import ClientAddress
 from licensechain_middleware.paths import BadPath, check_raw_path, normalise_path, raw_path_of
 from licensechain_middleware.rules import RuleTable
+from middleware_support import AUDIENCE, ISSUER, Issuer
 
 
 @pytest.fixture(scope="module")

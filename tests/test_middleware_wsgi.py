@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import free_port
+from licensechain_middleware import CLAIMS_KEY, DECISION_KEY, Decision, LicenseGate, Rule
 from middleware_support import (
     AUDIENCE,
     ISSUER,
@@ -27,7 +28,6 @@ from middleware_support import (
 )
 
 from flask_licensechain.core.denylist import RedisDenylist
-from licensechain_middleware import CLAIMS_KEY, DECISION_KEY, Decision, LicenseGate, Rule
 
 CHALLENGE = 'Bearer realm="licensechain"'
 INVALID_TOKEN = 'Bearer realm="licensechain", error="invalid_token"'

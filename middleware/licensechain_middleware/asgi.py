@@ -169,8 +169,10 @@ class LicenseGateASGI:
         strip = self._strip
         sources = self._sources
         for name, value in raw_headers:
-            size += len(name) + len(value)
             key = name.lower()
+            if key != b"authorization" and key != b"x-license-token":
+                # token headers are capped by the verifier instead (401, not 431)
+                size += len(name) + len(value)
             if b"_" in key:
                 key = key.replace(b"_", b"-")
                 if key in _UNDERSCORE_DROP or key in named:
