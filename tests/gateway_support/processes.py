@@ -34,13 +34,16 @@ class Server:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log_path: Path,
-                   timeout: float = 30.0) -> None:
+def _wait_for_port(
+    port: int, process: subprocess.Popen[bytes], log_path: Path, timeout: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"process exited early ({process.returncode}):\n"
-                               + log_path.read_text(errors="replace")[-4000:])
+            raise RuntimeError(
+                f"process exited early ({process.returncode}):\n"
+                + log_path.read_text(errors="replace")[-4000:]
+            )
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -60,15 +63,20 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def run_server(args: list[str], port: int, env: Mapping[str, str] | None = None,
-               ready_path: str | None = None) -> Iterator[Server]:
-    log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below
-        prefix="lc-gw-test-", suffix=".log", delete=False
-    )
+def run_server(
+    args: list[str], port: int, env: Mapping[str, str] | None = None, ready_path: str | None = None
+) -> Iterator[Server]:
+    log_file = tempfile.NamedTemporaryFile(prefix="lc-gw-test-", suffix=".log", delete=False)
     log_path = Path(log_file.name)
     full_env = {**os.environ, **(env or {})}
-    process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
-                               cwd=REPO, start_new_session=True)
+    process = subprocess.Popen(
+        args,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        cwd=REPO,
+        start_new_session=True,
+    )
     try:
         _wait_for_port(port, process, log_path)
         if ready_path:
@@ -100,18 +108,47 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> N
 @contextlib.contextmanager
 def upstream_server() -> Iterator[Server]:
     port = free_port()
-    args = [sys.executable, "-m", "uvicorn", "upstream:app", "--app-dir", str(HERE),
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            "--http", "h11", "--ws", "websockets"]
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "upstream:app",
+        "--app-dir",
+        str(HERE),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--http",
+        "h11",
+        "--ws",
+        "websockets",
+    ]
     with run_server(args, port) as server:
         yield server
 
 
 @contextlib.contextmanager
-def gateway_server(config: Path, *, server: str = "gunicorn", workers: int = 1,
-                   env: Mapping[str, str] | None = None) -> Iterator[Server]:
+def gateway_server(
+    config: Path,
+    *,
+    server: str = "gunicorn",
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
     port = free_port()
-    args = [str(VENV_BIN / "licensechain-gateway"), "--config", str(config),
-            "--server", server, "--workers", str(workers), "--bind", f"127.0.0.1:{port}"]
+    args = [
+        str(VENV_BIN / "licensechain-gateway"),
+        "--config",
+        str(config),
+        "--server",
+        server,
+        "--workers",
+        str(workers),
+        "--bind",
+        f"127.0.0.1:{port}",
+    ]
     with run_server(args, port, env, ready_path="/_licensechain/ready") as running:
         yield running

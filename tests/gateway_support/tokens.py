@@ -46,8 +46,9 @@ class TestIssuer:
             now=int(time.time()),
         )
         claims.update(overrides)
-        return jwt.encode(claims, self.key.private_key, algorithm=ALGORITHM,
-                          headers={"kid": self.key.kid})
+        return jwt.encode(
+            claims, self.key.private_key, algorithm=ALGORITHM, headers={"kid": self.key.kid}
+        )
 
     @staticmethod
     def claims_of(token: str) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 Plain ASGI (no framework), HTTP and WebSocket:
 
-* ``/echo/...``     -> JSON of method, path, raw path, query, headers (all repeats) and body size
 * ``/cookies``      -> two ``Set-Cookie`` headers
 * ``/download?bytes=N`` -> N bytes streamed in 64 KiB chunks (Content-Length set)
 * ``/upload``       -> reads the body in chunks, answers its size and a checksum
 * ``/slow?seconds=S`` -> waits, then 200
 * ``/broken?bytes=N`` -> promises N bytes, sends a quarter, then drops the connection
 * ``/status/NNN``   -> that status
+* anything else   -> JSON of method, path, raw path, query, headers (all repeats), body size
 * websocket ``/ws/echo`` -> echoes messages, reports the handshake headers on "headers"
 
 Run: ``python -m uvicorn upstream:app --app-dir tests/gateway_support --port P``.
@@ -30,14 +30,18 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 CHUNK = 64 * 1024
 
 
-async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
     headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 async def _json(send: Send, data: Any, status: int = 200) -> None:
-    await _respond(send, status, json.dumps(data).encode(), [(b"content-type", b"application/json")])
+    await _respond(
+        send, status, json.dumps(data).encode(), [(b"content-type", b"application/json")]
+    )
 
 
 def _query(scope: Scope) -> dict[str, str]:
@@ -55,23 +59,26 @@ async def _drain(receive: Receive) -> tuple[int, str]:
             return size, digest.hexdigest()
 
 
+async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
+    size, _ = await _drain(receive)
+    headers = [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]
+    await _json(
+        send,
+        {
+            "method": scope["method"],
+            "path": scope["path"],
+            "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"),
+            "headers": headers,
+            "body_bytes": size,
+        },
+    )
+
+
 async def http(scope: Scope, receive: Receive, send: Send) -> None:
     path = scope["path"]
     query = _query(scope)
-    if path.startswith("/echo") or path.startswith("/public") or path.startswith("/premium"):
-        size, _ = await _drain(receive)
-        await _json(
-            send,
-            {
-                "method": scope["method"],
-                "path": path,
-                "raw_path": scope.get("raw_path", b"").decode("latin-1"),
-                "query": scope["query_string"].decode("latin-1"),
-                "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-                "body_bytes": size,
-            },
-        )
-    elif path == "/cookies":
+    if path == "/cookies":
         await _respond(
             send,
             200,
@@ -116,7 +123,7 @@ async def http(scope: Scope, receive: Receive, send: Send) -> None:
     elif path.startswith("/status/"):
         await _respond(send, int(path.rsplit("/", 1)[1]), b"", [])
     else:
-        await _respond(send, 404, b"not found", [])
+        await _echo(scope, receive, send)
 
 
 async def websocket(scope: Scope, receive: Receive, send: Send) -> None:

@@ -18,6 +18,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from flask_licensechain.core.errors import LicenseChainError
+
 from .config import CONFIG_ENV, GatewayConfig, load_config, resolve_path
 from .settings import ENV_PREFIX, SERVERS, GatewayConfigError
 
@@ -50,15 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[CONFIG_ENV] = resolve_path(path)
     try:
         config = load_config()
-        if args.check:
-            _build_once(config)
+        if not args.check:
+            _multiprocess_metrics(config)
+        # Build the app once here, as each worker will, so a bad key source or rule
+        # fails now with its reason rather than as a worker that will not boot.
+        _build_once(config)
     except (GatewayConfigError, ValueError, OSError) as exc:
-        print(f"licensechain-gateway: configuration error: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
+        return _config_error(str(exc))
+    except LicenseChainError as exc:
+        # Operator's console: the detail (which file, which key) is the useful part.
+        return _config_error(exc.detail or exc.description)
     if args.check:
         print(f"licensechain-gateway: {config.source} is valid", file=sys.stderr)
         return 0
-    _multiprocess_metrics(config)
     from .servers import run_gunicorn, run_uvicorn
 
     if config.gateway.server == "gunicorn":
@@ -68,11 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _config_error(message: str) -> int:
+    print(f"licensechain-gateway: configuration error: {message}", file=sys.stderr)
+    return EXIT_BAD_CONFIG
+
+
 def _build_once(config: GatewayConfig) -> None:
     """Build the app as a worker would: reads JWKS files, compiles the rules."""
     from .wsgi import build_app
 
-    build_app(config)
+    build_app(config).close()
 
 
 def _multiprocess_metrics(config: GatewayConfig) -> None:

@@ -99,6 +99,11 @@ class WSGIFront:
             raise
         return _Finishing(body, done)
 
+    def close(self) -> None:
+        close = getattr(self.app, "close", None)
+        if close is not None:
+            close()
+
     def _readiness(self) -> Mapping[str, bool]:
         try:
             return self.readiness()
