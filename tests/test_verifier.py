@@ -240,6 +240,23 @@ def test_large_tokens_are_verified_but_not_cached() -> None:
     assert verifier.cache_len == 1
 
 
+def test_cache_is_bounded_by_estimated_bytes_too() -> None:
+    heavy = [
+        make_token(sub=f"lic_{i}", features=[f"{n:02d}" for n in range(100)]) for i in range(6)
+    ]
+    probe = make_verifier()
+    probe.verify(heavy[0])
+    one = probe.cache_bytes
+    assert one > 10_000  # a hundred tiny features cost far more than the token's length
+    verifier = make_verifier(cache_max_bytes=one * 3)
+    for token in heavy:
+        verifier.verify(token)
+        assert verifier.cache_bytes <= one * 3
+    assert verifier.cache_len == 3
+    verifier.clear_cache()
+    assert verifier.cache_bytes == 0
+
+
 def test_cache_size_zero_disables_the_cache() -> None:
     verifier = make_verifier(cache_size=0)
     decode = CountingDecode(verifier)

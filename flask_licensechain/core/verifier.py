@@ -15,14 +15,19 @@ A bounded LRU of verified tokens lets a repeat presentation skip the RSA work.
 A hit still checks ``exp``, that its key is still in the key set (same kid and
 same key material), and the denylist.
 
-Memory bound of the LRU: an entry holds the token string (the key), the parsed
-claims and one reference to a shared public key. For a token our server issues
-(about 0.9 KiB with a handful of features) an entry costs about 3.5 KiB, so the
-default 10,000 entries stay under about 35 MiB; ``benchmarks/verifier`` measures
-it. Only tokens whose signature verified with a trusted key are cached, so an
-attacker cannot fill the cache with large tokens of their own making, and
-tokens larger than ``cache_max_token_bytes`` (default 4 KiB) are never cached,
-which caps one entry at about 16 KiB whatever the issuer puts in a token.
+Memory bound of the LRU. An entry holds the token string (the key), the parsed
+claims and a reference to a shared public key. Its size is estimated once, when
+it is stored, as the ``sys.getsizeof`` sum of the token and every object of the
+claims plus a fixed overhead (shared objects are counted each time, so the
+estimate errs high). The cache keeps at most ``cache_size`` entries (default
+10,000) *and* at most ``cache_max_bytes`` estimated bytes (default 64 MiB),
+evicting the least recently used first; tokens longer than
+``cache_max_token_bytes`` (default 4 KiB) are never cached. A token our server
+issues (about 0.9 KiB, a few features) makes an entry of about 4 KiB, so the
+entry count binds first (about 40 MiB); the byte budget bounds the cache whatever
+an issuer puts in its tokens (a 2 KiB token of many tiny features or nested lists
+can cost 20-40 KiB as Python objects). Only tokens whose signature verified with a
+trusted key are cached at all. ``benchmarks/verifier`` measures the real figures.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import base64
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -60,6 +66,11 @@ log = logging.getLogger("licensechain.verifier")
 DEFAULT_CACHE_SIZE = 10_000
 #: Tokens longer than this are verified but never cached (bounds one LRU entry).
 DEFAULT_CACHE_MAX_TOKEN_BYTES = 4 * 1024
+#: Estimated bytes the whole verified-token cache may hold (see the module doc).
+DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024
+#: Fixed cost of an entry beyond the token and the claims' objects: the LRU node,
+#: ``_Entry``, ``LicenseClaims``, its ``aud`` tuple and read-only view.
+_ENTRY_OVERHEAD = 400
 
 #: Compact JWS: three base64url segments, no padding, no whitespace. An empty
 #: signature passes this shape test so that ``alg: none`` is named as such below.
@@ -181,13 +192,29 @@ class LicenseClaims:
 
 
 class _Entry:
-    """One LRU entry: the claims and the key object that verified them."""
+    """One LRU entry: the claims, the key object that verified them, its estimated size."""
 
-    __slots__ = ("claims", "key")
+    __slots__ = ("claims", "key", "size")
 
-    def __init__(self, claims: LicenseClaims, key: rsa.RSAPublicKey) -> None:
+    def __init__(self, claims: LicenseClaims, key: rsa.RSAPublicKey, size: int) -> None:
         self.claims = claims
         self.key = key
+        self.size = size
+
+
+def _estimated_size(token: str, claims: LicenseClaims) -> int:
+    """Bytes an entry keeps alive, erring high (shared objects are counted each time)."""
+    size = _ENTRY_OVERHEAD + sys.getsizeof(token) + sys.getsizeof(claims.features)
+    stack: list[Any] = [claims.raw]
+    while stack:
+        obj = stack.pop()
+        size += sys.getsizeof(obj)
+        if isinstance(obj, Mapping):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, list):
+            stack.extend(obj)
+    return size
 
 
 class TokenVerifier:
@@ -209,6 +236,7 @@ class TokenVerifier:
         cache_size: int = DEFAULT_CACHE_SIZE,
         clock: Callable[[], float] = time.time,
         cache_max_token_bytes: int = DEFAULT_CACHE_MAX_TOKEN_BYTES,
+        cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
     ) -> None:
         self.keys = keys
         self.issuer = issuer or None
@@ -221,6 +249,8 @@ class TokenVerifier:
         self.denylist = denylist
         self.cache_size = max(0, int(cache_size))
         self.cache_max_token_bytes = max(0, int(cache_max_token_bytes))
+        self.cache_max_bytes = max(0, int(cache_max_bytes))
+        self._cache_bytes = 0
         self._clock = clock
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -247,10 +277,7 @@ class TokenVerifier:
                 return claims
         claims, key = self._verify_cold(token)
         if self.cache_size and len(token) <= self.cache_max_token_bytes:
-            with self._cache_lock:
-                self._cache[token] = _Entry(claims, key)
-                if len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+            self._remember(token, _Entry(claims, key, _estimated_size(token, claims)))
         self._check_denylist(claims)
         return claims
 
@@ -362,13 +389,34 @@ class TokenVerifier:
 
     # -- cache management -------------------------------------------------
 
+    def _remember(self, token: str, entry: _Entry) -> None:
+        with self._cache_lock:
+            old = self._cache.pop(token, None)
+            if old is not None:
+                self._cache_bytes -= old.size
+            self._cache[token] = entry
+            self._cache_bytes += entry.size
+            while self._cache and (
+                len(self._cache) > self.cache_size or self._cache_bytes > self.cache_max_bytes
+            ):
+                _, evicted = self._cache.popitem(last=False)
+                self._cache_bytes -= evicted.size
+
     def _forget(self, token: str) -> None:
         with self._cache_lock:
-            self._cache.pop(token, None)
+            entry = self._cache.pop(token, None)
+            if entry is not None:
+                self._cache_bytes -= entry.size
 
     def clear_cache(self) -> None:
         with self._cache_lock:
             self._cache.clear()
+            self._cache_bytes = 0
+
+    @property
+    def cache_bytes(self) -> int:
+        """Estimated bytes held by the verified-token cache (always <= cache_max_bytes)."""
+        return self._cache_bytes
 
     @property
     def cache_len(self) -> int:
