@@ -1,9 +1,10 @@
 """The OpenAPI 3.1 document of the HTTP API (CONTRACT.md section 2).
 
-``openapi_document(prefix)`` builds it for the blueprint's URL prefix; the API serves
-it at ``GET {prefix}/openapi.json``. It is the contract in machine-readable form:
-tests/test_openapi.py runs schemathesis against the app with it, so every status
-code, header and body shape written here must be what the endpoints really send.
+``openapi_document(prefix)`` builds it for the blueprint's URL prefix; the API serves it at
+``GET {prefix}/openapi.json``. It is the contract in machine-readable form:
+tests/test_openapi.py runs schemathesis against the app with it, so every status code,
+header and body shape written here is what the endpoints really send. Field limits are read
+from the endpoint modules, so the document cannot drift from the checks they make.
 """
 
 from __future__ import annotations
@@ -12,28 +13,17 @@ import copy
 from functools import lru_cache
 from typing import Any
 
-from ..core.contract import LICENSE_STATUSES, SELLER_TIERS, TTL_BY_VT, Reason
+from ..core.contract import LICENSE_STATUSES, SELLER_TIERS, TOKEN_USE, TTL_BY_VT, Reason
+from ..store.api_keys import API_KEY_SCOPES, ENVIRONMENTS
+from . import admin, licenses, public
 
 Schema = dict[str, Any]
 
-API_KEY_SCOPES = (
-    "apps:read",
-    "apps:write",
-    "licenses:read",
-    "licenses:write",
-    "tokens:revoke",
-    "keys:rotate",
-    "api-keys:write",
-    "audit:read",
-    "webhooks:write",
-    "*",
-)
-
-#: status code -> (contract error code, description)
+#: status code -> (contract error code, when it happens)
 ERRORS: dict[int, tuple[str, str]] = {
-    400: ("invalid_request", "Bad JSON, or a missing or mistyped field."),
+    400: ("invalid_request", "Bad JSON, or a missing, unknown or mistyped field."),
     401: ("unauthorized", "Missing or invalid API key."),
-    403: ("insufficient_scope", "The API key lacks the scope this endpoint needs."),
+    403: ("insufficient_scope", "The API key lacks the scope this operation needs."),
     404: ("not_found", "No such resource."),
     409: ("conflict", "The request conflicts with the current state."),
     413: ("payload_too_large", "The request body is too large."),
@@ -61,6 +51,8 @@ INTROSPECT_REASONS = (
     Reason.LICENSE_REVOKED,
 )
 
+# -- schema helpers ---------------------------------------------------------------------
+
 
 def _ref(kind: str, name: str) -> Schema:
     return {"$ref": f"#/components/{kind}/{name}"}
@@ -78,88 +70,78 @@ def _obj(required: list[str], properties: dict[str, Schema], **extra: Any) -> Sc
     return {"type": "object", "required": required, "properties": properties, **extra}
 
 
-STRING: Schema = {"type": "string"}
-DATE_TIME: Schema = {"type": "string", "format": "date-time"}
-TIMESTAMP: Schema = {"type": "integer", "description": "Unix seconds."}
-LICENSE_STATUS: Schema = {"type": "string", "enum": list(LICENSE_STATUSES)}
-VT: Schema = {"type": "string", "enum": list(TTL_BY_VT)}
-TIER: Schema = {"type": "string", "enum": list(SELLER_TIERS)}
-#: Free text the client chooses (names, plans, hardware ids). No NUL: the stores refuse it.
-TEXT: Schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\x00]*$"}
-LONG_TEXT: Schema = {"type": "string", "maxLength": 2000, "pattern": "^[^\\x00]*$"}
-FEATURES: Schema = {"type": "array", "items": TEXT, "maxItems": 100}
+def _closed(properties: dict[str, Schema], **extra: Any) -> Schema:
+    """A request body whose unknown members are refused with 400."""
+    return _obj([], properties, additionalProperties=False, **extra)
 
 
-def _alias_group(*names: str) -> Schema:
+def _text(max_length: int, min_length: int = 1) -> Schema:
+    # No NUL: PostgreSQL cannot store it, so the API refuses it.
+    return {
+        "type": "string",
+        "minLength": min_length,
+        "maxLength": max_length,
+        "pattern": "^[^\\x00]*$",
+    }
+
+
+def _aliases(names: tuple[str, ...], schema: Schema) -> dict[str, Schema]:
+    return dict.fromkeys(names, schema)
+
+
+def _one_of_names(*names: str) -> Schema:
     """At least one of the alias names is present."""
     return {"anyOf": [{"required": [n]} for n in names]}
 
 
-def _schemas() -> dict[str, Schema]:
-    error_codes = [code for code, _ in ERRORS.values()]
-    token_claims = {
+STRING: Schema = {"type": "string"}
+DATE_TIME: Schema = {"type": "string", "format": "date-time"}
+UNIX: Schema = {"type": "integer", "description": "Unix seconds."}
+LICENSE_STATUS: Schema = {"type": "string", "enum": list(LICENSE_STATUSES)}
+VT: Schema = {"type": "string", "enum": list(TTL_BY_VT)}
+TIER: Schema = {"type": "string", "enum": list(SELLER_TIERS)}
+TIMESTAMP_IN: Schema = {
+    "anyOf": [DATE_TIME, {"type": "number", "minimum": 0, "maximum": 253402300799}],
+    "description": "ISO 8601 date-time (naive means UTC) or unix seconds.",
+}
+
+# -- component schemas ------------------------------------------------------------------
+
+
+def _public_schemas() -> dict[str, Schema]:
+    key = _aliases(public.KEY_FIELDS, _text(public.MAX_KEY_LENGTH))
+    hwuid = _aliases(public.HWUID_FIELDS, _text(public.MAX_HWUID_LENGTH))
+    app_id = _aliases(public.APP_ID_FIELDS, _text(public.MAX_APP_ID_LENGTH))
+    token_claims: dict[str, Schema] = {
         "iss": STRING,
         "sub": STRING,
         "aud": {"anyOf": [STRING, {"type": "array", "items": STRING}]},
-        "iat": TIMESTAMP,
-        "nbf": TIMESTAMP,
-        "exp": TIMESTAMP,
+        "iat": UNIX,
+        "nbf": UNIX,
+        "exp": UNIX,
         "jti": STRING,
-        "token_use": {"const": "licensechain_license_v1"},
+        "token_use": {"const": TOKEN_USE},
         "lc_vt": VT,
         "seller_tier": TIER,
         "hw_bound": {"type": "boolean"},
         "plan": _nullable(STRING),
         "features": {"type": "array", "items": STRING},
-        "license_exp": TIMESTAMP,
+        "license_exp": UNIX,
     }
     return {
-        "Error": _obj(
-            ["error", "message", "request_id"],
-            {
-                "error": {"type": "string", "enum": error_codes},
-                "message": STRING,
-                "request_id": STRING,
-            },
-            description="The body of every error response.",
+        "VerifyRequest": _obj(
+            [],
+            {**key, **hwuid, **app_id},
+            description="`key` (aliases `licenseKey`, `license_key`), optional `hwuid` "
+            "(alias `hardwareId`) and `app_id` (alias `appId`). Other members are ignored.",
+            **_one_of_names(*public.KEY_FIELDS),
         ),
-        # -- public --------------------------------------------------------------
-        "VerifyRequest": {
-            **_obj(
-                [],
-                {
-                    "key": TEXT,
-                    "licenseKey": TEXT,
-                    "license_key": TEXT,
-                    "hwuid": TEXT,
-                    "hardwareId": TEXT,
-                    "app_id": TEXT,
-                    "appId": TEXT,
-                },
-                description="`key` (aliases `licenseKey`, `license_key`), optional `hwuid` "
-                "(alias `hardwareId`) and `app_id` (alias `appId`).",
-            ),
-            **_alias_group("key", "licenseKey", "license_key"),
-        },
-        "ValidateHardwareRequest": {
-            **_obj(
-                [],
-                {
-                    "key": TEXT,
-                    "licenseKey": TEXT,
-                    "license_key": TEXT,
-                    "hwuid": TEXT,
-                    "hardwareId": TEXT,
-                    "app_id": TEXT,
-                    "appId": TEXT,
-                },
-                description="Both the key and the hardware id are required.",
-            ),
-            "allOf": [
-                _alias_group("key", "licenseKey", "license_key"),
-                _alias_group("hwuid", "hardwareId"),
-            ],
-        },
+        "ValidateHardwareRequest": _obj(
+            [],
+            {**key, **hwuid, **app_id},
+            description="Like verify, but the hardware id is required.",
+            allOf=[_one_of_names(*public.KEY_FIELDS), _one_of_names(*public.HWUID_FIELDS)],
+        ),
         "VerifyMetadata": _obj(
             ["ipAddress", "userAgent", "verifiedAt"],
             {
@@ -209,7 +191,7 @@ def _schemas() -> dict[str, Schema]:
                 "reason": {"type": "string", "enum": list(VERIFY_REASONS)},
                 "status": LICENSE_STATUS,
             },
-            description="A negative outcome; never carries a token.",
+            description="A negative outcome; it never carries a token.",
         ),
         "VerifyResponse": {"oneOf": [_schema("VerifyValid"), _schema("VerifyInvalid")]},
         "Jwk": _obj(
@@ -223,36 +205,21 @@ def _schemas() -> dict[str, Schema]:
                 "e": STRING,
             },
         ),
-        "Jwks": _obj(
-            ["keys"], {"keys": {"type": "array", "items": _schema("Jwk"), "minItems": 1}}
+        "Jwks": _obj(["keys"], {"keys": {"type": "array", "items": _schema("Jwk"), "minItems": 1}}),
+        "IntrospectRequest": _obj(
+            [],
+            _aliases(public.TOKEN_FIELDS, {"type": "string", "minLength": 1}),
+            description="`license_token` (alias `token`).",
+            **_one_of_names(*public.TOKEN_FIELDS),
         ),
-        "IntrospectRequest": {
-            **_obj(
-                [],
-                {"license_token": {"type": "string"}, "token": {"type": "string"}},
-                description="`license_token` (alias `token`).",
-            ),
-            **_alias_group("license_token", "token"),
-        },
         "IntrospectActive": _obj(
-            [
-                "active",
-                "iss",
-                "sub",
-                "aud",
-                "iat",
-                "exp",
-                "jti",
-                "token_use",
-                "lc_vt",
-                "features",
-                "status",
-            ],
+            ["active", "iss", "sub", "aud", "iat", "exp", "jti", "token_use", "status"],
             {
                 "active": {"const": True},
                 **token_claims,
                 "status": {**LICENSE_STATUS, "description": "The license's live status."},
             },
+            description="The token's claims, with `status` the license's live status.",
         ),
         "IntrospectInactive": _obj(
             ["active", "reason"],
@@ -264,31 +231,77 @@ def _schemas() -> dict[str, Schema]:
         "IntrospectResponse": {
             "oneOf": [_schema("IntrospectActive"), _schema("IntrospectInactive")]
         },
-        "HealthOk": _obj(
-            ["status", "version", "timestamp"],
-            {"status": {"const": "ok"}, "version": STRING, "timestamp": DATE_TIME},
+        "Health": _obj(
+            ["status", "version", "timestamp", "checks"],
+            {
+                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "version": STRING,
+                "timestamp": DATE_TIME,
+                "checks": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "enum": ["ok", "down"]},
+                    "description": "Each dependency (store, denylist, ratelimit): ok or down.",
+                },
+                "failing": {
+                    "type": "array",
+                    "items": STRING,
+                    "description": "The dependencies that are down (only when degraded).",
+                },
+            },
         ),
-        "HealthDegraded": _obj(
-            ["status"],
-            {"status": {"const": "degraded"}, "version": STRING, "timestamp": DATE_TIME},
-            description="Names the failing dependency (store, redis).",
+    }
+
+
+def _license_fields() -> dict[str, Schema]:
+    """The members of a license create or PATCH body: camelCase or snake_case names."""
+    text = _nullable(_text(licenses.MAX_TEXT))
+    max_devices = {"type": "integer", "minimum": 1, "maximum": licenses.MAX_DEVICES}
+    features = {
+        "type": "array",
+        "items": _text(100),
+        "maxItems": licenses.MAX_FEATURES,
+        "description": "Feature names (duplicates are dropped).",
+    }
+    return {
+        "plan": text,
+        **_aliases(("issuedTo", "issued_to"), text),
+        **_aliases(
+            ("issuedEmail", "issued_email", "email"),
+            _nullable(_text(licenses.MAX_EMAIL)),
         ),
-        # -- authenticated -------------------------------------------------------
-        "RevokeTokenRequest": {
-            **_obj(
-                [],
-                {"jti": TEXT, "license_token": {"type": "string"}, "token": {"type": "string"}},
-                description="Either `jti` or `license_token` (alias `token`).",
-            ),
-            **_alias_group("jti", "license_token", "token"),
-        },
+        **_aliases(("expiresAt", "expires_at"), _nullable(TIMESTAMP_IN)),
+        "features": features,
+        "metadata": {"type": "object", "description": "Any JSON object up to 16 KiB."},
+        **_aliases(("maxDevices", "max_devices"), max_devices),
+        **_aliases(("requireHwuid", "require_hwuid"), {"type": "boolean"}),
+    }
+
+
+def _admin_schemas() -> dict[str, Schema]:
+    return {
+        "RevokeTokenRequest": _obj(
+            [],
+            {
+                "jti": _text(admin.MAX_JTI_LENGTH),
+                **_aliases(public.TOKEN_FIELDS, {"type": "string", "minLength": 1}),
+            },
+            description="`jti`, or `license_token` (alias `token`); the token need not be "
+            "valid, only a JWT.",
+            **_one_of_names("jti", *public.TOKEN_FIELDS),
+        ),
         "RevokeTokenResponse": _obj(
             ["revoked", "jti"], {"revoked": {"const": True}, "jti": STRING}
         ),
-        "AppCreate": _obj(
-            ["name"],
-            {"name": TEXT, "description": _nullable(LONG_TEXT), "tier": TIER},
-        ),
+        "AppCreate": {
+            **_closed(
+                {
+                    "name": _text(admin.MAX_NAME_LENGTH),
+                    "description": _nullable(_text(admin.MAX_DESCRIPTION_LENGTH, 0)),
+                    "tier": {**TIER, "default": "free"},
+                }
+            ),
+            "required": ["name"],
+        },
         "App": _obj(
             [
                 "id",
@@ -312,47 +325,19 @@ def _schemas() -> dict[str, Schema]:
             },
         ),
         "AppList": _obj(["apps"], {"apps": {"type": "array", "items": _schema("App")}}),
-        "LicenseCreate": _obj(
-            [],
-            {
-                "plan": _nullable(TEXT),
-                "issuedTo": _nullable(TEXT),
-                "issuedEmail": _nullable(TEXT),
-                "expiresAt": _nullable(DATE_TIME),
-                "features": FEATURES,
-                "metadata": {"type": "object"},
-                "maxDevices": {"type": "integer", "minimum": 1, "maximum": 10000},
-                "requireHwuid": {"type": "boolean"},
-            },
+        "LicenseCreate": _closed(_license_fields()),
+        "LicenseUpdate": _closed(
+            _license_fields(),
+            description="Partial update. The status changes through /revoke, /suspend, "
+            "/activate and /extend.",
         ),
-        "LicenseUpdate": _obj(
-            [],
-            {
-                "plan": _nullable(TEXT),
-                "issuedTo": _nullable(TEXT),
-                "issued_to": _nullable(TEXT),
-                "issuedEmail": _nullable(TEXT),
-                "issued_email": _nullable(TEXT),
-                "expiresAt": _nullable(DATE_TIME),
-                "expires_at": _nullable(DATE_TIME),
-                "features": FEATURES,
-                "metadata": {"type": "object"},
-                "maxDevices": {"type": "integer", "minimum": 1, "maximum": 10000},
-                "max_devices": {"type": "integer", "minimum": 1, "maximum": 10000},
-                "requireHwuid": {"type": "boolean"},
-                "require_hwuid": {"type": "boolean"},
-            },
-            description="Partial update; camelCase or snake_case field names.",
+        "RevokeLicenseRequest": _closed({"reason": _nullable(_text(2000, 0))}),
+        "EmptyRequest": _closed({}, description="No members (an empty body is fine too)."),
+        "ExtendLicenseRequest": _closed(
+            _aliases(("expiresAt", "expires_at"), _nullable(TIMESTAMP_IN)),
+            description="`expiresAt` (alias `expires_at`); null makes the license perpetual.",
+            **_one_of_names("expiresAt", "expires_at"),
         ),
-        "RevokeLicenseRequest": _obj([], {"reason": _nullable(LONG_TEXT)}),
-        "ExtendLicenseRequest": {
-            **_obj(
-                [],
-                {"expiresAt": _nullable(DATE_TIME), "expires_at": _nullable(DATE_TIME)},
-                description="`expiresAt` (alias `expires_at`); null makes it perpetual.",
-            ),
-            **_alias_group("expiresAt", "expires_at"),
-        },
         "Device": _obj(
             ["hwuid", "boundAt", "lastSeenAt"],
             {"hwuid": STRING, "boundAt": DATE_TIME, "lastSeenAt": DATE_TIME},
@@ -381,7 +366,7 @@ def _schemas() -> dict[str, Schema]:
                 "id": STRING,
                 "appId": STRING,
                 "key": {"type": "string", "pattern": "^LC-[A-Z0-9]{6}-[A-Z0-9]{6}-[A-Z0-9]{6}$"},
-                "licenseKey": {"type": "string"},
+                "licenseKey": {"type": "string", "description": "The same as `key`."},
                 "plan": _nullable(STRING),
                 "status": LICENSE_STATUS,
                 "issuedTo": _nullable(STRING),
@@ -407,26 +392,91 @@ def _schemas() -> dict[str, Schema]:
             },
         ),
         "RotateResponse": _obj(
-            ["kid"],
-            {"kid": {"type": "string", "description": "The new active key's kid."}},
+            ["kid", "previousKid", "previousKeyExpiresAt"],
+            {
+                "kid": {"type": "string", "description": "The new active key."},
+                "previousKid": _nullable(STRING),
+                "previousKeyExpiresAt": {
+                    **_nullable(DATE_TIME),
+                    "description": "When the previous key leaves the JWKS.",
+                },
+            },
+        ),
+        "ApiKeyCreate": {
+            **_closed(
+                {
+                    "name": _text(admin.MAX_NAME_LENGTH),
+                    "scopes": {
+                        "type": "array",
+                        "items": {"type": "string", "enum": list(API_KEY_SCOPES)},
+                        "minItems": 1,
+                        "maxItems": 16,
+                    },
+                    "environment": {
+                        "type": "string",
+                        "enum": list(ENVIRONMENTS),
+                        "default": "live",
+                    },
+                },
+                description="A key can only grant scopes its creator holds (else 403).",
+            ),
+            "required": ["name", "scopes"],
+        },
+        "ApiKeyCreated": _obj(
+            ["id", "name", "prefix", "scopes", "createdAt", "key"],
+            {
+                "id": STRING,
+                "name": STRING,
+                "prefix": STRING,
+                "scopes": {"type": "array", "items": STRING},
+                "createdAt": DATE_TIME,
+                "lastUsedAt": _nullable(DATE_TIME),
+                "revokedAt": _nullable(DATE_TIME),
+                "key": {
+                    "type": "string",
+                    "pattern": "^lc_(live|test)_",
+                    "description": "The key itself: shown this once, stored only as a hash.",
+                },
+            },
         ),
     }
 
 
+def _schemas() -> dict[str, Schema]:
+    return {
+        "Error": _obj(
+            ["error", "message", "request_id"],
+            {
+                "error": {"type": "string", "enum": [code for code, _ in ERRORS.values()]},
+                "message": STRING,
+                "request_id": STRING,
+            },
+            description="The body of every error response.",
+        ),
+        **_public_schemas(),
+        **_admin_schemas(),
+    }
+
+
+# -- headers and shared responses -------------------------------------------------------
+
+
 def _headers() -> dict[str, Schema]:
     return {
-        "X-Request-ID": {
-            "description": "Echoes the client's sane X-Request-ID, else a generated one.",
+        "RequestId": {
+            "description": "The client's X-Request-ID when sane (printable ASCII, at most "
+            "128 characters), else a generated one.",
             "required": True,
             "schema": {"type": "string", "minLength": 1},
         },
         "NoStore": {
-            "description": "Responses that carry a token are not cached.",
+            "description": "Answers that carry tokens or keys are never cached.",
+            "required": True,
             "schema": {"type": "string", "pattern": "no-store"},
         },
         "JwksCacheControl": {
             "required": True,
-            "schema": {"type": "string", "pattern": "max-age=300"},
+            "schema": {"type": "string", "const": public.JWKS_CACHE_CONTROL},
         },
         "RetryAfter": {
             "description": "Seconds to wait before retrying.",
@@ -434,20 +484,21 @@ def _headers() -> dict[str, Schema]:
             "schema": {"type": "integer", "minimum": 1},
         },
         "WWWAuthenticate": {
-            "description": 'RFC 6750 challenge: `Bearer realm="licensechain"`.',
+            "description": 'RFC 6750 challenge: `Bearer realm="licensechain"`, with `error` '
+            "when a key was presented.",
             "required": True,
-            "schema": {"type": "string", "pattern": "^Bearer realm=\"licensechain\""},
+            "schema": {"type": "string", "pattern": '^Bearer realm="licensechain"'},
         },
         "RateLimitLimit": {"schema": {"type": "integer"}},
         "RateLimitRemaining": {"schema": {"type": "integer"}},
-        "RateLimitReset": {"schema": {"type": "number"}},
+        "RateLimitReset": {"schema": {"type": "integer"}},
     }
 
 
-def _responses() -> dict[str, Schema]:
+def _error_responses() -> dict[str, Schema]:
     out: dict[str, Schema] = {}
     for status, (code, text) in ERRORS.items():
-        headers: dict[str, Schema] = {"X-Request-ID": _ref("headers", "X-Request-ID")}
+        headers: dict[str, Schema] = {"X-Request-ID": _ref("headers", "RequestId")}
         if status in (401, 403):
             headers["WWW-Authenticate"] = _ref("headers", "WWWAuthenticate")
         if status == 429:
@@ -461,47 +512,45 @@ def _responses() -> dict[str, Schema]:
     return out
 
 
-def _json(status_text: str, schema: Schema, **headers: Schema) -> Schema:
-    return {
-        "description": status_text,
-        "headers": {"X-Request-ID": _ref("headers", "X-Request-ID"), **headers},
-        "content": {"application/json": {"schema": schema}},
-    }
-
-
-def _errors(*statuses: int) -> dict[str, Schema]:
-    return {str(s): _ref("responses", ERRORS[s][0]) for s in statuses}
-
-
-def _body(name: str, required: bool = True) -> Schema:
-    return {"required": required, "content": {"application/json": {"schema": _schema(name)}}}
-
-
+_NO_STORE = {"Cache-Control": _ref("headers", "NoStore")}
 _RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": _ref("headers", "RateLimitLimit"),
     "X-RateLimit-Remaining": _ref("headers", "RateLimitRemaining"),
     "X-RateLimit-Reset": _ref("headers", "RateLimitReset"),
 }
 _BODY_ERRORS = (400, 413, 415)
-_PUBLIC_ERRORS = (*_BODY_ERRORS, 429, 503)
 _AUTH_ERRORS = (401, 403, 503)
 
 
-def _public_post(summary: str, request: str, response: str, desc: str) -> Schema:
+def _ok(description: str, schema: Schema, headers: dict[str, Schema] | None = None) -> Schema:
+    return {
+        "description": description,
+        "headers": {"X-Request-ID": _ref("headers", "RequestId"), **(headers or {})},
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    return {str(s): _ref("responses", ERRORS[s][0]) for s in sorted(set(statuses))}
+
+
+def _body(name: str, required: bool = True) -> Schema:
+    return {"required": required, "content": {"application/json": {"schema": _schema(name)}}}
+
+
+# -- operations -------------------------------------------------------------------------
+
+
+def _public_post(summary: str, description: str, request: str, response: str) -> Schema:
     return {
         "summary": summary,
-        "description": desc,
+        "description": description,
         "tags": ["public"],
         "security": [],
         "requestBody": _body(request),
         "responses": {
-            "200": _json(
-                "The outcome.",
-                _schema(response),
-                **{"Cache-Control": _ref("headers", "NoStore")},
-                **_RATE_LIMIT_HEADERS,
-            ),
-            **_errors(*_PUBLIC_ERRORS),
+            "200": _ok("The outcome.", _schema(response), {**_NO_STORE, **_RATE_LIMIT_HEADERS}),
+            **_errors(*_BODY_ERRORS, 429, 503),
         },
     }
 
@@ -509,98 +558,107 @@ def _public_post(summary: str, request: str, response: str, desc: str) -> Schema
 def _admin(
     summary: str,
     scope: str,
-    responses: dict[str, Schema],
+    status: int,
+    result: str,
+    schema: Schema,
     *,
     errors: tuple[int, ...] = (),
     body: str | None = None,
-    parameters: list[Schema] | None = None,
     body_required: bool = True,
+    parameters: list[Schema] | None = None,
 ) -> Schema:
     op: Schema = {
         "summary": summary,
-        "description": f"Needs an API key with scope `{scope}` (or `*`).",
+        "description": f"Needs an API key with the scope `{scope}` (or `*`).",
         "tags": ["admin"],
         "security": [{"bearerAuth": [scope]}],
-        "responses": {**responses, **_errors(*sorted({*_AUTH_ERRORS, *errors}))},
+        "responses": {str(status): _ok(result, schema, _NO_STORE)},
     }
     if body is not None:
         op["requestBody"] = _body(body, body_required)
-        op["responses"].update(_errors(*_BODY_ERRORS))
+        errors = (*errors, *_BODY_ERRORS)
+    op["responses"].update(_errors(*_AUTH_ERRORS, *errors))
     if parameters:
         op["parameters"] = parameters
     return op
 
 
-def _path_param(name: str, description: str) -> Schema:
-    # No "/" (it would change the route) and no NUL; ids and keys are short.
-    schema = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^/\\x00]+$"}
+def _path_param(name: str, description: str, max_length: int = 256) -> Schema:
+    # No "/" (it would be another route) and no NUL.
     return {
         "name": name,
         "in": "path",
         "required": True,
         "description": description,
-        "schema": schema,
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": max_length,
+            "pattern": "^[^/\\x00]+$",
+        },
     }
 
 
-def _paths(prefix: str) -> dict[str, Schema]:
-    app_id = _path_param("appId", "App id.")
-    license_id = _path_param("licenseId", "License id.")
-    license_ref = _path_param("licenseRef", "License id or license key.")
-    hwuid = _path_param("hwuid", "Bound hardware id.")
-    license_json = _schema("License")
+def _page_params() -> list[Schema]:
+    return [
+        {
+            "name": "page",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": licenses.MAX_PAGE},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": licenses.MAX_PAGE_SIZE},
+        },
+    ]
 
-    def status_change(summary: str, body: str | None = None, required: bool = False) -> Schema:
-        return {
-            "patch": _admin(
-                summary,
-                "licenses:write",
-                {"200": _json("The updated license.", license_json)},
-                errors=(404, 409),
-                body=body,
-                body_required=required,
-                parameters=[license_id],
-            )
-        }
 
-    p = prefix.rstrip("/")
+def _public_paths(p: str) -> dict[str, Schema]:
     return {
         f"{p}/licenses/verify": {
             "post": _public_post(
                 "Verify a license key and get a license token",
+                "Always 200 for a verification outcome. An unbound hardware id is bound "
+                "while the license has a free device slot. Rate limited per client IP and "
+                "per license key.",
                 "VerifyRequest",
                 "VerifyResponse",
-                "Always 200 for a verification outcome. Binds the hardware id when a slot is "
-                "free. Rate limited per client IP and per license key.",
             )
         },
         f"{p}/licenses/validate-hardware": {
             "post": _public_post(
                 "Check (and bind) a hardware id for a license key",
+                "The binding rules and response shape of verify; `hwBound: true` on success.",
                 "ValidateHardwareRequest",
                 "VerifyResponse",
-                "Same binding rules and response shape as verify; `hwBound: true` on success.",
             )
         },
         f"{p}/licenses/introspect": {
             "post": _public_post(
                 "Introspect a license token",
+                "Checks the signature and claims, then the denylist, then the live license "
+                "status. 503 when the denylist cannot be asked: never `active: true` for a "
+                "token that could not be checked.",
                 "IntrospectRequest",
                 "IntrospectResponse",
-                "Checks the signature and claims, the denylist, then the live license status. "
-                "503 when the denylist cannot be asked: never `active: true` unchecked.",
             )
         },
         f"{p}/licenses/jwks": {
             "get": {
                 "summary": "The public signing keys (JWKS)",
+                "description": "The active key plus every retired key whose tokens may "
+                "still be live.",
                 "tags": ["public"],
                 "security": [],
                 "responses": {
-                    "200": _json(
-                        "The active key and the retired keys whose tokens may still be live.",
+                    "200": _ok(
+                        "The key set.",
                         _schema("Jwks"),
-                        **{"Cache-Control": _ref("headers", "JwksCacheControl")},
+                        {
+                            "Cache-Control": _ref("headers", "JwksCacheControl"),
+                            **_RATE_LIMIT_HEADERS,
+                        },
                     ),
                     **_errors(429, 503),
                 },
@@ -612,8 +670,11 @@ def _paths(prefix: str) -> dict[str, Schema]:
                 "tags": ["public"],
                 "security": [],
                 "responses": {
-                    "200": _json("Healthy.", _schema("HealthOk")),
-                    "503": _json("A dependency is down.", _schema("HealthDegraded")),
+                    "200": _ok("Healthy (`status: ok`).", _schema("Health")),
+                    "503": _ok(
+                        "A dependency is down (`status: degraded`, `failing` names it).",
+                        _schema("Health"),
+                    ),
                 },
             }
         },
@@ -622,14 +683,43 @@ def _paths(prefix: str) -> dict[str, Schema]:
                 "summary": "This document",
                 "tags": ["public"],
                 "security": [],
-                "responses": {"200": _json("The OpenAPI document.", {"type": "object"})},
+                "responses": {"200": _ok("The OpenAPI document.", {"type": "object"})},
             }
         },
+    }
+
+
+def _admin_paths(p: str) -> dict[str, Schema]:
+    app_id = _path_param("appId", "App id.")
+    license_id = _path_param("licenseId", "License id.")
+    hwuid = _path_param("hwuid", "A bound hardware id.")
+    lic = _schema("License")
+
+    def status_change(
+        summary: str, body: str = "EmptyRequest", *, required: bool = False
+    ) -> Schema:
+        return {
+            "patch": _admin(
+                summary,
+                "licenses:write",
+                200,
+                "The license after the change.",
+                lic,
+                errors=(404, 409),
+                body=body,
+                body_required=required,
+                parameters=[license_id],
+            )
+        }
+
+    return {
         f"{p}/licenses/revoke-token": {
             "post": _admin(
                 "Revoke one license token",
                 "tokens:revoke",
-                {"200": _json("Revoked (idempotent).", _schema("RevokeTokenResponse"))},
+                200,
+                "Revoked (idempotent).",
+                _schema("RevokeTokenResponse"),
                 body="RevokeTokenRequest",
             )
         },
@@ -637,19 +727,21 @@ def _paths(prefix: str) -> dict[str, Schema]:
             "post": _admin(
                 "Create an app",
                 "apps:write",
-                {"201": _json("The new app.", _schema("App"))},
+                201,
+                "The new app.",
+                _schema("App"),
                 errors=(409,),
                 body="AppCreate",
             ),
-            "get": _admin(
-                "List apps", "apps:read", {"200": _json("All apps.", _schema("AppList"))}
-            ),
+            "get": _admin("List apps", "apps:read", 200, "All apps.", _schema("AppList")),
         },
         f"{p}/apps/{{appId}}": {
             "get": _admin(
                 "One app",
                 "apps:read",
-                {"200": _json("The app.", _schema("App"))},
+                200,
+                "The app.",
+                _schema("App"),
                 errors=(404,),
                 parameters=[app_id],
             )
@@ -658,59 +750,73 @@ def _paths(prefix: str) -> dict[str, Schema]:
             "post": _admin(
                 "Create a license for an app",
                 "licenses:write",
-                {"201": _json("The new license.", license_json)},
-                errors=(404,),
+                201,
+                "The new license.",
+                lic,
+                errors=(404, 409),
                 body="LicenseCreate",
                 body_required=False,
                 parameters=[app_id],
             ),
             "get": _admin(
-                "Licenses of an app",
+                "The licenses of an app, a page at a time",
                 "licenses:read",
-                {"200": _json("A page of licenses.", _schema("LicenseList"))},
+                200,
+                "A page of licenses.",
+                _schema("LicenseList"),
                 errors=(400, 404),
                 parameters=[app_id, *_page_params()],
             ),
         },
         f"{p}/licenses": {
             "get": _admin(
-                "Search licenses",
+                "Search licenses, a page at a time",
                 "licenses:read",
-                {"200": _json("A page of licenses.", _schema("LicenseList"))},
+                200,
+                "A page of licenses.",
+                _schema("LicenseList"),
                 errors=(400,),
                 parameters=[
-                    {"name": "app_id", "in": "query", "schema": TEXT},
-                    {"name": "status", "in": "query", "schema": LICENSE_STATUS},
+                    {"name": "app_id", "in": "query", "schema": _text(licenses.MAX_TEXT)},
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "description": "Case-insensitive.",
+                        "schema": LICENSE_STATUS,
+                    },
                     *_page_params(),
                 ],
             )
         },
-        f"{p}/licenses/{{licenseRef}}": {
+        f"{p}/licenses/{{license}}": {
             "get": _admin(
-                "One license, by id or key",
+                "One license, by id or by key",
                 "licenses:read",
-                {"200": _json("The license.", license_json)},
+                200,
+                "The license.",
+                lic,
                 errors=(404,),
-                parameters=[license_ref],
+                parameters=[_path_param("license", "License id or license key.")],
             ),
             "patch": _admin(
                 "Update a license",
                 "licenses:write",
-                {"200": _json("The updated license.", license_json)},
+                200,
+                "The updated license.",
+                lic,
                 errors=(404, 409),
                 body="LicenseUpdate",
-                parameters=[license_ref],
+                parameters=[_path_param("license", "License id.")],
             ),
         },
         f"{p}/licenses/{{licenseId}}/revoke": status_change(
-            "Revoke a license (denylists its outstanding tokens)", "RevokeLicenseRequest"
+            "Revoke a license (its outstanding tokens are refused at once)",
+            "RevokeLicenseRequest",
         ),
         f"{p}/licenses/{{licenseId}}/suspend": status_change(
-            "Suspend a license (denylists its outstanding tokens)"
+            "Suspend a license (its outstanding tokens are refused at once)"
         ),
-        f"{p}/licenses/{{licenseId}}/activate": status_change(
-            "Reactivate a license (lifts the denylist entry)"
-        ),
+        f"{p}/licenses/{{licenseId}}/activate": status_change("Reactivate a suspended license"),
         f"{p}/licenses/{{licenseId}}/extend": status_change(
             "Set a new expiry", "ExtendLicenseRequest", required=True
         ),
@@ -718,7 +824,9 @@ def _paths(prefix: str) -> dict[str, Schema]:
             "delete": _admin(
                 "Release a device slot",
                 "licenses:write",
-                {"200": _json("The license without that device.", license_json)},
+                200,
+                "The license without that device.",
+                lic,
                 errors=(404,),
                 parameters=[license_id, hwuid],
             )
@@ -727,46 +835,58 @@ def _paths(prefix: str) -> dict[str, Schema]:
             "post": _admin(
                 "Rotate the signing key",
                 "keys:rotate",
-                {"200": _json("The new active key.", _schema("RotateResponse"))},
+                200,
+                "The new active key; the old one stays in the JWKS until its last token "
+                "has expired.",
+                _schema("RotateResponse"),
+            )
+        },
+        f"{p}/api-keys": {
+            "post": _admin(
+                "Create an API key",
+                "api-keys:write",
+                201,
+                "The new key, shown once.",
+                _schema("ApiKeyCreated"),
+                body="ApiKeyCreate",
             )
         },
     }
 
 
-def _page_params() -> list[Schema]:
-    return [
-        {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": 100},
-        },
-    ]
+# -- the document -----------------------------------------------------------------------
 
 
 @lru_cache(maxsize=8)
 def _build(prefix: str) -> Schema:
     from .. import __version__
 
+    p = "/" + prefix.strip("/") if prefix.strip("/") else ""
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "LicenseChain license server",
             "version": __version__,
             "description": "License verification and short-lived RS256 license tokens. "
-            "Errors are `{error, message, request_id}`; every response carries X-Request-ID.",
+            "Errors are `{error, message, request_id}`; every response carries "
+            "`X-Request-ID`.",
         },
-        "paths": _paths(prefix),
+        "tags": [
+            {"name": "public", "description": "No credentials; rate limited."},
+            {"name": "admin", "description": "`Authorization: Bearer <api key>`, scoped."},
+        ],
+        "paths": {**_public_paths(p), **_admin_paths(p)},
         "components": {
             "schemas": _schemas(),
-            "responses": _responses(),
+            "responses": _error_responses(),
             "headers": _headers(),
             "securitySchemes": {
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "An API key (`lc_live_...` or `lc_test_...`) with the "
-                    "scopes the operation names: " + ", ".join(API_KEY_SCOPES) + ".",
+                    "description": "An API key (`lc_live_...` or `lc_test_...`). Scopes: "
+                    + ", ".join(f"`{s}`" for s in API_KEY_SCOPES)
+                    + "; `*` grants them all.",
                 }
             },
         },

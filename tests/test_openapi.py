@@ -1,0 +1,256 @@
+"""The OpenAPI document is valid, complete, and true: schemathesis finds no response that
+breaks it.
+
+schemathesis drives the app in-process (WSGI) with generated requests, valid and invalid,
+authenticated with an admin API key. Half of the cases get a real app id, license id, key,
+hardware id or token planted in them, so the success answers are checked too, not only
+the 404s that random ids get. Checks: no 5xx, every status code documented, and every body,
+content type and header as documented. The run is derandomized, so it is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from issuer_support import Issuer, close_issuer, make_issuer
+from openapi_spec_validator import validate
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from flask_licensechain.api.openapi import openapi_document
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+#: Per operation; 20 operations. Enough to walk every documented branch, quick enough to run
+#: on every change.
+MAX_EXAMPLES = 25
+#: Huge limits: the rate-limit headers are present and checked, but no case is refused.
+HUGE_LIMITS = "1000000/second"
+
+#: Every endpoint of CONTRACT.md section 2 (plus the document itself and API-key creation).
+CONTRACT_OPERATIONS = {
+    ("post", "/v1/licenses/verify"),
+    ("post", "/v1/licenses/validate-hardware"),
+    ("get", "/v1/licenses/jwks"),
+    ("post", "/v1/licenses/introspect"),
+    ("get", "/v1/health"),
+    ("get", "/v1/openapi.json"),
+    ("post", "/v1/licenses/revoke-token"),
+    ("post", "/v1/apps"),
+    ("get", "/v1/apps"),
+    ("get", "/v1/apps/{appId}"),
+    ("post", "/v1/apps/{appId}/licenses"),
+    ("get", "/v1/apps/{appId}/licenses"),
+    ("get", "/v1/licenses"),
+    ("get", "/v1/licenses/{license}"),
+    ("patch", "/v1/licenses/{license}"),
+    ("patch", "/v1/licenses/{licenseId}/revoke"),
+    ("patch", "/v1/licenses/{licenseId}/suspend"),
+    ("patch", "/v1/licenses/{licenseId}/activate"),
+    ("patch", "/v1/licenses/{licenseId}/extend"),
+    ("delete", "/v1/licenses/{licenseId}/devices/{hwuid}"),
+    ("post", "/v1/signing-keys/rotate"),
+    ("post", "/v1/api-keys"),
+}
+
+
+class Planted:
+    """Real objects to plant into generated cases."""
+
+    def __init__(self, issuer: Issuer) -> None:
+        self.issuer = issuer
+        self.app = issuer.new_app(tier="business", name="Schemathesis App")
+        lic = issuer.new_license(self.app.id, features=["export"], max_devices=3)
+        self.license_id = lic.id
+        self.license_key = lic.key
+        self.hwuid = "machine-1"
+        self.token = issuer.token_for(lic.key, hwuid=self.hwuid)
+
+    def fresh_license(self) -> None:
+        """A new license when the planted one was revoked (no way back from REVOKED)."""
+        lic = self.issuer.new_license(self.app.id, features=["export"], max_devices=3)
+        self.license_id, self.license_key = lic.id, lic.key
+        self.token = self.issuer.token_for(lic.key, hwuid=self.hwuid)
+
+    def plant(self, case: Any) -> None:
+        if self.issuer.store.licenses.get(self.license_id).status == "REVOKED":
+            self.fresh_license()
+        params = case.path_parameters or {}
+        for name, value in (
+            ("appId", self.app.id),
+            ("licenseId", self.license_id),
+            ("license", self.license_id),
+            ("hwuid", self.hwuid),
+        ):
+            if name in params:
+                params[name] = value
+        body = case.body
+        if isinstance(body, dict):
+            for name, value in (
+                ("key", self.license_key),
+                ("licenseKey", self.license_key),
+                ("license_key", self.license_key),
+                ("app_id", self.app.id),
+                ("appId", self.app.id),
+                ("license_token", self.token),
+                ("token", self.token),
+            ):
+                if name in body:
+                    body[name] = value
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Iterator[Issuer]:
+    made = make_issuer(
+        tmp_path,
+        ratelimit_enabled=True,
+        ratelimit_per_ip=HUGE_LIMITS,
+        ratelimit_per_key=HUGE_LIMITS,
+    )
+    try:
+        yield made
+    finally:
+        close_issuer(made)
+
+
+@pytest.fixture
+def planted(issuer: Issuer) -> Planted:
+    return Planted(issuer)
+
+
+def _operations() -> list[tuple[str, str]]:
+    return sorted(CONTRACT_OPERATIONS, key=lambda op: (op[1], op[0]))
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), _operations(), ids=[f"{m.upper()} {p}" for m, p in _operations()]
+)
+def test_operation_conforms_to_the_document(
+    method: str, path: str, issuer: Issuer, planted: Planted
+) -> None:
+    # The schema as the app serves it, driven in-process through its WSGI callable.
+    loaded = schemathesis.openapi.from_wsgi("/v1/openapi.json", issuer.app)
+    operation = loaded[path][method.upper()]
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
+    auth = issuer.auth()
+
+    @given(case=cases, plant=st.booleans())
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def exercise(case: Any, plant: bool) -> None:
+        if plant:
+            planted.plant(case)
+        case.call_and_validate(headers=auth, checks=CHECKS)
+
+    exercise()
+
+
+# -- the document itself ------------------------------------------------------------------
+
+
+def test_document_is_valid_openapi_3_1() -> None:
+    document = openapi_document("/v1")
+    assert document["openapi"] == "3.1.0"
+    validate(document)
+
+
+def test_document_describes_every_contract_endpoint() -> None:
+    paths = openapi_document("/v1")["paths"]
+    documented = {(method, path) for path, item in paths.items() for method in item}
+    assert documented == CONTRACT_OPERATIONS
+
+
+def test_every_route_of_the_blueprint_is_documented(issuer: Issuer) -> None:
+    """No endpoint escapes the document (and so the schemathesis run)."""
+    documented = _documented_rules(openapi_document("/v1"))
+    served = _served_rules(issuer.app, "/v1")
+    assert served == documented
+
+
+def test_document_follows_the_prefix() -> None:
+    paths = openapi_document("/api/v2/")["paths"]
+    assert "/api/v2/licenses/verify" in paths
+    assert not [p for p in paths if not p.startswith("/api/v2/")]
+
+
+def test_served_document_is_the_module_document(issuer: Issuer) -> None:
+    response = issuer.client.get("/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.headers["X-Request-ID"]
+    assert response.get_json() == openapi_document("/v1")
+
+
+def test_every_error_response_names_its_contract_code() -> None:
+    document = openapi_document("/v1")
+    expected = {
+        "400": "invalid_request",
+        "401": "unauthorized",
+        "403": "insufficient_scope",
+        "404": "not_found",
+        "409": "conflict",
+        "413": "payload_too_large",
+        "415": "unsupported_media_type",
+        "429": "rate_limited",
+        "503": "unavailable",
+    }
+    for path, item in document["paths"].items():
+        if path.endswith("/health"):
+            continue  # its 503 is the degraded health body, not an error
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if status in expected:
+                    assert response == {"$ref": f"#/components/responses/{expected[status]}"}, (
+                        path,
+                        status,
+                    )
+            admin = operation["security"] != []
+            if admin:
+                assert {"401", "403"} <= set(operation["responses"]), path
+    retry = document["components"]["responses"]["rate_limited"]["headers"]
+    assert "Retry-After" in retry
+
+
+def _documented_rules(document: dict[str, Any]) -> set[tuple[str, str]]:
+    rules = set()
+    for path, item in document["paths"].items():
+        shape = "/".join("<>" if part.startswith("{") else part for part in path.split("/"))
+        rules |= {(method.upper(), shape) for method in item}
+    return rules
+
+
+def _served_rules(app: Flask, prefix: str) -> set[tuple[str, str]]:
+    rules = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(prefix + "/"):
+            continue
+        shape = "/".join("<>" if part.startswith("<") else part for part in rule.rule.split("/"))
+        methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}
+        rules |= {(method, shape) for method in methods}
+    return rules
