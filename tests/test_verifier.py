@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -13,6 +13,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from flask_licensechain.core import verifier as verifier_module
 from flask_licensechain.core.contract import MAX_LEEWAY, build_claims
 from flask_licensechain.core.denylist import MemoryDenylist
 from flask_licensechain.core.errors import Unavailable
@@ -76,16 +77,24 @@ def make_verifier(keys: Any = None, **kwargs: Any) -> TokenVerifier:
 
 
 class CountingDecode:
-    """Wraps the verifier's PyJWT decoder to count the signature checks."""
+    """Counts the RSA signature checks of the verifier module (a cache hit makes none)."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self.calls = 0
-        self._decode = verifier._jws.decode
-        verifier._jws.decode = self  # type: ignore[method-assign]
+        self._check = verifier_module._signature_ok
+        self._patch = pytest.MonkeyPatch()
+        self._patch.setattr(verifier_module, "_signature_ok", self)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any) -> bool:
         self.calls += 1
-        return self._decode(*args, **kwargs)
+        return self._check(*args)
+
+
+@pytest.fixture(autouse=True)
+def _undo_counting() -> Iterator[None]:
+    original = verifier_module._signature_ok
+    yield
+    verifier_module._signature_ok = original
 
 
 # -- settings ------------------------------------------------------------------

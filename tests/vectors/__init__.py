@@ -272,6 +272,11 @@ class _Builder:
             seg, at, text = int(arg[0]), int(arg[1]), str(arg[2])
             parts[seg] = parts[seg][:at] + text + parts[seg][at:]
             return ".".join(parts)
+        if op == "noncanonical_tail":  # same bytes, other text: set the unused low bits
+            alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+            index = alphabet.index(token[-1])
+            flipped = index | 0x0F if index & 0x0F == 0 else index & ~0x0F
+            return token[:-1] + alphabet[flipped]
         if op == "signature_from":  # sign other claims, keep only that signature
             other, _ = self.build({"name": spec["name"] + "-other", **arg})
             return token.rsplit(".", 1)[0] + "." + other.rsplit(".", 1)[1]
