@@ -53,8 +53,7 @@ class Store:
         at once: SQLite serializes them with BEGIN IMMEDIATE, PostgreSQL with an advisory lock
         (its DDL is transactional too)."""
         with self._db.write() as conn:
-            if not self._db.is_sqlite:
-                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CREATE_ALL_LOCK)))
+            self._db.serialize(conn, _CREATE_ALL_LOCK)
             metadata.create_all(conn)
 
     def ping(self) -> None:

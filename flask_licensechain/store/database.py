@@ -131,6 +131,15 @@ class Database:
         with self._transaction(self._write_options) as conn:
             yield conn
 
+    def serialize(self, conn: sa.Connection, lock_id: int) -> None:
+        """Queue this write transaction behind any other holding ``lock_id``.
+
+        PostgreSQL: a transaction-scoped advisory lock. SQLite: nothing to do, a write
+        transaction already holds the database's single write lock from BEGIN IMMEDIATE.
+        """
+        if not self.is_sqlite:
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_id)))
+
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         with self._transaction(self._read_options) as conn:

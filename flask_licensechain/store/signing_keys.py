@@ -23,6 +23,7 @@ RETIRING: Final = "retiring"
 RETIRED: Final = "retired"
 KEY_STATES: Final = (ACTIVE, RETIRING, RETIRED)
 _ROTATE_ATTEMPTS = 5
+_ROTATION_LOCK = 0x4C430002  # advisory lock id; any constant shared by all processes
 
 _ACTIVE = sa.select(signing_keys).where(signing_keys.c.state == ACTIVE)
 
@@ -102,15 +103,17 @@ class SigningKeyRepository:
     def rotate(self, new: SigningKeyRecord, *, now: datetime, old_expires_at: datetime) -> None:
         """Make ``new`` the active key; the active key before it starts retiring.
 
-        Concurrent rotations: on PostgreSQL two rotations may both see the same active key;
-        the loser's insert then breaks the one-active index, and it simply starts over (it
-        then retires the winner's key). SQLite's BEGIN IMMEDIATE serializes them up front.
+        Concurrent rotations queue behind one another (an advisory lock on PostgreSQL,
+        BEGIN IMMEDIATE on SQLite), so each retires the key the previous one made active.
+        Should a writer bypass that queue, the one-active index refuses the second active
+        key and the rotation starts over.
         """
         values = {**_row(new), "state": ACTIVE, "retired_at": None, "expires_at": None}
         now, old_expires_at = to_utc(now), to_utc(old_expires_at)
         for attempt in range(_ROTATE_ATTEMPTS):
             try:
                 with self._db.write() as conn:
+                    self._db.serialize(conn, _ROTATION_LOCK)
                     conn.execute(
                         sa.update(signing_keys)
                         .where(signing_keys.c.state == ACTIVE)
