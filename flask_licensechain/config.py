@@ -53,7 +53,8 @@ class Settings:
     max_token_bytes: int = _opt(8192, "Tokens longer than this are refused before parsing.")
     max_body_bytes: int = _opt(65536, "Request bodies larger than this get 413.")
     verified_cache_size: int = _opt(
-        10000, "Verified-token LRU entries per process (about 2 KiB each)."
+        10000, "Verified-token LRU entries per process (about 4 KiB each for a typical "
+        "token; the cache is also capped at 64 MiB estimated)."
     )
     ratelimit_enabled: bool = _opt(True, "Rate limit the public endpoints.")
     ratelimit_per_ip: str = _opt(
@@ -64,6 +65,10 @@ class Settings:
     )
     ratelimit_fail_open: bool = _opt(
         True, "When the rate-limit store is down, let requests through (logged)."
+    )
+    denylist_mirror: bool = _opt(
+        True, "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "
+        "revocation checks cost no round trip. False: ask Redis on every check."
     )
     denylist_fail_open: bool = _opt(
         False, "When the denylist is down, let tokens through (logged). Default: fail closed."

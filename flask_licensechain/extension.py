@@ -56,7 +56,9 @@ class LicenseChain:
             raise RuntimeError("LicenseChain is already registered on this app.")
         settings = Settings.from_mapping(app.config, {**self._options, **options})
         denylist_url = settings.denylist_url or settings.redis_url or "memory://"
-        denylist = denylist_from_uri(denylist_url, fail_open=settings.denylist_fail_open)
+        denylist = denylist_from_uri(
+            denylist_url, fail_open=settings.denylist_fail_open, mirror=settings.denylist_mirror
+        )
         if settings.integrator_mode:
             from .integrator import build_key_source
 

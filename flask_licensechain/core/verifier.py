@@ -74,7 +74,7 @@ DEFAULT_CACHE_MAX_TOKEN_BYTES = 4 * 1024
 DEFAULT_CACHE_MAX_BYTES = 64 * 1024 * 1024
 #: Fixed cost of an entry beyond the token and the claims' objects: the LRU node,
 #: ``_Entry``, ``LicenseClaims``, its ``aud`` tuple and read-only view.
-_ENTRY_OVERHEAD = 400
+_ENTRY_OVERHEAD = 512
 
 #: Compact JWS: three base64url segments, no padding, no whitespace. An empty
 #: signature passes this shape test so that ``alg: none`` is named as such below.
