@@ -30,7 +30,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from flask import Request, Response, g, has_app_context, jsonify, request
 from werkzeug.local import LocalProxy
@@ -46,8 +46,13 @@ log = logging.getLogger("licensechain.gate")
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: A view decorator that keeps the view's signature for type checkers.
-ViewDecorator = Callable[[Callable[P, R]], Callable[P, R]]
+
+class ViewDecorator(Protocol):
+    """What ``@requires_feature(...)`` returns: it keeps the view's signature (sync or async)."""
+
+    def __call__(self, view: Callable[P, R], /) -> Callable[P, R]: ...
+
+
 #: One plan name or a set of accepted plan names.
 PlanSpec = str | Iterable[str] | None
 
@@ -108,14 +113,14 @@ def _plan_set(plan: PlanSpec) -> frozenset[str] | None:
 # -- public decorators --------------------------------------------------------
 
 
-def requires_feature(*features: str, plan: PlanSpec = None) -> ViewDecorator[P, R]:
+def requires_feature(*features: str, plan: PlanSpec = None) -> ViewDecorator:
     """Require a valid license that has ALL of ``features`` (and one of ``plan``, if given)."""
     return _gate(
         LicenseRequirement(_feature_set("requires_feature", features), False, _plan_set(plan))
     )
 
 
-def requires_any_feature(*features: str, plan: PlanSpec = None) -> ViewDecorator[P, R]:
+def requires_any_feature(*features: str, plan: PlanSpec = None) -> ViewDecorator:
     """Require a valid license that has AT LEAST ONE of ``features``."""
     requirement = LicenseRequirement(
         _feature_set("requires_any_feature", features), True, _plan_set(plan)
@@ -128,12 +133,12 @@ def requires_license(view: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
-def requires_license(*, plan: PlanSpec = None) -> ViewDecorator[P, R]: ...
+def requires_license(*, plan: PlanSpec = None) -> ViewDecorator: ...
 
 
 def requires_license(view: Callable[P, R] | None = None, /, *, plan: PlanSpec = None) -> Any:
     """Require any valid license; ``@requires_license`` or ``@requires_license(plan="pro")``."""
-    decorator: ViewDecorator[P, R] = _gate(LicenseRequirement(plans=_plan_set(plan)))
+    decorator: ViewDecorator = _gate(LicenseRequirement(plans=_plan_set(plan)))
     if view is None:
         return decorator
     if not callable(view):
@@ -169,7 +174,7 @@ current_license: LicenseClaims = LocalProxy(_require_current_license)  # type: i
 # -- the gate -------------------------------------------------------------------
 
 
-def _gate(requirement: LicenseRequirement) -> ViewDecorator[P, R]:
+def _gate(requirement: LicenseRequirement) -> ViewDecorator:
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(view):
             async_view = cast(Callable[P, Awaitable[Any]], view)
@@ -276,5 +281,3 @@ def _refusal(exc: LicenseChainError) -> Response:
     response.headers[REQUEST_ID_HEADER] = rid
     response.headers["Cache-Control"] = "no-store"
     return response
-
-

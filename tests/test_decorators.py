@@ -604,15 +604,19 @@ def test_revocation_through_shared_redis_reaches_the_gate(
         issuer_side.unrevoke_sub(sub)
     finally:
         issuer_side.close()
+        get_state(app).denylist.close()
 
 
 def test_unreachable_denylist_fails_closed_with_503(
     jwks_server: _JWKSServer, make_token: TokenFactory
 ) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    client = integrator_app(jwks_server, LICENSECHAIN_DENYLIST_URL=dead_redis).test_client()
-    response = client.get("/reports/export", headers=bearer(make_token()))
-    assert_refused(response, 503, None, "unavailable")
+    app = integrator_app(jwks_server, LICENSECHAIN_DENYLIST_URL=dead_redis)
+    try:
+        response = app.test_client().get("/reports/export", headers=bearer(make_token()))
+        assert_refused(response, 503, None, "unavailable")
+    finally:
+        get_state(app).denylist.close()
 
 
 # -- server-authoritative mode, integrator side (introspect) ------------------------------------
@@ -885,3 +889,54 @@ def test_issuer_authoritative_mode_fails_closed_when_the_store_fails(tmp_path: A
     store.licenses.get = broken  # type: ignore[method-assign]
     response = app.test_client().get("/reports/export", headers=bearer(token))
     assert_refused(response, 503, None, "unavailable")
+
+
+TYPED_VIEWS = """
+from typing import assert_type
+
+from flask_licensechain import requires_any_feature, requires_feature, requires_license
+
+
+@requires_feature("export", plan="pro")
+def sync_view(report_id: int, *, fmt: str = "csv") -> dict[str, str]:
+    return {}
+
+
+@requires_any_feature("a", "b")
+async def async_view(report_id: int) -> str:
+    return ""
+
+
+@requires_license
+def bare(name: str) -> int:
+    return 1
+
+
+@requires_license(plan={"pro", "enterprise"})
+async def with_plan() -> None:
+    return None
+
+
+async def use_them() -> None:
+    assert_type(sync_view(1, fmt="x"), dict[str, str])
+    pending = async_view(1)
+    assert_type(await pending, str)
+    assert_type(await async_view(1), str)
+    assert_type(bare("x"), int)
+    assert_type(await with_plan(), None)
+    sync_view("not an int")  # the one expected error
+"""
+
+
+@pytest.mark.slow
+def test_decorated_views_keep_their_signatures_for_mypy(tmp_path: Any) -> None:
+    from mypy import api as mypy_api
+
+    snippet = tmp_path / "typed_views.py"
+    snippet.write_text(TYPED_VIEWS)
+    stdout, _, _ = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(snippet)]
+    )
+    errors = [line for line in stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, stdout
+    assert 'Argument 1 to "sync_view" has incompatible type "str"; expected "int"' in errors[0]

@@ -83,7 +83,7 @@ def _jwt_extended(app: Flask) -> None:
         return bool(blocklist.exists(prefix + jwt_payload["jti"]))
 
     @app.get(ROUTE)
-    @jwt_required()
+    @jwt_required()  # type: ignore[untyped-decorator]  # flask-jwt-extended ships no types
     def export() -> Any:
         if FEATURE not in get_jwt().get("features", ()):
             return jsonify(error="insufficient_scope"), 403

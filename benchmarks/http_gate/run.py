@@ -105,11 +105,12 @@ def jwt_extended_token(env: dict[str, str], work: Path) -> str:
 
     app = create_app("jwt_extended")
     with app.app_context():
-        return create_access_token(
+        token: str = create_access_token(
             identity="lic_bench",
             additional_claims={"iss": ISSUER, "aud": AUDIENCE, "features": ["export"]},
             expires_delta=False,
         )
+    return token
 
 
 class Server:

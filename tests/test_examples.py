@@ -1,0 +1,277 @@
+"""The integrator and desktop examples, run for real against a real issuer server process.
+
+Every program here is a separate process on a free loopback port: the issuer (gunicorn),
+``examples/integrator_app.py`` and ``examples/desktop_client.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from conftest import free_port
+from interop.issuer_server import IssuerServer, issuer_server, stop_process, wait_http
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+pytestmark = pytest.mark.slow
+
+CHALLENGE = 'Bearer realm="licensechain"'
+INVALID_TOKEN = 'Bearer realm="licensechain", error="invalid_token"'
+
+
+def expected_hardware_id() -> str:
+    raw = f"licensechain|python|{socket.gethostname()}|{platform.system()}|{platform.machine()}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IssuerServer]:
+    with issuer_server(tmp_path_factory.mktemp("examples_issuer"), free_port()) as running:
+        yield running
+
+
+# -- the desktop client ----------------------------------------------------------------------
+
+
+def desktop(server: IssuerServer, key: str, state_dir: Path, *args: str) -> tuple[int, Any]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "desktop_client.py"),
+            "--server",
+            server.base_url,
+            "--key",
+            key,
+            "--issuer",
+            server.issuer,
+            "--state-dir",
+            str(state_dir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines, done.stderr
+    return done.returncode, json.loads(lines[-1])
+
+
+def kept_token(state_dir: Path) -> str:
+    return str(json.loads((state_dir / "token.json").read_text())["token"])
+
+
+def test_desktop_client_prints_the_default_hardware_id() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "desktop_client.py"), "--print-hardware-id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == expected_hardware_id()
+
+
+def test_desktop_client_activates_binds_and_reuses_its_token(
+    server: IssuerServer, tmp_path: Path
+) -> None:
+    lic = server.new_license(plan="pro", features=["export"])
+    code, first = desktop(server, lic.key, tmp_path)
+    assert code == 0
+    assert first["licensed"] is True and first["source"] == "online"
+    assert first["license_id"] == lic.id and first["features"] == ["export"]
+    # Bound with LicenseChain's default hardware id, and the token says so.
+    devices = server.store.licenses.get(lic.id).devices
+    assert [d.hwuid for d in devices] == [expected_hardware_id()]
+    claims = jwt.decode(kept_token(tmp_path), options={"verify_signature": False})
+    assert claims["hw_bound"] is True and claims["jti"] == first["jti"]
+    for name in ("token.json", "jwks.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+
+    code, second = desktop(server, lic.key, tmp_path)
+    assert code == 0
+    assert second["source"] == "cache" and second["jti"] == first["jti"]
+
+
+def test_desktop_client_refreshes_before_exp(server: IssuerServer, tmp_path: Path) -> None:
+    lic = server.new_license(features=["export"])
+    _, first = desktop(server, lic.key, tmp_path)
+    # The pro tier's token lives an hour: asking for a refresh 2 h ahead forces one now.
+    code, refreshed = desktop(server, lic.key, tmp_path, "--refresh-before", "7200")
+    assert code == 0
+    assert refreshed["source"] == "online" and refreshed["jti"] != first["jti"]
+    assert (
+        jwt.decode(kept_token(tmp_path), options={"verify_signature": False})["jti"]
+        == (refreshed["jti"])
+    )
+    _, again = desktop(server, lic.key, tmp_path)
+    assert again["source"] == "cache" and again["jti"] == refreshed["jti"]
+
+
+def test_desktop_client_drops_its_token_when_the_license_is_revoked(
+    server: IssuerServer, tmp_path: Path
+) -> None:
+    lic = server.new_license(features=["export"])
+    assert desktop(server, lic.key, tmp_path)[0] == 0
+    revoked = httpx.patch(
+        f"{server.issuer}/licenses/{lic.id}/revoke", headers=server.admin(), json={}
+    )
+    assert revoked.status_code == 200, revoked.text
+    code, status = desktop(server, lic.key, tmp_path, "--refresh-before", "7200")
+    assert code == 1
+    assert status == {
+        "licensed": False,
+        "source": "online",
+        "offline": False,
+        "reason": "license_revoked",
+    }
+    assert not (tmp_path / "token.json").exists()
+
+
+def test_desktop_client_reports_a_hardware_mismatch(server: IssuerServer, tmp_path: Path) -> None:
+    lic = server.new_license(max_devices=1)
+    assert server.verify(lic.key, hwuid="another-machine")["valid"] is True
+    code, status = desktop(server, lic.key, tmp_path)
+    assert code == 1
+    assert status["licensed"] is False and status["reason"] == "hardware_id_mismatch"
+
+
+def test_desktop_client_works_offline_until_exp(tmp_path: Path) -> None:
+    running = IssuerServer(tmp_path / "issuer", free_port())
+    try:
+        running.start()
+        # The license ends in a few seconds, so its token does too (exp <= license expiry).
+        ends = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+        lic = running.new_license(features=["export"], expires_at=ends)
+        state = tmp_path / "client"
+        code, online = desktop(running, lic.key, state, "--refresh-before", "1")
+        assert code == 0 and online["source"] == "online"
+        assert online["expires_at"] == int(ends.timestamp())
+
+        running.stop()  # the network is gone from here on
+        code, offline = desktop(running, lic.key, state, "--refresh-before", "3600")
+        assert code == 0
+        assert offline["licensed"] is True and offline["offline"] is True
+        assert offline["source"] == "cache" and offline["jti"] == online["jti"]
+
+        time.sleep(max(0.0, online["expires_at"] - time.time()) + 1.5)
+        code, expired = desktop(running, lic.key, state, "--refresh-before", "1")
+        assert code == 1
+        assert expired["licensed"] is False and expired["offline"] is True
+        assert expired["reason"].startswith("server_unreachable")
+    finally:
+        running.close()
+
+
+# -- the integrator app ----------------------------------------------------------------------
+
+
+class IntegratorProcess:
+    def __init__(self, server: IssuerServer, audience: str, **extra_env: str) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "LICENSECHAIN_JWKS_URL": server.jwks_url,
+            "LICENSECHAIN_ISSUER": server.issuer,
+            "LICENSECHAIN_AUDIENCE": audience,
+            **extra_env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "integrator_app.py"), "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_http(self.url("/"), self.process)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.get(self.url(path), headers=headers, timeout=10)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def test_integrator_app_gates_reports_export(server: IssuerServer, tmp_path: Path) -> None:
+    lic = server.new_license(plan="pro", features=["export"])
+    other = server.store.licenses.create(lic.app_id, plan="free", features=["view"])
+    foreign = server.new_license(features=["export"])  # another seller app: another audience
+    # The desktop client gets the token, as a real user's client would.
+    assert desktop(server, lic.key, tmp_path / "client")[0] == 0
+    token = kept_token(tmp_path / "client")
+
+    integrator = IntegratorProcess(server, lic.app_id)
+    try:
+        ok = integrator.get("/reports/export", token)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["licensed_to"] == lic.id
+        assert integrator.get("/me", token).json() == {
+            "license_id": lic.id,
+            "plan": "pro",
+            "features": ["export"],
+        }
+
+        missing = integrator.get("/reports/export")
+        assert missing.status_code == 401
+        assert missing.headers["WWW-Authenticate"] == CHALLENGE
+        assert missing.json()["error"] == "unauthorized"
+
+        no_feature = integrator.get("/reports/export", server.verify(other.key)["license_token"])
+        assert no_feature.status_code == 403
+        assert no_feature.json()["error"] == "insufficient_scope"
+
+        wrong_app = integrator.get("/reports/export", server.verify(foreign.key)["license_token"])
+        assert wrong_app.status_code == 401
+        assert wrong_app.headers["WWW-Authenticate"] == INVALID_TOKEN
+
+        tampered = integrator.get("/reports/export", token[:-6] + "AAAAAA")
+        assert tampered.status_code == 401
+    finally:
+        integrator.stop()
+
+
+def test_integrator_app_authoritative_mode_sees_a_suspension(server: IssuerServer) -> None:
+    lic = server.new_license(features=["export"])
+    token = server.verify(lic.key)["license_token"]
+    plain = IntegratorProcess(server, lic.app_id)
+    authoritative = IntegratorProcess(
+        server,
+        lic.app_id,
+        LICENSECHAIN_AUTHORITATIVE="true",
+        LICENSECHAIN_AUTHORITATIVE_CACHE_TTL="0",
+    )
+    try:
+        assert plain.get("/reports/export", token).status_code == 200
+        assert authoritative.get("/reports/export", token).status_code == 200
+        suspended = httpx.patch(
+            f"{server.issuer}/licenses/{lic.id}/suspend", headers=server.admin(), json={}
+        )
+        assert suspended.status_code == 200, suspended.text
+        # No shared Redis: the plain gate trusts the token until exp; the authoritative one
+        # asks the issuer's introspect endpoint and refuses at once.
+        assert plain.get("/reports/export", token).status_code == 200
+        refused = authoritative.get("/reports/export", token)
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"] == INVALID_TOKEN
+    finally:
+        plain.stop()
+        authoritative.stop()
