@@ -107,6 +107,7 @@ class GateEngine:
         )
         self.limiter = RateLimiter(config, asynchronous=asynchronous) if limited else None
         self.client_address = ClientAddress(config.trusted_proxies)
+        self._trusts_proxies = self.client_address.trusts_anyone
         audience = config.audience
         self._audience: frozenset[str] = frozenset(
             (audience,) if isinstance(audience, str) else (audience or ())
@@ -144,7 +145,11 @@ class GateEngine:
         preflight: bool,
     ) -> Decision:
         claims: LicenseClaims | None = None
-        client_ip = self.client_address.resolve(peer, forwarded_for)
+        client_ip = (
+            self.client_address.resolve(peer, forwarded_for)
+            if self._trusts_proxies
+            else peer or "unknown"
+        )
         try:
             if compiled.deny:
                 raise NotFound(reason="no_rule")
@@ -189,7 +194,11 @@ class GateEngine:
         preflight: bool,
     ) -> Decision:
         claims: LicenseClaims | None = None
-        client_ip = self.client_address.resolve(peer, forwarded_for)
+        client_ip = (
+            self.client_address.resolve(peer, forwarded_for)
+            if self._trusts_proxies
+            else peer or "unknown"
+        )
         try:
             if compiled.deny:
                 raise NotFound(reason="no_rule")

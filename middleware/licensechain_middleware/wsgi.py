@@ -68,6 +68,9 @@ DECISION_KEY = "licensechain.decision"
 DecisionHook = Callable[[Decision], None]
 
 _SUBJECT, _APP, _PLAN, _FEATURES, _TOKEN_ID = IDENTITY_ENVIRON_KEYS
+_PLAIN_CONNECTION = frozenset({"keep-alive", "close", "Keep-Alive", "Close"})
+#: ``Authorization`` values ``bearer_token`` reads ("Bearer" alone counts: a malformed token)
+_BEARER = frozenset({"bearer ", "bearer"})
 
 
 class LicenseGate:
@@ -135,10 +138,7 @@ class LicenseGate:
                 raise BadFraming("both Content-Length and Transfer-Encoding")
             if not content_length.isdigit():
                 raise BadFraming("Content-Length is not a number")
-        size = 0
-        for key, value in environ.items():
-            if key[:5] == "HTTP_":
-                size += len(value)
+        size = sum([len(value) for key, value in environ.items() if key.startswith("HTTP_")])
         if size > self._max_header_bytes:
             # Token headers are not counted: the verifier caps them (401, as the contract says).
             size -= len(environ.get("HTTP_AUTHORIZATION", ""))
@@ -146,7 +146,8 @@ class LicenseGate:
             if size > self._max_header_bytes:
                 raise HeadersTooLarge(f"{size} bytes of header values")
         connection = environ.get("HTTP_CONNECTION")
-        if connection is not None:
+        # The usual values name no other header; only the rest need parsing.
+        if connection is not None and connection not in _PLAIN_CONNECTION:
             for name in connection_options(connection):
                 if name != "host":
                     environ.pop("HTTP_" + name.upper().replace("-", "_"), None)
@@ -209,7 +210,7 @@ class LicenseGate:
         for source in self._sources:
             if source == "bearer":
                 authorization = environ.get("HTTP_AUTHORIZATION")
-                if authorization is not None and bearer_token(authorization) is not None:
+                if authorization is not None and authorization[:7].lower() in _BEARER:
                     del environ["HTTP_AUTHORIZATION"]
             elif source == "x-license-token":
                 environ.pop("HTTP_X_LICENSE_TOKEN", None)
