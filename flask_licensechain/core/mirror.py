@@ -188,6 +188,7 @@ class DenylistMirror:
 
     def _run(self) -> None:
         backoff = 0.05
+        failures = 0
         while not self._stop.is_set():
             pubsub: PubSub | None = None
             try:
@@ -198,13 +199,16 @@ class DenylistMirror:
                 self._synced = True
                 self._synced_event.set()
                 log.info("denylist mirror synced (%d entries)", len(jtis) + len(subs))
-                backoff = 0.05
+                backoff, failures = 0.05, 0
                 self._listen(pubsub, watch)
             except Exception as exc:  # any failure: resync from scratch
                 self._mark_unsynced()
                 if self._stop.is_set():
                     break
-                log.warning(
+                failures += 1
+                # Once per outage at WARNING; the retries every <= 2 s at DEBUG.
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
                     "denylist mirror lost its stream, checking Redis directly until resynced: %s",
                     exc,
                 )
