@@ -113,7 +113,7 @@ class GateEngine:
             (audience,) if isinstance(audience, str) else (audience or ())
         )
         self._identity: dict[str, IdentityValues] = {}
-        self._warm: dict[str, None] = {}
+        self._warm: set[int] = set()
 
     # -- the phases ----------------------------------------------------------
 
@@ -230,12 +230,14 @@ class GateEngine:
     async def verify_async(self, token: str) -> LicenseClaims:
         """A token seen verified before is a cache hit: check it inline. A new one may
         need RSA work or a JWKS fetch, so it runs in a worker thread, off the event loop."""
-        if token in self._warm:
+        # Keyed by hash: a collision only moves one check onto the loop, it never skips one.
+        seen = hash(token)
+        if seen in self._warm:
             return self.verifier.verify(token)
         claims = await asyncio.to_thread(self.verifier.verify, token)
         if len(self._warm) >= _WARM_TOKENS_MAX:
             self._warm.clear()
-        self._warm[token] = None
+        self._warm.add(seen)
         return claims
 
     # -- shared --------------------------------------------------------------
