@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 
 from ..asgi import LicenseGateASGI
-from .client import AsyncClientHolder
+from .client import AsyncTransportHolder
 from .config import GatewayConfig, load_config
 from .front_asgi import ASGIApp, ASGIFront
 from .metrics import EngineCounters
@@ -32,7 +32,7 @@ def build_app(config: GatewayConfig) -> ASGIFront:
     configure_access_log(settings.access_log)
     proxy = ASGIProxy(
         settings.upstream_base,
-        AsyncClientHolder(settings.limits),
+        AsyncTransportHolder(settings.limits),
         forwarded=settings.forwarded_headers,
     )
     gate = LicenseGateASGI(proxy, config.gate)

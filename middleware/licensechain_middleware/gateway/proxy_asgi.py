@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from .client import AsyncClientHolder
+from .client import AsyncTransportHolder
 from .errors import BadGateway, GatewayTimeout, error_body, error_headers
 from .forwarding import forwarded_for_scope
 from .headers import request_headers_from_scope, response_headers
@@ -63,10 +63,10 @@ class ASGIProxy:
     """Forward every HTTP request and WebSocket to ``upstream``."""
 
     def __init__(
-        self, upstream: UpstreamBase, clients: AsyncClientHolder, *, forwarded: bool = True
+        self, upstream: UpstreamBase, transports: AsyncTransportHolder, *, forwarded: bool = True
     ) -> None:
         self.upstream = upstream
-        self.clients = clients
+        self.transports = transports
         self.forwarded = forwarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -84,10 +84,10 @@ class ASGIProxy:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.clients.get()
+                self.transports.get()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.clients.aclose()
+                await self.transports.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -107,18 +107,18 @@ class ASGIProxy:
             content = first.get("body", b"") or None
             if content is not None:
                 headers.append((b"content-length", str(len(content)).encode()))
-        client = self.clients.get()
-        request = client.build_request(
+        request = httpx.Request(
             scope["method"],
             self.upstream.http_url(
                 upstream_path(scope), scope.get("query_string", b"").decode("latin-1")
             ),
             headers=headers,
             content=content,
+            extensions=self.transports.extensions,
         )
         started = time.perf_counter()
         try:
-            response = await client.send(request, stream=True)
+            response = await self.transports.get().handle_async_request(request)
         except ClientDisconnected:
             return
         except httpx.TimeoutException as exc:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from .client import SyncClientHolder
+from .client import SyncTransportHolder
 from .errors import BadGateway, GatewayTimeout, error_body, error_headers
 from .forwarding import client_address
 from .headers import replace_forwarded, request_headers_from_environ, response_headers
@@ -105,10 +105,10 @@ class WSGIProxy:
     """Forward every request to ``upstream``; 502/504 with a contract body when it fails."""
 
     def __init__(
-        self, upstream: UpstreamBase, clients: SyncClientHolder, *, forwarded: bool = True
+        self, upstream: UpstreamBase, transports: SyncTransportHolder, *, forwarded: bool = True
     ) -> None:
         self.upstream = upstream
-        self.clients = clients
+        self.transports = transports
         self.forwarded = forwarded
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -128,16 +128,16 @@ class WSGIProxy:
         length = environ.get("CONTENT_LENGTH") or ""
         if body is not None and length.isdigit():
             headers.append(("content-length", length))
-        client = self.clients.get()
-        request = client.build_request(
+        request = httpx.Request(
             environ["REQUEST_METHOD"],
             self.upstream.http_url(path, environ.get("QUERY_STRING", "")),
             headers=headers,
             content=body,
+            extensions=self.transports.extensions,
         )
         started = time.perf_counter()
         try:
-            response = client.send(request, stream=True)
+            response = self.transports.get().handle_request(request)
         except httpx.TimeoutException as exc:
             return self._fail(GatewayTimeout(detail=repr(exc)), environ, start_response, record)
         except httpx.HTTPError as exc:

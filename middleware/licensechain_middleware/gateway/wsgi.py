@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..wsgi import LicenseGate
-from .client import SyncClientHolder
+from .client import SyncTransportHolder
 from .config import GatewayConfig, load_config
 from .front_wsgi import WSGIFront
 from .metrics import EngineCounters
@@ -35,7 +35,7 @@ def build_app(config: GatewayConfig) -> WSGIFront:
     configure_access_log(settings.access_log)
     proxy = WSGIProxy(
         settings.upstream_base,
-        SyncClientHolder(settings.limits),
+        SyncTransportHolder(settings.limits),
         forwarded=settings.forwarded_headers,
     )
     gate = LicenseGate(proxy, config.gate)
