@@ -1,0 +1,423 @@
+"""``flask licensechain ...``: each command's JSON, its effect through the HTTP API, and its
+errors (one line on stderr, exit 1, no traceback). Store-sensitive commands run on SQLite and
+PostgreSQL; one test runs the real ``flask`` executable in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from click.testing import Result
+from flask import Flask
+from issuer_support import Issuer, close_issuer, make_issuer
+
+from flask_licensechain import LicenseChain
+from flask_licensechain.cli import licensechain_cli
+
+APP_FIELDS = {
+    "id",
+    "name",
+    "slug",
+    "description",
+    "tier",
+    "verificationType",
+    "createdAt",
+    "updatedAt",
+}
+LICENSE_FIELDS = {
+    "id",
+    "appId",
+    "key",
+    "licenseKey",
+    "plan",
+    "status",
+    "issuedTo",
+    "issuedEmail",
+    "email",
+    "expiresAt",
+    "features",
+    "metadata",
+    "maxDevices",
+    "requireHwuid",
+    "devices",
+    "createdAt",
+    "updatedAt",
+}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def issuer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Issuer]:
+    """An issuer app on SQLite, then on a fresh PostgreSQL database."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    made = make_issuer(tmp_path, url)
+    yield made
+    close_issuer(made)
+
+
+@pytest.fixture
+def sqlite_issuer(tmp_path: Path) -> Iterator[Issuer]:
+    made = make_issuer(tmp_path)
+    yield made
+    close_issuer(made)
+
+
+def run(issuer: Issuer, *args: str) -> Result:
+    return issuer.app.test_cli_runner().invoke(args=["licensechain", *args])
+
+
+def run_json(issuer: Issuer, *args: str) -> dict[str, Any]:
+    result = run(issuer, *args, "--json")
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    data = json.loads(result.stdout)  # the whole of stdout is exactly one JSON object
+    assert isinstance(data, dict)
+    return data
+
+
+def assert_clean_error(result: Result, *fragments: str) -> None:
+    """Exit 1, a readable message on stderr, nothing on stdout, no traceback."""
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert isinstance(result.exception, SystemExit)
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+# -- the group --------------------------------------------------------------------------
+
+
+def test_issuer_registers_the_group(sqlite_issuer: Issuer) -> None:
+    assert sqlite_issuer.app.cli.commands["licensechain"] is licensechain_cli
+    result = run(sqlite_issuer, "--help")
+    assert result.exit_code == 0
+    for command in ("init", "create-app", "create-license", "create-api-key", "rotate-keys"):
+        assert command in result.stdout
+
+
+# -- init -------------------------------------------------------------------------------
+
+
+def test_init_is_idempotent_and_names_the_active_key(issuer: Issuer) -> None:
+    first = run_json(issuer, "init")
+    second = run_json(issuer, "init")
+    assert first == second
+    assert first["store"] == issuer.store.backend
+    jwks = issuer.client.get("/v1/licenses/jwks").get_json()
+    assert first["kid"] == jwks["keys"][0]["kid"]
+    assert len(jwks["keys"]) == 1  # a second init made no second key
+
+
+def test_init_human_output(sqlite_issuer: Issuer) -> None:
+    result = run(sqlite_issuer, "init")
+    assert result.exit_code == 0
+    kid = sqlite_issuer.store.signing_keys.active().kid
+    assert result.stdout.strip() == (
+        f"LicenseChain store ready (sqlite); active signing key {kid}."
+    )
+
+
+# -- create-app -------------------------------------------------------------------------
+
+
+def test_create_app_json_is_the_api_app_object(issuer: Issuer) -> None:
+    data = run_json(
+        issuer, "create-app", "--name", "Photo Tool", "--description", "Edits", "--tier", "pro"
+    )
+    assert set(data) == APP_FIELDS
+    assert (data["name"], data["slug"], data["description"]) == (
+        "Photo Tool",
+        "photo-tool",
+        "Edits",
+    )
+    assert (data["tier"], data["verificationType"]) == ("pro", "advanced")
+    fetched = issuer.client.get(f"/v1/apps/{data['id']}", headers=issuer.auth())
+    assert fetched.status_code == 200
+    assert fetched.get_json() == data
+
+
+def test_create_app_defaults_to_the_free_tier(sqlite_issuer: Issuer) -> None:
+    data = run_json(sqlite_issuer, "create-app", "--name", "Tiny")
+    assert (data["tier"], data["verificationType"], data["description"]) == ("free", "basic", None)
+
+
+def test_create_app_human_output(sqlite_issuer: Issuer) -> None:
+    result = run(sqlite_issuer, "create-app", "--name", "Human")
+    assert result.exit_code == 0
+    [app] = sqlite_issuer.store.apps.list()
+    assert result.stdout.strip() == f"Created app 'Human': id {app.id}, tier free."
+
+
+def test_create_app_rejects_a_blank_name_cleanly(sqlite_issuer: Issuer) -> None:
+    before = sqlite_issuer.snapshot()
+    assert_clean_error(run(sqlite_issuer, "create-app", "--name", "   "), "name")
+    assert sqlite_issuer.snapshot() == before
+
+
+def test_create_app_rejects_an_unknown_tier(sqlite_issuer: Issuer) -> None:
+    result = run(sqlite_issuer, "create-app", "--name", "X", "--tier", "platinum")
+    assert result.exit_code == 2  # click's usage error, listing the choices
+    assert "platinum" in result.stderr and "enterprise" in result.stderr
+    assert sqlite_issuer.store.apps.list() == []
+
+
+# -- create-license ---------------------------------------------------------------------
+
+
+def test_create_license_json_and_the_key_verifies(issuer: Issuer) -> None:
+    app = run_json(issuer, "create-app", "--name", "Editor", "--tier", "business")
+    data = run_json(
+        issuer,
+        "create-license",
+        "--app-id",
+        app["id"],
+        "--plan",
+        "pro",
+        "--feature",
+        "export",
+        "--feature",
+        "sync",
+        "--expires-at",
+        "2099-01-02T03:04:05+01:00",
+        "--max-devices",
+        "2",
+        "--require-hwuid",
+        "--email",
+        "ada@example.com",
+        "--issued-to",
+        "Ada",
+    )
+    assert set(data) == LICENSE_FIELDS
+    assert data["appId"] == app["id"]
+    assert data["key"] == data["licenseKey"]
+    assert (data["plan"], data["features"], data["status"]) == ("pro", ["export", "sync"], "ACTIVE")
+    assert data["expiresAt"] == "2099-01-02T02:04:05.000Z"  # stored in UTC
+    assert (data["maxDevices"], data["requireHwuid"]) == (2, True)
+    assert (data["email"], data["issuedEmail"], data["issuedTo"]) == (
+        "ada@example.com",
+        "ada@example.com",
+        "Ada",
+    )
+    assert data["devices"] == []
+
+    # --require-hwuid is honoured; with a hardware id the key verifies and grants the features.
+    refused = issuer.verify(key=data["key"]).get_json()
+    assert refused == {"valid": False, "reason": "hardware_id_required", "status": "ACTIVE"}
+    token = issuer.token_for(data["key"], hwuid="machine-1")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert (claims["sub"], claims["aud"], claims["features"]) == (
+        data["id"],
+        app["id"],
+        ["export", "sync"],
+    )
+    assert claims["lc_vt"] == "custom"
+
+
+def test_create_license_defaults(sqlite_issuer: Issuer) -> None:
+    app = run_json(sqlite_issuer, "create-app", "--name", "Defaults")
+    data = run_json(sqlite_issuer, "create-license", "--app-id", app["id"])
+    assert (data["plan"], data["features"], data["expiresAt"]) == (None, [], None)
+    assert (data["maxDevices"], data["requireHwuid"], data["email"]) == (1, False, None)
+
+
+def test_create_license_human_output(sqlite_issuer: Issuer) -> None:
+    app = run_json(sqlite_issuer, "create-app", "--name", "H")
+    result = run(sqlite_issuer, "create-license", "--app-id", app["id"])
+    assert result.exit_code == 0
+    [lic] = sqlite_issuer.store.licenses.list(app_id=app["id"])[0]
+    assert result.stdout.strip() == (
+        f"Created license {lic.key} (id {lic.id}) for app {app['id']}; expires: never."
+    )
+
+
+def test_create_license_for_a_missing_app_fails_cleanly(issuer: Issuer) -> None:
+    before = issuer.snapshot()
+    result = run(issuer, "create-license", "--app-id", "app_000000000000000000000000", "--json")
+    assert_clean_error(result, "App not found.")
+    assert issuer.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--expires-at", "next tuesday"], "--expires-at"),
+        (["--expires-at", "2030-02-30"], "--expires-at"),
+        (["--feature", ""], "feature"),
+        (["--email", "x" * 400], "issued_email"),
+    ],
+)
+def test_create_license_rejects_bad_values_cleanly(
+    sqlite_issuer: Issuer, args: list[str], fragment: str
+) -> None:
+    app = run_json(sqlite_issuer, "create-app", "--name", "Bad values")
+    before = sqlite_issuer.snapshot()
+    result = run(sqlite_issuer, "create-license", "--app-id", app["id"], *args)
+    assert_clean_error(result, fragment)
+    assert sqlite_issuer.snapshot() == before
+
+
+def test_create_license_rejects_zero_devices(sqlite_issuer: Issuer) -> None:
+    result = run(sqlite_issuer, "create-license", "--app-id", "app_x", "--max-devices", "0")
+    assert result.exit_code == 2
+    assert "--max-devices" in result.stderr
+
+
+# -- create-api-key ---------------------------------------------------------------------
+
+
+def test_create_api_key_json_and_its_scopes_work(issuer: Issuer) -> None:
+    data = run_json(
+        issuer, "create-api-key", "--name", "reader", "--scope", "apps:read", "--scope", "apps:read"
+    )
+    assert set(data) == {"id", "key", "scopes"}
+    assert data["key"].startswith("lc_live_")
+    assert data["scopes"] == ["apps:read"]
+    auth = {"Authorization": f"Bearer {data['key']}"}
+    assert issuer.client.get("/v1/apps", headers=auth).status_code == 200
+    denied = issuer.client.post("/v1/apps", headers=auth, json={"name": "nope"})
+    assert denied.status_code == 403
+    assert denied.get_json()["error"] == "insufficient_scope"
+
+
+def test_create_api_key_is_stored_only_as_a_hash(sqlite_issuer: Issuer) -> None:
+    data = run_json(sqlite_issuer, "create-api-key", "--name", "ci", "--scope", "*", "--test")
+    assert data["key"].startswith("lc_test_")
+    assert data["scopes"] == ["*"]
+    assert data["key"] not in json.dumps(sqlite_issuer.snapshot())
+
+
+def test_create_api_key_human_output_shows_the_key_once(sqlite_issuer: Issuer) -> None:
+    result = run(sqlite_issuer, "create-api-key", "--name", "ops", "--scope", "keys:rotate")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Created API key key_") and lines[0].endswith("keys:rotate:")
+    key = lines[1].strip()
+    assert key.startswith("lc_live_")
+    assert "cannot be shown again" in lines[2]
+    rotate = sqlite_issuer.client.post(
+        "/v1/signing-keys/rotate", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert rotate.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--name", "x"],  # no scope
+        ["--name", "x", "--scope", "root"],  # unknown scope
+        ["--scope", "*"],  # no name
+    ],
+)
+def test_create_api_key_usage_errors(sqlite_issuer: Issuer, args: list[str]) -> None:
+    keys_before = len(sqlite_issuer.store.api_keys.list())
+    result = run(sqlite_issuer, "create-api-key", *args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+    assert len(sqlite_issuer.store.api_keys.list()) == keys_before
+
+
+def test_cli_changes_are_audited(sqlite_issuer: Issuer) -> None:
+    app = run_json(sqlite_issuer, "create-app", "--name", "Audited")
+    events = sqlite_issuer.store.audit.list()
+    assert [(e.action, e.actor, e.target) for e in events][-1] == ("app.create", "cli", app["id"])
+
+
+# -- rotate-keys ------------------------------------------------------------------------
+
+
+def test_rotate_keys_keeps_old_tokens_valid(issuer: Issuer) -> None:
+    lic = issuer.new_license()
+    old_token = issuer.token_for(lic.key)
+    old_kid = jwt.get_unverified_header(old_token)["kid"]
+    data = run_json(issuer, "rotate-keys")
+    assert set(data) == {"kid", "previousKid", "previousKeyExpiresAt"}
+    assert data["previousKid"] == old_kid
+    assert data["kid"] != old_kid
+    assert data["previousKeyExpiresAt"].endswith("Z")
+    kids = [k["kid"] for k in issuer.client.get("/v1/licenses/jwks").get_json()["keys"]]
+    assert kids == [data["kid"], old_kid]  # the active key first
+    new_token = issuer.token_for(lic.key)
+    assert jwt.get_unverified_header(new_token)["kid"] == data["kid"]
+    for token in (old_token, new_token):
+        assert issuer.introspect(token)["active"] is True
+
+
+def test_rotate_keys_human_output(sqlite_issuer: Issuer) -> None:
+    old = sqlite_issuer.store.signing_keys.active().kid
+    result = run(sqlite_issuer, "rotate-keys")
+    assert result.exit_code == 0
+    new = sqlite_issuer.store.signing_keys.active().kid
+    assert result.stdout.startswith(f"New active signing key {new}. {old} stays in the JWKS until")
+
+
+# -- modes and processes ----------------------------------------------------------------
+
+
+def test_integrator_mode_has_nothing_to_administer(tmp_path: Path) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    app = Flask("integrator", instance_path=str(tmp_path / "instance"))
+    LicenseChain(app, jwks_file=str(jwks))
+    app.cli.add_command(licensechain_cli)
+    result = app.test_cli_runner().invoke(args=["licensechain", "init", "--json"])
+    assert_clean_error(result, "integrator mode")
+
+
+def test_an_app_without_the_extension_gets_a_clear_error(tmp_path: Path) -> None:
+    app = Flask("bare", instance_path=str(tmp_path / "instance"))
+    app.cli.add_command(licensechain_cli)
+    result = app.test_cli_runner().invoke(args=["licensechain", "rotate-keys"])
+    assert_clean_error(result, "LicenseChain is not registered")
+
+
+APP_MODULE = """
+from flask import Flask
+from flask_licensechain import LicenseChain
+
+app = Flask(__name__, instance_path={instance!r})
+LicenseChain(app)
+"""
+
+
+def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
+    """Through ``flask --app``, as a user would: separate processes sharing one SQLite store."""
+    (tmp_path / "cli_app.py").write_text(
+        textwrap.dedent(APP_MODULE.format(instance=str(tmp_path / "instance")))
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LICENSECHAIN_", "FLASK_"))}
+
+    def flask(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "cli_app", "licensechain", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    init = flask("init", "--json")
+    assert init.returncode == 0, init.stderr
+    kid = json.loads(init.stdout)["kid"]
+    app = json.loads(flask("create-app", "--name", "Proc", "--json").stdout)
+    lic = json.loads(flask("create-license", "--app-id", app["id"], "--json").stdout)
+    key = json.loads(flask("create-api-key", "--name", "p", "--scope", "*", "--json").stdout)
+    assert lic["appId"] == app["id"] and key["key"].startswith("lc_live_")
+    rotated = json.loads(flask("rotate-keys", "--json").stdout)
+    assert rotated["previousKid"] == kid
+
+    failed = flask("create-license", "--app-id", "app_missing", "--json")
+    assert failed.returncode == 1
+    assert failed.stdout == ""
+    assert "Error: App not found." in failed.stderr
+    assert "Traceback" not in failed.stderr
