@@ -133,6 +133,15 @@ def test_unknown_scope_types_pass_through(issuer: Issuer, echo: EchoASGI) -> Non
     assert echo.last is scope
 
 
+def test_forwarded_for_lines_are_one_list(issuer: Issuer, echo: EchoASGI) -> None:
+    gate = LicenseGateASGI(echo, gate_config(issuer, trusted_proxies=("127.0.0.0/8",)))
+    # a client-made first line cannot win over the hop a trusted proxy appended
+    headers = [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.4")]
+    scope = asgi_scope("GET", "/public/x", headers)
+    assert call_asgi(gate, scope).status == 200
+    assert scope[DECISION_KEY].client_ip == "198.51.100.4"
+
+
 # -- WebSocket ------------------------------------------------------------------------------
 
 

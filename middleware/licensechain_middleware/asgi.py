@@ -143,8 +143,9 @@ class LicenseGateASGI:
             )
         except LicenseChainError as exc:
             client = scope.get("client")
-            # the X-Forwarded-For of a refused scan is not looked at: the peer it is
-            client_ip = client[0] if client else None
+            client_ip = self.engine.client_address.resolve(
+                client[0] if client else None, scan.forwarded_for if scan is not None else None
+            )
             decision = self.engine.refused(exc, None, None, None, client_ip)
         scope[DECISION_KEY] = decision
         scope[CLAIMS_KEY] = decision.claims
@@ -205,8 +206,10 @@ class LicenseGateASGI:
                         keep((name, rest.encode("latin-1")))
                     continue
             elif key == b"x-forwarded-for":
-                if scan.forwarded_for is None:
-                    scan.forwarded_for = value.decode("latin-1")
+                # several lines are one list, in order (RFC 9110 5.3): the rightmost hop counts
+                hops = value.decode("latin-1")
+                previous = scan.forwarded_for
+                scan.forwarded_for = hops if previous is None else previous + ", " + hops
             elif key == b"content-length":
                 if scan.content_length is not None and scan.content_length != value:
                     raise BadFraming("two different Content-Length values")
