@@ -243,16 +243,19 @@ def extract_token(req: Request, settings: Settings) -> str | None:
     """The token from the enabled sources, in order: Bearer header, X-License-Token, cookie.
 
     An ``Authorization`` header with another scheme (Basic, an API key...) is not ours
-    and is skipped. ``Bearer`` with an empty value counts as a (malformed) token.
+    and is skipped. ``Bearer`` with an empty value counts as a (malformed) token, and the
+    token is passed on exactly as sent: a token with stray whitespace is malformed.
     """
     if settings.token_header:
         scheme, _, value = req.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer":
-            return value.strip()
+            # RFC 6750: "Bearer" 1*SP token. Nothing else is trimmed: the HTTP server has
+            # already dropped the field's surrounding whitespace, so what is left is the token.
+            return value.lstrip(" ")
     if settings.token_x_header:
         x_token = req.headers.get(X_LICENSE_TOKEN)
         if x_token is not None:
-            return x_token.strip()
+            return x_token
     if settings.token_cookie:
         cookie = req.cookies.get(settings.token_cookie)
         if cookie:

@@ -19,6 +19,7 @@ import pytest
 from conftest import free_port
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
+from vectors import load_cases, load_controls
 
 from flask_licensechain import (
     LicenseChain,
@@ -940,3 +941,70 @@ def test_decorated_views_keep_their_signatures_for_mypy(tmp_path: Any) -> None:
     errors = [line for line in stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, stdout
     assert 'Argument 1 to "sync_view" has incompatible type "str"; expected "int"' in errors[0]
+
+
+# -- every hostile vector of tests/vectors/ is a 401 through the gate, never a 500 -----------------
+
+
+def vector_app(case: Any, tmp_path: Any) -> Flask:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(case.jwks))
+    app = Flask(__name__)
+    app.config.update(
+        {k: v for k, v in case.app_config().items() if v is not None},
+        LICENSECHAIN_JWKS_FILE=str(jwks_file),
+    )
+    LicenseChain(app)
+    denylist = get_state(app).denylist
+    for jti in case.revoked_jtis:
+        denylist.revoke_jti(jti, 3600)
+    for sub in case.revoked_subs:
+        denylist.revoke_sub(sub, 3600)
+    add_gated_routes(app)
+    return app
+
+
+def raw_get(app: Flask, path: str, authorization: str) -> Any:
+    """The header value exactly as given, straight into the WSGI app: the test client would
+    refuse some of these bytes, a lax front server might pass them."""
+    from flask import Response
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path=path, method="GET").get_environ()
+    environ["HTTP_AUTHORIZATION"] = authorization
+    return Response.from_app(app, environ)
+
+
+HOSTILE_NAMES = [c.name for c in load_cases()]
+CONTROL_NAMES = [c.name for c in load_controls()]
+_loaded: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def fresh_case(name: str, section: str) -> Any:
+    """The case built against the clock of now: its times are relative to ``now``, and a
+    token built at collection time could drift in or out of the leeway by test time."""
+    loaded_at, cases = _loaded.get(section, (0.0, {}))
+    if time.time() - loaded_at > 1.0:
+        loader = load_cases if section == "cases" else load_controls
+        cases = {c.name: c for c in loader()}
+        _loaded[section] = (time.time(), cases)
+    return cases[name]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_vector_is_401_through_the_gate(name: str, tmp_path: Any) -> None:
+    case = fresh_case(name, "cases")
+    app = vector_app(case, tmp_path)
+    for path in ("/reports/export", "/licensed-async"):
+        response = raw_get(app, path, "Bearer " + case.token)
+        assert_refused(response, 401, INVALID_TOKEN, "unauthorized")
+        assert case.name not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("name", CONTROL_NAMES)
+def test_vector_controls_pass_the_gate(name: str, tmp_path: Any) -> None:
+    case = fresh_case(name, "controls")
+    # Proves the hostile cases are refused for their flaw, not for a broken setup.
+    response = raw_get(vector_app(case, tmp_path), "/licensed", "Bearer " + case.token)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["sub"] == case.claims["sub"]
