@@ -358,10 +358,11 @@ def test_license_lookups_of_unknown_or_hostile_values(store: Store) -> None:
         assert store.licenses.get_by_key(value) is None
         assert store.licenses.get_by_id_or_key(value) is None
         assert store.licenses.find_for_verification(value) is None
-    for value in [None, 7, b"LC-AAAAAA-AAAAAA-AAAAAA", ["x"]]:
-        assert store.licenses.get_by_key(value) is None  # type: ignore[arg-type]
-        assert store.licenses.get(value) is None  # type: ignore[arg-type]
-        assert store.licenses.find_for_verification(value) is None  # type: ignore[arg-type]
+    wrong_types: list[Any] = [None, 7, b"LC-AAAAAA-AAAAAA-AAAAAA", ["x"]]
+    for wrong in wrong_types:
+        assert store.licenses.get_by_key(wrong) is None
+        assert store.licenses.get(wrong) is None
+        assert store.licenses.find_for_verification(wrong) is None
 
 
 def test_license_for_unknown_app_is_not_found(store: Store) -> None:

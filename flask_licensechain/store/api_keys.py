@@ -9,6 +9,7 @@ in an index lookup.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -135,7 +136,7 @@ class ApiKeyRepository:
         now = datetime.now(UTC)
         if record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION:
             self._touch(record.id, now)
-            record = ApiKeyRecord(**{**record.__dict__, "last_used_at": now})
+            record = dataclasses.replace(record, last_used_at=now)
         return record
 
     def _touch(self, key_id: str, now: datetime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import re
 import secrets
 import unicodedata
@@ -97,7 +98,7 @@ class AppRepository:
                 created_at=now,
                 updated_at=now,
             )
-            conn.execute(sa.insert(apps).values(**record.__dict__))
+            conn.execute(sa.insert(apps).values(**dataclasses.asdict(record)))
         return record
 
     def get(self, app_id: str) -> AppRecord | None:

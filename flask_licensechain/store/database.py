@@ -49,9 +49,8 @@ def create_store_engine(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT)
         return sa.create_engine(
             parsed,
             pool_recycle=1800,
-            # Fail fast when the server is down (health checks must answer quickly), and
-            # hand back timestamps in UTC.
-            connect_args={"connect_timeout": 5, "options": "-c timezone=UTC"},
+            # Fail fast when the server is down: health checks must answer quickly.
+            connect_args={"connect_timeout": 5},
         )
     return sa.create_engine(parsed)
 
