@@ -283,11 +283,26 @@ def test_mixed_case_when_the_app_is_case_insensitive(issuer: Issuer, kind: str) 
         assert outcome.status == 403 and outcome.downstream is None
 
 
+def test_method_override_headers_are_removed(issuer: Issuer, kind: str) -> None:
+    rules = (Rule("/items/**", methods=("DELETE",), features=("admin",)),)
+    h = Harness(kind, gate_config(issuer, rules=rules, default_policy="public"))
+    overrides = [("X-HTTP-Method-Override", "DELETE"), ("X-HTTP-Method", "DELETE"),
+                 ("X-Method-Override", "DELETE")]  # fmt: skip
+    outcome = h.send("/items/1", overrides, method="POST")
+    assert outcome.status == 200 and outcome.downstream is not None
+    for name, _ in overrides:
+        assert name.lower() not in outcome.downstream
+    assert h.send("/items/1", method="DELETE").status == 401
+
+
 def test_methods_cannot_sneak_past_a_get_rule(issuer: Issuer, kind: str) -> None:
     rules = (Rule("/premium/**", methods=("GET",), features=("export",)),)
     h = Harness(kind, gate_config(issuer, rules=rules, default_policy="public"))
     assert h.send("/premium/x", method="HEAD").status == 401
     assert h.send("/premium/x", method="GET").status == 401
+    # frameworks upper-case the method (werkzeug does): a lower-case one is still GET
+    assert h.send("/premium/x", method="get").status == 401
+    assert h.send("/premium/x", method="Head").status == 401
 
 
 # -- message framing and size --------------------------------------------------------------

@@ -31,7 +31,7 @@ from flask_licensechain.core.errors import LicenseChainError
 
 from .config import GateConfig
 from .engine import Decision, GateEngine
-from .headers import HOP_BY_HOP, bearer_token, connection_options, cookie_value, without_cookie
+from .headers import REMOVED, bearer_token, connection_options, cookie_value, without_cookie
 from .identity import IDENTITY_HEADERS, IDENTITY_KEYS
 from .paths import check_raw_path, encode_path, normalise_path
 from .responses import BadFraming, HeadersTooLarge, render, request_id
@@ -48,7 +48,7 @@ DecisionHook = Callable[[Decision], None]
 CLAIMS_KEY: Final = "licensechain.claims"
 DECISION_KEY: Final = "licensechain.decision"
 
-_HOP: Final = frozenset(h.encode() for h in HOP_BY_HOP)
+_HOP: Final = frozenset(h.encode() for h in REMOVED)
 _IDENTITY: Final = frozenset(h.encode() for h in IDENTITY_KEYS)
 _REMOVED: Final = _HOP | _IDENTITY
 #: Underscore spellings of these are dropped: a server that folds ``_`` into ``-``
@@ -130,7 +130,7 @@ class LicenseGateASGI:
                 scan = self._scan(scope["headers"], named)
             self._check_framing(scan)
             path = self._path(scope)
-            method = scope.get("method", "GET") if kind == "http" else "GET"
+            method = scope.get("method", "GET").upper() if kind == "http" else "GET"
             compiled = self.engine.rules.match(method, path)
             client = scope.get("client")
             decision = await self.engine.decide_async(

@@ -5,6 +5,9 @@ Hop-by-hop headers are RFC 9110 section 7.6.1's list (``Connection``,
 plus RFC 2616's ``Trailer``, ``Proxy-Authenticate`` and ``Proxy-Authorization``,
 and every header named in ``Connection``. A ``Connection`` option can never
 remove ``Host``, ``Content-Length`` or ``Content-Type``: they frame the message.
+
+Method-override headers (``X-HTTP-Method-Override`` and kin) are removed too: a
+framework honouring one would run another method than the one the rules saw.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ HOP_BY_HOP: Final = frozenset(
 )
 #: Never removed because ``Connection`` names them.
 FRAMING: Final = frozenset({"host", "content-length", "content-type"})
-HOP_BY_HOP_ENVIRON: Final = tuple("HTTP_" + h.upper().replace("-", "_") for h in HOP_BY_HOP)
+#: Headers some frameworks read to change the method after the gate decided on it.
+METHOD_OVERRIDE: Final = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
+#: Removed from every request: hop-by-hop and method-override headers.
+REMOVED: Final = HOP_BY_HOP | METHOD_OVERRIDE
+REMOVED_ENVIRON: Final = tuple("HTTP_" + h.upper().replace("-", "_") for h in REMOVED)
 
 _TOKEN: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 

@@ -47,7 +47,7 @@ from flask_licensechain.core.errors import LicenseChainError
 from .config import GateConfig
 from .engine import Decision, GateEngine
 from .headers import (
-    HOP_BY_HOP_ENVIRON,
+    REMOVED_ENVIRON,
     bearer_token,
     connection_options,
     cookie_value,
@@ -104,6 +104,8 @@ class LicenseGate:
         try:
             path = self._prepare(environ)
             method = environ.get("REQUEST_METHOD", "GET")
+            if not method.isupper():
+                method = method.upper()  # werkzeug and others upper-case it: so must rules
             compiled = self._match(method, path)
             token = self._token(environ)
             decision = self.engine.decide(
@@ -151,7 +153,7 @@ class LicenseGate:
             for name in connection_options(connection):
                 if name != "host":
                     environ.pop("HTTP_" + name.upper().replace("-", "_"), None)
-        for key in HOP_BY_HOP_ENVIRON:
+        for key in REMOVED_ENVIRON:
             if key in environ:
                 del environ[key]
         for key in IDENTITY_ENVIRON_KEYS:
