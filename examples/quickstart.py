@@ -1,0 +1,140 @@
+"""A LicenseChain license server in one file.
+
+    python examples/quickstart.py                 # http://127.0.0.1:5000
+    HOST=0.0.0.0 PORT=8000 python examples/quickstart.py
+
+Every ``LICENSECHAIN_*`` variable of the environment configures the extension (the list is
+in ``flask_licensechain/config.py``), e.g. ``LICENSECHAIN_DATABASE_URL=postgresql://...``
+and ``LICENSECHAIN_REDIS_URL=redis://...``. Without them it runs on the embedded defaults:
+a SQLite store in the instance folder (``examples/instance``, or ``QUICKSTART_INSTANCE_PATH``),
+in-process denylist and rate limits, and a signing key made on first start.
+
+On first start it creates a demo app, a license key and an admin API key, and prints them
+with curl commands to try. It remembers the demo in ``<instance>/quickstart.json``, so later
+starts reuse it instead of making duplicates (the API key is shown on the first start only).
+
+The same file serves the admin CLI: ``flask --app examples/quickstart.py licensechain --help``.
+This is Werkzeug's development server; in production run the app under gunicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from flask import Flask
+
+from flask_licensechain import LicenseChain, get_state
+from flask_licensechain.config import PREFIX
+from flask_licensechain.store import Store
+
+DEMO_FILE = "quickstart.json"
+DEMO_HWUID = "demo-machine-1"
+DEFAULT_INSTANCE = Path(__file__).resolve().parent / "instance"
+
+
+@dataclass(frozen=True)
+class Demo:
+    app_id: str
+    app_name: str
+    license_id: str
+    license_key: str
+
+
+def create_app() -> Flask:
+    instance = os.environ.get("QUICKSTART_INSTANCE_PATH") or str(DEFAULT_INSTANCE)
+    app = Flask("quickstart", instance_path=os.path.abspath(instance))
+    app.config.update({k: v for k, v in os.environ.items() if k.startswith(PREFIX)})
+    LicenseChain(app)
+    return app
+
+
+def ensure_demo(app: Flask) -> tuple[Demo, str | None]:
+    """The demo app and license, created on first start; and the admin API key if new."""
+    store = get_state(app).store
+    assert store is not None, "the quickstart is an issuer, not an integrator"
+    path = Path(app.instance_path) / DEMO_FILE
+    demo = _load_demo(path, store)
+    if demo is not None:
+        return demo, None
+    seller_app = store.apps.create("Quickstart Demo", "Created by examples/quickstart.py", "pro")
+    lic = store.licenses.create(
+        seller_app.id, plan="pro", features=["export"], max_devices=2, issued_to="Demo User"
+    )
+    _, api_key = store.api_keys.create("quickstart admin", ["*"])
+    demo = Demo(seller_app.id, seller_app.name, lic.id, lic.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(demo), indent=2) + "\n", encoding="utf-8")
+    return demo, api_key
+
+
+def _load_demo(path: Path, store: Store) -> Demo | None:
+    """The remembered demo, if it is still in this store (another database means a new one)."""
+    try:
+        demo = Demo(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+    lic = store.licenses.get(demo.license_id)
+    return demo if lic is not None and lic.key == demo.license_key else None
+
+
+def instructions(demo: Demo, api_key: str | None, api: str, backend: str) -> str:
+    """What to print: the demo objects and the curl commands, for the API at ``api``."""
+    json_header = "-H 'Content-Type: application/json'"
+    verify_body = json.dumps({"key": demo.license_key, "hwuid": DEMO_HWUID})
+    if api_key:
+        key_line = f"  admin API key  {api_key}   (scopes: *; shown this once, keep it)"
+        admin_key = api_key
+    else:
+        key_line = (
+            "  admin API key  shown on the first start only; make another with\n"
+            "                 flask --app examples/quickstart.py licensechain create-api-key "
+            "--name admin --scope '*'"
+        )
+        admin_key = "<your admin API key>"
+    lines = [
+        f"LicenseChain quickstart: license server at {api} (store: {backend})",
+        "",
+        f"  demo app       {demo.app_name} ({demo.app_id}), tier pro",
+        f"  license key    {demo.license_key}   (plan pro, features: export, 2 devices)",
+        key_line,
+        "",
+        "1. Verify the license key; the answer carries a license_token:",
+        f"  curl -s -X POST {api}/licenses/verify {json_header} -d '{verify_body}'",
+        "",
+        "2. Introspect that token (put the license_token from step 1 in TOKEN):",
+        "  TOKEN='<license_token>'",
+        f"  curl -s -X POST {api}/licenses/introspect {json_header} "
+        '-d "{\\"license_token\\": \\"$TOKEN\\"}"',
+        "",
+        "3. Use the admin API (list apps):",
+        f"  curl -s {api}/apps -H 'Authorization: Bearer {admin_key}'",
+        "",
+        f"Public keys: {api}/licenses/jwks   API description: {api}/openapi.json",
+        "Ctrl+C stops the server.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="LicenseChain quickstart license server")
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    args = parser.parse_args()
+
+    app = create_app()
+    demo, api_key = ensure_demo(app)
+    state = get_state(app)
+    assert state.store is not None
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    api = f"http://{shown_host}:{args.port}" + state.settings.url_prefix.rstrip("/")
+    print(instructions(demo, api_key, api, state.store.backend))
+    print(flush=True)
+    app.run(host=args.host, port=args.port, use_reloader=False)
+
+
+if __name__ == "__main__":
+    main()
