@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -21,6 +22,28 @@ _G_BODY: Final = "_licensechain_body"
 _MISSING: Final = object()
 
 
+#: a JSON ``\\uD800``-``\\uDFFF`` escape: only then can a decoded string hold a lone surrogate
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in ``value`` cannot be encoded as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -32,11 +55,15 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
         return cached
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge()
-    request.max_content_length = max_bytes  # also bounds chunked bodies
+    # A chunked body has no Content-Length: read one byte past the limit to tell
+    # "exactly at the limit" from "over it" (Werkzeug stops quietly at the maximum).
+    request.max_content_length = max_bytes + 1
     try:
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise PayloadTooLarge() from None
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge()
     if not raw:
         body: dict[str, Any] = {}
     else:
@@ -51,6 +78,8 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
             raise InvalidRequest("The request body is not valid JSON.") from None
         if not isinstance(parsed, dict):
             raise InvalidRequest("The request body must be a JSON object.")
+        if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(parsed):
+            raise InvalidRequest("The request body contains an unpaired UTF-16 surrogate.")
         body = parsed
     setattr(g, _G_BODY, body)
     return body

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flask import Blueprint, Response, request
 
 from ..core.contract import LICENSE_STATUSES, LONGEST_TTL
-from ..core.errors import Conflict, InvalidRequest, NotFound, Unavailable
+from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..store import LicenseRecord
 from .admin import audit
 from .auth import scope_guard
@@ -219,14 +219,13 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
         lic = existing(license_id)
         not_revoked(lic, "activated")
         previous = lic.status
-        lic = _set_status(lic.id, "ACTIVE")
+        # Lift the denylist entry first: when the denylist is down, nothing has changed.
+        denylist.unrevoke_sub(lic.id)
         try:
-            denylist.unrevoke_sub(lic.id)
-        except Unavailable:
-            # Put the old status back: an active license whose new tokens are all refused
-            # is worse than a failed request the client can retry.
-            if previous != "ACTIVE":
-                _set_status(lic.id, previous)
+            lic = _set_status(lic.id, "ACTIVE")
+        except Exception:
+            if previous != "ACTIVE":  # the store failed: put the entry back
+                denylist.revoke_sub(lic.id, sub_deny_seconds)
             raise
         if previous != "ACTIVE":
             audit(store, "license.activate", lic.id)
