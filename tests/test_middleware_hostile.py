@@ -263,6 +263,18 @@ def test_normalised_premium_path_is_gated_like_the_plain_one(
     assert outcome.status == 200 and outcome.path == "/premium/x"
 
 
+def test_the_raw_path_forwarded_says_what_was_matched(issuer: Issuer) -> None:
+    token = issuer.token(features=("export",))
+    wsgi = Harness("wsgi", gate_config(issuer))
+    assert wsgi.send("/%70remium/%78?q=%2F", [bearer(token)]).status == 200
+    assert wsgi.wsgi_echo.last["PATH_INFO"] == "/premium/x"
+    assert wsgi.wsgi_echo.last["RAW_URI"] == "/premium/x?q=%2F"
+    asgi = Harness("asgi", gate_config(issuer))
+    assert asgi.send("/%70remium/%78", [bearer(token)]).status == 200
+    assert asgi.asgi_echo.last["raw_path"] == b"/premium/x"
+    assert asgi.asgi_echo.last["path"] == "/premium/x"
+
+
 def test_mixed_case_with_case_sensitive_rules(issuer: Issuer, kind: str) -> None:
     h = Harness(kind, gate_config(issuer))
     # /PREMIUM is not the premium rule: it falls to the default, which needs a license

@@ -269,7 +269,9 @@ class LicenseGateASGI:
         forwarded = dict(scope)
         forwarded["headers"] = headers
         path = decision.path
-        if path is not None and path != scope.get("path"):
+        raw_path = scope.get("raw_path")
+        # A raw path with escapes is re-encoded from the matched path, so both say the same.
+        if path is not None and (path != scope.get("path") or (raw_path and b"%" in raw_path)):
             forwarded["path"] = path
             forwarded["raw_path"] = encode_path(path).encode("ascii")
         return forwarded

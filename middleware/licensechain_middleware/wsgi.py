@@ -204,8 +204,9 @@ class LicenseGate:
             self._strip_token(environ)
         path = decision.path
         path_info = environ.get("PATH_INFO", "")
-        # An empty PATH_INFO (the app's root under a SCRIPT_NAME) is left as it came.
-        if path is not None and path != path_info and path_info:
+        # An empty PATH_INFO (the app's root under a SCRIPT_NAME) is left as it came. A raw
+        # target with escapes is re-encoded from the matched path, so both say the same.
+        if path is not None and path_info and (path != path_info or self._escaped(environ)):
             self._rewrite_path(environ, path)
 
     def _strip_token(self, environ: WSGIEnvironment) -> None:
@@ -224,6 +225,11 @@ class LicenseGate:
                         environ["HTTP_COOKIE"] = rest
                     else:
                         del environ["HTTP_COOKIE"]
+
+    @staticmethod
+    def _escaped(environ: WSGIEnvironment) -> bool:
+        raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        return raw_uri is not None and "%" in raw_uri
 
     @staticmethod
     def _rewrite_path(environ: WSGIEnvironment, path: str) -> None:
