@@ -261,6 +261,10 @@ class TokenVerifier:
         self._clock = clock
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_lock = threading.Lock()
+        #: Running counts of cache lookups, for metrics (the gateway exports them);
+        #: plain increments, so approximate when threads race.
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     # -- hot path ---------------------------------------------------------
 
@@ -279,8 +283,10 @@ class TokenVerifier:
         if entry is not None:
             claims = self._cache_hit(token, entry)
             if claims is not None:
+                self.cache_hits += 1
                 self._check_denylist(claims)
                 return claims
+        self.cache_misses += 1
         claims, key = self._verify_cold(token)
         if self.cache_size and len(token) <= self.cache_max_token_bytes:
             self._remember(token, _Entry(claims, key, _estimated_size(token, claims)))
