@@ -45,6 +45,14 @@ def gateway(
         yield server
 
 
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of a Prometheus text exposition."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
 def echo(response: httpx.Response) -> dict[str, object]:
     assert response.status_code == 200, response.text
     data: dict[str, object] = response.json()
@@ -264,8 +272,11 @@ def test_health_ready_and_metrics(gateway: Server, issuer: TestIssuer) -> None:
     assert httpx.get(f"{gateway.url}/_licensechain/health").json() == {"status": "ok"}
     assert httpx.get(f"{gateway.url}/_licensechain/ready").json() == {"status": "ready"}
     httpx.get(f"{gateway.url}/premium/x")
-    httpx.get(f"{gateway.url}/public/x", headers={"Authorization": f"Bearer {issuer.token()}"})
+    auth = {"Authorization": f"Bearer {issuer.token()}"}
+    for _ in range(3):
+        httpx.get(f"{gateway.url}/public/x", headers=auth)
     text = httpx.get(f"{gateway.url}/_licensechain/metrics").text
+    assert metric(text, 'licensechain_gateway_token_cache_total{result="hit"}') >= 2
     assert 'licensechain_gateway_decisions_total{decision="deny",reason="token_missing"}' in text
     assert 'licensechain_gateway_decisions_total{decision="allow",reason="public"}' in text
     assert "licensechain_gateway_upstream_seconds_bucket" in text

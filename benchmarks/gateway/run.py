@@ -206,8 +206,15 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             port = free_port()
             stack.enter_context(
                 process(
-                    [str(BIN / "licensechain-gateway"), "--config", str(config),
-                     "--server", server, "--bind", f"127.0.0.1:{port}"],
+                    [
+                        str(BIN / "licensechain-gateway"),
+                        "--config",
+                        str(config),
+                        "--server",
+                        server,
+                        "--bind",
+                        f"127.0.0.1:{port}",
+                    ],
                     workdir / f"gateway-{server}.log",
                     # The access log goes to the log file, as it would to a collector.
                 )  # fmt: skip
@@ -257,7 +264,9 @@ def report(results: dict[str, dict[str, dict[str, float]]], servers: list[str],
         f"{args.seconds}s x {args.rounds} rounds, medians; gateway: {args.workers} workers"
         + (f", {args.threads} threads each" if "gunicorn" in servers else "")
     )
-    print(f"{'setup':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} | {'1-conn p50 ms':>13} {'non-2xx':>8}")
+    print(
+        f"{'setup':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} | {'1-conn p50 ms':>13} {'non-2xx':>8}"
+    )
     for name, data in results.items():
         label = LABELS[name[0]] + (name[1:].replace("-", " [") + "]" if len(name) > 1 else "")
         t, lat = data["throughput"], data["latency_1conn"]

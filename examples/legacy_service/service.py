@@ -1,0 +1,98 @@
+"""A "legacy" HTTP service that knows nothing about licenses: Python's stdlib only.
+
+It is meant to listen on loopback behind ``licensechain-gateway``, which checks each
+request's license and tells the service who the licensee is in ``X-License-*``
+headers (and strips any such header a client tried to send itself).
+
+    python examples/legacy_service/service.py --port 8001
+
+Routes:
+    GET  /status           public: is the service up
+    GET  /reports          any valid license: the list of reports
+    GET  /reports/export   the "export" feature: a CSV export
+    POST /reports/export   the "export" feature: echoes how many bytes it received
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+REPORTS = [
+    {"id": 1, "name": "Monthly revenue"},
+    {"id": 2, "name": "Active seats"},
+]
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "LegacyService/1.0"
+    protocol_version = "HTTP/1.1"  # keep-alive, so the gateway's pooled connections are reused
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/status":
+            self._json(200, {"status": "up"})
+        elif path == "/reports":
+            self._json(200, {"licensee": self._licensee(), "reports": REPORTS})
+        elif path == "/reports/export":
+            rows = "\n".join(f"{r['id']},{r['name']}" for r in REPORTS)
+            self._send(200, f"id,name\n{rows}\n".encode(), "text/csv")
+        else:
+            self._json(404, {"error": "not_found"})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        received = 0
+        while received < length:  # read in chunks: uploads may be large
+            chunk = self.rfile.read(min(65536, length - received))
+            if not chunk:
+                break
+            received += len(chunk)
+        if self.path.split("?", 1)[0] == "/reports/export":
+            self._json(200, {"licensee": self._licensee(), "received_bytes": received})
+        else:
+            self._json(404, {"error": "not_found"})
+
+    def _licensee(self) -> dict[str, Any]:
+        """Set by the gateway after it verified the license; never trust them without it."""
+        return {
+            "license": self.headers.get("X-License-Subject"),
+            "app": self.headers.get("X-License-App"),
+            "plan": self.headers.get("X-License-Plan"),
+            "features": self.headers.get("X-License-Features"),
+            "request_id": self.headers.get("X-Request-ID"),
+        }
+
+    def _json(self, status: int, data: Any) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
+        return  # the gateway writes the access log
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    print(f"legacy service on http://{args.host}:{args.port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
