@@ -67,7 +67,7 @@ def walkthrough(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     str(EXAMPLE / "gateway.toml"),
                     "--bind",
                     f"127.0.0.1:{gateway_port}",
-                ],  # fmt: skip
+                ],
                 gateway_port,
                 {
                     "LICENSECHAIN_AUDIENCE": demo["app_id"],

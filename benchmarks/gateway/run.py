@@ -217,7 +217,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                     ],
                     workdir / f"gateway-{server}.log",
                     # The access log goes to the log file, as it would to a collector.
-                )  # fmt: skip
+                )
             )
             base = f"http://127.0.0.1:{port}"
             wait_for(f"{base}/_licensechain/ready")
