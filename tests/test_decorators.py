@@ -620,6 +620,19 @@ def test_unreachable_denylist_fails_closed_with_503(
         get_state(app).denylist.close()
 
 
+def test_unreachable_jwks_before_the_first_fetch_is_503(make_token: TokenFactory) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        LICENSECHAIN_JWKS_URL=f"http://127.0.0.1:{free_port()}/v1/licenses/jwks",
+        LICENSECHAIN_ISSUER=ISSUER,
+        LICENSECHAIN_AUDIENCE=APP_ID,
+    )
+    LicenseChain(app)
+    add_gated_routes(app)
+    response = app.test_client().get("/reports/export", headers=bearer(make_token()))
+    assert_refused(response, 503, None, "unavailable")
+
+
 # -- server-authoritative mode, integrator side (introspect) ------------------------------------
 
 
