@@ -270,7 +270,7 @@ def _refusal(exc: LicenseChainError) -> Response:
     rid = request_id()  # the same id the API would use, kept in flask.g
     # The reason and detail are for operators; the client gets the generic description.
     log.info(
-        "license gate refused %s %s: status=%s reason=%s detail=%s request_id=%s",
+        "license gate refused %s %r: status=%s reason=%s detail=%s request_id=%s",
         request.method,
         request.path,
         exc.status_code,

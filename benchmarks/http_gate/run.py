@@ -12,7 +12,10 @@ Variants, each served by gunicorn with the same worker class and worker count:
 
 The variants run interleaved for ``--rounds`` rounds and the median req/s of each is
 reported, with the ratios gated/ungated (target >= 0.9) and ours/flask-jwt-extended
-(target >= 1.2). Everything binds 127.0.0.1 on free ports and stops by itself.
+(target >= 1.2). Beside req/s, the gunicorn workers' CPU time per request (from /proc) gives
+the same ratios in a form that a busy machine hardly disturbs: on a shared 2-core box, req/s
+swings with whatever else runs. Everything binds 127.0.0.1 on free ports and stops by itself;
+the results also go to benchmarks/.work/http_gate/results.json.
 """
 
 from __future__ import annotations
