@@ -126,6 +126,15 @@ def test_cookie_and_header_sources(issuer: Issuer, echo: EchoASGI) -> None:
     assert call_asgi(gate, asgi_scope("GET", "/x", [bearer(token)])).status == 401
 
 
+def test_identity_follows_the_token_even_with_a_reused_jti(issuer: Issuer, echo: EchoASGI) -> None:
+    gate = LicenseGateASGI(echo, gate_config(issuer))
+    first = issuer.token(sub="lic_one", jti="same-jti")
+    second = issuer.token(sub="lic_two", jti="same-jti")
+    for token, sub in ((first, "lic_one"), (second, "lic_two"), (first, "lic_one")):
+        assert call_asgi(gate, asgi_scope("GET", "/x", [bearer(token)])).status == 200
+        assert echo.header("x-license-subject") == [sub]
+
+
 def test_unknown_scope_types_pass_through(issuer: Issuer, echo: EchoASGI) -> None:
     gate = LicenseGateASGI(echo, gate_config(issuer))
     scope = {"type": "custom.thing"}

@@ -125,6 +125,19 @@ def test_token_sources_are_tried_in_order(issuer: Issuer, echo: EchoWSGI) -> Non
     assert "HTTP_AUTHORIZATION" not in echo.last and "HTTP_X_LICENSE_TOKEN" not in echo.last
 
 
+def test_identity_follows_the_token_even_with_a_reused_jti(issuer: Issuer, echo: EchoWSGI) -> None:
+    gate = LicenseGate(echo, gate_config(issuer))
+    first = issuer.token(sub="lic_one", jti="same-jti", plan="pro")
+    second = issuer.token(sub="lic_two", jti="same-jti", plan="gold")
+    for token, sub, plan in ((first, "lic_one", "pro"), (second, "lic_two", "gold"),
+                             (first, "lic_one", "pro")):  # fmt: skip
+        assert get(gate, "/x", bearer(token)).status == 200
+        assert (echo.last["HTTP_X_LICENSE_SUBJECT"], echo.last["HTTP_X_LICENSE_PLAN"]) == (
+            sub,
+            plan,
+        )
+
+
 # -- refusals ------------------------------------------------------------------------
 
 

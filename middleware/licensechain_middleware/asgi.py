@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 from flask_licensechain.core.errors import LicenseChainError
+from flask_licensechain.core.verifier import LicenseClaims
 
 from .config import GateConfig
 from .engine import Decision, GateEngine
@@ -113,7 +114,7 @@ class LicenseGateASGI:
         self._strip = config.strip_token
         self._max_header_bytes = config.max_header_bytes
         self._request_id_name = config.request_id_header.lower().encode()
-        self._identity_headers: dict[str, list[tuple[bytes, bytes]]] = {}
+        self._identity_headers: dict[str, tuple[LicenseClaims, list[tuple[bytes, bytes]]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -254,8 +255,11 @@ class LicenseGateASGI:
         headers = scan.headers
         claims = decision.claims
         if claims is not None:
-            identity = self._identity_headers.get(claims.jti)
-            if identity is None:
+            # cached like GateEngine.identity: a hit must be the very same claims object
+            entry = self._identity_headers.get(claims.jti)
+            if entry is not None and entry[0] is claims:
+                identity = entry[1]
+            else:
                 if len(self._identity_headers) >= 10_000:
                     self._identity_headers.clear()
                 values = self.engine.identity(claims)
@@ -264,7 +268,7 @@ class LicenseGateASGI:
                     for name, value in zip(_IDENTITY_NAMES, values, strict=True)
                     if value is not None
                 ]
-                self._identity_headers[claims.jti] = identity
+                self._identity_headers[claims.jti] = (claims, identity)
             headers.extend(identity)
         forwarded = dict(scope)
         forwarded["headers"] = headers

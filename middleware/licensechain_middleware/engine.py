@@ -112,7 +112,7 @@ class GateEngine:
         self._audience: frozenset[str] = frozenset(
             (audience,) if isinstance(audience, str) else (audience or ())
         )
-        self._identity: dict[str, IdentityValues] = {}
+        self._identity: dict[str, tuple[LicenseClaims, IdentityValues]] = {}
         self._warm: set[int] = set()
 
     # -- the phases ----------------------------------------------------------
@@ -125,12 +125,15 @@ class GateEngine:
         return "sub:" + claims.sub if claims is not None else "ip:" + client_ip
 
     def identity(self, claims: LicenseClaims) -> IdentityValues:
-        """Header values for a license; cached per token id (the claims never change)."""
-        values = self._identity.get(claims.jti)
-        if values is None:
-            if len(self._identity) >= _WARM_TOKENS_MAX:
-                self._identity.clear()
-            values = self._identity[claims.jti] = identity_values(claims, self._audience)
+        """Header values for a license, cached per token id. A hit must be the very claims
+        object the verifier's cache returns, so another token never lends its values."""
+        entry = self._identity.get(claims.jti)
+        if entry is not None and entry[0] is claims:
+            return entry[1]
+        if len(self._identity) >= _WARM_TOKENS_MAX:
+            self._identity.clear()
+        values = identity_values(claims, self._audience)
+        self._identity[claims.jti] = (claims, values)
         return values
 
     # -- synchronous (WSGI) --------------------------------------------------
