@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import vectors
 from vectors import Case, load_cases, load_controls
 
 from flask_licensechain.core.errors import InvalidToken
@@ -89,6 +92,13 @@ def test_vectors_cover_every_check_and_the_issue_list() -> None:
         assert required in names
 
 
+def test_tokens_are_built_for_the_time_they_are_used() -> None:
+    case = next(c for c in load_cases() if c.name == "iat_in_future")
+    assert case.claims["iat"] >= int(time.time()) + 119
+    fixed = next(c for c in load_cases(now=1_700_000_000) if c.name == "iat_in_future")
+    assert fixed.claims["iat"] == 1_700_000_120
+
+
 def test_every_case_documents_its_origin() -> None:
     for case in CASES + CONTROLS:
         assert case.description and case.origin, case.name
@@ -97,6 +107,7 @@ def test_every_case_documents_its_origin() -> None:
 def test_tokens_are_reproducible_for_a_fixed_now() -> None:
     # PKCS#1 v1.5 signatures are deterministic: same recipe and clock, same bytes.
     first = {c.name: c.token for c in load_cases(now=1_700_000_000)}
+    vectors._build.cache_clear()  # sign again rather than reuse the built tokens
     again = {c.name: c.token for c in load_cases(now=1_700_000_000)}
     later = {c.name: c.token for c in load_cases(now=1_700_000_001)}
     randomised = {"ps256_by_issuer"}  # PSS salts are random

@@ -1,11 +1,12 @@
-"""Hostile license-token vectors, kept as data (``hostile_tokens.json``), built at load time.
+"""Hostile license-token vectors, kept as data (``hostile_tokens.json``), built when used.
 
 Each case in the JSON file is a recipe: a header and claims (patches on a valid
 default), how to sign (the committed *test-only* issuer key, a stranger's key,
 HMAC with the issuer's public key bytes, no signature...), an optional mutation of
 the finished token, the verifier settings, and the expected outcome. Tokens are
-built when loaded, relative to ``now``, so they suit verifiers that run on the
-real clock (the Flask gate and the middleware reuse them to assert 401 over HTTP).
+built when used (``case.token``), relative to the current second unless a fixed
+``now`` was given, so they suit verifiers that run on the real clock however long
+the suite runs (the Flask gate and the middleware reuse them to assert 401 over HTTP).
 RSA PKCS#1 v1.5 signatures are deterministic: the same ``now`` gives the same
 bytes. See ``README.md`` beside this file for the format and each origin.
 
@@ -32,8 +33,9 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
@@ -58,7 +60,6 @@ class Case:
     name: str
     description: str
     origin: str
-    token: str
     #: ``InvalidToken.reason`` expected (None for a control, which must verify)
     expect_reason: str | None
     #: ``TokenRejected.check`` expected (None for a control)
@@ -67,7 +68,23 @@ class Case:
     jwks: Mapping[str, Any]
     revoked_jtis: tuple[str, ...] = ()
     revoked_subs: tuple[str, ...] = ()
-    claims: Mapping[str, Any] = field(default_factory=dict)
+    #: the recipe's section and a fixed clock (None: the time of each access)
+    section: str = field(default="cases", repr=False)
+    now: int | None = field(default=None, repr=False)
+
+    @property
+    def token(self) -> str:
+        """The token, built for ``now`` or, when that is None, for the current second:
+        a suite that runs for minutes still gets tokens that are fresh when used."""
+        return _build(self.section, self.name, self._now())[0]
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """The claims the token was built from (same clock as ``token``)."""
+        return _build(self.section, self.name, self._now())[1]
+
+    def _now(self) -> int:
+        return int(time.time()) if self.now is None else self.now
 
     @property
     def valid(self) -> bool:
@@ -301,28 +318,42 @@ def sign(how: str, signing_input: str) -> bytes:
     raise ValueError(f"unknown signing mode {how!r}")
 
 
+@cache
+def _document() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(DATA_FILE.read_text(encoding="utf-8"))
+    return document
+
+
+def _spec(section: str, name: str) -> Mapping[str, Any]:
+    return next(spec for spec in _document()[section] if spec["name"] == name)
+
+
+@lru_cache(maxsize=1024)
+def _build(section: str, name: str, now: int) -> tuple[str, Mapping[str, Any]]:
+    token, claims = _Builder(_document(), now).build(_spec(section, name))
+    return token, MappingProxyType(claims)
+
+
 def _load(section: str, now: int | None) -> list[Case]:
-    document = json.loads(DATA_FILE.read_text(encoding="utf-8"))
-    builder = _Builder(document, int(time.time()) if now is None else int(now))
+    document = _document()
+    builder = _Builder(document, 0)  # for the clock-free placeholders only
     cases = []
     for spec in document[section]:
-        token, claims = builder.build(spec)
         expect = spec.get("expect", {})
-        verifier_kwargs = {**document["defaults"]["verifier"], **spec.get("verifier", {})}
         revoked = spec.get("revoked", {})
         cases.append(
             Case(
                 name=spec["name"],
                 description=spec.get("description", ""),
                 origin=spec.get("origin", ""),
-                token=token,
                 expect_reason=expect.get("reason"),
                 expect_check=expect.get("check"),
-                verifier_kwargs=verifier_kwargs,
+                verifier_kwargs={**document["defaults"]["verifier"], **spec.get("verifier", {})},
                 jwks=issuer_jwks(),
                 revoked_jtis=tuple(builder.placeholder(revoked.get("jti", []), spec["name"])),
                 revoked_subs=tuple(builder.placeholder(revoked.get("sub", []), spec["name"])),
-                claims=claims,
+                section=section,
+                now=None if now is None else int(now),
             )
         )
     return cases
