@@ -6,6 +6,9 @@ Entries expire with the tokens they block, so the store stays bounded.
 
 Fail closed: when a store cannot answer, ``is_revoked`` raises ``Unavailable``
 unless ``fail_open=True`` was chosen explicitly (then it logs and answers False).
+
+``denylist_from_uri`` wraps a Redis store in ``mirror.DenylistMirror`` by default:
+an in-process copy kept current over pub/sub, so a check costs no round trip.
 """
 
 from __future__ import annotations
