@@ -10,13 +10,16 @@ no BEGIN/ROLLBACK.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..core.errors import Unavailable
 from .database import translate_error
+
+Row = Sequence[Any]
+Decoder = Callable[[Row], dict[str, Any]]
 
 
 class FastQuery:
@@ -28,16 +31,36 @@ class FastQuery:
         self._engine = engine
         self._sql = str(compiled)
         self._order = compiled.positiontup if compiled.positional else None
-        self._keys = tuple(str(column.key) for column in statement.selected_columns)
+        columns = statement.selected_columns
+        self._index = {str(column.key): position for position, column in enumerate(columns)}
         self._processors: tuple[Callable[[Any], Any] | None, ...] = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         )
         self._autocommit = dialect.name == "postgresql"
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
 
-    def all(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Every row, as a dict keyed by the selected columns' keys."""
+    def position(self, key: str) -> int:
+        """Where the column ``key`` is in a raw row."""
+        return self._index[key]
+
+    def decoder(self, keys: Iterable[str]) -> Decoder:
+        """A function that decodes just these columns of a raw row into a dict.
+
+        Joined rows repeat their parent's columns: decoding only what each row adds keeps
+        the work per row small.
+        """
+        picks = tuple((key, self._index[key], self._processors[self._index[key]]) for key in keys)
+
+        def decode(row: Row) -> dict[str, Any]:
+            return {
+                key: row[index] if process is None else process(row[index])
+                for key, index, process in picks
+            }
+
+        return decode
+
+    def rows(self, params: Mapping[str, Any]) -> list[Row]:
+        """Every row, raw as the driver returns it (decode with ``decoder``)."""
         bound: Any = params if self._order is None else tuple(params[k] for k in self._order)
         try:
             proxied = self._engine.raw_connection()
@@ -51,7 +74,7 @@ class FastQuery:
                 driver.autocommit = True  # type: ignore[union-attr]
             cursor = proxied.cursor()
             cursor.execute(self._sql, bound)
-            raw_rows = cursor.fetchall()
+            return list(cursor.fetchall())
         except self._dbapi_error as error:
             lost = self._engine.dialect.is_disconnect(error, proxied, cursor)  # type: ignore[arg-type]
             if lost:
@@ -70,11 +93,3 @@ class FastQuery:
             if self._autocommit and proxied.is_valid:
                 driver.autocommit = False  # type: ignore[union-attr]
             proxied.close()
-        keys, processors = self._keys, self._processors
-        return [
-            {
-                key: value if process is None else process(value)
-                for key, process, value in zip(keys, processors, row, strict=True)
-            }
-            for row in raw_rows
-        ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -164,22 +164,50 @@ _UPDATABLE: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
 
 
 def _settled_without_write(
-    rows: builtins.list[dict[str, Any]], hwuid: str, now: datetime
+    bound: tuple[DeviceRecord, ...], max_devices: int, hwuid: str, now: datetime
 ) -> BindOutcome | None:
     """The answer a consistent read already gives, or ``None`` when only a write can tell."""
-    bound = _joined_devices(rows)
     for device in bound:
         if device.hwuid == hwuid:
             recent = now - device.last_seen_at < LAST_SEEN_RESOLUTION
             return BindOutcome("known", bound) if recent else None
-    return BindOutcome("full", bound) if len(bound) >= rows[0]["max_devices"] else None
+    return BindOutcome("full", bound) if len(bound) >= max_devices else None
+
+
+class _JoinedReader:
+    """A hot-path query over ``parent LEFT JOIN devices``: the parent's columns are decoded
+    from the first row only, the device columns from every row that has a device."""
+
+    def __init__(self, statement: sa.Select[Any], engine: sa.Engine) -> None:
+        self.query = FastQuery(statement, engine)
+        device_keys = [str(column.key) for column in _DEVICE_COLUMNS]
+        parent_keys = [
+            str(c.key) for c in statement.selected_columns if str(c.key) not in device_keys
+        ]
+        self.head = self.query.decoder(parent_keys)
+        self._device = self.query.decoder(device_keys)
+        self._hwuid = self.query.position("hwuid")
+
+    def devices(self, rows: Iterable[Sequence[Any]]) -> tuple[DeviceRecord, ...]:
+        return tuple(_device(self._device(row)) for row in rows if row[self._hwuid] is not None)
 
 
 class LicenseRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._verification_query: FastQuery | None = None
-        self._devices_query: FastQuery | None = None
+        self._verification: _JoinedReader | None = None
+        self._slots: _JoinedReader | None = None
+
+    def _verification_reader(self) -> _JoinedReader:
+        # Compiled on first use, once the dialect has met the server.
+        if self._verification is None:
+            self._verification = _JoinedReader(_FOR_VERIFICATION, self._db.engine)
+        return self._verification
+
+    def _slots_reader(self) -> _JoinedReader:
+        if self._slots is None:
+            self._slots = _JoinedReader(_SLOTS_OF_LICENSE, self._db.engine)
+        return self._slots
 
     def create(
         self,
@@ -257,15 +285,12 @@ class LicenseRepository:
         normalized = normalize_key(key)
         if normalized is None:
             return None
-        query = self._verification_query
-        if query is None:
-            # Compiled on first use, once the dialect has met the server.
-            query = self._verification_query = FastQuery(_FOR_VERIFICATION, self._db.engine)
-        rows = query.all({"key": normalized})
+        reader = self._verification_reader()
+        rows = reader.query.rows({"key": normalized})
         if not rows:
             return None
-        first = rows[0]
-        return _license_record(first, _joined_devices(rows)), _prefixed_app(first)
+        head = reader.head(rows[0])
+        return _license_record(head, reader.devices(rows)), _prefixed_app(head)
 
     def list(
         self,
@@ -341,13 +366,12 @@ class LicenseRepository:
         now = to_utc(now)
         if not check.is_lookup(license_id):
             raise NotFound("License not found.")
-        query = self._devices_query
-        if query is None:
-            query = self._devices_query = FastQuery(_SLOTS_OF_LICENSE, self._db.engine)
-        rows = query.all({"license_id": license_id})
+        reader = self._slots_reader()
+        rows = reader.query.rows({"license_id": license_id})
         if not rows:
             raise NotFound("License not found.")
-        outcome = _settled_without_write(rows, hwuid, now)
+        max_devices = reader.head(rows[0])["max_devices"]
+        outcome = _settled_without_write(reader.devices(rows), max_devices, hwuid, now)
         return outcome if outcome is not None else self._bind_locked(license_id, hwuid, now)
 
     def _bind_locked(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome:
