@@ -80,6 +80,13 @@ def test_method_path_and_query_are_preserved(gateway: Server, method: str) -> No
     assert data["body_bytes"] == 30
 
 
+def test_head_gets_the_headers_and_no_body(gateway: Server) -> None:
+    response = httpx.head(f"{gateway.url}/public/x")
+    assert response.status_code == 200
+    assert int(response.headers["content-length"]) > 0
+    assert response.content == b""
+
+
 def test_several_set_cookie_headers_reach_the_client(gateway: Server, issuer: TestIssuer) -> None:
     response = httpx.get(
         f"{gateway.url}/cookies", headers={"Authorization": f"Bearer {issuer.token()}"}

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import Any
 
 import httpx
 import jwt
@@ -62,13 +63,15 @@ def wait_for(url: str, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    args: list[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
         try:
-            yield
+            yield proc
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -123,6 +126,25 @@ class Sample:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    #: CPU time the gateway's processes spent per request (None for nginx setups).
+    cpu_us: float | None = None
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants (gunicorn's workers)."""
+    total = 0.0
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -135,7 +157,10 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, connections: int, seconds: int, headers: dict[str, str]) -> Sample:
+def wrk(
+    url: str, connections: int, seconds: int, headers: dict[str, str], pid: int | None = None
+) -> Sample:
+    cpu_before = tree_cpu_seconds(pid) if pid else 0.0
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
@@ -144,15 +169,21 @@ def wrk(url: str, connections: int, seconds: int, headers: dict[str, str]) -> Sa
     p50 = _ms(re.search(r"^\s*50%\s+(\S+)\s*$", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s*99%\s+(\S+)\s*$", out, re.M).group(1))  # type: ignore[union-attr]
     non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return Sample(rps, p50, p99, int(non.group(1)) if non else 0)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cpu_us = None
+    if pid:
+        cpu_us = (tree_cpu_seconds(pid) - cpu_before) * 1e6 / max(1, requests)
+    return Sample(rps, p50, p99, int(non.group(1)) if non else 0, cpu_us)
 
 
 def median_sample(samples: list[Sample]) -> Sample:
+    cpu = [s.cpu_us for s in samples if s.cpu_us is not None]
     return Sample(
         statistics.median(s.rps for s in samples),
         statistics.median(s.p50_ms for s in samples),
         statistics.median(s.p99_ms for s in samples),
         sum(s.non_2xx for s in samples),
+        statistics.median(cpu) if cpu else None,
     )
 
 
@@ -198,13 +229,13 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             process(["nginx", "-p", str(workdir), "-c", str(conf)], workdir / "nginx.log")
         )
         wait_for(f"{upstream}/")
-        setups: dict[str, tuple[str, dict[str, str]]] = {
-            "a": (f"{upstream}/hello", {}),
-            "d": (f"http://127.0.0.1:{proxy_port}/hello", {}),
+        setups: dict[str, tuple[str, dict[str, str], int | None]] = {
+            "a": (f"{upstream}/hello", {}, None),
+            "d": (f"http://127.0.0.1:{proxy_port}/hello", {}, None),
         }
         for server in servers:
             port = free_port()
-            stack.enter_context(
+            gateway = stack.enter_context(
                 process(
                     [
                         str(BIN / "licensechain-gateway"),
@@ -222,8 +253,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             base = f"http://127.0.0.1:{port}"
             wait_for(f"{base}/_licensechain/ready")
             suffix = "" if len(servers) == 1 else f"-{server}"
-            setups["b" + suffix] = (f"{base}/public/hello", {})
-            setups["c" + suffix] = (f"{base}/licensed/hello", auth)
+            setups["b" + suffix] = (f"{base}/public/hello", {}, gateway.pid)
+            setups["c" + suffix] = (f"{base}/licensed/hello", auth, gateway.pid)
             # Warm: the token verified once per worker, pools filled.
             for _ in range(50):
                 assert httpx.get(f"{base}/licensed/hello", headers=auth).status_code == 200
@@ -231,9 +262,9 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         throughput: dict[str, list[Sample]] = {name: [] for name in setups}
         latency: dict[str, list[Sample]] = {name: [] for name in setups}
         for round_no in range(args.rounds):
-            for name, (url, headers) in setups.items():
-                throughput[name].append(wrk(url, args.connections, args.seconds, headers))
-                latency[name].append(wrk(url, 1, args.seconds, headers))
+            for name, (url, headers, pid) in setups.items():
+                throughput[name].append(wrk(url, args.connections, args.seconds, headers, pid))
+                latency[name].append(wrk(url, 1, args.seconds, headers, pid))
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
 
     results = {
@@ -257,22 +288,25 @@ LABELS = {
 }
 
 
-def report(results: dict[str, dict[str, dict[str, float]]], servers: list[str],
+def report(results: dict[str, dict[str, dict[str, Any]]], servers: list[str],
            args: argparse.Namespace) -> None:  # fmt: skip
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nload average at the end: {load} on {os.cpu_count()} CPUs")
     print(
-        f"\nwrk -t1, {args.connections} connections (throughput) and 1 connection (latency), "
+        f"wrk -t1, {args.connections} connections (throughput) and 1 connection (latency), "
         f"{args.seconds}s x {args.rounds} rounds, medians; gateway: {args.workers} workers"
         + (f", {args.threads} threads each" if "gunicorn" in servers else "")
     )
     head = f"{'setup':42} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-    print(f"{head} | {'1-conn p50 ms':>13} {'non-2xx':>8}")
+    print(f"{head} | {'1-conn p50 ms':>13} {'non-2xx':>8} {'gw CPU us/req':>13}")
     for name, data in results.items():
         label = LABELS[name[0]] + (name[1:].replace("-", " [") + "]" if len(name) > 1 else "")
         t, lat = data["throughput"], data["latency_1conn"]
         non = int(t["non_2xx"] + lat["non_2xx"])
+        cpu = f"{t['cpu_us']:13.0f}" if t["cpu_us"] is not None else f"{'-':>13}"
         print(
             f"{label:42} {t['rps']:9.0f} {t['p50_ms']:8.2f} {t['p99_ms']:8.2f} | "
-            f"{lat['p50_ms']:13.3f} {non:8d}"
+            f"{lat['p50_ms']:13.3f} {non:8d} {cpu}"
         )
     a = results["a"]
     d = results["d"]
@@ -288,6 +322,10 @@ def report(results: dict[str, dict[str, dict[str, float]]], servers: list[str],
         print(f"p50 added by (c) over (a) = {added:.3f} ms (target <= 1 ms: "
               f"{'met' if added <= 1.0 else 'NOT met'})")  # fmt: skip
         print(f"(c)/(d) throughput       = {ratio_cd:.3f}")
+        # On a machine shared with other work, req/s swings with the neighbours; the CPU
+        # the gateway spends per request does not, and its inverse is the idle-machine ratio.
+        cpu_b, cpu_c = b["throughput"]["cpu_us"], c["throughput"]["cpu_us"]
+        print(f"(c)/(b) by CPU per request = {cpu_b / cpu_c:.3f}   ({cpu_b:.0f} vs {cpu_c:.0f} us)")
 
 
 if __name__ == "__main__":

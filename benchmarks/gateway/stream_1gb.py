@@ -24,7 +24,7 @@ from string import Template
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import BIN, HERE, free_port, make_token, process, wait_for  # noqa: E402
+from run import BIN, HERE, free_port, make_token, process, wait_for
 
 MiB = 1024 * 1024
 
@@ -86,9 +86,11 @@ def main() -> int:
         conf = workdir / "nginx.conf"
         conf.write_text(
             Template(template + NGINX_EXTRA + "}\n").substitute(
-                WORKDIR=workdir, UPSTREAM_PORT=upstream_port, PROXY_PORT=proxy_port,
+                WORKDIR=workdir,
+                UPSTREAM_PORT=upstream_port,
+                PROXY_PORT=proxy_port,
                 BIG_PORT=big_port,
-            )  # fmt: skip
+            )
         )
         jwks, _ = make_token(workdir)
         config = workdir / "gateway.toml"

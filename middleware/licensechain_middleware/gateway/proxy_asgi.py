@@ -98,6 +98,8 @@ class ASGIProxy:
             headers = forwarded_for_scope(headers, scope)
         content: AsyncIterator[bytes] | bytes | None
         first = await receive()
+        if first["type"] == "http.disconnect":
+            return  # gone before sending its body: nothing to forward
         if first.get("more_body", False):
             content = _request_body(receive, first)
             length = [v for k, v in scope["headers"] if k.lower() == b"content-length"]
