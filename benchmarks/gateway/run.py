@@ -101,6 +101,7 @@ def gateway_config(workdir: Path, jwks: Path, upstream: str, args: argparse.Name
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 jwks_file = "{jwks}"
+{f'denylist_url = "{args.redis_url}"' if args.redis_url else ""}
 
 [[rules]]
 path = "/public/**"
@@ -196,6 +197,11 @@ def main() -> int:
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-access-log", action="store_true")
+    p.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/0",
+        help="denylist of the gating setup (mirrored in-process over pub/sub); '' for none",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     for tool in ("wrk", "nginx"):
@@ -275,6 +281,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         for name in setups
     }
     report(results, servers, args)
+    print(f"denylist: {args.redis_url or 'none'}; access log: {not args.no_access_log}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
