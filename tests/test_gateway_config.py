@@ -171,7 +171,10 @@ def test_upstream_urls_keep_the_base_path_and_the_raw_query() -> None:
     from licensechain_middleware.gateway.urls import UpstreamBase, encode_path
 
     base = UpstreamBase("https://svc.internal:8443/api/")
-    assert base.http_url("/a%20b", "x=1&y=%2F") == "https://svc.internal:8443/api/a%20b?x=1&y=%2F"
+    url = base.http_url("/a%20b", "x=1&y=%2F")
+    assert str(url) == "https://svc.internal:8443/api/a%20b?x=1&y=%2F"
+    assert base.http_url("/a%20b", "x=1&y=%2F") is url  # parsed once
+    assert str(base.http_url("/a%20b", "")) == "https://svc.internal:8443/api/a%20b"
     assert base.websocket_url("/ws", "") == "wss://svc.internal:8443/api/ws"
     assert encode_path("/caf\u00e9/a b/%".encode()) == "/caf%C3%A9/a%20b/%25"
     for bad in ("ftp://x", "http://", "http://x/?q=1", "http://x/#f"):

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
+import httpx
+
+#: Parsed upstream URLs kept per process; most traffic repeats a few paths, and a parse
+#: costs more than the rest of building the upstream request. Cleared when full.
+URL_CACHE_SIZE = 4096
+
 #: Characters left as they are when re-encoding a decoded path (RFC 3986 pchar and "/").
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -21,11 +27,19 @@ class UpstreamBase:
         self.netloc = parts.netloc
         self.prefix = parts.path.rstrip("/")
         self.origin = f"{parts.scheme}://{parts.netloc}"
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
 
-    def http_url(self, path: str, query: str) -> str:
+    def http_url(self, path: str, query: str) -> httpx.URL:
         """``path`` is already percent-encoded; ``query`` is the raw query string."""
-        url = self.origin + self.prefix + path
-        return f"{url}?{query}" if query else url
+        key = (path, query)
+        url = self._urls.get(key)
+        if url is None:
+            text = self.origin + self.prefix + path
+            url = httpx.URL(f"{text}?{query}" if query else text)
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[key] = url
+        return url
 
     def websocket_url(self, path: str, query: str) -> str:
         scheme = "wss" if self.scheme == "https" else "ws"
