@@ -64,7 +64,9 @@ class Settings:
         "10/second;100/minute;1000/hour", "Limits per license key on verify/validate-hardware."
     )
     ratelimit_fail_open: bool = _opt(
-        True, "When the rate-limit store is down, let requests through (logged)."
+        True,
+        "When the rate-limit store is down, count in process memory instead (logged); "
+        "false: answer 503.",
     )
     denylist_mirror: bool = _opt(
         True, "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "

@@ -23,8 +23,7 @@ from .core.keysource import KeySource
 from .core.verifier import TokenVerifier
 
 if TYPE_CHECKING:
-    from flask_limiter import Limiter
-
+    from .api.ratelimit import PublicRateLimits
     from .core.keyring import KeyRing
     from .store import Store
 
@@ -39,7 +38,7 @@ class LicenseChainState:
     key_source: KeySource
     store: Store | None = None
     keyring: KeyRing | None = None
-    limiter: Limiter | None = None
+    limiter: PublicRateLimits | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -278,7 +278,7 @@ def rotate_signing_key(state: LicenseChainState) -> RotationResult:
 def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseChainState:
     from .api import create_blueprint
     from .api.http import install_prefix_routing_errors
-    from .api.ratelimit import create_limiter
+    from .api.ratelimit import PublicRateLimits
     from .extension import LicenseChainState
 
     database_url = settings.database_url or default_database_url(app)
@@ -309,7 +309,7 @@ def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseCh
         key_source=keyring,
         store=store,
         keyring=keyring,
-        limiter=create_limiter(app, settings),
+        limiter=PublicRateLimits(settings),
         extras={ISSUER_EXTRA: signing_keys},
     )
     if settings.register_blueprint:

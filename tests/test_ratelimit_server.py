@@ -1,4 +1,4 @@
-"""Rate limits of the public endpoints (flask-limiter): per client IP, per license key."""
+"""Rate limits of the public endpoints (the ``limits`` library): per client IP, per license key."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def test_per_ip_limit_gives_429_with_headers_and_contract_body(limited: Issuer) 
         assert response.headers["X-RateLimit-Limit"] == "3"
         assert response.headers["X-RateLimit-Remaining"] == str(remaining)
         assert int(response.headers["X-RateLimit-Reset"]) >= int(time.time())
+        assert "Retry-After" not in response.headers  # only a 429 says when to retry
     limited_response = _verify(limited, {"key": lic.key}, ip)
     body = error_body(limited_response, 429, "rate_limited")
     assert body["message"] == "Too many requests."
@@ -170,3 +171,11 @@ def test_dead_rate_limit_store_fails_closed_when_asked(tmp_path: Path) -> None:
         assert health.get_json()["failing"] == ["ratelimit"]
     finally:
         close_issuer(made)
+
+
+def test_refused_requests_count_and_carry_the_headers(limited: Issuer) -> None:
+    ip = _ip()
+    response = _verify(limited, {"key": 5}, ip)  # a 400 still costs the client a request
+    error_body(response, 400, "invalid_request")
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+    assert _verify(limited, {}, ip).headers["X-RateLimit-Remaining"] == "1"

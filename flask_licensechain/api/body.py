@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from flask import g, request
+from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
-_G_BODY: Final = "_licensechain_body"
+_ENVIRON_BODY: Final = "licensechain.json_body"
 _MISSING: Final = object()
 
 
@@ -50,16 +50,19 @@ def _reject_constant(name: str) -> Any:
 
 def read_json_body(max_bytes: int) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty body), parsed once per request."""
-    cached: dict[str, Any] | None = g.get(_G_BODY)
+    req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
+    environ = req.environ
+    cached: dict[str, Any] | None = environ.get(_ENVIRON_BODY)
     if cached is not None:
         return cached
-    if request.content_length is not None and request.content_length > max_bytes:
+    length = req.content_length
+    if length is not None and length > max_bytes:
         raise PayloadTooLarge()
     # A chunked body has no Content-Length: read one byte past the limit to tell
     # "exactly at the limit" from "over it" (Werkzeug stops quietly at the maximum).
-    request.max_content_length = max_bytes + 1
+    req.max_content_length = max_bytes + 1
     try:
-        raw = request.get_data(cache=True)
+        raw = req.get_data(cache=True)
     except RequestEntityTooLarge:
         raise PayloadTooLarge() from None
     if len(raw) > max_bytes:
@@ -67,7 +70,7 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
     if not raw:
         body: dict[str, Any] = {}
     else:
-        mimetype = request.mimetype
+        mimetype = req.mimetype
         if mimetype != "application/json" and not (
             mimetype.startswith("application/") and mimetype.endswith("+json")
         ):
@@ -81,7 +84,7 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
         if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(parsed):
             raise InvalidRequest("The request body contains an unpaired UTF-16 surrogate.")
         body = parsed
-    setattr(g, _G_BODY, body)
+    environ[_ENVIRON_BODY] = body
     return body
 
 

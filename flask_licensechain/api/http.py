@@ -1,7 +1,7 @@
 """HTTP plumbing of the /v1 API: request ids, JSON responses and the contract's error bodies.
 
 Every response of the blueprint carries ``X-Request-ID``; every error, whatever raised it
-(our typed errors, Werkzeug, flask-limiter, a dependency that is down), is rendered as
+(our typed errors, Werkzeug, a dependency that is down), is rendered as
 ``{"error", "message", "request_id"}`` with the contract's status code.
 """
 
@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ..core.errors import LicenseChainError, Unavailable
@@ -26,8 +26,11 @@ REQUEST_ID_HEADER: Final = "X-Request-ID"
 MAX_REQUEST_ID_LENGTH: Final = 128
 # Printable ASCII without spaces: safe to echo in a header and in a log line.
 _SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_G_REQUEST_ID: Final = "_licensechain_request_id"
+_ENVIRON_REQUEST_ID: Final = "licensechain.request_id"
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
+#: where a rate-limited view leaves its X-RateLimit-* headers for the response
+RATELIMIT_HEADERS_ENVIRON_KEY: Final = "licensechain.ratelimit_headers"
 NO_STORE: Final = {"Cache-Control": "no-store"}
 
 #: contract error codes of the HTTP statuses a Werkzeug exception may carry
@@ -54,15 +57,19 @@ _MESSAGE_BY_STATUS: Final[Mapping[int, str]] = {
 
 
 def request_id() -> str:
-    """The id of the current request: the client's ``X-Request-ID`` when sane, else a new one."""
-    rid: str | None = g.get(_G_REQUEST_ID)
+    """The id of the current request: the client's ``X-Request-ID`` when sane, else a new one.
+
+    Kept in the WSGI environ (one dict for the whole request, cheaper than ``g``).
+    """
+    environ = request.environ
+    rid: str | None = environ.get(_ENVIRON_REQUEST_ID)
     if rid is None:
-        sent = request.headers.get(REQUEST_ID_HEADER)
+        sent = environ.get("HTTP_X_REQUEST_ID")
         if sent is not None and _SANE_REQUEST_ID.fullmatch(sent):
             rid = sent
         else:
             rid = secrets.token_hex(16)
-        setattr(g, _G_REQUEST_ID, rid)
+        environ[_ENVIRON_REQUEST_ID] = rid
     return rid
 
 
@@ -70,12 +77,8 @@ def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     response = Response(
-        json.dumps(data, separators=(",", ":"), ensure_ascii=False),
-        status=status,
-        mimetype="application/json",
+        _encode(data), status=status, headers=headers, content_type="application/json"
     )
-    if headers:
-        response.headers.update(headers)
     return response
 
 
@@ -143,8 +146,17 @@ def _dependency_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def add_request_id(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = request_id()
+def finish_response(response: Response) -> Response:
+    """Every API response: ``X-Request-ID``, the rate-limit headers, and ``no-store`` unless
+    the endpoint chose its own caching (API answers carry keys and tokens)."""
+    headers = response.headers
+    headers[REQUEST_ID_HEADER] = request_id()
+    rate = request.environ.get(RATELIMIT_HEADERS_ENVIRON_KEY)
+    if rate is not None:
+        for name, value in rate.items():
+            headers.setdefault(name, value)
+    if "Cache-Control" not in headers:
+        headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -152,7 +164,7 @@ def install_error_handlers(bp: Blueprint) -> None:
     bp.register_error_handler(LicenseChainError, render_licensechain_error)
     bp.register_error_handler(HTTPException, render_http_exception)
     bp.register_error_handler(Exception, render_unexpected)
-    bp.after_request(add_request_id)
+    bp.after_request(finish_response)
 
 
 def install_prefix_routing_errors(app: Flask, prefix: str) -> None:

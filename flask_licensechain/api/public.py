@@ -21,7 +21,7 @@ from ..core.contract import STATUS_REASON, TIER_TO_VT, Reason, build_claims
 from ..core.errors import InvalidToken, NotFound
 from .body import Fields, read_json_body
 from .http import NO_STORE, json_response
-from .ratelimit import PublicLimits
+from .ratelimit import PublicRateLimits
 from .serialize import iso, iso_from_unix
 from .verification import Decision, decide
 
@@ -54,20 +54,30 @@ class BaseUrls:
     def __init__(self, issuer: str | None, prefix: str) -> None:
         self._issuer = issuer
         self._prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-        self._by_root: dict[str, tuple[str, str]] = {}
+        self._by_root: dict[tuple[Any, ...], tuple[str, str]] = {}
 
     def for_request(self) -> tuple[str, str]:
-        root = request.url_root
-        found = self._by_root.get(root)
+        environ = request.environ
+        # What Werkzeug builds url_root from, as a cheap memo key (ProxyFix rewrites these).
+        memo = (
+            environ.get("wsgi.url_scheme"),
+            environ.get("HTTP_HOST"),
+            environ.get("SERVER_NAME"),
+            environ.get("SERVER_PORT"),
+            environ.get("SCRIPT_NAME"),
+        )
+        found = self._by_root.get(memo)
         if found is None:
-            base = root.rstrip("/") + self._prefix
+            base = request.url_root.rstrip("/") + self._prefix
             found = (self._issuer or base, base + "/licenses/jwks")
             if len(self._by_root) < self._MAX_HOSTS:
-                self._by_root[root] = found
+                self._by_root[memo] = found
         return found
 
 
-def register_public_routes(bp: Blueprint, state: LicenseChainState, limits: PublicLimits) -> None:
+def register_public_routes(
+    bp: Blueprint, state: LicenseChainState, limits: PublicRateLimits
+) -> None:
     settings = state.settings
     store = state.store
     keyring = state.keyring
@@ -98,7 +108,7 @@ def register_public_routes(bp: Blueprint, state: LicenseChainState, limits: Publ
             now=iat,
         )
         token = keyring.sign(claims)
-        user_agent = request.headers.get("User-Agent")
+        user_agent = request.environ.get("HTTP_USER_AGENT")
         body = {
             "valid": True,
             "status": "ACTIVE",
@@ -130,21 +140,19 @@ def register_public_routes(bp: Blueprint, state: LicenseChainState, limits: Publ
         return answer(decide(licenses, key, app_id=app_id, hwuid=hwuid, now=now), now)
 
     @bp.post("/licenses/verify")
-    @limits.per_ip
-    @limits.per_license_key
+    @limits.guard("verify", per_license_key=True)
     def verify() -> Response:
         return verify_request(hwuid_required=False)
 
     @bp.post("/licenses/validate-hardware")
-    @limits.per_ip
-    @limits.per_license_key
+    @limits.guard("validate-hardware", per_license_key=True)
     def validate_hardware() -> Response:
         return verify_request(hwuid_required=True)
 
     jwks_cache: dict[str, Any] = {}
 
     @bp.get("/licenses/jwks")
-    @limits.per_ip
+    @limits.guard("jwks")
     def jwks() -> Response:
         document = keyring.jwks()
         if jwks_cache.get("source") is not document:  # the ring was reloaded
@@ -164,7 +172,7 @@ def register_public_routes(bp: Blueprint, state: LicenseChainState, limits: Publ
         return json_response({"active": False, "reason": reason}, 200, NO_STORE)
 
     @bp.post("/licenses/introspect")
-    @limits.per_ip
+    @limits.guard("introspect")
     def introspect() -> Response:
         fields = Fields(read_json_body(max_body))
         token = fields.required_string(*TOKEN_FIELDS, max_length=max_body)
@@ -231,8 +239,8 @@ def _health_checks(state: LicenseChainState) -> dict[str, bool]:
         probes["store"] = state.store.ping
     probes["denylist"] = state.denylist.ping
     limiter = state.limiter
-    if limiter is not None and limiter.enabled and limiter.initialized:
-        probes["ratelimit"] = lambda: _check_ratelimit_storage(limiter.storage.check())
+    if limiter is not None and limiter.enabled:
+        probes["ratelimit"] = lambda: _check_ratelimit_storage(limiter.check_storage())
     results: dict[str, bool] = {}
     for name, probe in probes.items():
         try:
