@@ -4,12 +4,14 @@ breaks it.
 schemathesis drives the app in-process (WSGI) with generated requests, valid and invalid,
 authenticated with an admin API key. Half of the cases get a real app id, license id, key,
 hardware id or token planted in them, so the success answers are checked too, not only
-the 404s that random ids get. Checks: no 5xx, every status code documented, and every body,
-content type and header as documented. The run is derandomized, so it is reproducible.
+the 404s that random ids get. Checks: no 5xx, every status code documented, every body,
+content type and header as documented, and the client's sane X-Request-ID echoed. The run
+is derandomized, so it is reproducible.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,23 @@ from schemathesis.specs.openapi.checks import (
 
 from flask_licensechain.api.openapi import openapi_document
 
+SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def request_id_is_echoed(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Every answer carries X-Request-ID: the client's when it is sane, else a new one."""
+    sent = {k.lower(): v for k, v in (case.headers or {}).items()}.get("x-request-id")
+    [got] = response.headers.get("x-request-id", [""])
+    assert got, "no X-Request-ID in the response"
+    if isinstance(sent, str) and SANE_REQUEST_ID.fullmatch(sent):
+        assert got == sent, f"X-Request-ID {sent!r} came back as {got!r}"
+    else:
+        assert SANE_REQUEST_ID.fullmatch(got), f"generated X-Request-ID {got!r} is not sane"
+    return None
+
+
 CHECKS = [
+    request_id_is_echoed,
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,

@@ -862,6 +862,13 @@ def _build(prefix: str) -> Schema:
     from .. import __version__
 
     p = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    paths = {**_public_paths(p), **_admin_paths(p)}
+    for item in paths.values():  # every operation takes the client's X-Request-ID
+        for operation in item.values():
+            operation["parameters"] = [
+                _ref("parameters", "RequestId"),
+                *operation.get("parameters", []),
+            ]
     return {
         "openapi": "3.1.0",
         "info": {
@@ -875,9 +882,19 @@ def _build(prefix: str) -> Schema:
             {"name": "public", "description": "No credentials; rate limited."},
             {"name": "admin", "description": "`Authorization: Bearer <api key>`, scoped."},
         ],
-        "paths": {**_public_paths(p), **_admin_paths(p)},
+        "paths": paths,
         "components": {
             "schemas": _schemas(),
+            "parameters": {
+                "RequestId": {
+                    "name": "X-Request-ID",
+                    "in": "header",
+                    "required": False,
+                    "description": "Echoed in the response's X-Request-ID when sane "
+                    "(printable ASCII without spaces, at most 128 characters).",
+                    "schema": {"type": "string"},
+                }
+            },
             "responses": _error_responses(),
             "headers": _headers(),
             "securitySchemes": {
