@@ -22,25 +22,29 @@ def _opt(default: Any, doc: str) -> Any:
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = _opt(
-        None, "SQLAlchemy URL of the store. Default: SQLite file `licensechain.db` (WAL) "
-        "in the app's instance folder. `postgresql://...` for production."
+        None,
+        "SQLAlchemy URL of the store. Default: SQLite file `licensechain.db` (WAL) "
+        "in the app's instance folder. `postgresql://...` for production.",
     )
     redis_url: str | None = _opt(
         None, "Redis URI; when set, the denylist and rate limits default to it."
     )
     denylist_url: str | None = _opt(
-        None, "Denylist storage URI (`memory://`, `redis://`, ...). Default: `redis_url` or `memory://`."
+        None,
+        "Denylist storage URI (`memory://`, `redis://`, ...). Default: `redis_url` or `memory://`.",
     )
     ratelimit_storage_url: str | None = _opt(
         None, "Rate-limit storage URI for `limits`. Default: `redis_url` or `memory://`."
     )
     issuer: str | None = _opt(
-        None, "`iss` of issued tokens and the issuer verifiers require. Default: the API's base URL."
+        None,
+        "`iss` of issued tokens and the issuer verifiers require. Default: the API's base URL.",
     )
     url_prefix: str = _opt("/v1", "Prefix of the HTTP API blueprint.")
     encryption_key: str | None = _opt(
-        None, "32-byte AES-256-GCM key (base64url or hex) sealing private keys at rest. "
-        "Default (embedded only): generated in a 0600 file beside the SQLite database."
+        None,
+        "32-byte AES-256-GCM key (base64url or hex) sealing private keys at rest. "
+        "Default (embedded only): generated in a 0600 file beside the SQLite database.",
     )
     signing_key_file: str | None = _opt(
         None, "PEM file of an RSA private key to import as the active signing key."
@@ -53,8 +57,9 @@ class Settings:
     max_token_bytes: int = _opt(8192, "Tokens longer than this are refused before parsing.")
     max_body_bytes: int = _opt(65536, "Request bodies larger than this get 413.")
     verified_cache_size: int = _opt(
-        10000, "Verified-token LRU entries per process (about 4 KiB each for a typical "
-        "token; the cache is also capped at 64 MiB estimated)."
+        10000,
+        "Verified-token LRU entries per process (about 4 KiB each for a typical "
+        "token; the cache is also capped at 64 MiB estimated).",
     )
     ratelimit_enabled: bool = _opt(True, "Rate limit the public endpoints.")
     ratelimit_per_ip: str = _opt(
@@ -69,8 +74,9 @@ class Settings:
         "false: answer 503.",
     )
     denylist_mirror: bool = _opt(
-        True, "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "
-        "revocation checks cost no round trip. False: ask Redis on every check."
+        True,
+        "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "
+        "revocation checks cost no round trip. False: ask Redis on every check.",
     )
     denylist_fail_open: bool = _opt(
         False, "When the denylist is down, let tokens through (logged). Default: fail closed."
