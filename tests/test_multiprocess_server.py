@@ -194,6 +194,8 @@ def closed_port() -> int:
 # -- revocation across workers --------------------------------------------------------------
 
 
+@pytest.mark.redis
+@pytest.mark.postgres
 def test_token_revoked_in_one_worker_is_refused_by_all_at_once(
     tmp_path: Path, postgres_url: str, redis_url: str
 ) -> None:
@@ -229,6 +231,7 @@ def test_token_revoked_in_one_worker_is_refused_by_all_at_once(
 # -- device binding under concurrency ----------------------------------------------------------
 
 
+@pytest.mark.postgres
 def test_parallel_verifies_bind_exactly_max_devices_on_postgres(
     tmp_path: Path, postgres_url: str
 ) -> None:
