@@ -57,6 +57,7 @@ class ViewDecorator(Protocol):
 PlanSpec = str | Iterable[str] | None
 
 X_LICENSE_TOKEN = "X-License-Token"  # noqa: S105 - a header name, not a secret
+X_LICENSE_TOKEN_ENVIRON = "HTTP_X_LICENSE_TOKEN"  # noqa: S105 - its WSGI environ key
 _G_KEY = "_licensechain_license"
 
 
@@ -83,11 +84,9 @@ class LicenseRequirement:
     def is_met_by(self, claims: LicenseClaims) -> bool:
         if self.plans is not None and claims.plan not in self.plans:
             return False
-        if not self.features:
-            return True
         if self.any_of:
-            return claims.has_any_feature(*self.features)
-        return claims.has_features(*self.features)
+            return not self.features.isdisjoint(claims.features)
+        return self.features <= claims.features
 
 
 def _feature_set(decorator: str, features: tuple[Any, ...]) -> frozenset[str]:
@@ -202,10 +201,11 @@ def _gate(requirement: LicenseRequirement) -> ViewDecorator:
 
 def check_request(requirement: LicenseRequirement) -> Response | None:
     """Check the current request; None lets the view run, a response refuses it."""
-    if request.method == "OPTIONS":
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    if req.method == "OPTIONS":
         return None  # CORS preflight: browsers never send credentials with it
     try:
-        claims = authorize(request, requirement)
+        claims = authorize(req, requirement)
     except LicenseChainError as exc:
         return _refusal(exc)
     setattr(g, _G_KEY, claims)
@@ -246,16 +246,17 @@ def extract_token(req: Request, settings: Settings) -> str | None:
     and is skipped. ``Bearer`` with an empty value counts as a (malformed) token, and the
     token is passed on exactly as sent: a token with stray whitespace is malformed.
     """
+    environ = req.environ  # read directly: this runs on every gated request
     if settings.token_header:
-        scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+        scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() == "bearer":
             # RFC 6750: "Bearer" 1*SP token. Nothing else is trimmed: the HTTP server has
             # already dropped the field's surrounding whitespace, so what is left is the token.
-            return value.lstrip(" ")
+            return str(value).lstrip(" ")
     if settings.token_x_header:
-        x_token = req.headers.get(X_LICENSE_TOKEN)
+        x_token = environ.get(X_LICENSE_TOKEN_ENVIRON)
         if x_token is not None:
-            return x_token
+            return str(x_token)
     if settings.token_cookie:
         cookie = req.cookies.get(settings.token_cookie)
         if cookie:
