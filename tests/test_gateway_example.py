@@ -34,7 +34,7 @@ class Walkthrough:
 
 
 def _admin_key(log: str) -> str:
-    match = re.search(r"admin API key\s+(lc_\w+)", log)
+    match = re.search(r"admin API key\s+(lc_\S+)", log)
     assert match, log
     return match.group(1)
 
