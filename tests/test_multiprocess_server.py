@@ -3,7 +3,7 @@
 - A token revoked through one worker is refused at once by introspect in every other worker
   (Redis denylist), even by workers that had already verified and cached it.
 - Concurrent verifies with distinct hardware ids against PostgreSQL bind exactly
-  ``maxDevices`` devices, however the requests spread over workers and threads.
+  ``maxDevices`` devices, however the requests spread over workers and their threads.
 - With the denylist's Redis unreachable, introspect answers 503 ``unavailable`` and never
   ``active: true``.
 
@@ -40,7 +40,10 @@ from flask_licensechain.store import Store
 pytestmark = [pytest.mark.slow]
 
 WORKERS = 3
+#: Threads per worker when the gthread worker class is used (the binding race).
 THREADS = 4
+#: Client threads firing at once: more than the workers can take, so every worker is busy.
+CLIENTS = 12
 ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32, 64))).decode().rstrip("=")
 
 APP_MODULE = '''
@@ -94,8 +97,8 @@ class Cluster:
         return Answer(response.status_code, response.json(), int(response.headers["X-Worker-PID"]))
 
     def many(self, count: int, call: Callable[[int], Answer]) -> list[Answer]:
-        """``count`` calls from ``WORKERS * THREADS`` client threads that start together."""
-        parallel = WORKERS * THREADS
+        """``count`` calls from ``CLIENTS`` client threads that start together."""
+        parallel = CLIENTS
         barrier = threading.Barrier(min(parallel, count))
 
         def start_together(index: int) -> Answer:
@@ -114,7 +117,7 @@ class Cluster:
             assert time.monotonic() < deadline, f"only workers {seen} answered"
             assert self.process.poll() is None, "gunicorn died"
             try:
-                answers = self.many(WORKERS * THREADS, lambda _: self.health())
+                answers = self.many(CLIENTS, lambda _: self.health())
             except httpx.TransportError:  # not listening yet
                 time.sleep(0.2)
                 continue
@@ -137,7 +140,10 @@ def _seed_store(instance: Path, config: dict[str, str]) -> tuple[Store, Any, str
 
 
 @contextmanager
-def gunicorn_cluster(tmp_path: Path, **config: str) -> Iterator[Cluster]:
+def gunicorn_cluster(tmp_path: Path, threads: int = 1, **config: str) -> Iterator[Cluster]:
+    """gunicorn with ``WORKERS`` processes. Sync workers (``threads=1``) take one request at a
+    time, so a burst of requests is spread over all of them; gthread workers add races
+    between threads of one process."""
     env_config = {
         "LICENSECHAIN_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "LICENSECHAIN_ISSUER": "https://licenses.example.test/v1",
@@ -162,9 +168,9 @@ def gunicorn_cluster(tmp_path: Path, **config: str) -> Iterator[Cluster]:
             "--workers",
             str(WORKERS),
             "--threads",
-            str(THREADS),
+            str(threads),
             "--worker-class",
-            "gthread",
+            "gthread" if threads > 1 else "sync",
             "--log-level",
             "warning",
             "mp_issuer_app:create_app()",
@@ -235,7 +241,7 @@ def test_token_revoked_in_one_worker_is_refused_by_all_at_once(
 def test_parallel_verifies_bind_exactly_max_devices_on_postgres(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    with gunicorn_cluster(tmp_path, database_url=postgres_url) as cluster:
+    with gunicorn_cluster(tmp_path, threads=THREADS, database_url=postgres_url) as cluster:
         seller = cluster.store.apps.create("Binding", tier="free")
         lic = cluster.store.licenses.create(seller.id, max_devices=2)
         requests = 36
