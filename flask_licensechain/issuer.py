@@ -7,7 +7,6 @@ seconds so that a rotation done by one worker reaches the others), the settings,
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import secrets
@@ -320,9 +319,7 @@ def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseCh
 
 
 def _register_cli(app: Flask) -> None:
-    if importlib.util.find_spec("flask_licensechain.cli") is None:
-        return  # the CLI module is optional while the package is assembled
-    from .cli import licensechain_cli  # type: ignore[import-not-found,unused-ignore]
+    from .cli import licensechain_cli  # imported here: click work only for issuer apps
 
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)

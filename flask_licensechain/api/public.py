@@ -149,22 +149,21 @@ def register_public_routes(
     def validate_hardware() -> Response:
         return verify_request(hwuid_required=True)
 
-    jwks_cache: dict[str, Any] = {}
+    # (source document, serialized body, ETag), swapped as one tuple so threads never mix them
+    jwks_cache: list[tuple[Any, str, str]] = [(None, "", "")]
 
     @bp.get("/licenses/jwks")
     @limits.guard("jwks")
     def jwks() -> Response:
         document = keyring.jwks()
-        if jwks_cache.get("source") is not document:  # the ring was reloaded
+        source, payload, etag = jwks_cache[0]
+        if source is not document:  # the ring was reloaded
             payload = json.dumps({"keys": list(document["keys"])}, separators=(",", ":"))
-            jwks_cache.update(
-                source=document,
-                payload=payload,
-                etag=hashlib.sha256(payload.encode()).hexdigest()[:32],
-            )
-        response = Response(jwks_cache["payload"], mimetype="application/json")
+            etag = hashlib.sha256(payload.encode()).hexdigest()[:32]
+            jwks_cache[0] = (document, payload, etag)
+        response = Response(payload, mimetype="application/json")
         response.headers["Cache-Control"] = JWKS_CACHE_CONTROL
-        response.set_etag(jwks_cache["etag"])
+        response.set_etag(etag)
         response.make_conditional(request)  # 304 when the client's ETag still matches
         return response
 
