@@ -275,3 +275,58 @@ def test_integrator_app_authoritative_mode_sees_a_suspension(server: IssuerServe
     finally:
         plain.stop()
         authoritative.stop()
+
+
+@pytest.mark.redis
+def test_revocation_reaches_every_gunicorn_worker_of_the_integrator_at_once(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The issuer suspends a license through its API; the integrator app, two gunicorn
+    workers sharing only the issuer's Redis denylist, refuses the license's token in both."""
+    with issuer_server(tmp_path / "issuer", free_port(), LICENSECHAIN_REDIS_URL=redis_url) as iss:
+        lic = iss.new_license(features=["export"])
+        token = iss.verify(lic.key)["license_token"]
+        port = free_port()
+        env = {
+            **os.environ,
+            "LICENSECHAIN_JWKS_URL": iss.jwks_url,
+            "LICENSECHAIN_ISSUER": iss.issuer,
+            "LICENSECHAIN_AUDIENCE": lic.app_id,
+            "LICENSECHAIN_DENYLIST_URL": redis_url,
+        }
+        workers = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--chdir",
+                str(EXAMPLES),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--log-level",
+                "warning",
+                "integrator_app:create_app()",
+            ],
+            env=env,
+        )
+        url = f"http://127.0.0.1:{port}/reports/export"
+        headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
+        try:
+            wait_http(url, workers)
+            # New connections spread over both workers: every one of them lets it through.
+            assert {httpx.get(url, headers=headers).status_code for _ in range(20)} == {200}
+            suspended = httpx.patch(
+                f"{iss.issuer}/licenses/{lic.id}/suspend", headers=iss.admin(), json={}
+            )
+            assert suspended.status_code == 200, suspended.text
+            deadline = time.monotonic() + 3
+            while httpx.get(url, headers=headers).status_code == 200:
+                assert time.monotonic() < deadline, "revocation did not reach the gate"
+                time.sleep(0.01)
+            answers = [httpx.get(url, headers=headers) for _ in range(20)]
+            assert {a.status_code for a in answers} == {401}
+            assert {a.headers["WWW-Authenticate"] for a in answers} == {INVALID_TOKEN}
+        finally:
+            stop_process(workers)

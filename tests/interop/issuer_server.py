@@ -31,6 +31,8 @@ HERE = Path(__file__).resolve().parent
 class IssuerServer:
     directory: Path
     port: int
+    #: more ``LICENSECHAIN_*`` settings (strings), e.g. a shared Redis
+    extra_config: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     store: Store = field(init=False)
     admin_key: str = field(init=False)
@@ -40,10 +42,11 @@ class IssuerServer:
         seed = Flask("issuer_seed", instance_path=str(self.directory / "instance"))
         seed.config.update(self.config())
         LicenseChain(seed)
-        store = get_state(seed).store
-        assert store is not None
-        self.store = store
-        _, self.admin_key = store.api_keys.create("tests", ["*"])
+        state = get_state(seed)
+        state.denylist.close()  # only the store is used from the test process
+        assert state.store is not None
+        self.store = state.store
+        _, self.admin_key = self.store.api_keys.create("tests", ["*"])
 
     @property
     def base_url(self) -> str:
@@ -64,6 +67,7 @@ class IssuerServer:
             "LICENSECHAIN_RATELIMIT_ENABLED": "false",
             # Other workers (and the seeding test process) see rotations within a second.
             "LICENSECHAIN_KEY_REFRESH_INTERVAL": "1",
+            **self.extra_config,
         }
 
     def admin(self) -> dict[str, str]:
@@ -114,8 +118,8 @@ class IssuerServer:
 
 
 @contextmanager
-def issuer_server(directory: Path, port: int) -> Iterator[IssuerServer]:
-    server = IssuerServer(directory, port)
+def issuer_server(directory: Path, port: int, **extra_config: str) -> Iterator[IssuerServer]:
+    server = IssuerServer(directory, port, extra_config)
     try:
         server.start()
         yield server
