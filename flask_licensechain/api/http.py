@@ -150,13 +150,13 @@ def finish_response(response: Response) -> Response:
     """Every API response: ``X-Request-ID``, the rate-limit headers, and ``no-store`` unless
     the endpoint chose its own caching (API answers carry keys and tokens)."""
     headers = response.headers
-    headers[REQUEST_ID_HEADER] = request_id()
+    headers.set(REQUEST_ID_HEADER, request_id())
     rate = request.environ.get(RATELIMIT_HEADERS_ENVIRON_KEY)
     if rate is not None:
-        for name, value in rate.items():
-            headers.setdefault(name, value)
-    if "Cache-Control" not in headers:
-        headers["Cache-Control"] = "no-store"
+        headers.extend(rate)  # views never set these themselves
+    # A plain scan: Werkzeug's `in` raises and catches a KeyError for a missing header.
+    if not any(name.lower() == "cache-control" for name, _ in headers):
+        headers.add("Cache-Control", "no-store")
     return response
 
 
