@@ -97,8 +97,9 @@ def test_desktop_client_activates_binds_and_reuses_its_token(
     assert first["licensed"] is True and first["source"] == "online"
     assert first["license_id"] == lic.id and first["features"] == ["export"]
     # Bound with LicenseChain's default hardware id, and the token says so.
-    devices = server.store.licenses.get(lic.id).devices
-    assert [d.hwuid for d in devices] == [expected_hardware_id()]
+    stored = server.store.licenses.get(lic.id)
+    assert stored is not None
+    assert [d.hwuid for d in stored.devices] == [expected_hardware_id()]
     claims = jwt.decode(kept_token(tmp_path), options={"verify_signature": False})
     assert claims["hw_bound"] is True and claims["jti"] == first["jti"]
     for name in ("token.json", "jwks.json"):
