@@ -37,7 +37,7 @@ from werkzeug.local import LocalProxy
 
 from .authoritative import live_status_checker
 from .config import Settings
-from .core.errors import InsufficientScope, InvalidToken, LicenseChainError, Unauthorized
+from .core.errors import InsufficientScope, LicenseChainError, Unauthorized
 from .core.verifier import LicenseClaims
 from .extension import get_state
 
@@ -218,8 +218,7 @@ def authorize(req: Request, requirement: LicenseRequirement) -> LicenseClaims:
     token = extract_token(req, state.settings)
     if token is None:
         raise MissingToken()
-    claims = state.verifier.verify(token)
-    _check_own_audience(state.settings, state.verifier.audience, claims)
+    claims = state.verifier.verify(token, audience=state.settings.audience)
     if state.settings.authoritative:
         live_status_checker(state).check(token, claims)
     if not requirement.is_met_by(claims):
@@ -228,15 +227,6 @@ def authorize(req: Request, requirement: LicenseRequirement) -> LicenseClaims:
             reason="insufficient_scope",
         )
     return claims
-
-
-def _check_own_audience(
-    settings: Settings, verifier_audience: frozenset[str] | None, claims: LicenseClaims
-) -> None:
-    """Issuer mode: the shared verifier accepts every app's tokens (introspect needs that),
-    so a gate with ``LICENSECHAIN_AUDIENCE`` set checks ``aud`` itself."""
-    if settings.audience and verifier_audience is None and settings.audience not in claims.aud:
-        raise InvalidToken(detail="audience mismatch (gate)")
 
 
 def extract_token(req: Request, settings: Settings) -> str | None:

@@ -117,6 +117,19 @@ def test_audience_may_be_a_list_of_accepted_apps() -> None:
     assert verifier.verify(make_token()).app_id == APP
 
 
+def test_per_call_audience_is_required_on_cold_and_cached_paths() -> None:
+    verifier = make_verifier(audience=None)
+    token = make_token()
+    with pytest.raises(TokenRejected) as exc:
+        verifier.verify(token, audience="app_other")
+    assert exc.value.check == Check.AUDIENCE_MISMATCH
+    assert verifier.verify(token, audience=APP).sub == "lic_1"
+    # now cached: the per-call audience still applies to the cached claims
+    with pytest.raises(TokenRejected) as exc:
+        verifier.verify(token, audience="app_other")
+    assert exc.value.check == Check.AUDIENCE_MISMATCH
+
+
 # -- time, on the injected clock -------------------------------------------------
 
 

@@ -268,12 +268,22 @@ class TokenVerifier:
 
     # -- hot path ---------------------------------------------------------
 
-    def verify(self, token: str) -> LicenseClaims:
+    def verify(self, token: str, *, audience: str | None = None) -> LicenseClaims:
         """Return the claims of a valid token.
+
+        ``audience`` adds a per-call ``aud`` requirement on top of the configured one:
+        an issuer's shared verifier accepts every app's tokens (introspect needs that),
+        while a gate in that same app requires its own app id.
 
         Raises ``TokenRejected`` (an ``InvalidToken``, 401) or ``Unavailable`` (503)
         when the key source or the denylist cannot answer.
         """
+        claims = self._verify(token)
+        if audience is not None and audience not in claims.aud:
+            raise _reject(Check.AUDIENCE_MISMATCH, f"aud {claims.aud!r} lacks {audience[:200]!r}")
+        return claims
+
+    def _verify(self, token: str) -> LicenseClaims:
         # The size cap comes before anything else looks at the token, the cache included.
         if not isinstance(token, str):
             raise _reject(Check.MALFORMED, f"token is a {type(token).__name__}, not a str")
