@@ -78,4 +78,4 @@ def bearer_token(authorization: str) -> str | None:
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() != "bearer":
         return None
-    return value.strip()
+    return value.lstrip(" ")  # the server already trimmed the field; the rest is the token
