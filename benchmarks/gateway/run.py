@@ -268,8 +268,12 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         throughput: dict[str, list[Sample]] = {name: [] for name in setups}
         latency: dict[str, list[Sample]] = {name: [] for name in setups}
         for round_no in range(args.rounds):
+            # All throughput runs, then all latency runs: a 1-connection run never starts
+            # in the wake of a saturating run of the same server.
             for name, (url, headers, pid) in setups.items():
                 throughput[name].append(wrk(url, args.connections, args.seconds, headers, pid))
+            for name, (url, headers, pid) in setups.items():
+                time.sleep(1)
                 latency[name].append(wrk(url, 1, args.seconds, headers, pid))
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
 
