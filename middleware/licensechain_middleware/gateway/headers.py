@@ -28,8 +28,9 @@ HOP_BY_HOP: Final = frozenset(
     }
 )
 
-#: Set by the proxy itself on the upstream leg, never copied from the client.
-_PROXY_OWNED: Final = HOP_BY_HOP | {"host", "content-length"}
+#: Set by the proxy itself on the upstream leg, never copied from the client. ``Expect``
+#: was answered by the server in front of us already; the body is on its way regardless.
+_PROXY_OWNED: Final = HOP_BY_HOP | {"host", "content-length", "expect"}
 
 #: WebSocket handshake fields the upstream client library writes itself.
 WEBSOCKET_HANDSHAKE: Final = frozenset(
