@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,6 +48,19 @@ UPSTREAM_SECONDS = Histogram(
 REQUESTS = Counter(
     "licensechain_gateway_requests_total", "Requests answered, by status class.", ["status"]
 )
+
+
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: the lookup validates and locks each time,
+    and the label values here come from small fixed sets (reasons, status classes)."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 def exposition() -> tuple[bytes, str]:

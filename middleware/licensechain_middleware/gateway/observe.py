@@ -42,8 +42,8 @@ class RequestRecord:
     def finish(self, *, log_enabled: bool) -> None:
         """Count the request and write its access-log line."""
         latency = time.perf_counter() - self.started
-        metrics.DECISIONS.labels(self.decision, self.reason or "none").inc()
-        metrics.REQUESTS.labels(metrics.status_class(self.status)).inc()
+        metrics.child(metrics.DECISIONS, self.decision, self.reason or "none").inc()
+        metrics.child(metrics.REQUESTS, metrics.status_class(self.status)).inc()
         if self.status == 429:
             metrics.RATE_LIMITED.inc()
         if self.upstream_seconds is not None:
@@ -52,7 +52,9 @@ class RequestRecord:
                 if self.upstream_status is None
                 else metrics.status_class(self.upstream_status)
             )
-            metrics.UPSTREAM_SECONDS.labels(outcome or "error").observe(self.upstream_seconds)
+            metrics.child(metrics.UPSTREAM_SECONDS, outcome or "error").observe(
+                self.upstream_seconds
+            )
         if log_enabled and access_log.isEnabledFor(logging.INFO):
             access_log.info(self.as_json(latency))
 
