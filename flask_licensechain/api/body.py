@@ -48,6 +48,10 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: built once: ``json.loads(..., parse_constant=...)`` would build a decoder per call
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def read_json_body(max_bytes: int) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty body), parsed once per request."""
     req = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
@@ -76,7 +80,8 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
         ):
             raise UnsupportedMediaType()
         try:
-            parsed = json.loads(raw, parse_constant=_reject_constant)
+            # UTF-8 only (RFC 8259); a bad byte is a UnicodeDecodeError, a ValueError.
+            parsed = _DECODER.decode(raw.decode("utf-8"))
         except (ValueError, RecursionError):
             raise InvalidRequest("The request body is not valid JSON.") from None
         if not isinstance(parsed, dict):
