@@ -15,7 +15,7 @@ answer is checked ``valid: true`` after the timing. Rate limits are disabled
 (``ratelimit_enabled=False``): the benchmark sends thousands of requests for a hundred keys
 from one address, which the default limits would refuse.
 
-    .venv/bin/python benchmarks/verify_endpoint/run.py [--calls 2000] [--rounds 5]
+    .venv/bin/python benchmarks/verify_endpoint/run.py [--calls 1000] [--rounds 10]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--profile sqlite|postgres]
 """
 
@@ -286,8 +286,8 @@ def profile(issuer: Issuer, calls: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    parser.add_argument("--calls", type=int, default=2000, help="calls per round and row")
-    parser.add_argument("--rounds", type=int, default=5, help="best of this many rounds")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per round and row")
+    parser.add_argument("--rounds", type=int, default=10, help="best of this many rounds")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--profile", choices=["sqlite", "postgres"], default=None)
     args = parser.parse_args()
