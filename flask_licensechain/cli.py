@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-from flask.cli import AppGroup
+import sqlalchemy.exc
+from flask import current_app
+from flask.cli import ScriptInfo
 
 from .core.contract import SELLER_TIERS
 from .core.errors import LicenseChainError
@@ -35,8 +37,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 AUDIT_ACTOR = "cli"
 
-licensechain_cli = AppGroup(
+# A plain click group, not Flask's AppGroup: each command loads the app itself, inside its
+# error handling, so a misconfigured or unreachable store is one clear line, not a traceback.
+# The group reaches ``flask`` through the ``flask.commands`` entry point (found before the
+# app loads) and through the issuer, which adds it to the app's own commands.
+licensechain_cli = click.Group(
     "licensechain", help="Administer the LicenseChain license server of this app."
+)
+
+#: What loading a misconfigured app or reaching a dead store raises.
+_SETUP_ERRORS = (
+    LicenseChainError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    sqlalchemy.exc.SQLAlchemyError,
 )
 
 
@@ -50,15 +65,17 @@ def _command(name: str, help_text: str) -> Callable[[F], F]:
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> None:
             try:
-                func(*args, **kwargs)
+                if current_app:
+                    func(*args, **kwargs)
+                    return
+                app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+                with app.app_context():
+                    func(*args, **kwargs)
             except click.ClickException:
                 raise
-            except LicenseChainError as exc:
-                if exc.detail:
-                    log.debug("%s: %s", exc.code, exc.detail)
+            except _SETUP_ERRORS as exc:
+                log.debug("licensechain %s failed", name, exc_info=True)
                 raise click.ClickException(_error_text(exc)) from None
-            except RuntimeError as exc:  # no extension, or not an issuer
-                raise click.ClickException(str(exc)) from None
 
         option = click.option(
             "--json", "as_json", is_flag=True, help="Print exactly one JSON object."
@@ -69,9 +86,13 @@ def _command(name: str, help_text: str) -> Callable[[F], F]:
     return decorate
 
 
-def _error_text(exc: LicenseChainError) -> str:
-    # ``description`` is written for people ("App not found."); ``detail`` may carry driver
-    # internals and stays in the debug log.
+def _error_text(exc: Exception) -> str:
+    if not isinstance(exc, LicenseChainError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    # ``description`` is written for people ("App not found."). A server-side failure (store
+    # down, bad key material) also shows the first line of its cause: the operator needs it.
+    if exc.status_code >= 500 and exc.detail:
+        return f"{exc.description} {exc.detail.splitlines()[0][:300]}"
     return exc.description
 
 

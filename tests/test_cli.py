@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 import pytest
 from click.testing import Result
+from conftest import free_port
 from flask import Flask
 from issuer_support import Issuer, close_issuer, make_issuer
 
@@ -381,31 +382,41 @@ def test_an_app_without_the_extension_gets_a_clear_error(tmp_path: Path) -> None
 
 
 APP_MODULE = """
+import os
+
 from flask import Flask
 from flask_licensechain import LicenseChain
 
 app = Flask(__name__, instance_path={instance!r})
+app.config.update({{k: v for k, v in os.environ.items() if k.startswith("LICENSECHAIN_")}})
 LicenseChain(app)
 """
 
 
-def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
-    """Through ``flask --app``, as a user would: separate processes sharing one SQLite store."""
-    (tmp_path / "cli_app.py").write_text(
-        textwrap.dedent(APP_MODULE.format(instance=str(tmp_path / "instance")))
+def flask_in(directory: Path, **environ: str) -> Any:
+    """Runs ``flask --app cli_app licensechain ...`` in ``directory`` as a separate process."""
+    (directory / "cli_app.py").write_text(
+        textwrap.dedent(APP_MODULE.format(instance=str(directory / "instance")))
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LICENSECHAIN_", "FLASK_"))}
+    env.update(environ)
 
     def flask(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "flask", "--app", "cli_app", "licensechain", *args],
-            cwd=tmp_path,
+            cwd=directory,
             env=env,
             capture_output=True,
             text=True,
             timeout=60,
         )
 
+    return flask
+
+
+def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
+    """Through ``flask --app``, as a user would: separate processes sharing one SQLite store."""
+    flask = flask_in(tmp_path)
     init = flask("init", "--json")
     assert init.returncode == 0, init.stderr
     kid = json.loads(init.stdout)["kid"]
@@ -421,3 +432,35 @@ def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
     assert failed.stdout == ""
     assert "Error: App not found." in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"LICENSECHAIN_DATABASE_URL": "postgresql://postgres@127.0.0.1:{port}/none"},
+            "Error: LICENSECHAIN_ENCRYPTION_KEY is required with a postgresql store",
+        ),
+        (
+            {
+                "LICENSECHAIN_DATABASE_URL": "postgresql://postgres@127.0.0.1:{port}/none",
+                "LICENSECHAIN_ENCRYPTION_KEY": "A" * 43,
+            },
+            "Error: The service is temporarily unavailable. OperationalError",
+        ),
+        ({"LICENSECHAIN_KEY_SIZE": "1024"}, "Error: RSA key size must be one of"),
+    ],
+    ids=["no-encryption-key", "store-down", "bad-key-size"],
+)
+def test_an_app_that_cannot_start_is_one_clear_line(
+    tmp_path: Path, environ: dict[str, str], message: str
+) -> None:
+    """Errors raised while the app loads (configuration, a dead store) are reported by the
+    command like any other: one line on stderr, exit 1, no traceback."""
+    port = str(free_port())  # nothing listens there
+    flask = flask_in(tmp_path, **{k: v.format(port=port) for k, v in environ.items()})
+    result = flask("init", "--json")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
