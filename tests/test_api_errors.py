@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from issuer_support import (
     Issuer,
     close_issuer,
@@ -342,3 +342,59 @@ def test_activate_puts_the_denylist_entry_back_when_the_store_fails(
     assert sqlite_issuer.snapshot() == before
     assert sqlite_issuer.state.denylist.is_revoked("any-jti", lic.id) is True
     assert sqlite_issuer.introspect(token)["active"] is False
+
+
+def test_body_read_first_by_the_host_app_still_parses(tmp_path: Path) -> None:
+    app = Flask("host_reads", instance_path=str(tmp_path))
+    app.testing = True
+    seen: list[bytes] = []
+
+    @app.before_request
+    def peek() -> None:
+        seen.append(request.get_data())  # consumes the WSGI stream (Werkzeug caches it)
+
+    @app.after_request
+    def peek_after(response: Any) -> Any:
+        seen.append(request.get_data())
+        return response
+
+    LicenseChain(app, ratelimit_enabled=False)
+    state = app.extensions["licensechain"]
+    try:
+        lic = state.store.licenses.create(state.store.apps.create("A").id)
+        body = f'{{"key": "{lic.key}"}}'.encode()
+        response = app.test_client().post(
+            "/v1/licenses/verify", data=body, content_type="application/json"
+        )
+        assert response.get_json()["valid"] is True
+        assert seen == [body, body]
+    finally:
+        state.store.dispose()
+
+
+def test_body_is_still_readable_after_the_api_parsed_it(sqlite_issuer: Issuer) -> None:
+    seen: list[bytes] = []
+
+    @sqlite_issuer.app.after_request
+    def peek_after(response: Any) -> Any:
+        seen.append(request.get_data())
+        return response
+
+    body = b'{"key": "LC-AAAAAA-AAAAAA-AAAAAA"}'
+    response = sqlite_issuer.client.post(
+        "/v1/licenses/verify", data=body, content_type="application/json"
+    )
+    assert response.get_json()["reason"] == "license_not_found"
+    assert seen == [body]
+
+
+def test_body_shorter_than_its_content_length_is_400(sqlite_issuer: Issuer) -> None:
+    import io
+
+    response = sqlite_issuer.client.post(
+        "/v1/licenses/verify",
+        input_stream=io.BytesIO(b'{"key": "x"}'),
+        content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": "40"},
+    )
+    assert "shorter" in error_body(response, 400, "invalid_request")["message"]
