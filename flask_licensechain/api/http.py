@@ -76,10 +76,11 @@ def request_id() -> str:
 def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    response = Response(
-        _encode(data), status=status, headers=headers, content_type="application/json"
-    )
-    return response
+    # A ready header list: Werkzeug then skips its per-header lookups and merging.
+    header_list = [("Content-Type", "application/json")]
+    if headers:
+        header_list.extend(headers.items())
+    return Response(_encode(data), status=status, headers=header_list)
 
 
 def error_response(
