@@ -192,10 +192,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--server", choices=["gunicorn", "uvicorn", "both"], default="gunicorn")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--threads", type=int, default=16)
+    p.add_argument("--threads", type=int, default=4)
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--seconds", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--no-access-log", action="store_true")
     p.add_argument(
         "--redis-url",
