@@ -231,6 +231,13 @@ def test_content_length_with_transfer_encoding_is_refused(gateway: Server) -> No
     assert response.everything.count(b"HTTP/1.1 ") == 1
 
 
+@pytest.mark.parametrize("query", ["x=\x7f", "x=%00%zz\x01"])
+def test_a_target_that_cannot_be_forwarded_is_400_not_500(gateway: Server, query: str) -> None:
+    response = get(gateway.port, f"/public/x?{query}")
+    assert response.status == 400, response.head
+    assert b"raw_path" not in response.body
+
+
 def test_oversized_headers_are_refused_cleanly(gateway: Server) -> None:
     big = "a" * 100_000
     response = get(gateway.port, "/public/x", {"X-Big": big})

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import json
 
-from flask_licensechain.core.errors import LicenseChainError
+from flask_licensechain.core.errors import InvalidRequest, LicenseChainError
+
+
+class BadTarget(InvalidRequest):
+    """A request target that cannot be forwarded (a character or length httpx refuses)."""
+
+    description = "The request target cannot be forwarded."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(reason="bad_target", detail=detail)
 
 
 class BadGateway(LicenseChainError):

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from .client import AsyncTransportHolder
-from .errors import BadGateway, GatewayTimeout, error_body, error_headers
+from .errors import BadGateway, BadTarget, GatewayTimeout, error_body, error_headers
 from .forwarding import forwarded_for_scope
 from .headers import request_headers_from_scope, response_headers
 from .observe import RECORD_KEY, RequestRecord
@@ -109,15 +109,19 @@ class ASGIProxy:
             content = first.get("body", b"") or None
             if content is not None:
                 headers.append((b"content-length", str(len(content)).encode()))
-        request = httpx.Request(
-            scope["method"],
-            self.upstream.http_url(
-                upstream_path(scope), scope.get("query_string", b"").decode("latin-1")
-            ),
-            headers=headers,
-            content=content,
-            extensions=self.transports.extensions,
-        )
+        try:
+            request = httpx.Request(
+                scope["method"],
+                self.upstream.http_url(
+                    upstream_path(scope), scope.get("query_string", b"").decode("latin-1")
+                ),
+                headers=headers,
+                content=content,
+                extensions=self.transports.extensions,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:  # a target httpx will not send
+            await self._fail(BadTarget(detail=repr(exc)), send, record)
+            return
         started = time.perf_counter()
         try:
             response = await self.transports.get().handle_async_request(request)
@@ -172,7 +176,7 @@ class ASGIProxy:
 
     @staticmethod
     async def _fail(
-        error: BadGateway | GatewayTimeout, send: Send, record: RequestRecord | None
+        error: BadGateway | GatewayTimeout | BadTarget, send: Send, record: RequestRecord | None
     ) -> None:
         log.warning("upstream %s: %s", error.code, error.detail)
         if record is not None:

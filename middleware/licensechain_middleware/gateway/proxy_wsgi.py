@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .client import SyncTransportHolder
-from .errors import BadGateway, GatewayTimeout, error_body, error_headers
+from .errors import BadGateway, BadTarget, GatewayTimeout, error_body, error_headers
 from .forwarding import client_address
 from .headers import replace_forwarded, request_headers_from_environ, response_headers
 from .observe import RequestRecord, record_of_environ
@@ -128,13 +128,16 @@ class WSGIProxy:
         length = environ.get("CONTENT_LENGTH") or ""
         if body is not None and length.isdigit():
             headers.append(("content-length", length))
-        request = httpx.Request(
-            environ["REQUEST_METHOD"],
-            self.upstream.http_url(path, environ.get("QUERY_STRING", "")),
-            headers=headers,
-            content=body,
-            extensions=self.transports.extensions,
-        )
+        try:
+            request = httpx.Request(
+                environ["REQUEST_METHOD"],
+                self.upstream.http_url(path, environ.get("QUERY_STRING", "")),
+                headers=headers,
+                content=body,
+                extensions=self.transports.extensions,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:  # a target httpx will not send
+            return self._fail(BadTarget(detail=repr(exc)), environ, start_response, record)
         started = time.perf_counter()
         try:
             response = self.transports.get().handle_request(request)
@@ -152,7 +155,7 @@ class WSGIProxy:
 
     @staticmethod
     def _fail(
-        error: BadGateway | GatewayTimeout,
+        error: BadGateway | GatewayTimeout | BadTarget,
         environ: WSGIEnvironment,
         start_response: StartResponse,
         record: RequestRecord | None,
