@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -39,11 +39,16 @@ def environ(path: str = "/x", query: str = "") -> dict[str, Any]:
 
 
 class Captured:
+    """A WSGI ``start_response`` that keeps what it was given."""
+
     status = ""
     headers: list[tuple[str, str]] = []
 
-    def __call__(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None, /
+    ) -> Callable[[bytes], object]:
         self.status, self.headers = status, headers
+        return lambda data: None
 
 
 def dead_upstream() -> UpstreamBase:
