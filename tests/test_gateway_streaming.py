@@ -91,3 +91,13 @@ def test_large_upload_streams_with_bounded_memory(gateway: Server) -> None:
     assert response.json() == {"bytes": THROUGH, "sha256": digest.hexdigest()}
     growth = _status_kib(pid, "VmHWM") - before
     assert growth < BOUND, f"worker peak RSS grew by {growth / MiB:.1f} MiB"
+
+
+def test_client_leaving_mid_download_leaves_the_gateway_serving(gateway: Server) -> None:
+    for _ in range(3):
+        with httpx.stream("GET", f"{gateway.url}/download?bytes={THROUGH}", timeout=30) as r:
+            assert r.status_code == 200
+            next(r.iter_raw(1024 * 1024))  # read a little, then hang up
+    response = httpx.get(f"{gateway.url}/download?bytes=10", timeout=10)
+    assert response.status_code == 200
+    assert response.content == b"x" * 10

@@ -59,6 +59,14 @@ async def _request_body(receive: Receive, first: Message) -> AsyncIterator[bytes
         message = await receive()
 
 
+def _left(message: asyncio.Future[Message]) -> bool:
+    return (
+        not message.cancelled()
+        and message.exception() is None
+        and (message.result()["type"] == "http.disconnect")
+    )
+
+
 class ASGIProxy:
     """Forward every HTTP request and WebSocket to ``upstream``."""
 
@@ -157,11 +165,12 @@ class ASGIProxy:
                 ],
             }
         )
-        # The request body is consumed, so the next message can only be a disconnect.
+        # httpx sent the whole request body before reading this response, so the next
+        # message is the client leaving: then stop reading the upstream at once.
         disconnect = asyncio.ensure_future(receive())
         try:
             async for chunk in response.aiter_raw(CHUNK_SIZE):
-                if disconnect.done():
+                if disconnect.done() and _left(disconnect):
                     return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except httpx.HTTPError as exc:
