@@ -108,7 +108,7 @@ class RedisDenylist:
     ``-s <sub>`` on ``EVENTS_CHANNEL`` so in-process mirrors stay current.
     """
 
-    def __init__(self, client: redis.Redis[Any], *, fail_open: bool = False) -> None:
+    def __init__(self, client: redis.Redis, *, fail_open: bool = False) -> None:
         self._redis = client
         self.fail_open = fail_open
 
@@ -117,7 +117,7 @@ class RedisDenylist:
         return cls(redis_client_from_uri(uri), fail_open=fail_open)
 
     @property
-    def client(self) -> redis.Redis[Any]:
+    def client(self) -> redis.Redis:
         return self._redis
 
     def revoke_jti(self, jti: str, ttl: float) -> None:
@@ -175,7 +175,7 @@ class RedisDenylist:
             raise Unavailable(detail=f"denylist write failed: {exc}") from exc
 
 
-def redis_client_from_uri(uri: str) -> redis.Redis[Any]:
+def redis_client_from_uri(uri: str) -> redis.Redis:
     """A redis-py client for any URI the ``limits`` library accepts for Redis.
 
     ``limits`` already parses the sentinel and cluster URI forms; we reuse its
@@ -194,7 +194,7 @@ def redis_client_from_uri(uri: str) -> redis.Redis[Any]:
     storage: Any = storage_from_string(
         uri, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=30
     )
-    client: redis.Redis[Any] = storage.storage
+    client: redis.Redis = storage.storage
     return client
 
 

@@ -227,7 +227,7 @@ class DenylistMirror:
         self._synced_event.clear()
 
     def _subscribe(self) -> tuple[PubSub, _ReconnectWatch]:
-        pubsub = self._backend.client.pubsub()
+        pubsub: PubSub = self._backend.client.pubsub()  # type: ignore[no-untyped-call]
         watch = _ReconnectWatch(pubsub, self._mark_unsynced)
         pubsub.on_connect = watch.on_connect  # type: ignore[method-assign]
         pubsub._licensechain_watch = watch  # type: ignore[attr-defined]  # keeps it alive
