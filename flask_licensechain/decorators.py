@@ -258,7 +258,7 @@ def _refusal(exc: LicenseChainError) -> Response:
     # Imported here: the API package imports the package root, which imports this module.
     from .api.http import REQUEST_ID_HEADER, request_id
 
-    rid = request_id()  # the same id the API would use, kept in flask.g
+    rid = request_id()  # the same id the API uses for this request
     # The reason and detail are for operators; the client gets the generic description.
     log.info(
         "license gate refused %s %r: status=%s reason=%s detail=%s request_id=%s",
