@@ -8,16 +8,13 @@ never binds a device.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 from ..core.contract import STATUS_REASON, Reason
 from ..core.errors import NotFound
 from ..store import AppRecord, LicenseRecord, LicenseRepository
-
-#: A known device's ``lastSeenAt`` is refreshed at most this often, so a repeat verify from
-#: the same machine stays a pure read.
-DEVICE_SEEN_RESOLUTION: Final = timedelta(minutes=1)
+from ..store.licenses import LAST_SEEN_RESOLUTION
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +62,8 @@ def _check_device(
     licenses: LicenseRepository, lic: LicenseRecord, app: AppRecord, hwuid: str, now: datetime
 ) -> Decision:
     known = next((d for d in lic.devices if d.hwuid == hwuid), None)
-    if known is not None and now - known.last_seen_at < DEVICE_SEEN_RESOLUTION:
+    # lastSeenAt is refreshed at most once per resolution: a repeat verify stays a pure read.
+    if known is not None and now - known.last_seen_at < LAST_SEEN_RESOLUTION:
         return Decision(None, "ACTIVE", lic, app, hw_bound=True)
     # New device, or a known one due for a lastSeenAt refresh: the store binds atomically,
     # so parallel requests never bind more than maxDevices.
