@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from contract_fields import APP_FIELDS, LICENSE_FIELDS
 from issuer_support import (
     Issuer,
     close_issuer,
@@ -22,35 +23,6 @@ from flask_licensechain.core.contract import LONGEST_TTL
 
 pytest_plugins = ["issuer_fixtures"]  # the issuer fixtures
 
-LICENSE_FIELDS = {
-    "id",
-    "appId",
-    "key",
-    "licenseKey",
-    "plan",
-    "status",
-    "issuedTo",
-    "issuedEmail",
-    "email",
-    "expiresAt",
-    "features",
-    "metadata",
-    "maxDevices",
-    "requireHwuid",
-    "devices",
-    "createdAt",
-    "updatedAt",
-}
-APP_FIELDS = {
-    "id",
-    "name",
-    "slug",
-    "description",
-    "tier",
-    "verificationType",
-    "createdAt",
-    "updatedAt",
-}
 KEY_PATTERN = re.compile(r"^LC-[A-Z0-9]{6}-[A-Z0-9]{6}-[A-Z0-9]{6}$")
 
 #: (method, path template, scope) of every authenticated endpoint

@@ -17,41 +17,12 @@ import jwt
 import pytest
 from click.testing import Result
 from conftest import free_port
+from contract_fields import APP_FIELDS, LICENSE_FIELDS
 from flask import Flask
 from issuer_support import Issuer, close_issuer, make_issuer
 
 from flask_licensechain import LicenseChain
 from flask_licensechain.cli import licensechain_cli
-
-APP_FIELDS = {
-    "id",
-    "name",
-    "slug",
-    "description",
-    "tier",
-    "verificationType",
-    "createdAt",
-    "updatedAt",
-}
-LICENSE_FIELDS = {
-    "id",
-    "appId",
-    "key",
-    "licenseKey",
-    "plan",
-    "status",
-    "issuedTo",
-    "issuedEmail",
-    "email",
-    "expiresAt",
-    "features",
-    "metadata",
-    "maxDevices",
-    "requireHwuid",
-    "devices",
-    "createdAt",
-    "updatedAt",
-}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
