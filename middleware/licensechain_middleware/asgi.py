@@ -144,7 +144,7 @@ class LicenseGateASGI:
             )
         except LicenseChainError as exc:
             client = scope.get("client")
-            client_ip = self.engine.client_address.resolve(
+            client_ip = self.engine.client_ip(
                 client[0] if client else None, scan.forwarded_for if scan is not None else None
             )
             decision = self.engine.refused(exc, None, None, None, client_ip)

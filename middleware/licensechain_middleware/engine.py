@@ -136,6 +136,11 @@ class GateEngine:
         self._identity[claims.jti] = (claims, values)
         return values
 
+    def client_ip(self, peer: str | None, forwarded_for: str | None) -> str:
+        if self._trusts_proxies:
+            return self.client_address.resolve(peer, forwarded_for)
+        return peer or "unknown"
+
     # -- synchronous (WSGI) --------------------------------------------------
 
     def decide(
@@ -148,11 +153,7 @@ class GateEngine:
         preflight: bool,
     ) -> Decision:
         claims: LicenseClaims | None = None
-        client_ip = (
-            self.client_address.resolve(peer, forwarded_for)
-            if self._trusts_proxies
-            else peer or "unknown"
-        )
+        client_ip = self.client_ip(peer, forwarded_for)
         try:
             if compiled.deny:
                 raise NotFound(reason="no_rule")
@@ -173,10 +174,7 @@ class GateEngine:
             return self.refused(exc, compiled, path, claims, client_ip)
         except Exception as exc:
             return self.refused(self._unexpected(exc), compiled, path, claims, client_ip)
-        return Decision(
-            True, _allowed_reason(compiled, preflight, claims), 200, path,
-            compiled.rule, claims, None, client_ip,
-        )  # fmt: skip
+        return _allowed(compiled, path, preflight, claims, client_ip)
 
     def _verify_quietly(self, token: str) -> LicenseClaims | None:
         """On an open path a presented token only adds identity; a bad one is ignored."""
@@ -197,11 +195,7 @@ class GateEngine:
         preflight: bool,
     ) -> Decision:
         claims: LicenseClaims | None = None
-        client_ip = (
-            self.client_address.resolve(peer, forwarded_for)
-            if self._trusts_proxies
-            else peer or "unknown"
-        )
+        client_ip = self.client_ip(peer, forwarded_for)
         try:
             if compiled.deny:
                 raise NotFound(reason="no_rule")
@@ -225,10 +219,7 @@ class GateEngine:
             return self.refused(exc, compiled, path, claims, client_ip)
         except Exception as exc:
             return self.refused(self._unexpected(exc), compiled, path, claims, client_ip)
-        return Decision(
-            True, _allowed_reason(compiled, preflight, claims), 200, path,
-            compiled.rule, claims, None, client_ip,
-        )  # fmt: skip
+        return _allowed(compiled, path, preflight, claims, client_ip)
 
     async def verify_async(self, token: str) -> LicenseClaims:
         """A token seen verified before is a cache hit: check it inline. A new one may
@@ -292,12 +283,20 @@ class GateEngine:
             close()
 
 
-def _allowed_reason(compiled: CompiledRule, preflight: bool, claims: LicenseClaims | None) -> str:
+def _allowed(
+    compiled: CompiledRule,
+    path: str,
+    preflight: bool,
+    claims: LicenseClaims | None,
+    client_ip: str,
+) -> Decision:
     if compiled.public:
-        return REASON_PUBLIC
-    if preflight:
-        return REASON_PREFLIGHT
-    return REASON_LICENSED
+        reason = REASON_PUBLIC
+    elif preflight:
+        reason = REASON_PREFLIGHT
+    else:
+        reason = REASON_LICENSED
+    return Decision(True, reason, 200, path, compiled.rule, claims, None, client_ip)
 
 
 def _key_source(config: GateConfig) -> KeySource:

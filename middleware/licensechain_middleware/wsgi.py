@@ -117,7 +117,7 @@ class LicenseGate:
                 method == "OPTIONS" and _is_preflight(environ),
             )
         except LicenseChainError as exc:
-            client_ip = self.engine.client_address.resolve(
+            client_ip = self.engine.client_ip(
                 environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
             )
             decision = self.engine.refused(exc, None, None, None, client_ip)
