@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..responses import request_id
+from flask_licensechain.core.gate import environ_request_id
+
 from .metrics import EngineCounters
 from .observe import RECORD_KEY, RequestRecord
 from .ops import OpsEndpoints
@@ -75,7 +76,7 @@ class WSGIFront:
             answer = self.ops.answer(method, path, checks)
             start_response(answer.status_line, answer.headers)
             return [] if method == "HEAD" else [answer.body]
-        rid = environ[self._rid_key] = request_id(environ.get(self._rid_key))
+        rid = environ_request_id(environ, self._rid_key)
         record = RequestRecord(method, path, request_id=rid)
         environ[RECORD_KEY] = record
 
