@@ -23,8 +23,8 @@ from conftest import free_port
 from licensechain_middleware import (
     CLAIMS_KEY,
     RESULT_KEY,
-    GateResult,
     GateConfig,
+    GateResult,
     LicenseGateASGI,
     Rule,
 )
