@@ -198,6 +198,11 @@ def add_gated_routes(app: Flask) -> None:
     def preflight() -> Any:
         return jsonify(gated_view_ran=True, license=get_current_license() is not None)
 
+    @app.post("/reports/run")
+    @requires_feature("export")
+    def run_report() -> Any:
+        return jsonify(sub=current_license.sub)
+
     @app.get("/open")
     def open_route() -> Any:
         return jsonify(license=get_current_license() is not None)

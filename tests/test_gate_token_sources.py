@@ -182,3 +182,40 @@ def test_current_license_outside_a_gated_view(
     assert get_current_license() is None
     with pytest.raises(RuntimeError, match="only set inside a view protected"):
         _ = current_license.sub
+
+
+# -- cookie tokens and CSRF -------------------------------------------------------------------
+
+
+def cookie_client(server: JWKSServer, token: str) -> FlaskClient:
+    app = integrator_app(server, LICENSECHAIN_TOKEN_SOURCES="bearer,cookie")
+    client = app.test_client()
+    client.set_cookie("license_token", token, domain="app.example")
+    return client
+
+
+def test_cookie_alone_does_not_authorise_a_cross_site_post(
+    jwks_server: JWKSServer, make_gate_token: TokenFactory
+) -> None:
+    client = cookie_client(jwks_server, make_gate_token())
+    base = "https://app.example"
+    refused = client.post("/reports/run", base_url=base, headers={"Origin": "https://evil.example"})
+    assert_refused(refused, 403, None, "insufficient_scope")
+    assert client.post("/reports/run", base_url=base).status_code == 403  # no proof at all
+    same = client.post("/reports/run", base_url=base, headers={"Origin": base})
+    assert same.status_code == 200
+    fetch = client.post("/reports/run", base_url=base, headers={"Sec-Fetch-Site": "same-origin"})
+    assert fetch.status_code == 200
+    client.set_cookie("license_csrf", "s3cret", domain="app.example")
+    double = client.post("/reports/run", base_url=base, headers={"X-CSRF-Token": "s3cret"})
+    assert double.status_code == 200
+    wrong = client.post("/reports/run", base_url=base, headers={"X-CSRF-Token": "guess"})
+    assert wrong.status_code == 403
+    # Safe methods and header tokens need no proof.
+    assert client.get("/reports/export", base_url=base).status_code == 200
+    bearer_post = client.post(
+        "/reports/run",
+        base_url=base,
+        headers={**bearer(make_gate_token()), "Origin": "https://evil.example"},
+    )
+    assert bearer_post.status_code == 200
