@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 from flask import Flask
 from gate_support import (
@@ -19,6 +20,7 @@ from gate_support import (
 )
 
 from flask_licensechain import LicenseChain, get_state
+from flask_licensechain.issuer import IssuerConfigurationError
 
 
 @pytest.mark.parametrize("path", ["/reports/export", "/reports/export-async"])
@@ -95,3 +97,49 @@ def test_issuer_mode_revoke_token_reaches_the_gate_at_once(issuer_app: Flask) ->
     assert_refused(
         client.get("/reports/export", headers=bearer(token)), 401, INVALID_TOKEN, "unauthorized"
     )
+
+
+# -- the issuer URL is configuration, never the Host header ---------------------------------
+
+
+def bare_issuer(tmp_path: Any, **config: Any) -> Flask:
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
+        LICENSECHAIN_ENCRYPTION_KEY="0" * 64,
+        LICENSECHAIN_RATELIMIT_ENABLED=False,
+        **config,
+    )
+    return app
+
+
+def test_issuer_refuses_to_start_without_an_issuer_url(tmp_path: Any) -> None:
+    with pytest.raises(IssuerConfigurationError, match=r"LICENSECHAIN_ISSUER.*SERVER_NAME"):
+        LicenseChain(bare_issuer(tmp_path))
+
+
+def test_issuer_url_from_server_name(tmp_path: Any) -> None:
+    app = bare_issuer(tmp_path, SERVER_NAME="licenses.example.com", PREFERRED_URL_SCHEME="https")
+    LicenseChain(app)
+    assert get_state(app).settings.issuer == "https://licenses.example.com/v1"
+
+
+def test_a_client_cannot_choose_the_iss_it_gets(tmp_path: Any) -> None:
+    app = bare_issuer(tmp_path, LICENSECHAIN_ISSUER=ISSUER)
+    LicenseChain(app)
+    store = get_state(app).store
+    assert store is not None
+    key = store.licenses.create(store.apps.create("A").id).key
+    client = app.test_client()
+    for host in ("localhost", "127.0.0.1", "evil.example"):
+        answer = client.post(
+            "/v1/licenses/verify", json={"key": key}, headers={"Host": host}
+        ).get_json()
+        claims = jwt.decode(answer["license_token"], options={"verify_signature": False})
+        assert claims["iss"] == ISSUER
+
+
+def test_debug_and_testing_may_follow_the_host(tmp_path: Any) -> None:
+    app = bare_issuer(tmp_path, TESTING=True)
+    LicenseChain(app)
+    assert get_state(app).settings.issuer is None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 import pytest
@@ -100,3 +101,25 @@ def test_decorated_views_keep_their_signatures_for_mypy(tmp_path: Any) -> None:
     errors = [line for line in stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, stdout
     assert 'Argument 1 to "sync_view" has incompatible type "str"; expected "int"' in errors[0]
+
+
+def test_async_view_without_flask_async_fails_at_decoration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def without_asgiref(name: str, *args: Any) -> Any:
+        return None if name == "asgiref" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_asgiref)
+    with pytest.raises(RuntimeError, match=r"pip install 'flask\[async\]'"):
+
+        @requires_feature("export")
+        async def report() -> str:
+            return "csv"
+
+    @requires_feature("export")  # a plain view is fine without it
+    def summary() -> str:
+        return "ok"
+
+    assert summary.__name__ == "summary"
