@@ -135,8 +135,14 @@ class Settings:
     redis_url: str | None = _opt(
         None, "Redis URI; when set, the denylist and rate limits default to it.", _storage
     )
-    denylist_url: str | None = _shared(None, "denylist_url", _storage)
-    ratelimit_storage_url: str | None = _shared(None, "ratelimit_storage_url", _storage)
+    denylist_url: str | None = _opt(
+        None, SHARED_OPTIONS["denylist_url"] + " Default: `redis_url` or `memory://`.", _storage
+    )
+    ratelimit_storage_url: str | None = _opt(
+        None,
+        SHARED_OPTIONS["ratelimit_storage_url"] + " Default: `redis_url` or `memory://`.",
+        _storage,
+    )
     issuer: str | None = _opt(
         None,
         SHARED_OPTIONS["issuer"] + " Issuer apps: required outside debug and testing, "
