@@ -20,12 +20,11 @@ from gate_support import (
     ISSUER,
     JWKSServer,
     TokenFactory,
-    add_gated_routes,
     integrator_app,
+    issuer_app_with,
     token_factory,
 )
 
-from flask_licensechain import LicenseChain
 from flask_licensechain.core.keys import SigningKey
 
 REDIS_URL = os.environ.get("LICENSECHAIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -126,14 +125,4 @@ def gate_client(jwks_server: JWKSServer) -> FlaskClient:
 @pytest.fixture
 def issuer_app(tmp_path: Any) -> Flask:
     """An issuer app (store, keys, /v1 API) with the gated routes, audience check off."""
-    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
-    app.config.update(
-        TESTING=True,
-        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
-        LICENSECHAIN_ISSUER=ISSUER,
-        LICENSECHAIN_RATELIMIT_ENABLED=False,
-        LICENSECHAIN_VERIFY_AUDIENCE=False,
-    )
-    LicenseChain(app)
-    add_gated_routes(app)
-    return app
+    return issuer_app_with(tmp_path, LICENSECHAIN_VERIFY_AUDIENCE=False)

@@ -259,6 +259,23 @@ def assert_refused(
         assert body["request_id"] == request_id
 
 
+def issuer_app_with(tmp_path: Any, *, gated: bool = True, **config: Any) -> Flask:
+    """An issuer app on a SQLite store in ``tmp_path`` (``TESTING``, no rate limits), with
+    the gated routes unless ``gated=False``; ``config`` adds ``LICENSECHAIN_*`` values."""
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        TESTING=True,
+        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
+        LICENSECHAIN_ISSUER=ISSUER,
+        LICENSECHAIN_RATELIMIT_ENABLED=False,
+        **config,
+    )
+    LicenseChain(app)
+    if gated:
+        add_gated_routes(app)
+    return app
+
+
 def issue_token(app: Flask, **license_fields: Any) -> tuple[Any, str]:
     """A license in the issuer's store and a token for it from the real verify endpoint."""
     store = get_state(app).store

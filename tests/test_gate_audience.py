@@ -20,6 +20,7 @@ from gate_support import (
     bearer,
     integrator_app,
     issue_token,
+    issuer_app_with,
     token_factory,
 )
 
@@ -69,22 +70,8 @@ def test_audience_and_verify_audience_off_is_a_contradiction(jwks_server: JWKSSe
         integrator_app(jwks_server, LICENSECHAIN_VERIFY_AUDIENCE=False)
 
 
-def issuer_app_with(tmp_path: Any, **config: Any) -> Flask:
-    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
-    app.config.update(
-        TESTING=True,
-        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
-        LICENSECHAIN_ISSUER=ISSUER,
-        LICENSECHAIN_RATELIMIT_ENABLED=False,
-        **config,
-    )
-    LicenseChain(app)
-    return app
-
-
 def test_issuer_gate_without_an_audience_is_a_clear_error(tmp_path: Any) -> None:
     app = issuer_app_with(tmp_path)
-    add_gated_routes(app)
     _, token = issue_token(app)
     app.config["PROPAGATE_EXCEPTIONS"] = True
     with pytest.raises(RuntimeError, match="audience="):
@@ -92,7 +79,7 @@ def test_issuer_gate_without_an_audience_is_a_clear_error(tmp_path: Any) -> None
 
 
 def test_issuer_gate_with_a_decorator_audience(tmp_path: Any) -> None:
-    app = issuer_app_with(tmp_path)
+    app = issuer_app_with(tmp_path, gated=False)
     store = get_state(app).store
     assert store is not None
     mine = store.apps.create("mine", tier="pro")
@@ -112,12 +99,11 @@ def test_issuer_gate_with_a_decorator_audience(tmp_path: Any) -> None:
 
 
 def test_issuer_gate_with_a_configured_audience(tmp_path: Any) -> None:
-    first = issuer_app_with(tmp_path / "a")
+    first = issuer_app_with(tmp_path / "a", gated=False)
     mine, mine_token = issue_token(first)
     _, theirs_token = issue_token(first)
     # The same store under an app configured for one seller app.
     gated = issuer_app_with(tmp_path / "a", LICENSECHAIN_AUDIENCE=[mine.app_id])
-    add_gated_routes(gated)
     client = gated.test_client()
     assert client.get("/reports/export", headers=bearer(mine_token)).status_code == 200
     assert client.get("/reports/export", headers=bearer(theirs_token)).status_code == 401

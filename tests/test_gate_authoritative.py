@@ -15,17 +15,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from gate_support import (
     INVALID_TOKEN,
-    ISSUER,
     JWKSServer,
     TokenFactory,
-    add_gated_routes,
     assert_refused,
     bearer,
     integrator_app,
     issue_token,
+    issuer_app_with,
 )
 
-from flask_licensechain import LicenseChain, get_state
+from flask_licensechain import get_state
 
 
 def test_authoritative_mode_asks_introspect_and_caches(
@@ -85,18 +84,12 @@ def test_authoritative_off_never_calls_introspect(
 
 
 def test_issuer_authoritative_mode_reads_the_live_status(tmp_path: Any) -> None:
-    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
-    app.config.update(
-        TESTING=True,
-        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
-        LICENSECHAIN_ISSUER=ISSUER,
-        LICENSECHAIN_RATELIMIT_ENABLED=False,
+    app = issuer_app_with(
+        tmp_path,
         LICENSECHAIN_AUTHORITATIVE=True,
         LICENSECHAIN_AUTHORITATIVE_CACHE_TTL=0,
         LICENSECHAIN_VERIFY_AUDIENCE=False,
     )
-    LicenseChain(app)
-    add_gated_routes(app)
     lic, token = issue_token(app)
     client = app.test_client()
     store = get_state(app).store
@@ -125,16 +118,9 @@ def test_issuer_without_authoritative_mode_trusts_the_token(issuer_app: Flask) -
 def test_issuer_authoritative_mode_fails_closed_when_the_store_fails(tmp_path: Any) -> None:
     import sqlalchemy.exc
 
-    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
-    app.config.update(
-        TESTING=True,
-        LICENSECHAIN_DATABASE_URL=f"sqlite:///{tmp_path}/licensechain.db",
-        LICENSECHAIN_RATELIMIT_ENABLED=False,
-        LICENSECHAIN_AUTHORITATIVE=True,
-        LICENSECHAIN_VERIFY_AUDIENCE=False,
+    app = issuer_app_with(
+        tmp_path, LICENSECHAIN_AUTHORITATIVE=True, LICENSECHAIN_VERIFY_AUDIENCE=False
     )
-    LicenseChain(app)
-    add_gated_routes(app)
     _, token = issue_token(app)
     store = get_state(app).store
     assert store is not None
