@@ -255,11 +255,6 @@ class Settings:
             values[name] = parse(raw, key) if parse is not None else raw
         return cls(**values)
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        """``from_mapping`` for a process environment: unknown keys are only logged."""
-        return cls.from_mapping(environ, environment=True)
-
     @property
     def integrator_mode(self) -> bool:
         return bool(self.jwks_url or self.jwks_file)
@@ -286,6 +281,22 @@ def _check_unknown_keys(
             log.warning("%s (ignored: other LicenseChain tools may read it)", message)
         else:
             raise ConfigError(message)
+
+
+def config_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The known ``LICENSECHAIN_*`` values of a process environment, for ``app.config``.
+
+    An unknown ``LICENSECHAIN_*`` name is logged with the closest known one, not raised:
+    LicenseChain's SDKs read ``LICENSECHAIN_API_KEY`` and the like from the same
+    environment. Values are checked later, by ``init_app``.
+    """
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    _check_unknown_keys(environ, fields, environment=True)
+    return {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(PREFIX) and k[len(PREFIX) :].lower() in fields
+    }
 
 
 def settings_table() -> str:

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 
 from flask_licensechain import LicenseChain
-from flask_licensechain.config import Settings
+from flask_licensechain.config import Settings, config_from_environ
 from flask_licensechain.core.errors import ConfigError
 
 
@@ -74,11 +74,12 @@ def test_an_unknown_key_in_the_environment_is_only_logged(
         "LICENSECHAIN_GATEWAY_UPSTREAM": "http://127.0.0.1:9000",  # the gateway's own
     }
     with caplog.at_level(logging.WARNING, logger="licensechain.config"):
-        Settings.from_environ(environ)
+        config = config_from_environ(environ)
     text = caplog.text
     assert "LICENSECHAIN_REDIS_ULR (did you mean LICENSECHAIN_REDIS_URL?)" in text
     assert "LICENSECHAIN_API_KEY" in text and "LICENSECHAIN_GATEWAY_UPSTREAM" not in text
     assert "lc_live_sdk" not in text  # names only, never values
+    assert config == {}
 
 
 def test_an_unknown_keyword_option_is_a_type_error(tmp_path: Path) -> None:
