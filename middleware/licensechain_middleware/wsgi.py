@@ -47,6 +47,7 @@ from urllib.parse import quote
 
 from flask_licensechain.core.errors import LicenseChainError
 from flask_licensechain.core.gate import (
+    BEARER,
     COOKIE,
     CSRF_HEADER,
     check_same_origin,
@@ -114,8 +115,9 @@ class LicenseGate:
                 method = method.upper()  # werkzeug and others upper-case it: so must rules
             compiled = self._match(method, path)
             cookies = environ.get("HTTP_COOKIE")
+            authorization = environ.get("HTTP_AUTHORIZATION")
             token, source = self._reader.read(
-                environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_LICENSE_TOKEN"), cookies
+                authorization, environ.get("HTTP_X_LICENSE_TOKEN"), cookies
             )
             result = self.engine.evaluate(
                 compiled,
@@ -137,7 +139,7 @@ class LicenseGate:
             self._report(result)
         if not result.allowed:
             return self._refuse(environ, result, start_response)
-        self._forward(environ, result)
+        self._forward(environ, result, source == BEARER)
         return self.app(environ, start_response)
 
     # -- steps ---------------------------------------------------------------
@@ -151,8 +153,10 @@ class LicenseGate:
             if not content_length.isdigit():
                 raise BadFraming("Content-Length is not a number")
         # name + value of each field, as the ASGI gate counts (an environ key is "HTTP_" + name)
-        sizes = [len(key) + len(value) for key, value in environ.items() if key[:5] == "HTTP_"]
-        size = sum(sizes) - 5 * len(sizes)
+        size = 0
+        for key, value in environ.items():
+            if key[0] == "H" and key[:5] == "HTTP_":
+                size += len(key) - 5 + len(value)
         for key, name_length in _UNPREFIXED:
             value = environ.get(key)
             if value:
@@ -186,7 +190,7 @@ class LicenseGate:
             check_raw_path(raw_path_of(raw_uri))
         return path
 
-    def _forward(self, environ: WSGIEnvironment, result: GateResult) -> None:
+    def _forward(self, environ: WSGIEnvironment, result: GateResult, bearer: bool) -> None:
         environ_request_id(environ, self._request_id_key)
         claims = result.claims
         if claims is not None:
@@ -199,7 +203,7 @@ class LicenseGate:
             environ[_FEATURES] = features
             environ[_TOKEN_ID] = token_id
         if self._strip:
-            self._strip_token(environ)
+            self._strip_token(environ, bearer)
         path = result.path
         path_info = environ.get("PATH_INFO", "")
         # An empty PATH_INFO (the app's root under a SCRIPT_NAME) is left as it came. A raw
@@ -207,10 +211,11 @@ class LicenseGate:
         if path is not None and path_info and (path != path_info or self._escaped(environ)):
             self._rewrite_path(environ, path)
 
-    def _strip_token(self, environ: WSGIEnvironment) -> None:
+    def _strip_token(self, environ: WSGIEnvironment, bearer: bool) -> None:
+        """Remove every configured carrier; ``bearer``: the token came from Authorization."""
         reader = self._reader
         authorization = environ.get("HTTP_AUTHORIZATION")
-        if authorization is not None and reader.is_token_authorization(authorization):
+        if authorization is not None and (bearer or reader.is_token_authorization(authorization)):
             del environ["HTTP_AUTHORIZATION"]
         if reader.uses_x_header:
             environ.pop("HTTP_X_LICENSE_TOKEN", None)
