@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,7 +268,7 @@ _FOREIGN_PREFIXES = ("LICENSECHAIN_GATEWAY_",)
 
 
 def _check_unknown_keys(
-    mapping: Mapping[str, Any], fields: Mapping[str, Any], *, environment: bool
+    mapping: Mapping[str, Any], fields: Collection[str], *, environment: bool
 ) -> None:
     known = [PREFIX + name.upper() for name in fields]
     for key in mapping:
