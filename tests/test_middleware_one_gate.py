@@ -19,6 +19,8 @@ from middleware_support import (
     wsgi_environ,
 )
 
+from flask_licensechain.core.gate import FEATURE_MISSING_MESSAGE
+
 Headers = list[tuple[str, str]]
 
 
@@ -184,3 +186,16 @@ def test_gate_config_repr_hides_storage_passwords(issuer: Issuer) -> None:
     assert "hunter2" not in text and "hunter3" not in text
     assert "redis://user:***@127.0.0.1:6379/0" in text
     assert "rediss://:***@redis.example:6380" in text
+
+
+def test_the_403_for_a_missing_feature_is_worded_as_in_the_app(issuer: Issuer) -> None:
+    token = [("Authorization", f"Bearer {issuer.token(features=())}")]
+    _, wsgi_response, _ = wsgi(
+        LicenseGate(EchoWSGI(), gate_config(issuer)), "GET", "/premium/x", token
+    )
+    _, asgi_response, _ = asgi(
+        LicenseGateASGI(EchoASGI(), gate_config(issuer)), "GET", "/premium/x", token
+    )
+    for response in (wsgi_response, asgi_response):
+        assert response.status == 403
+        assert response.json()["message"] == FEATURE_MISSING_MESSAGE

@@ -37,6 +37,7 @@ from flask_licensechain.core.keysource import KeySource
 from flask_licensechain.core.options import (
     STORAGE_SCHEMES,
     check_audience_choice,
+    check_http_url,
     check_leeway,
     check_networks,
     check_positive,
@@ -201,8 +202,8 @@ class GateConfig:
                 "exactly one key source is needed: jwks_url, jwks_file, jwks or key_source"
                 + (f" (got {', '.join(sources)})" if sources else "")
             )
-        if self.jwks_url is not None and not self.jwks_url.startswith(("https://", "http://")):
-            raise ConfigError("jwks_url must be an https:// URL")
+        if self.jwks_url is not None:
+            check_http_url(self.jwks_url, "jwks_url")
         check_positive(self.jwks_cache_ttl, "jwks_cache_ttl")
         check_positive(self.jwks_timeout, "jwks_timeout")
         check_leeway(self.leeway)
