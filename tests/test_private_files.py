@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import sqlite3
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +116,26 @@ def test_helpers_under_a_permissive_umask(tmp_path: Path) -> None:
     assert mode(tmp_path / "a") == mode(tmp_path / "a" / "b") == 0o700
     make_private_dirs(tmp_path / "a")  # existing: fine, unchanged
     assert mode(tmp_path / "a") == 0o700
+
+
+def test_quickstart_demo_file_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/quickstart.py remembers the demo license key in its instance folder."""
+    spec = importlib.util.spec_from_file_location(
+        "quickstart_example", Path(__file__).resolve().parent.parent / "examples" / "quickstart.py"
+    )
+    assert spec is not None and spec.loader is not None
+    quickstart = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, quickstart)  # its dataclasses look it up
+    spec.loader.exec_module(quickstart)
+    instance = tmp_path / "qs"
+    monkeypatch.setenv("QUICKSTART_INSTANCE_PATH", str(instance))
+    app = quickstart.create_app()
+    app.testing = True
+    try:
+        quickstart.ensure_demo(app)
+        files = {p.name: mode(p) for p in instance.iterdir()}
+        assert quickstart.DEMO_FILE in files
+        assert files == dict.fromkeys(files, 0o600), files
+        assert mode(instance) == 0o700
+    finally:
+        app.extensions["licensechain"].store.dispose()

@@ -14,19 +14,19 @@ Adding a revision (for a new table, column or index):
 1. Change the tables in ``flask_licensechain/store/schema.py`` as the code needs them.
 2. Write the revision. Alembic can draft it against a database at the current head::
 
-       import sqlalchemy as sa
        from alembic import command
        from flask_licensechain.store import open_store
-       from flask_licensechain.store.migrate import _config  # the package's Alembic config
+       from flask_licensechain.store.migrate import alembic_config
 
        store = open_store("sqlite:///draft.db")
        store.upgrade_schema()  # the previous head
        with store.engine.begin() as conn:
-           command.revision(_config(conn), "add api key expiry", autogenerate=True,
+           command.revision(alembic_config(conn), "add api key expiry", autogenerate=True,
                             rev_id="0002")
 
-   This writes ``versions/<rev_id>_<slug>.py``: rename it ``r0002_<what>.py``, then read and
-   finish it by hand. Autogenerate misses renames, data moves and server defaults.
+   This writes ``versions/r0002_add_api_key_expiry.py`` (an empty draft when ``schema.py``
+   already matches the migrations). Read and finish it by hand, then ``ruff format`` it:
+   autogenerate misses renames, data moves and server defaults.
 3. Rules for a revision:
 
    - ``down_revision`` is the previous head: the history stays one line (a test checks that

@@ -118,10 +118,10 @@ def prepare(db: Database) -> SchemaStatus:
     with db.schema_change(_MIGRATION_LOCK) as conn:
         found = _status(conn)  # another process may have migrated meanwhile
         if found.state == "empty":
-            command.upgrade(_config(conn), "head")
+            command.upgrade(alembic_config(conn), "head")
             log.info("created the LicenseChain schema at revision %s", found.head)
         elif found.state == "legacy" and found.head == LEGACY_REVISION:
-            command.stamp(_config(conn), LEGACY_REVISION)
+            command.stamp(alembic_config(conn), LEGACY_REVISION)
             log.info("adopted a store made before migrations at revision %s", LEGACY_REVISION)
         elif found.state != "current":
             raise SchemaVersionError(_refusal(found), found, db)
@@ -138,7 +138,7 @@ def upgrade(db: Database, revision: str = "head") -> tuple[SchemaStatus, SchemaS
         before = _status(conn)
         if before.state == "newer":
             raise SchemaVersionError(_refusal(before), before, db)
-        config = _config(conn)
+        config = alembic_config(conn)
         target = _resolve(revision)
         if before.state == "legacy":
             command.stamp(config, LEGACY_REVISION)
@@ -163,7 +163,7 @@ def downgrade(db: Database, revision: str) -> tuple[SchemaStatus, SchemaStatus]:
             raise SchemaVersionError(message, before, db)
         if before.state == "newer":
             raise SchemaVersionError(_refusal(before), before, db)
-        command.downgrade(_config(conn), _resolve(revision))
+        command.downgrade(alembic_config(conn), _resolve(revision))
         return before, _status(conn)
 
 
@@ -177,14 +177,17 @@ def _script_directory() -> ScriptDirectory:
 @functools.cache
 def _scripts_at(location: Path) -> ScriptDirectory:
     # Parsed once per process: the revision files do not change while it runs.
-    return ScriptDirectory.from_config(_config(None, location))
+    return ScriptDirectory.from_config(alembic_config(None, location))
 
 
-def _config(conn: sa.Connection | None, location: Path | None = None) -> Config:
+def alembic_config(conn: sa.Connection | None, location: Path | None = None) -> Config:
+    """Alembic's configuration for LicenseChain's script directory (``location``, default the
+    package's) that runs on ``conn``: for ``alembic.command`` calls, e.g. drafting a revision."""
     config = Config()
     # ConfigParser interpolates %: a path holding one must not break the lookup.
     where = str(location or _SCRIPT_LOCATION)
     config.set_main_option("script_location", where.replace("%", "%%"))
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
     config.attributes["connection"] = conn
     return config
 
@@ -256,6 +259,7 @@ __all__ = [
     "VERSION_TABLE",
     "SchemaStatus",
     "SchemaVersionError",
+    "alembic_config",
     "downgrade",
     "head_revision",
     "owns_table",
