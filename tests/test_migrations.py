@@ -412,6 +412,19 @@ def test_unknown_revision_names_the_known_ones(store: Store) -> None:
         migrate.downgrade(store.database, "9999")
 
 
+def test_targets_in_the_wrong_direction_never_move_the_store(
+    store: Store, code_with_revision_2: None
+) -> None:
+    """Alembic treats ``upgrade`` to an older revision as done (no change) and refuses
+    ``downgrade`` to a newer one (a clear ``ValueError``); neither migrates the wrong way."""
+    store.upgrade_schema()
+    assert migrate.upgrade(store.database, REV1)[1].revision == "0002"
+    migrate.downgrade(store.database, REV1)
+    with pytest.raises(ValueError, match=r"cannot migrate to '0002'.*not a valid downgrade"):
+        migrate.downgrade(store.database, "0002")
+    assert version_rows(store) == [REV1]
+
+
 def test_legacy_store_is_adopted(store: Store) -> None:
     """A store made by ``create_all()`` before migrations existed: revision 0001's tables,
     no version row. At start it is adopted while 0001 is the head (see the refusal test for

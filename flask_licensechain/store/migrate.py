@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -142,7 +144,8 @@ def upgrade(db: Database, revision: str = "head") -> tuple[SchemaStatus, SchemaS
         target = _resolve(revision)
         if before.state == "legacy":
             command.stamp(config, LEGACY_REVISION)
-        command.upgrade(config, target)
+        with _bad_target(revision):
+            command.upgrade(config, target)
         return before, _status(conn)
 
 
@@ -163,8 +166,21 @@ def downgrade(db: Database, revision: str) -> tuple[SchemaStatus, SchemaStatus]:
             raise SchemaVersionError(message, before, db)
         if before.state == "newer":
             raise SchemaVersionError(_refusal(before), before, db)
-        command.downgrade(alembic_config(conn), _resolve(revision))
+        with _bad_target(revision):
+            command.downgrade(alembic_config(conn), _resolve(revision))
         return before, _status(conn)
+
+
+def alembic_config(conn: sa.Connection | None, location: Path | None = None) -> Config:
+    """Alembic's configuration for LicenseChain's script directory (``location``, default the
+    package's) that runs on ``conn``: for ``alembic.command`` calls, e.g. drafting a revision."""
+    config = Config()
+    # ConfigParser interpolates %: a path holding one must not break the lookup.
+    where = str(location or _SCRIPT_LOCATION)
+    config.set_main_option("script_location", where.replace("%", "%%"))
+    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
+    config.attributes["connection"] = conn
+    return config
 
 
 # -- internals ---------------------------------------------------------------------------
@@ -180,16 +196,14 @@ def _scripts_at(location: Path) -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config(None, location))
 
 
-def alembic_config(conn: sa.Connection | None, location: Path | None = None) -> Config:
-    """Alembic's configuration for LicenseChain's script directory (``location``, default the
-    package's) that runs on ``conn``: for ``alembic.command`` calls, e.g. drafting a revision."""
-    config = Config()
-    # ConfigParser interpolates %: a path holding one must not break the lookup.
-    where = str(location or _SCRIPT_LOCATION)
-    config.set_main_option("script_location", where.replace("%", "%%"))
-    config.set_main_option("file_template", "r%%(rev)s_%%(slug)s")
-    config.attributes["connection"] = conn
-    return config
+@contextmanager
+def _bad_target(revision: str) -> Iterator[None]:
+    """Alembic's refusal of a target (``upgrade`` to an older one, ``downgrade`` to a newer
+    one) as ``ValueError``."""
+    try:
+        yield
+    except CommandError as error:
+        raise ValueError(f"cannot migrate to {revision!r}: {error}") from error
 
 
 def _resolve(revision: str) -> str:
