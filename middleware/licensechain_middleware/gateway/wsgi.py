@@ -37,6 +37,7 @@ def build_app(config: GatewayConfig) -> WSGIFront:
         settings.upstream_base,
         SyncTransportHolder(settings.limits),
         forwarded=settings.forwarded_headers,
+        bodies=settings.bodies,
     )
     gate = LicenseGate(proxy, config.gate)
     return WSGIFront(
