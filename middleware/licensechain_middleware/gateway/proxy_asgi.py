@@ -92,7 +92,7 @@ def _declares_body(scope: Scope) -> bool:
         return True
     for name, value in scope["headers"]:
         if name.lower() == b"content-length":
-            return value.strip(b"0") != b""
+            return bool(value.strip(b"0") != b"")
     return False
 
 

@@ -60,7 +60,7 @@ def _time_limit(seconds: float, sock: socket.socket | None) -> Iterator[None]:
     """
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None and monkey.is_module_patched("socket"):
-        import gevent  # deferred: an optional dependency, present whenever it patched
+        import gevent  # type: ignore[import-untyped]  # deferred: optional, here when it patched
 
         with gevent.Timeout(seconds, TimeoutError):
             yield
