@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .settings import GatewaySettings
@@ -35,6 +36,12 @@ def run_gunicorn(settings: GatewaySettings) -> None:
 
             return create_app()
 
+    if settings.worker_class == "gevent":
+        # Each worker monkey-patches after the fork, when this process has imported ssl
+        # (through httpx) already, and gevent warns. Nothing of ours keeps a pre-patch ssl
+        # object: the workers build their app, httpx transports and SSL contexts included,
+        # after the patch, through the patched module.
+        warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl")
     GatewayApplication().run()
 
 

@@ -34,7 +34,7 @@ class GatewaySettings:
         "", "Base URL of the protected service (required), e.g. http://127.0.0.1:9000."
     )
     server: str = _opt(
-        "gunicorn", "`gunicorn` (WSGI, gthread workers) or `uvicorn` (ASGI, WebSockets)."
+        "gunicorn", "`gunicorn` (WSGI, `worker_class` workers) or `uvicorn` (ASGI, WebSockets)."
     )
     bind: str = _opt("127.0.0.1:8080", "HOST:PORT to listen on.")
     workers: int = _opt(2, "Worker processes.")
