@@ -2,7 +2,9 @@
 through the ``websockets`` library.
 
 Both HTTP bodies stream in chunks. When the client goes away during a download
-the upstream response is closed at once rather than read to its end.
+the upstream response is closed at once rather than read to its end. What happens
+to a request body (refused on GET, read under a deadline, buffered,
+``Connection: close`` upstream) is ``bodies.py``'s policy.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Both bodies stream in fixed-size chunks, so memory stays bounded whatever their
 size. The gate wraps this app; by the time a request arrives here it has been
-allowed and its headers cleaned.
+allowed and its headers cleaned. What happens to a request body (refused on GET,
+read under a deadline, buffered, ``Connection: close`` upstream) is ``bodies.py``'s
+policy.
 """
 
 from __future__ import annotations
