@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask_licensechain.core.gate import environ_request_id
 
+from .bodies import CHUNKED_KEY
 from .metrics import EngineCounters
 from .observe import RECORD_KEY, RequestRecord
 from .ops import OpsEndpoints
@@ -76,6 +77,8 @@ class WSGIFront:
             answer = self.ops.answer(method, path, checks)
             start_response(answer.status_line, answer.headers)
             return [] if method == "HEAD" else [answer.body]
+        if "HTTP_TRANSFER_ENCODING" in environ:
+            environ[CHUNKED_KEY] = True
         rid = environ_request_id(environ, self._rid_key)
         record = RequestRecord(method, path, request_id=rid)
         environ[RECORD_KEY] = record
