@@ -359,6 +359,7 @@ from flask import Flask
 from flask_licensechain import LicenseChain
 
 app = Flask(__name__, instance_path={instance!r})
+app.config["LICENSECHAIN_ISSUER"] = "https://licenses.example.test/v1"
 app.config.update({{k: v for k, v in os.environ.items() if k.startswith("LICENSECHAIN_")}})
 LicenseChain(app)
 """
