@@ -10,7 +10,8 @@ What lives here, and only here:
 
 * **token sources** -- ``bearer`` (``Authorization: Bearer``, RFC 6750 section
   2.1), ``x-license-token`` (the ``X-License-Token`` header) and ``cookie`` (one
-  cookie, ``license_token`` by default), read in that order; ``TokenReader``;
+  cookie, ``license_token`` by default), read in the configured order, each value
+  trimmed one way, cookies parsed by one parser; ``TokenReader``;
 * **cookie CSRF** -- an unsafe method (RFC 9110 section 9.2.1) authenticated by
   the cookie alone must prove it is same-origin (OWASP CSRF cheat sheet: a
   same-origin ``Origin``, ``Sec-Fetch-Site: same-origin``, or a double-submit
@@ -130,9 +131,10 @@ def without_cookie(cookie_header: str, name: str) -> str:
 
 
 class TokenReader:
-    """Reads the token from the enabled sources, in ``TOKEN_SOURCES`` order.
+    """Reads the token from the enabled sources, in the order they are configured.
 
-    :param sources: the enabled sources (validated with ``check_token_sources``).
+    :param sources: the enabled sources, a subset of ``TOKEN_SOURCES`` (validated with
+        ``check_token_sources``; ``ConfigError`` otherwise).
     :param cookie: the cookie name for the ``cookie`` source.
     """
 
