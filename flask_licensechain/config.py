@@ -164,8 +164,9 @@ class Settings:
     )
     key_refresh_interval: float = _opt(
         5.0,
-        "Seconds between reloads of the key ring, so rotations reach every worker.",
-        _positive_float,
+        "Seconds between reloads of the key ring, so rotations reach every worker "
+        "(0: before every use).",
+        _non_negative_float,
     )
     leeway: float = _shared(30, "leeway", _leeway)
     max_token_bytes: int = _shared(8192, "max_token_bytes", _positive_int)

@@ -33,7 +33,7 @@ def start(tmp_path: Path, **config: Any) -> Flask:
         ("LICENSECHAIN_MAX_BODY_BYTES", -1, "must be a positive number"),
         ("LICENSECHAIN_LEEWAY", "thirty", "must be a number"),
         ("LICENSECHAIN_LEEWAY", 301, "between 0 and 300"),
-        ("LICENSECHAIN_KEY_REFRESH_INTERVAL", 0, "must be a positive number"),
+        ("LICENSECHAIN_KEY_REFRESH_INTERVAL", -1, "must be >= 0"),
         ("LICENSECHAIN_RATELIMIT_PER_IP", "ten per second", "is not a limit"),
         ("LICENSECHAIN_REDIS_URL", "localhost:6379", "storage URI"),
         ("LICENSECHAIN_DENYLIST_URL", "mongodb://x", "scheme 'mongodb'"),
