@@ -240,6 +240,7 @@ def authorize_request(
             sec_fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
             csrf_header=environ.get(_CSRF_ENVIRON),
             cookies=cookies,
+            upgrade=environ.get("HTTP_UPGRADE"),
         )
     claims = authorize(state.verifier, token, requirement, audience=_audience(state, audience))
     if state.live_status is not None and token is not None:
