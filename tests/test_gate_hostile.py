@@ -234,3 +234,36 @@ def test_gate_config_refuses_non_finite_numbers(issuer: Issuer, name: str, value
     with pytest.raises(ConfigError) as info:
         gate_config(issuer, **{name: value})
     assert name in str(info.value)
+
+
+# -- the client address and the request id --------------------------------------------------
+
+
+@pytest.mark.parametrize("adapter", ["wsgi", "asgi"])
+def test_a_long_forwarded_for_still_names_the_client(issuer: Issuer, adapter: str) -> None:
+    """The trusted proxy appends the real client on the right; a client that pads the left
+    must not fall back to the proxy's own address (a rate-limit bucket of its choosing)."""
+    config = gate_config(issuer, trusted_proxies=("127.0.0.1/32",))
+    padded = ", ".join(["9.9.9.9"] * 400) + ", 1.1.1.1"
+    headers = [("X-Forwarded-For", padded)]
+    if adapter == "wsgi":
+        environ = wsgi_environ("GET", "/public/x", headers)
+        call_wsgi(LicenseGate(EchoWSGI(), config), environ)
+        result = environ["licensechain.result"]
+    else:
+        scope = asgi_scope("GET", "/public/x", headers)
+        call_asgi(LicenseGateASGI(EchoASGI(), config), scope)
+        result = scope["licensechain.result"]
+    assert result.client_ip == "1.1.1.1"
+
+
+def test_asgi_drops_the_underscore_twin_of_a_configured_request_id_header(
+    issuer: Issuer,
+) -> None:
+    echo = EchoASGI()
+    gate = LicenseGateASGI(echo, gate_config(issuer, request_id_header="X-Correlation-ID"))
+    headers = [("X-Correlation-ID", "req-1"), ("X_Correlation_ID", "forged")]
+    assert call_asgi(gate, asgi_scope("GET", "/public/x", headers)).status == 200
+    names = [k.decode().lower() for k, _ in echo.last["headers"]]
+    assert "x_correlation_id" not in names
+    assert echo.header("x-correlation-id") == ["req-1"]
