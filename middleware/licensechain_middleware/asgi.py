@@ -196,8 +196,10 @@ class LicenseGateASGI:
                 size += len(name) + len(value)
             if b"_" in key:
                 # never read; dropped when a WSGI app would take it for a managed header
-                if key.replace(b"_", b"-") not in _MANAGED and key not in named:
-                    keep((name, value))
+                dashed = key.replace(b"_", b"-")
+                if dashed not in _MANAGED and dashed != self._request_id_name:
+                    if key not in named:
+                        keep((name, value))
                 continue
             if key in _REMOVED or key in named:
                 if key == b"connection" and scan.connection is None:
