@@ -286,9 +286,7 @@ def _check_unknown_keys(
         # Only the upper-case spelling is read: another case would be silently ignored.
         if key in known or key.startswith(_FOREIGN_PREFIXES):
             continue
-        upper = key.upper()
-        hint = f" (did you mean {upper}?)" if upper in known else closest(key, known)
-        message = f"unknown setting {key}{hint}"
+        message = f"unknown setting {key}{closest(key, known)}"
         if environment:
             log.warning("%s (ignored: other LicenseChain tools may read it)", message)
         else:

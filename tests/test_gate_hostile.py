@@ -267,3 +267,34 @@ def test_asgi_drops_the_underscore_twin_of_a_configured_request_id_header(
     names = [k.decode().lower() for k, _ in echo.last["headers"]]
     assert "x_correlation_id" not in names
     assert echo.header("x-correlation-id") == ["req-1"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("LICENSECHAIN_DENYLST_URL", "LICENSECHAIN_DENYLIST_URL"),
+        ("LICENSECHAIN_Denylist_Url", "LICENSECHAIN_DENYLIST_URL"),
+        ("LICENSECHAIN_AUDIENCES", "LICENSECHAIN_AUDIENCE"),
+    ],
+)
+def test_gateway_warns_of_a_misspelt_gate_variable(
+    issuer: Issuer, tmp_path: Path, caplog: pytest.LogCaptureFixture, variable: str, meant: str
+) -> None:
+    """As the Flask extension does with the environment: a typo must not silently run the
+    gateway without, say, its denylist."""
+    import json
+    import logging
+
+    from licensechain_middleware.gateway.config import config_from_document
+
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(issuer.jwks))
+    document = {
+        "issuer": "https://i.example",
+        "audience": "app",
+        "jwks_file": str(jwks),
+        "gateway": {"upstream": "http://127.0.0.1:9"},
+    }
+    with caplog.at_level(logging.WARNING):
+        config_from_document(document, {variable: "redis://127.0.0.1:6379/0"})
+    assert any(variable in r.getMessage() and meant in r.getMessage() for r in caplog.records)

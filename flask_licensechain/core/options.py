@@ -234,6 +234,9 @@ def redact_url(url: str) -> str:
 
 
 def closest(name: str, known: Iterable[str]) -> str:
-    """`` (did you mean X?)`` for the closest known name, or an empty string."""
-    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    """`` (did you mean X?)`` for the closest known name (the same name in another case
+    first), or an empty string."""
+    names = list(known)
+    same = [k for k in names if k.lower() == name.lower()]
+    match = same or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean {match[0]}?)" if match else ""
