@@ -298,3 +298,18 @@ def test_gateway_warns_of_a_misspelt_gate_variable(
     with caplog.at_level(logging.WARNING):
         config_from_document(document, {variable: "redis://127.0.0.1:6379/0"})
     assert any(variable in r.getMessage() and meant in r.getMessage() for r in caplog.records)
+
+
+def test_a_gate_without_a_denylist_says_so_at_start(
+    issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Revocation is switched off by leaving ``denylist_url`` out: never silently."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="licensechain.gate"):
+        LicenseGate(EchoWSGI(), gate_config(issuer))
+    assert any("denylist_url" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="licensechain.gate"):
+        LicenseGate(EchoWSGI(), gate_config(issuer, denylist_url="memory://"))
+    assert not any("denylist_url" in r.getMessage() for r in caplog.records)
