@@ -67,7 +67,9 @@ def test_asgi_cross_site_websocket_with_the_cookie_alone_is_refused(
     messages = [m["type"] for m in call_asgi(gate, scope).messages]
     assert "websocket.accept" not in messages
     if extensions:
-        response = call_asgi(gate, asgi_scope("GET", "/ws", hostile, kind="websocket", extensions=extensions))
+        response = call_asgi(
+            gate, asgi_scope("GET", "/ws", hostile, kind="websocket", extensions=extensions)
+        )
         assert response.status == 403 and response.json()["error"] == "insufficient_scope"
     else:
         assert messages == ["websocket.close"]
@@ -152,13 +154,16 @@ def _repeated_cases(issuer: Issuer) -> list[tuple[str, dict[str, Any], Headers]]
     cookie = {"token_sources": ("bearer", "cookie"), "token_cookie": "lc"}
     x_header = {"token_sources": ("x-license-token",)}
     hostile = [("Cookie", f"lc={good}"), ("Host", "app.example")]
+    evil = ("Origin", "https://evil.example")
+    auth = "Authorization"
     return [
-        ("two bearer", {}, [("Authorization", f"Bearer {good}"), ("Authorization", f"Bearer {poor}")]),
-        ("basic, bearer", {}, [("Authorization", "Basic dTpw"), ("Authorization", f"Bearer {good}")]),
+        ("two bearer", {}, [(auth, f"Bearer {good}"), (auth, f"Bearer {poor}")]),
+        ("basic, bearer", {}, [(auth, "Basic dTpw"), (auth, f"Bearer {good}")]),
         ("two x-token", x_header, [("X-License-Token", good), ("X-License-Token", poor)]),
-        ("two origins", cookie, [*hostile, ("Origin", "https://evil.example"), ("Origin", "https://app.example")]),
-        ("two hosts", cookie, [*hostile, ("Origin", "https://evil.example"), ("Host", "evil.example")]),
-        ("two fetch sites", cookie, [*hostile, ("Sec-Fetch-Site", "cross-site"), ("Sec-Fetch-Site", "same-origin")]),
+        ("two origins", cookie, [*hostile, evil, ("Origin", "https://app.example")]),
+        ("two hosts", cookie, [*hostile, evil, ("Host", "evil.example")]),
+        ("two fetch sites", cookie, [*hostile, ("Sec-Fetch-Site", "cross-site"),
+                                     ("Sec-Fetch-Site", "same-origin")]),
     ]  # fmt: skip
 
 
