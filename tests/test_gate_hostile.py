@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from gate_support import JWKSServer, TokenFactory, integrator_app
 from licensechain_middleware import GateConfig, LicenseGate, LicenseGateASGI
 from middleware_support import (
@@ -25,7 +24,6 @@ from middleware_support import (
     wsgi_environ,
 )
 
-from flask_licensechain import LicenseChain
 from flask_licensechain.config import Settings
 from flask_licensechain.core.errors import ConfigError
 
@@ -188,19 +186,13 @@ def test_asgi_reads_the_license_cookie_from_any_cookie_line(issuer: Issuer) -> N
 # -- configuration that must not slip through ---------------------------------------------
 
 
-def start(tmp_path: Path, **config: Any) -> Flask:
-    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
-    app.config.update({"TESTING": True, "LICENSECHAIN_RATELIMIT_ENABLED": False, **config})
-    LicenseChain(app)
-    return app
-
-
 @pytest.mark.parametrize(
     "key", ["LICENSECHAIN_Denylist_Url", "LICENSECHAIN_denylist_url", "LICENSECHAIN_Audience"]
 )
-def test_a_key_in_another_case_is_not_silently_ignored(tmp_path: Path, key: str) -> None:
+def test_a_key_in_another_case_is_not_silently_ignored(key: str) -> None:
+    """Only the upper-case key is read: ``app.config`` keys are case-sensitive."""
     with pytest.raises(ConfigError) as info:
-        start(tmp_path, **{key: "redis://127.0.0.1:6379/0"})
+        Settings.from_mapping({key: "redis://127.0.0.1:6379/0"})
     assert key in str(info.value) and "LICENSECHAIN_" + key[13:].upper() in str(info.value)
 
 
