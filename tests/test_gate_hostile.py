@@ -310,3 +310,29 @@ def test_a_gate_without_a_denylist_says_so_at_start(
     with caplog.at_level(logging.WARNING, logger="licensechain.gate"):
         LicenseGate(EchoWSGI(), gate_config(issuer, denylist_url="memory://"))
     assert not any("denylist_url" in r.getMessage() for r in caplog.records)
+
+
+# -- what counts as a CORS preflight ---------------------------------------------------------
+
+
+def test_flask_gate_passes_only_a_real_preflight(
+    jwks_server: JWKSServer, make_gate_token: TokenFactory
+) -> None:
+    """A view that also answers OPTIONS must not serve a bare OPTIONS without a license:
+    only a CORS preflight (OPTIONS with ``Origin`` and ``Access-Control-Request-Method``)
+    passes unchecked, as on the WSGI and ASGI gates."""
+    client = integrator_app(jwks_server).test_client()
+    bare = client.options("/preflight")
+    assert bare.status_code == 401, bare.get_data(as_text=True)
+    assert bare.get_json()["error"] == "unauthorized"
+    half = client.options("/preflight", headers={"Origin": "https://app.example"})
+    assert half.status_code == 401
+    preflight = client.options(
+        "/preflight",
+        headers={"Origin": "https://app.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 200
+    licensed = client.options(
+        "/preflight", headers={"Authorization": f"Bearer {make_gate_token(features=('export',))}"}
+    )
+    assert licensed.status_code == 200 and licensed.get_json()["license"] is True
