@@ -17,6 +17,7 @@ What lives here, and only here:
   CSRF cheat sheet: ``Sec-Fetch-Site: same-origin``, or, without a ``Sec-Fetch-Site``
   saying otherwise, a same-origin ``Origin``, or a double-submit ``X-CSRF-Token``
   header equal to the ``license_csrf`` cookie);
+* **the CORS preflight** (``is_cors_preflight``) that passes every gate unchecked;
 * **the requirement** of a route (features, all or any; plans) and its check;
 * ``authorize``: token -> verified claims that meet the requirement, or a typed error;
 * **the reason class** a refused token is given (``missing``, ``malformed``,
@@ -250,6 +251,19 @@ def _plain_host(host: str) -> str:
     host = host.strip().lower()
     name, sep, port = host.rpartition(":")
     return name if sep and port in ("80", "443") else host
+
+
+# -- CORS preflight ------------------------------------------------------------------------
+
+
+def is_cors_preflight(
+    method: str, origin: str | None, access_control_request_method: str | None
+) -> bool:
+    """Whether a request is a CORS preflight (Fetch standard, section 3.2.2): ``OPTIONS``
+    with ``Origin`` and ``Access-Control-Request-Method``. Browsers never attach
+    credentials to one, so every gate lets it through unchecked; any other ``OPTIONS``
+    is gated like every method."""
+    return method == "OPTIONS" and origin is not None and access_control_request_method is not None
 
 
 # -- the requirement -------------------------------------------------------------------

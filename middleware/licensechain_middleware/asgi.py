@@ -37,6 +37,7 @@ from flask_licensechain.core.gate import (
     COOKIE,
     REQUEST_ID_ENVIRON,
     check_same_origin,
+    is_cors_preflight,
     render_refusal,
     request_id,
     without_cookie,
@@ -103,7 +104,7 @@ class _Scan:
         self.transfer_encoding = False
         self.forwarded_for: str | None = None
         self.request_id: str | None = None
-        self.preflight_method = False
+        self.preflight_method: str | None = None
         self.origin: str | None = None
         self.host: str | None = None
         self.fetch_site: str | None = None
@@ -157,7 +158,7 @@ class LicenseGateASGI:
                 scan.token,
                 client[0] if client else None,
                 scan.forwarded_for,
-                method == "OPTIONS" and scan.preflight_method and scan.origin is not None,
+                is_cors_preflight(method, scan.origin, scan.preflight_method),
                 _same_origin(scan, method, kind) if scan.source == COOKIE else None,
             )
         except LicenseChainError as exc:
@@ -242,7 +243,7 @@ class LicenseGateASGI:
                     scan.request_id = value.decode("latin-1")
                 continue  # forwarded as the id the gate settles on
             elif key == b"access-control-request-method":
-                scan.preflight_method = True
+                scan.preflight_method = value.decode("latin-1")
             elif key == b"origin":
                 scan.origin = _fold(scan.origin, value.decode("latin-1"))
             elif key == b"host":

@@ -52,6 +52,7 @@ from flask_licensechain.core.gate import (
     CSRF_HEADER,
     check_same_origin,
     environ_request_id,
+    is_cors_preflight,
     render_refusal,
     without_cookie,
 )
@@ -126,7 +127,11 @@ class LicenseGate:
                 token,
                 environ.get("REMOTE_ADDR"),
                 environ.get("HTTP_X_FORWARDED_FOR"),
-                method == "OPTIONS" and _is_preflight(environ),
+                is_cors_preflight(
+                    method,
+                    environ.get("HTTP_ORIGIN"),
+                    environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"),
+                ),
                 _same_origin(environ, method, cookies, upgrade) if source == COOKIE else None,
             )
         except LicenseChainError as exc:
@@ -271,11 +276,6 @@ class LicenseGate:
 
     def close(self) -> None:
         self.engine.close()
-
-
-def _is_preflight(environ: WSGIEnvironment) -> bool:
-    """A CORS preflight: browsers never attach credentials to it."""
-    return "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ and "HTTP_ORIGIN" in environ
 
 
 def _same_origin(
