@@ -336,3 +336,13 @@ def test_flask_gate_passes_only_a_real_preflight(
         "/preflight", headers={"Authorization": f"Bearer {make_gate_token(features=('export',))}"}
     )
     assert licensed.status_code == 200 and licensed.get_json()["license"] is True
+
+
+@pytest.mark.parametrize("name", ["body_timeout", "header_timeout", "read_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_gateway_timeouts_must_be_finite(name: str, value: float) -> None:
+    """A ``nan`` deadline is never reached: slow bodies would hold a worker for ever."""
+    from licensechain_middleware.gateway.settings import GatewayConfigError, GatewaySettings
+
+    with pytest.raises(GatewayConfigError, match=name):
+        GatewaySettings.from_table({"upstream": "http://127.0.0.1:9", name: value}, {})
