@@ -420,7 +420,7 @@ def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
             },
             "Error: The service is temporarily unavailable. OperationalError",
         ),
-        ({"LICENSECHAIN_KEY_SIZE": "1024"}, "Error: RSA key size must be one of"),
+        ({"LICENSECHAIN_KEY_SIZE": "1024"}, "Error: LICENSECHAIN_KEY_SIZE must be one of"),
     ],
     ids=["no-encryption-key", "store-down", "bad-key-size"],
 )
