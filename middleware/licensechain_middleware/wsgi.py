@@ -127,7 +127,8 @@ class LicenseGate:
                 token,
                 environ.get("REMOTE_ADDR"),
                 environ.get("HTTP_X_FORWARDED_FOR"),
-                is_cors_preflight(
+                method == "OPTIONS"  # spares the look-ups on every other request
+                and is_cors_preflight(
                     method,
                     environ.get("HTTP_ORIGIN"),
                     environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"),
