@@ -29,7 +29,7 @@ from .core.errors import InvalidToken, LicenseChainError, Unavailable
 from .core.verifier import LicenseClaims
 
 if TYPE_CHECKING:
-    from .extension import LicenseChainState
+    from .state import LicenseChainState
     from .store.records import LicenseRecord
 
 log = logging.getLogger("licensechain.authoritative")
@@ -37,8 +37,6 @@ log = logging.getLogger("licensechain.authoritative")
 INTROSPECT_TIMEOUT = 2.0
 MAX_INTROSPECT_RESPONSE_BYTES = 64 * 1024
 DEFAULT_CACHE_ENTRIES = 10_000
-_STATE_KEY = "authoritative_checker"
-_INIT_LOCK = threading.Lock()
 
 #: license id -> its record (None when unknown); raises ``Unavailable`` when it cannot tell
 LicenseLookup = Callable[[str], "LicenseRecord | None"]
@@ -159,17 +157,17 @@ def introspect_url_for(jwks_url: str | None, introspect_url: str | None) -> str 
 
 
 def live_status_checker(state: LicenseChainState) -> LiveStatusChecker:
-    """The app's checker, built on first use and kept in ``state.extras``."""
-    checker: LiveStatusChecker | None = state.extras.get(_STATE_KEY)
+    """The app's checker, built on first use and kept in ``state.live_status``."""
+    checker = state.live_status
     if checker is not None:
         return checker
-    with _INIT_LOCK:
-        checker = state.extras.get(_STATE_KEY)
+    with state.lock:
+        checker = state.live_status
         if checker is None:
             checker = LiveStatusChecker(
                 _status_source(state), ttl=state.settings.authoritative_cache_ttl
             )
-            state.extras[_STATE_KEY] = checker
+            state.live_status = checker
     return checker
 
 

@@ -7,46 +7,39 @@
     flask --app APP licensechain rotate-keys
 
 Every command takes ``--json`` and then prints exactly one JSON object on stdout (the same
-shapes the HTTP API answers with). Errors print one line on stderr and exit with status 1,
-never a traceback. The commands call the store's repositories and the issuer's functions;
-they hold no logic of their own. Each change is recorded in the audit log as done by ``cli``.
+shapes the HTTP API answers with), errors included: ``{"error": <code>, "message": <text>}``
+with exit status 1 (2 for a usage error). Without ``--json`` an error is one line on stderr,
+never a traceback. Errors raised while the app loads (bad configuration, a store that is
+down) are reported the same way. The commands call the store's repositories and the
+signing-key functions; they hold no logic of their own. Each change is recorded in the
+audit log as done by ``cli``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import IO, Any
 
 import click
 import sqlalchemy.exc
-from flask import current_app
-from flask.cli import ScriptInfo
+from flask.cli import AppGroup
 
 from .core.contract import SELLER_TIERS
 from .core.errors import LicenseChainError
-from .extension import LicenseChainState, get_state
+from .serialize import app_json, iso, license_json, parse_timestamp
+from .signing import rotate_signing_key
+from .state import IssuerState, get_issuer_state
 from .store import API_KEY_SCOPES, Store
 
 log = logging.getLogger("licensechain.cli")
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 AUDIT_ACTOR = "cli"
+JSON_OPTION = "as_json"
 
-# A plain click group, not Flask's AppGroup: each command loads the app itself, inside its
-# error handling, so a misconfigured or unreachable store is one clear line, not a traceback.
-# The group reaches ``flask`` through the ``flask.commands`` entry point (found before the
-# app loads) and through the issuer, which adds it to the app's own commands.
-licensechain_cli = click.Group(
-    "licensechain", help="Administer the LicenseChain license server of this app."
-)
-
-#: What loading a misconfigured app or reaching a dead store raises.
-_SETUP_ERRORS = (
+#: What loading a misconfigured app, reaching a dead store or bad input raises.
+_COMMAND_ERRORS = (
     LicenseChainError,
     RuntimeError,
     ValueError,
@@ -55,35 +48,43 @@ _SETUP_ERRORS = (
 )
 
 
-# -- plumbing ---------------------------------------------------------------------------
+class CommandError(click.ClickException):
+    """A failed command: one line on stderr, or under ``--json`` one JSON object on stdout.
+
+    ``code`` is the API's error code for a ``LicenseChainError`` (``not_found``,
+    ``invalid_request``, ``unavailable``...), ``usage_error`` for bad arguments and
+    ``command_failed`` otherwise.
+    """
+
+    def __init__(self, message: str, *, code: str, as_json: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.as_json = as_json
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if self.as_json:
+            click.echo(_dumps({"error": self.code, "message": self.format_message()}))
+        else:
+            super().show(file)
 
 
-def _command(name: str, help_text: str) -> Callable[[F], F]:
-    """A ``licensechain`` subcommand with ``--json`` and clean error reporting."""
+class CommandUsageError(CommandError):
+    """Bad arguments: exit status 2, as click's own usage errors."""
 
-    def decorate(func: F) -> F:
-        @functools.wraps(func)
-        def run(*args: Any, **kwargs: Any) -> None:
-            try:
-                if current_app:
-                    func(*args, **kwargs)
-                    return
-                app = click.get_current_context().ensure_object(ScriptInfo).load_app()
-                with app.app_context():
-                    func(*args, **kwargs)
-            except click.ClickException:
-                raise
-            except _SETUP_ERRORS as exc:
-                log.debug("licensechain %s failed", name, exc_info=True)
-                raise click.ClickException(_error_text(exc)) from None
+    exit_code = 2
 
-        option = click.option(
-            "--json", "as_json", is_flag=True, help="Print exactly one JSON object."
-        )
-        licensechain_cli.command(name, help=help_text)(option(run))
-        return func
 
-    return decorate
+def command_error(exc: Exception, *, as_json: bool) -> CommandError:
+    """The one translation of an exception into the command's error."""
+    if isinstance(exc, CommandError):
+        return exc
+    if isinstance(exc, click.UsageError):
+        return CommandUsageError(exc.format_message(), code="usage_error", as_json=as_json)
+    if isinstance(exc, click.ClickException):
+        return CommandError(exc.format_message(), code="command_failed", as_json=as_json)
+    if isinstance(exc, LicenseChainError):
+        return CommandError(_error_text(exc), code=exc.code, as_json=as_json)
+    return CommandError(_error_text(exc), code="command_failed", as_json=as_json)
 
 
 def _error_text(exc: Exception) -> str:
@@ -96,21 +97,68 @@ def _error_text(exc: Exception) -> str:
     return exc.description
 
 
-def _issuer() -> tuple[LicenseChainState, Store]:
-    state = get_state()
-    if state.store is None:
-        raise click.ClickException(
-            "This app's LicenseChain is in integrator mode (LICENSECHAIN_JWKS_URL or "
-            "LICENSECHAIN_JWKS_FILE is set): it has no store to administer."
+class LicenseChainCommand(click.Command):
+    """A ``licensechain`` command: it takes ``--json``, and every error it raises, loading
+    the app included, goes through ``command_error``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(
+            click.Option(
+                ["--json", JSON_OPTION], is_flag=True, help="Print exactly one JSON object."
+            )
         )
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        as_json = "--json" in args  # read first: parsing consumes ``args``
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            if not as_json:
+                raise  # click prints the usage with it
+            raise command_error(exc, as_json=True) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except (click.ClickException, *_COMMAND_ERRORS) as exc:
+            log.debug("licensechain %s failed", ctx.info_name, exc_info=True)
+            raise command_error(exc, as_json=bool(ctx.params.get(JSON_OPTION))) from None
+
+
+class LicenseChainGroup(AppGroup):
+    """Flask's ``AppGroup`` (each command runs in the app's context) of ``LicenseChainCommand``."""
+
+    command_class = LicenseChainCommand
+
+
+#: ``flask licensechain``. Flask finds it through the ``flask.commands`` entry point (before
+#: the app loads, so load errors are reported like any other), and an issuer app also adds
+#: it to its own commands.
+licensechain_cli = LicenseChainGroup(
+    "licensechain", help="Administer the LicenseChain license server of this app."
+)
+
+
+def _issuer() -> tuple[IssuerState, Store]:
+    state = get_issuer_state()
     return state, state.store
 
 
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 def _emit(as_json: bool, data: dict[str, Any], human: str) -> None:
-    if as_json:
-        click.echo(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
-    else:
-        click.echo(human)
+    click.echo(_dumps(data) if as_json else human)
 
 
 def _audit(store: Store, action: str, target: str, **data: Any) -> None:
@@ -124,15 +172,14 @@ def _audit(store: Store, action: str, target: str, **data: Any) -> None:
 # -- commands ---------------------------------------------------------------------------
 
 
-@_command("init", "Create the store's tables and the first signing key (idempotent).")
+@licensechain_cli.command(
+    "init", help="Create the store's tables and the first signing key (idempotent)."
+)
 def init(as_json: bool) -> None:
-    from .issuer import signing_keys_of
-
     state, store = _issuer()
     store.create_all()
-    signing_keys_of(state).ensure_active(state.settings.signing_key_file)
-    if state.keyring is not None:
-        state.keyring.reload()
+    state.signing_keys.ensure_active(state.settings.signing_key_file)
+    state.keyring.reload()
     active = store.signing_keys.active()
     if active is None:  # pragma: no cover - ensure_active guarantees one
         raise click.ClickException("No active signing key after init.")
@@ -143,7 +190,9 @@ def init(as_json: bool) -> None:
     )
 
 
-@_command("create-app", "Create an app (a product that licenses are sold for).")
+@licensechain_cli.command(
+    "create-app", help="Create an app (a product that licenses are sold for)."
+)
 @click.option("--name", required=True, help="Display name.")
 @click.option("--description", default=None, help="Optional description.")
 @click.option(
@@ -154,15 +203,13 @@ def init(as_json: bool) -> None:
     help="Seller tier: sets the tokens' verification type and lifetime.",
 )
 def create_app(as_json: bool, name: str, description: str | None, tier: str) -> None:
-    from .api.serialize import app_json
-
     _, store = _issuer()
     app = store.apps.create(name, description, tier)
     _audit(store, "app.create", app.id, name=app.name, tier=app.tier)
     _emit(as_json, app_json(app), f"Created app {app.name!r}: id {app.id}, tier {app.tier}.")
 
 
-@_command("create-license", "Create a license key for an app.")
+@licensechain_cli.command("create-license", help="Create a license key for an app.")
 @click.option("--app-id", required=True, help="The app the license belongs to.")
 @click.option("--plan", default=None, help="Plan name, e.g. pro.")
 @click.option(
@@ -192,9 +239,6 @@ def create_license(
     email: str | None,
     issued_to: str | None,
 ) -> None:
-    from .api.body import parse_timestamp
-    from .api.serialize import iso, license_json
-
     _, store = _issuer()
     expiry = None if expires_at is None else parse_timestamp(expires_at, "--expires-at")
     lic = store.licenses.create(
@@ -216,7 +260,9 @@ def create_license(
     )
 
 
-@_command("create-api-key", "Create an admin API key. It is shown once: keep it.")
+@licensechain_cli.command(
+    "create-api-key", help="Create an admin API key. It is shown once: keep it."
+)
 @click.option("--name", required=True, help="What the key is for.")
 @click.option(
     "--scope",
@@ -242,11 +288,10 @@ def create_api_key(as_json: bool, name: str, scopes: tuple[str, ...], test_key: 
     )
 
 
-@_command("rotate-keys", "Make a new signing key; the old one stays in the JWKS meanwhile.")
+@licensechain_cli.command(
+    "rotate-keys", help="Make a new signing key; the old one stays in the JWKS meanwhile."
+)
 def rotate_keys(as_json: bool) -> None:
-    from .api.serialize import iso
-    from .issuer import rotate_signing_key
-
     state, store = _issuer()
     result = rotate_signing_key(state)
     _audit(store, "signing_key.rotate", result.kid, previous=result.previous_kid)

@@ -35,11 +35,12 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 from flask import Request, Response, g, has_app_context, jsonify, request
 from werkzeug.local import LocalProxy
 
+from .api.http import REQUEST_ID_HEADER, request_id
 from .authoritative import live_status_checker
 from .config import Settings
 from .core.errors import InsufficientScope, LicenseChainError, Unauthorized
 from .core.verifier import LicenseClaims
-from .extension import get_state
+from .state import get_state
 
 log = logging.getLogger("licensechain.gate")
 
@@ -255,9 +256,6 @@ def extract_token(req: Request, settings: Settings) -> str | None:
 
 
 def _refusal(exc: LicenseChainError) -> Response:
-    # Imported here: the API package imports the package root, which imports this module.
-    from .api.http import REQUEST_ID_HEADER, request_id
-
     rid = request_id()  # the same id the API uses for this request
     # The reason and detail are for operators; the client gets the generic description.
     log.info(

@@ -1,7 +1,7 @@
 """``LicenseChain(app)`` / ``LicenseChain().init_app(app)``.
 
 Nothing app-specific lives on the extension object: everything is in
-``app.extensions["licensechain"]`` (a ``LicenseChainState``), so one extension
+``app.extensions["licensechain"]`` (see ``flask_licensechain.state``), so one extension
 instance can serve several apps (application factory pattern).
 
 Two modes, chosen by configuration:
@@ -12,38 +12,26 @@ Two modes, chosen by configuration:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
 from .config import Settings
 from .core.denylist import Denylist, denylist_from_uri
 from .core.keysource import KeySource
 from .core.verifier import TokenVerifier
-
-if TYPE_CHECKING:
-    from .api.ratelimit import PublicRateLimits
-    from .core.keyring import KeyRing
-    from .store import Store
-
-EXTENSION_KEY = "licensechain"
-
-
-@dataclass
-class LicenseChainState:
-    settings: Settings
-    verifier: TokenVerifier
-    denylist: Denylist
-    key_source: KeySource
-    store: Store | None = None
-    keyring: KeyRing | None = None
-    limiter: PublicRateLimits | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+from .integrator import build_key_source
+from .issuer import init_issuer
+from .state import EXTENSION_KEY, LicenseChainState
 
 
 class LicenseChain:
-    """The Flask extension. Keyword options override ``app.config`` (``LICENSECHAIN_<NAME>``)."""
+    """The Flask extension.
+
+    Keyword ``options`` are settings by their lower-case names (``database_url=...``); they
+    override ``app.config`` (``LICENSECHAIN_<NAME>``), which overrides the defaults listed in
+    ``flask_licensechain.config.Settings``. Passing ``app`` calls ``init_app(app)`` at once.
+    """
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
         self._options = options
@@ -51,6 +39,30 @@ class LicenseChain:
             self.init_app(app)
 
     def init_app(self, app: Flask, **options: Any) -> None:
+        """Set LicenseChain up on ``app``; ``options`` override the constructor's.
+
+        Reads every ``LICENSECHAIN_*`` key of ``app.config`` once, here. Builds the
+        denylist from ``LICENSECHAIN_DENYLIST_URL`` (or ``LICENSECHAIN_REDIS_URL``, else
+        ``memory://``). Then, in integrator mode (``LICENSECHAIN_JWKS_URL`` or
+        ``LICENSECHAIN_JWKS_FILE`` set), builds the verifier on that key source; otherwise
+        (issuer mode) opens the store at ``LICENSECHAIN_DATABASE_URL`` (default: SQLite
+        ``licensechain.db`` in ``app.instance_path``), creates its tables and the first
+        signing key when missing, loads the key ring, registers the API blueprint at
+        ``LICENSECHAIN_URL_PREFIX`` and adds the ``flask licensechain`` commands. The
+        state is stored in ``app.extensions["licensechain"]``.
+
+        Raises:
+            RuntimeError: LicenseChain is already registered on ``app``.
+            TypeError: an unknown option name.
+            ValueError: a setting that cannot be used (an unknown denylist URI scheme,
+                both or neither JWKS source in integrator mode, a bad encryption key).
+            flask_licensechain.signing.IssuerConfigurationError: an unsafe issuer
+                setup, e.g. a PostgreSQL store without ``LICENSECHAIN_ENCRYPTION_KEY``, or
+                an unreadable ``LICENSECHAIN_SIGNING_KEY_FILE``.
+            flask_licensechain.core.errors.Unavailable: the store cannot be reached.
+            flask_licensechain.core.keys.KeyMaterialError: a stored or imported signing
+                key is unusable (wrong encryption key, not an RSA key, a bad key size).
+        """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("LicenseChain is already registered on this app.")
         settings = Settings.from_mapping(app.config, {**self._options, **options})
@@ -58,27 +70,23 @@ class LicenseChain:
         denylist = denylist_from_uri(
             denylist_url, fail_open=settings.denylist_fail_open, mirror=settings.denylist_mirror
         )
+        state: LicenseChainState
         if settings.integrator_mode:
-            from .integrator import build_key_source
-
-            state = self._state(settings, build_key_source(settings), denylist)
+            keys = build_key_source(settings)
+            state = LicenseChainState(
+                settings=settings,
+                verifier=make_verifier(settings, keys, denylist),
+                denylist=denylist,
+                key_source=keys,
+            )
         else:
-            from .issuer import init_issuer
-
             state = init_issuer(app, settings, denylist)
         app.extensions[EXTENSION_KEY] = state
 
-    @staticmethod
-    def _state(settings: Settings, keys: KeySource, denylist: Denylist) -> LicenseChainState:
-        return LicenseChainState(
-            settings=settings,
-            verifier=make_verifier(settings, keys, denylist),
-            denylist=denylist,
-            key_source=keys,
-        )
-
 
 def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> TokenVerifier:
+    """The token verifier of an app: its keys, its denylist, and the settings' issuer,
+    audience, leeway (seconds), token size cap (bytes) and verified-token cache size."""
     return TokenVerifier(
         keys,
         issuer=settings.issuer,
@@ -88,16 +96,3 @@ def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> To
         denylist=denylist,
         cache_size=settings.verified_cache_size,
     )
-
-
-def get_state(app: Flask | None = None) -> LicenseChainState:
-    """The state of ``app`` (default: the current app), with a clear error if missing."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        state: LicenseChainState = app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "LicenseChain is not registered on this Flask app. "
-            "Did you forget to call LicenseChain(app) or licensechain.init_app(app)?"
-        ) from None
-    return state

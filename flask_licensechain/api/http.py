@@ -12,10 +12,12 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from flask import Blueprint, Flask, Response, request
+import sqlalchemy.exc as sa_exc
+from flask import Response, request
+from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ..core.errors import LicenseChainError, Unavailable
@@ -126,9 +128,6 @@ def is_dependency_failure(exc: BaseException) -> bool:
 
 @functools.cache
 def _dependency_errors() -> tuple[type[BaseException], ...]:
-    import sqlalchemy.exc as sa_exc
-    from limits.errors import StorageError
-
     errors: list[type[BaseException]] = [
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
@@ -161,19 +160,11 @@ def finish_response(response: Response) -> Response:
     return response
 
 
-def install_error_handlers(bp: Blueprint) -> None:
-    bp.register_error_handler(LicenseChainError, render_licensechain_error)
-    bp.register_error_handler(HTTPException, render_http_exception)
-    bp.register_error_handler(Exception, render_unexpected)
-    bp.after_request(finish_response)
+def contract_routing_error_hook(prefix: str) -> Callable[[], Response | None]:
+    """A ``before_request`` hook answering 404/405 under ``prefix`` with the contract body.
 
-
-def install_prefix_routing_errors(app: Flask, prefix: str) -> None:
-    """404/405 under the API prefix get the contract body.
-
-    A routing failure belongs to no blueprint, so blueprint error handlers never see it, and
-    an app-wide 404 handler would replace the host app's own. Flask records the routing
-    error before running ``before_request`` hooks, so a hook can answer it for our prefix only.
+    Flask records the routing error before it runs ``before_request`` hooks; the hook leaves
+    other paths, and requests that matched a route, alone (it returns ``None``).
     """
     prefix = prefix.rstrip("/")
 
@@ -186,8 +177,7 @@ def install_prefix_routing_errors(app: Flask, prefix: str) -> None:
             return None
         return render_http_exception(exc)
 
-    # First in line: nothing else (rate limits, auth) should run for a URL we do not serve.
-    app.before_request_funcs.setdefault(None, []).insert(0, contract_routing_error)
+    return contract_routing_error
 
 
 def _snake_case(name: str) -> str:

@@ -1,21 +1,29 @@
-"""The OpenAPI 3.1 document of the HTTP API (CONTRACT.md section 2).
+"""The OpenAPI 3.1 document of the HTTP API.
 
 ``openapi_document(prefix)`` builds it for the blueprint's URL prefix; the API serves it at
 ``GET {prefix}/openapi.json``. It is the contract in machine-readable form:
 tests/test_openapi.py runs schemathesis against the app with it, so every status code,
 header and body shape written here is what the endpoints really send. Field limits are read
-from the endpoint modules, so the document cannot drift from the checks they make.
+from ``flask_licensechain.field_limits``, the table the endpoints and the store check
+against, so the document cannot drift from them.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from functools import lru_cache
 from typing import Any
 
+from flask import Response
+
+from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES, SELLER_TIERS, TOKEN_USE, TTL_BY_VT, Reason
+from ..state import get_issuer_state
 from ..store.api_keys import API_KEY_SCOPES, ENVIRONMENTS
-from . import admin, licenses, public
+from ..version import __version__
+from . import public
+from .blueprint import bp
 
 Schema = dict[str, Any]
 
@@ -109,9 +117,9 @@ TIMESTAMP_IN: Schema = {
 
 
 def _public_schemas() -> dict[str, Schema]:
-    key = _aliases(public.KEY_FIELDS, _text(public.MAX_KEY_LENGTH))
-    hwuid = _aliases(public.HWUID_FIELDS, _text(public.MAX_HWUID_LENGTH))
-    app_id = _aliases(public.APP_ID_FIELDS, _text(public.MAX_APP_ID_LENGTH))
+    key = _aliases(public.KEY_FIELDS, _text(limits.LICENSE_KEY))
+    hwuid = _aliases(public.HWUID_FIELDS, _text(limits.HWUID))
+    app_id = _aliases(public.APP_ID_FIELDS, _text(limits.APP_ID))
     token_claims: dict[str, Schema] = {
         "iss": STRING,
         "sub": STRING,
@@ -254,24 +262,26 @@ def _public_schemas() -> dict[str, Schema]:
 
 def _license_fields() -> dict[str, Schema]:
     """The members of a license create or PATCH body: camelCase or snake_case names."""
-    text = _nullable(_text(licenses.MAX_TEXT))
-    max_devices = {"type": "integer", "minimum": 1, "maximum": licenses.MAX_DEVICES}
+    max_devices = {"type": "integer", "minimum": 1, "maximum": limits.MAX_DEVICES}
     features = {
         "type": "array",
-        "items": _text(100),
-        "maxItems": licenses.MAX_FEATURES,
+        "items": _text(limits.FEATURE),
+        "maxItems": limits.FEATURES,
         "description": "Feature names (duplicates are dropped).",
     }
     return {
-        "plan": text,
-        **_aliases(("issuedTo", "issued_to"), text),
+        "plan": _nullable(_text(limits.PLAN)),
+        **_aliases(("issuedTo", "issued_to"), _nullable(_text(limits.ISSUED_TO))),
         **_aliases(
             ("issuedEmail", "issued_email", "email"),
-            _nullable(_text(licenses.MAX_EMAIL)),
+            _nullable(_text(limits.EMAIL)),
         ),
         **_aliases(("expiresAt", "expires_at"), _nullable(TIMESTAMP_IN)),
         "features": features,
-        "metadata": {"type": "object", "description": "Any JSON object up to 16 KiB."},
+        "metadata": {
+            "type": "object",
+            "description": f"Any JSON object up to {limits.METADATA_BYTES} bytes.",
+        },
         **_aliases(("maxDevices", "max_devices"), max_devices),
         **_aliases(("requireHwuid", "require_hwuid"), {"type": "boolean"}),
     }
@@ -282,7 +292,7 @@ def _admin_schemas() -> dict[str, Schema]:
         "RevokeTokenRequest": _obj(
             [],
             {
-                "jti": _text(admin.MAX_JTI_LENGTH),
+                "jti": _text(limits.JTI),
                 **_aliases(public.TOKEN_FIELDS, {"type": "string", "minLength": 1}),
             },
             description="`jti`, or `license_token` (alias `token`); the token need not be "
@@ -295,8 +305,8 @@ def _admin_schemas() -> dict[str, Schema]:
         "AppCreate": {
             **_closed(
                 {
-                    "name": _text(admin.MAX_NAME_LENGTH),
-                    "description": _nullable(_text(admin.MAX_DESCRIPTION_LENGTH, 0)),
+                    "name": _text(limits.NAME),
+                    "description": _nullable(_text(limits.DESCRIPTION, 0)),
                     "tier": {**TIER, "default": "free"},
                 }
             ),
@@ -405,7 +415,7 @@ def _admin_schemas() -> dict[str, Schema]:
         "ApiKeyCreate": {
             **_closed(
                 {
-                    "name": _text(admin.MAX_NAME_LENGTH),
+                    "name": _text(limits.NAME),
                     "scopes": {
                         "type": "array",
                         "items": {"type": "string", "enum": list(API_KEY_SCOPES)},
@@ -604,12 +614,12 @@ def _page_params() -> list[Schema]:
         {
             "name": "page",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": licenses.MAX_PAGE},
+            "schema": {"type": "integer", "minimum": 1, "maximum": limits.PAGE},
         },
         {
             "name": "limit",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": licenses.MAX_PAGE_SIZE},
+            "schema": {"type": "integer", "minimum": 1, "maximum": limits.PAGE_SIZE},
         },
     ]
 
@@ -777,7 +787,7 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 _schema("LicenseList"),
                 errors=(400,),
                 parameters=[
-                    {"name": "app_id", "in": "query", "schema": _text(licenses.MAX_TEXT)},
+                    {"name": "app_id", "in": "query", "schema": _text(limits.APP_ID)},
                     {
                         "name": "status",
                         "in": "query",
@@ -859,8 +869,6 @@ def _admin_paths(p: str) -> dict[str, Schema]:
 
 @lru_cache(maxsize=8)
 def _build(prefix: str) -> Schema:
-    from .. import __version__
-
     p = "/" + prefix.strip("/") if prefix.strip("/") else ""
     paths = {**_public_paths(p), **_admin_paths(p)}
     for item in paths.values():  # every operation takes the client's X-Request-ID
@@ -913,3 +921,13 @@ def _build(prefix: str) -> Schema:
 def openapi_document(prefix: str = "/v1") -> dict[str, Any]:
     """The OpenAPI 3.1 document for an API mounted at ``prefix`` (a fresh copy)."""
     return copy.deepcopy(_build(prefix))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """This document, for the app's URL prefix (built on the first request, then kept)."""
+    state = get_issuer_state()
+    payload = state.openapi_json
+    if payload is None:
+        payload = state.openapi_json = json.dumps(openapi_document(state.settings.url_prefix))
+    return Response(payload, mimetype="application/json")

@@ -33,6 +33,7 @@ from limits.strategies import FixedWindowRateLimiter
 from ..client_ip import client_ip
 from ..config import Settings
 from ..core.errors import RateLimited, Unavailable
+from ..state import get_issuer_state
 from .body import peek_json_body
 from .http import RATELIMIT_HEADERS_ENVIRON_KEY
 
@@ -81,7 +82,7 @@ class PublicRateLimits:
         self.storage_uri = ratelimit_storage_uri(settings)
         self.per_ip: tuple[RateLimitItem, ...] = tuple(parse_many(settings.ratelimit_per_ip))
         self.per_key: tuple[RateLimitItem, ...] = tuple(parse_many(settings.ratelimit_per_key))
-        self._max_body = settings.max_body_bytes
+        self.max_body = settings.max_body_bytes
         options: dict[str, Any] = {"wrap_exceptions": True}
         if self.storage_uri.split("://", 1)[0].lower() in _REDIS_SCHEMES:
             # A dead Redis must cost a request one second at most, not a hang.
@@ -147,26 +148,6 @@ class PublicRateLimits:
                 )
             self._fallback_until = time.monotonic() + FALLBACK_SECONDS
 
-    # -- the view decorator ----------------------------------------------------------------
-
-    def guard(self, endpoint: str, *, per_license_key: bool = False) -> Callable[[F], F]:
-        """Limit a view per client IP (and per license key in the JSON body)."""
-        if not self.enabled:
-            return _unlimited
-        max_body = self._max_body
-
-        def decorate(view: F) -> F:
-            @functools.wraps(view)
-            def limited(*args: Any, **kwargs: Any) -> Any:
-                bucket = license_key_bucket(max_body) if per_license_key else None
-                headers = self.hit(endpoint, client_ip(), bucket)
-                request.environ[RATELIMIT_HEADERS_ENVIRON_KEY] = headers
-                return view(*args, **kwargs)
-
-            return cast(F, limited)
-
-        return decorate
-
     # -- operations ------------------------------------------------------------------------
 
     def check_storage(self) -> bool:
@@ -194,5 +175,25 @@ def license_key_bucket(max_body: int) -> str | None:
     return None
 
 
-def _unlimited(view: F) -> F:
-    return view
+def rate_limited(endpoint: str, *, per_license_key: bool = False) -> Callable[[F], F]:
+    """Limit a view per client IP, and per license key in the JSON body when asked.
+
+    The limits are the current app's (``LICENSECHAIN_RATELIMIT_*``); ``endpoint`` names the
+    per-IP counter. A refused request raises ``RateLimitExceeded`` (429) or ``Unavailable``
+    (503) before the view runs; an allowed one leaves its ``X-RateLimit-*`` headers for the
+    response.
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            limiter = get_issuer_state().limiter
+            if limiter.enabled:
+                bucket = license_key_bucket(limiter.max_body) if per_license_key else None
+                headers = limiter.hit(endpoint, client_ip(), bucket)
+                request.environ[RATELIMIT_HEADERS_ENVIRON_KEY] = headers
+            return view(*args, **kwargs)
+
+        return cast(F, limited)
+
+    return decorate

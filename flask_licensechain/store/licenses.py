@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from .. import field_limits as limits
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from . import validation as check
 from .database import Database
@@ -23,7 +24,6 @@ _KEY_GROUP_LENGTH = 6
 _KEY_ATTEMPTS = 8
 _MAX_KEY_INPUT = 64  # longer input cannot be a key: answer "no" without a query
 STORED_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
-MAX_PAGE_SIZE = 1000
 #: a known device's last_seen_at is refreshed at most this often (a write per verify is too dear)
 LAST_SEEN_RESOLUTION: Final = timedelta(minutes=1)
 
@@ -146,18 +146,21 @@ def _status_filter(status: str, now: datetime) -> sa.ColumnElement[bool]:
 
 #: updatable field -> (column, validator)
 _UPDATABLE: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
-    "plan": ("plan", lambda v: check.optional_text(v, "plan")),
-    "issued_to": ("issued_to", lambda v: check.optional_text(v, "issued_to")),
+    "plan": ("plan", lambda v: check.optional_text(v, "plan", max_length=limits.PLAN)),
+    "issued_to": (
+        "issued_to",
+        lambda v: check.optional_text(v, "issued_to", max_length=limits.ISSUED_TO),
+    ),
     "issued_email": (
         "issued_email",
-        lambda v: check.optional_text(v, "issued_email", max_length=check.MAX_EMAIL),
+        lambda v: check.optional_text(v, "issued_email", max_length=limits.EMAIL),
     ),
     "expires_at": ("expires_at", lambda v: check.optional_datetime(v, "expires_at")),
     "features": ("features", lambda v: list(check.features(v))),
     "metadata": ("meta", check.metadata),
     "max_devices": (
         "max_devices",
-        lambda v: check.integer(v, "max_devices", minimum=1, maximum=check.MAX_DEVICES_LIMIT),
+        lambda v: check.integer(v, "max_devices", minimum=1, maximum=limits.MAX_DEVICES),
     ),
     "require_hwuid": ("require_hwuid", lambda v: check.boolean(v, "require_hwuid")),
 }
@@ -298,11 +301,11 @@ class LicenseRepository:
         app_id: str | None = None,
         status: str | None = None,
         page: int = 1,
-        limit: int = 50,
+        limit: int = limits.DEFAULT_PAGE_SIZE,
         now: datetime | None = None,
     ) -> tuple[builtins.list[LicenseRecord], int]:
-        page = check.integer(page, "page", minimum=1, maximum=10**9)
-        limit = check.integer(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+        page = check.integer(page, "page", minimum=1, maximum=limits.PAGE)
+        limit = check.integer(limit, "limit", minimum=1, maximum=limits.PAGE_SIZE)
         now = to_utc(now) if now is not None else datetime.now(UTC)
         conditions: builtins.list[sa.ColumnElement[bool]] = []
         if app_id is not None:
@@ -362,7 +365,7 @@ class LicenseRepository:
         known-and-recent or a full answer comes from one consistent read without taking the
         write lock, so repeated verifies (or a flood of foreign hwuids) cost no write.
         """
-        hwuid = check.required_text(hwuid, "hwuid", max_length=check.MAX_HWUID)
+        hwuid = check.required_text(hwuid, "hwuid", max_length=limits.HWUID)
         now = to_utc(now)
         if not check.is_lookup(license_id):
             raise NotFound("License not found.")
