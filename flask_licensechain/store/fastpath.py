@@ -16,25 +16,34 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..core.errors import Unavailable
-from .database import translate_error
+from .database import Database, translate_error
 
 Row = Sequence[Any]
 Decoder = Callable[[Row], dict[str, Any]]
 
 
 class FastQuery:
-    """``statement`` for one engine. Parameters must be driver-native values (``str``...)."""
+    """``statement`` on one database. Parameters must be driver-native values (``str``...).
 
-    def __init__(self, statement: sa.Select[Any], engine: sa.Engine) -> None:
+    ``bypass=False`` runs it through SQLAlchemy's ``Connection`` instead (the public path,
+    rows decoded by SQLAlchemy): ``benchmarks/verify_endpoint`` measures the two side by side.
+    """
+
+    def __init__(self, statement: sa.Select[Any], db: Database, *, bypass: bool = True) -> None:
+        engine = db.engine
         dialect = engine.dialect
         compiled = statement.compile(dialect=dialect)
+        self._db = db
+        self._statement = statement
+        self._bypass = bypass
         self._engine = engine
         self._sql = str(compiled)
         self._order = compiled.positiontup if compiled.positional else None
         columns = statement.selected_columns
         self._index = {str(column.key): position for position, column in enumerate(columns)}
         self._processors: tuple[Callable[[Any], Any] | None, ...] = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            column.type.dialect_impl(dialect).result_processor(dialect, None) if bypass else None
+            for column in columns
         )
         self._autocommit = dialect.name == "postgresql"
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
@@ -60,7 +69,14 @@ class FastQuery:
         return decode
 
     def rows(self, params: Mapping[str, Any]) -> list[Row]:
-        """Every row, raw as the driver returns it (decode with ``decoder``)."""
+        """Every row, raw as the driver returns it (decode with ``decoder``).
+
+        Raises ``Unavailable`` when the database cannot be reached, and the store's typed
+        error for any other database failure it knows (``translate_error``).
+        """
+        if not self._bypass:
+            with self._db.single() as conn:
+                return list(conn.execute(self._statement, params).all())
         bound: Any = params if self._order is None else tuple(params[k] for k in self._order)
         try:
             proxied = self._engine.raw_connection()

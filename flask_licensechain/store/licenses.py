@@ -181,8 +181,8 @@ class _JoinedReader:
     """A hot-path query over ``parent LEFT JOIN devices``: the parent's columns are decoded
     from the first row only, the device columns from every row that has a device."""
 
-    def __init__(self, statement: sa.Select[Any], engine: sa.Engine) -> None:
-        self.query = FastQuery(statement, engine)
+    def __init__(self, statement: sa.Select[Any], db: Database, *, bypass: bool) -> None:
+        self.query = FastQuery(statement, db, bypass=bypass)
         device_keys = [str(column.key) for column in _DEVICE_COLUMNS]
         parent_keys = [
             str(c.key) for c in statement.selected_columns if str(c.key) not in device_keys
@@ -196,6 +196,16 @@ class _JoinedReader:
 
 
 class LicenseRepository:
+    """Licenses and their devices.
+
+    ``bypass_core``: the verify hot path's two reads (``find_for_verification`` and the
+    slot check of ``bind_device``) run on the driver's cursor (``store/fastpath.py``, where
+    the measured saving is given). ``False``, set before the first such read, runs them
+    through SQLAlchemy's ``Connection``; the answers are the same.
+    """
+
+    bypass_core: bool = True
+
     def __init__(self, db: Database) -> None:
         self._db = db
         self._verification: _JoinedReader | None = None
@@ -204,12 +214,12 @@ class LicenseRepository:
     def _verification_reader(self) -> _JoinedReader:
         # Compiled on first use, once the dialect has met the server.
         if self._verification is None:
-            self._verification = _JoinedReader(_FOR_VERIFICATION, self._db.engine)
+            self._verification = _JoinedReader(_FOR_VERIFICATION, self._db, bypass=self.bypass_core)
         return self._verification
 
     def _slots_reader(self) -> _JoinedReader:
         if self._slots is None:
-            self._slots = _JoinedReader(_SLOTS_OF_LICENSE, self._db.engine)
+            self._slots = _JoinedReader(_SLOTS_OF_LICENSE, self._db, bypass=self.bypass_core)
         return self._slots
 
     def create(
