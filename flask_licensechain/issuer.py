@@ -39,6 +39,8 @@ KEY_FILENAME = "licensechain.key"
 
 
 def default_database_url(app: Flask) -> str:
+    """SQLite ``licensechain.db`` in ``app.instance_path``, which is created if missing
+    (``OSError`` when it cannot be)."""
     os.makedirs(app.instance_path, exist_ok=True)
     return "sqlite:///" + os.path.join(app.instance_path, DB_FILENAME)
 

@@ -46,6 +46,8 @@ class IssuerConfigurationError(RuntimeError):
 
 @dataclass(frozen=True)
 class RotationResult:
+    """A rotation: the new active ``kid``, and the previous key with the time it leaves the JWKS."""
+
     kid: str
     previous_kid: str | None
     previous_expires_at: datetime | None
@@ -76,6 +78,11 @@ class SigningKeys:
 
     # KeyRing loader
     def load(self) -> list[RingKey]:
+        """The trusted keys for the key ring, unsealing only the keys not seen before.
+
+        Raises ``Unavailable`` when the store is down, ``KeyMaterialError`` when a stored key is
+        unusable (its kid is not its thumbprint, or it cannot be unsealed with this key).
+        """
         records = self._store.signing_keys.trusted(datetime.now(UTC))
         with self._lock:
             ring = [self._ring_key(record) for record in records]
@@ -132,6 +139,10 @@ class SigningKeys:
         self._store.signing_keys.retire_expired(datetime.now(UTC))
 
     def rotate(self, new_key: SigningKey | None = None) -> RotationResult:
+        """Make ``new_key`` (default: a fresh one) the active key; the previous one is retired
+        and stays trusted for ``retire_after``. Raises ``Conflict`` when another process rotated
+        at the same moment, ``Unavailable`` when the store is down.
+        """
         key = new_key or SigningKey.generate(self._key_size)
         now = datetime.now(UTC)
         previous = self._store.signing_keys.active()

@@ -24,6 +24,9 @@ from issuer_support import Issuer, close_issuer, make_issuer
 
 from flask_licensechain import LicenseChain
 from flask_licensechain.cli import licensechain_cli
+from flask_licensechain.command import LicenseChainCommand, LicenseChainGroup
+from flask_licensechain.core.errors import NotFound
+from flask_licensechain.state import get_issuer_state
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -492,4 +495,22 @@ def test_commands_are_importable_module_level_objects() -> None:
     }
     for name, command in names.items():
         assert licensechain_cli.commands[name] is command
-        assert isinstance(command, cli.LicenseChainCommand)
+        assert isinstance(command, LicenseChainCommand)
+
+
+def test_a_group_from_another_module_reports_errors_alike(sqlite_issuer: Issuer) -> None:
+    """Another module's group, added with one ``add_command``: JSON errors, app context."""
+    extra = LicenseChainGroup("extra-test", help="A group added by another module.")
+
+    @extra.command("fail")
+    def fail(as_json: bool) -> None:
+        assert get_issuer_state() is sqlite_issuer.state  # runs in the app's context
+        raise NotFound("Nothing here.")
+
+    licensechain_cli.add_command(extra)
+    try:
+        result = run(sqlite_issuer, "extra-test", "fail", "--json")
+        assert_clean_json_error(result, "not_found", "Nothing here.")
+        assert_clean_error(run(sqlite_issuer, "extra-test", "fail"), "Nothing here.")
+    finally:
+        del licensechain_cli.commands["extra-test"]

@@ -20,6 +20,7 @@ from .auth import current_api_key, grants, requires
 from .blueprint import bp
 from .body import Fields, read_json_body, reject_unknown
 from .http import NO_STORE, json_response
+from .names import TOKEN_FIELDS
 
 log = logging.getLogger("licensechain.api")
 
@@ -48,7 +49,7 @@ def revoke_token() -> Response:
     longest_deny = LONGEST_TTL + leeway
     fields = Fields(read_json_body(max_body))
     jti = fields.string("jti", max_length=limits.JTI)
-    token = fields.string("license_token", "token", max_length=max_body)
+    token = fields.string(*TOKEN_FIELDS, max_length=max_body)
     if jti is None and token is None:
         raise InvalidRequest("'jti' or 'license_token' is required.")
     ttl: float = longest_deny

@@ -25,10 +25,14 @@ _MAX_CREDENTIALS: Final = 512
 
 
 class MissingApiKey(Unauthorized):
+    """401: no ``Authorization`` header."""
+
     description = "An API key is required: Authorization: Bearer <api key>."
 
 
 class InvalidApiKey(Unauthorized):
+    """401 ``invalid_token``: another scheme, a malformed, unknown or revoked key."""
+
     description = "The API key is invalid or revoked."
     bearer_error = "invalid_token"
 

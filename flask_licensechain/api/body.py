@@ -114,17 +114,24 @@ class Fields:
         self._data = data
 
     def raw(self, *names: str) -> Any:
+        """The value under the first of ``names`` present, else a private missing marker."""
         for name in names:
             if name in self._data:
                 return self._data[name]
         return _MISSING
 
     def present(self, *names: str) -> bool:
+        """Whether any of ``names`` is a member (JSON null included)."""
         return self.raw(*names) is not _MISSING
 
     def string(
         self, *names: str, required: bool = False, max_length: int = 256, allow_empty: bool = False
     ) -> str | None:
+        """A string of at most ``max_length`` characters without NUL, or ``None`` when absent.
+
+        An empty string counts as absent unless ``allow_empty``. Raises ``InvalidRequest``
+        for another type, a longer string, a NUL, or a missing ``required`` member.
+        """
         value = self.raw(*names)
         if value is _MISSING or value is None:
             if required:
@@ -143,11 +150,13 @@ class Fields:
         return value
 
     def required_string(self, *names: str, max_length: int = 256) -> str:
+        """As ``string(required=True)``: a non-empty string, else ``InvalidRequest``."""
         value = self.string(*names, required=True, max_length=max_length)
         assert value is not None
         return value
 
     def boolean(self, *names: str) -> bool | None:
+        """A JSON boolean, or ``None`` when absent; ``InvalidRequest`` for another type."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -156,6 +165,8 @@ class Fields:
         return value
 
     def integer(self, *names: str, minimum: int, maximum: int) -> int | None:
+        """An integer in ``minimum..maximum`` (not a boolean), or ``None``; else
+        ``InvalidRequest``."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -168,6 +179,8 @@ class Fields:
     def string_list(
         self, *names: str, max_items: int = 256, max_length: int = 128
     ) -> list[str] | None:
+        """At most ``max_items`` non-empty strings of at most ``max_length`` characters,
+        duplicates dropped (order kept), or ``None`` when absent; else ``InvalidRequest``."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -182,6 +195,8 @@ class Fields:
         return list(dict.fromkeys(value))  # de-duplicated, order kept
 
     def obj(self, *names: str, max_bytes: int = 16384) -> dict[str, Any] | None:
+        """A JSON object of at most ``max_bytes`` bytes as JSON, or ``None``; else
+        ``InvalidRequest``."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -203,10 +218,12 @@ class Fields:
         return parse_timestamp(value, names[0])
 
     def unknown(self, known: set[str]) -> list[str]:
+        """The member names not in ``known``, sorted."""
         return sorted(set(self._data) - known)
 
 
 def reject_unknown(fields: Fields, known: set[str]) -> None:
+    """Raise ``InvalidRequest`` naming (up to five of) the members not in ``known``."""
     unknown = fields.unknown(known)
     if unknown:
         shown = ", ".join(repr(u[:40]) for u in unknown[:5])

@@ -78,6 +78,7 @@ def request_id() -> str:
 def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
+    """``data`` as compact UTF-8 JSON with ``status`` and extra ``headers``."""
     # A ready header list: Werkzeug then skips its per-header lookups and merging.
     header_list = [("Content-Type", "application/json")]
     if headers:
@@ -88,6 +89,7 @@ def json_response(
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
+    """The contract's error body ``{error, message, request_id}`` with ``X-Request-ID``."""
     body = {"error": code, "message": message, "request_id": request_id()}
     response = json_response(body, status, headers)
     response.headers[REQUEST_ID_HEADER] = request_id()
@@ -95,12 +97,17 @@ def error_response(
 
 
 def render_licensechain_error(exc: LicenseChainError) -> Response:
+    """A typed core error as its status, code, description and headers (``detail`` is only
+    logged)."""
     if exc.detail:
         log.info("%s (%s): %s", exc.code, exc.reason, exc.detail)
     return error_response(exc.status_code, exc.code, exc.description, exc.headers())
 
 
 def render_http_exception(exc: HTTPException) -> Response:
+    """A Werkzeug HTTP error (404, 405, 413...) as the contract's body; 405 keeps ``Allow``,
+    401 gets the RFC 6750 ``WWW-Authenticate: Bearer`` challenge.
+    """
     status = exc.code or 500
     code = _CODE_BY_STATUS.get(status) or _snake_case(exc.name)
     message = _MESSAGE_BY_STATUS.get(status) or exc.name + "."

@@ -24,6 +24,7 @@ from ..store.api_keys import API_KEY_SCOPES, ENVIRONMENTS
 from ..version import __version__
 from . import public
 from .blueprint import bp
+from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
 
 Schema = dict[str, Any]
 
@@ -117,9 +118,9 @@ TIMESTAMP_IN: Schema = {
 
 
 def _public_schemas() -> dict[str, Schema]:
-    key = _aliases(public.KEY_FIELDS, _text(limits.LICENSE_KEY))
-    hwuid = _aliases(public.HWUID_FIELDS, _text(limits.HWUID))
-    app_id = _aliases(public.APP_ID_FIELDS, _text(limits.APP_ID))
+    key = _aliases(KEY_FIELDS, _text(limits.LICENSE_KEY))
+    hwuid = _aliases(HWUID_FIELDS, _text(limits.HWUID))
+    app_id = _aliases(APP_ID_FIELDS, _text(limits.APP_ID))
     token_claims: dict[str, Schema] = {
         "iss": STRING,
         "sub": STRING,
@@ -142,13 +143,13 @@ def _public_schemas() -> dict[str, Schema]:
             {**key, **hwuid, **app_id},
             description="`key` (aliases `licenseKey`, `license_key`), optional `hwuid` "
             "(alias `hardwareId`) and `app_id` (alias `appId`). Other members are ignored.",
-            **_one_of_names(*public.KEY_FIELDS),
+            **_one_of_names(*KEY_FIELDS),
         ),
         "ValidateHardwareRequest": _obj(
             [],
             {**key, **hwuid, **app_id},
             description="Like verify, but the hardware id is required.",
-            allOf=[_one_of_names(*public.KEY_FIELDS), _one_of_names(*public.HWUID_FIELDS)],
+            allOf=[_one_of_names(*KEY_FIELDS), _one_of_names(*HWUID_FIELDS)],
         ),
         "VerifyMetadata": _obj(
             ["ipAddress", "userAgent", "verifiedAt"],
@@ -216,9 +217,9 @@ def _public_schemas() -> dict[str, Schema]:
         "Jwks": _obj(["keys"], {"keys": {"type": "array", "items": _schema("Jwk"), "minItems": 1}}),
         "IntrospectRequest": _obj(
             [],
-            _aliases(public.TOKEN_FIELDS, {"type": "string", "minLength": 1}),
+            _aliases(TOKEN_FIELDS, {"type": "string", "minLength": 1}),
             description="`license_token` (alias `token`).",
-            **_one_of_names(*public.TOKEN_FIELDS),
+            **_one_of_names(*TOKEN_FIELDS),
         ),
         "IntrospectActive": _obj(
             ["active", "iss", "sub", "aud", "iat", "exp", "jti", "token_use", "status"],
@@ -293,11 +294,11 @@ def _admin_schemas() -> dict[str, Schema]:
             [],
             {
                 "jti": _text(limits.JTI),
-                **_aliases(public.TOKEN_FIELDS, {"type": "string", "minLength": 1}),
+                **_aliases(TOKEN_FIELDS, {"type": "string", "minLength": 1}),
             },
             description="`jti`, or `license_token` (alias `token`); the token need not be "
             "valid, only a JWT.",
-            **_one_of_names("jti", *public.TOKEN_FIELDS),
+            **_one_of_names("jti", *TOKEN_FIELDS),
         ),
         "RevokeTokenResponse": _obj(
             ["revoked", "jti"], {"revoked": {"const": True}, "jti": STRING}

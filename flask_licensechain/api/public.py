@@ -26,13 +26,10 @@ from ..version import __version__
 from .blueprint import bp
 from .body import Fields, read_json_body
 from .http import NO_STORE, json_response
+from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
 from .ratelimit import rate_limited
 from .verification import Decision, decide
 
-KEY_FIELDS: Final = ("key", "licenseKey", "license_key")
-HWUID_FIELDS: Final = ("hwuid", "hardwareId")
-APP_ID_FIELDS: Final = ("app_id", "appId")
-TOKEN_FIELDS: Final = ("license_token", "token")
 JWKS_CACHE_CONTROL: Final = "public, max-age=300"
 _INTROSPECT_TOKEN_REASONS: Final = frozenset(
     {Reason.TOKEN_INVALID, Reason.TOKEN_EXPIRED, Reason.TOKEN_REVOKED}

@@ -36,13 +36,13 @@ from ..core.errors import RateLimited, Unavailable
 from ..state import get_issuer_state
 from .body import peek_json_body
 from .http import RATELIMIT_HEADERS_ENVIRON_KEY
+from .names import KEY_FIELDS
 
 log = logging.getLogger("licensechain.ratelimit")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 KEY_PREFIX: Final = "licensechain"
-LICENSE_KEY_FIELDS: Final = ("key", "licenseKey", "license_key")
 #: after a storage failure (fail open), use the in-memory fallback this long before retrying
 FALLBACK_SECONDS: Final = 5.0
 _REDIS_SCHEMES: Final = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
@@ -62,6 +62,7 @@ class RateLimitExceeded(RateLimited):
 
 
 def ratelimit_storage_uri(settings: Settings) -> str:
+    """``LICENSECHAIN_RATELIMIT_STORAGE_URL``, else ``LICENSECHAIN_REDIS_URL``, else ``memory://``."""
     return settings.ratelimit_storage_url or settings.redis_url or "memory://"
 
 
@@ -154,20 +155,13 @@ class PublicRateLimits:
         """Whether the storage answers (for health); ``True`` when limits are off."""
         return self.storage is None or bool(self.storage.check())
 
-    def reset(self) -> None:
-        """Forget every counter (tests, and an operator's escape hatch)."""
-        if self.storage is not None:
-            self.storage.reset()
-        if self._fallback is not None:
-            self._fallback.storage.reset()
-
 
 def license_key_bucket(max_body: int) -> str | None:
     """The per-key counter id of the request's license key, if its body names one."""
     body = peek_json_body(max_body)
     if body is None:
         return None
-    for name in LICENSE_KEY_FIELDS:
+    for name in KEY_FIELDS:
         value = body.get(name)
         if isinstance(value, str) and value.strip():
             # Same normalisation as the store's key lookup: one budget per license.
