@@ -12,7 +12,7 @@ Setups, measured interleaved in rounds so that machine noise hits all of them al
 
 Each call gets a fresh copy of one environ (the gate edits the environ), for
 every setup alike. The overhead is the per-request time minus ``bare``'s; the
-target (issue 4) is at most 15 µs for ``gated``.
+target is at most 15 µs for ``gated``.
 
     .venv/bin/python benchmarks/middleware_inprocess/run.py [--requests N] [--rounds R]
 """
