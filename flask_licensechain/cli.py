@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import click
 
+from .cli_db import db_cli
 from .command import LicenseChainGroup, audit, emit, issuer
 from .core.contract import SELLER_TIERS
 from .serialize import app_json, iso, license_json, parse_timestamp
@@ -33,6 +34,7 @@ from .store import API_KEY_SCOPES
 licensechain_cli = LicenseChainGroup(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
+licensechain_cli.add_command(db_cli)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -43,7 +45,7 @@ licensechain_cli = LicenseChainGroup(
 )
 def init(as_json: bool) -> None:
     state, store = issuer()
-    store.create_all()
+    store.upgrade_schema()
     state.signing_keys.ensure_active(state.settings.signing_key_file)
     state.keyring.reload()
     kid = state.keyring.active_key().kid

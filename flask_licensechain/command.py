@@ -30,8 +30,20 @@ log = logging.getLogger("licensechain.cli")
 AUDIT_ACTOR = "cli"
 JSON_OPTION = "as_json"
 
+
+class CommandFailure(Exception):
+    """Raised by a command for a failure with its own error ``code`` (``not_an_issuer``,
+    ``schema_newer``...) and ``message``; reported like any other error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 #: What loading a misconfigured app, reaching a dead store or bad input raises.
 _COMMAND_ERRORS = (
+    CommandFailure,
     LicenseChainError,
     RuntimeError,
     ValueError,
@@ -70,6 +82,8 @@ def command_error(exc: Exception, *, as_json: bool) -> CommandError:
     """The one translation of an exception into the command's error."""
     if isinstance(exc, CommandError):
         return exc
+    if isinstance(exc, CommandFailure):
+        return CommandError(exc.message, code=exc.code, as_json=as_json)
     if isinstance(exc, click.UsageError):
         return CommandUsageError(exc.format_message(), code="usage_error", as_json=as_json)
     if isinstance(exc, click.ClickException):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -24,6 +23,7 @@ from .config import Settings
 from .core.denylist import Denylist
 from .core.keyring import KeyRing
 from .core.keys import new_encryption_key_text, parse_encryption_key
+from .core.private_files import make_private_dirs, warn_if_shared
 from .core.verifier import TokenVerifier
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
@@ -41,7 +41,7 @@ KEY_FILENAME = "licensechain.key"
 def default_database_url(app: Flask) -> str:
     """SQLite ``licensechain.db`` in ``app.instance_path``, which is created if missing
     (``OSError`` when it cannot be)."""
-    os.makedirs(app.instance_path, exist_ok=True)
+    make_private_dirs(Path(app.instance_path))
     return "sqlite:///" + os.path.join(app.instance_path, DB_FILENAME)
 
 
@@ -76,7 +76,7 @@ def read_or_create_key_file(path: Path) -> str:
         return _read_key_file(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     # Write a private temp file, then link it into place: the link is atomic and fails when
     # another process won, so nobody ever reads a half-written key.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
@@ -96,9 +96,7 @@ def read_or_create_key_file(path: Path) -> str:
 
 
 def _read_key_file(path: Path) -> str:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by other users; chmod 600 it", path)
+    warn_if_shared(path)
     return path.read_text(encoding="ascii").strip()
 
 
@@ -116,7 +114,7 @@ def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> IssuerSta
     database_url = settings.database_url or default_database_url(app)
     sealing_key = resolve_encryption_key(app, settings, database_url)
     store = open_store(database_url)
-    store.create_all()
+    store.prepare_schema()
 
     signing_keys = SigningKeys(store, sealing_key, settings)
     signing_keys.ensure_active(settings.signing_key_file)
