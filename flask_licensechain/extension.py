@@ -46,22 +46,25 @@ class LicenseChain:
         ``memory://``). Then, in integrator mode (``LICENSECHAIN_JWKS_URL`` or
         ``LICENSECHAIN_JWKS_FILE`` set), builds the verifier on that key source; otherwise
         (issuer mode) opens the store at ``LICENSECHAIN_DATABASE_URL`` (default: SQLite
-        ``licensechain.db`` in ``app.instance_path``), creates its tables and the first
-        signing key when missing, loads the key ring, registers the API blueprint at
-        ``LICENSECHAIN_URL_PREFIX`` and adds the ``flask licensechain`` commands. The
-        state is stored in ``app.extensions["licensechain"]``.
+        ``licensechain.db`` in ``app.instance_path``), creates the schema of an empty store,
+        creates the first signing key when there is none, loads the key ring, registers the
+        API blueprint at ``LICENSECHAIN_URL_PREFIX`` and adds the ``flask licensechain``
+        commands. The state is stored in ``app.extensions["licensechain"]``.
 
         Raises:
             RuntimeError: LicenseChain is already registered on ``app``.
             TypeError: an unknown option name.
-            ValueError: a setting that cannot be used (an unknown denylist URI scheme,
-                both or neither JWKS source in integrator mode, a bad encryption key).
-            flask_licensechain.signing.IssuerConfigurationError: an unsafe issuer
-                setup, e.g. a PostgreSQL store without ``LICENSECHAIN_ENCRYPTION_KEY``, or
-                an unreadable ``LICENSECHAIN_SIGNING_KEY_FILE``.
+            ValueError: a setting that cannot be used (an unknown denylist URI scheme, both
+                or neither JWKS source in integrator mode, a non-numeric number).
+            flask_licensechain.signing.IssuerConfigurationError: an unsafe issuer setup,
+                e.g. a PostgreSQL store without ``LICENSECHAIN_ENCRYPTION_KEY``, or an
+                unreadable ``LICENSECHAIN_SIGNING_KEY_FILE``.
+            flask_licensechain.store.migrate.SchemaVersionError: the store's schema is
+                older or newer than this code; the message names the command to run.
             flask_licensechain.core.errors.Unavailable: the store cannot be reached.
-            flask_licensechain.core.keys.KeyMaterialError: a stored or imported signing
-                key is unusable (wrong encryption key, not an RSA key, a bad key size).
+            flask_licensechain.core.keys.KeyMaterialError: a malformed
+                ``LICENSECHAIN_ENCRYPTION_KEY``, or a stored or imported signing key that is
+                unusable (wrong encryption key, not an RSA key, a bad key size).
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("LicenseChain is already registered on this app.")

@@ -63,7 +63,12 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
     if not raw:
         body: dict[str, Any] = {}
     else:
-        if not req.is_json:  # application/json or application/*+json
+        # application/json or application/*+json (Werkzeug's ``is_json`` rule, without
+        # parsing the header's parameters, which the body's decoding ignores)
+        mimetype = (req.content_type or "").partition(";")[0].strip().lower()
+        if mimetype != "application/json" and not (
+            mimetype.startswith("application/") and mimetype.endswith("+json")
+        ):
             raise UnsupportedMediaType()
         try:
             # UTF-8 only (RFC 8259); a bad byte is a UnicodeDecodeError, a ValueError.
