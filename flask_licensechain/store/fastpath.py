@@ -11,11 +11,10 @@ no BEGIN/ROLLBACK. It relies on ``SQLCompiler.positiontup``, ``Dialect.loaded_db
 would.
 
 Why the bypass is kept: ``benchmarks/verify_endpoint/run.py`` runs the whole verify request
-both ways side by side (``LicenseRepository.bypass_core = False`` is the public path). On
-SQLite the bypass saved 206-212 µs of CPU per request, 24-25 % of the request without it
-(2 shared cores, load average 17-20, 2026-11-30); on PostgreSQL about 19 % of the CPU in
-the runs that were not drowned by noise. Both are far above the 10 % that justifies
-leaving a library's public API.
+both ways side by side (``LicenseRepository.bypass_core = False`` is the public path). The
+bypass saved 107-212 µs of CPU per request: 17-25 % of the request without it on SQLite and
+15-19 % on PostgreSQL (2 shared cores, load average 6-20, 2026-11-30), above the 10 % that
+justifies leaving a library's public API.
 """
 
 from __future__ import annotations
