@@ -16,9 +16,12 @@ from typing import Any
 
 from flask import Flask
 
+from .authoritative import build_live_status_checker
 from .config import Settings
 from .core.denylist import Denylist, denylist_from_uri
+from .core.gate import TokenReader
 from .core.keysource import KeySource
+from .core.options import audience_set, check_audience_choice
 from .core.verifier import TokenVerifier
 from .integrator import build_key_source
 from .issuer import init_issuer
@@ -41,7 +44,8 @@ class LicenseChain:
     def init_app(self, app: Flask, **options: Any) -> None:
         """Set LicenseChain up on ``app``; ``options`` override the constructor's.
 
-        Reads every ``LICENSECHAIN_*`` key of ``app.config`` once, here. Builds the
+        Reads every ``LICENSECHAIN_*`` key of ``app.config`` once, here, and checks it.
+        Builds the
         denylist from ``LICENSECHAIN_DENYLIST_URL`` (or ``LICENSECHAIN_REDIS_URL``, else
         ``memory://``). Then, in integrator mode (``LICENSECHAIN_JWKS_URL`` or
         ``LICENSECHAIN_JWKS_FILE`` set), builds the verifier on that key source; otherwise
@@ -49,15 +53,22 @@ class LicenseChain:
         ``licensechain.db`` in ``app.instance_path``), creates the schema of an empty store,
         creates the first signing key when there is none, loads the key ring, registers the
         API blueprint at ``LICENSECHAIN_URL_PREFIX`` and adds the ``flask licensechain``
-        commands. The state is stored in ``app.extensions["licensechain"]``.
+        commands. In both modes it then sets up the gate: its token sources, its default
+        audience and, with ``LICENSECHAIN_AUTHORITATIVE``, the live-status check. The state
+        is stored in ``app.extensions["licensechain"]``.
 
         Raises:
             RuntimeError: LicenseChain is already registered on ``app``.
             TypeError: an unknown option name.
-            ValueError: a setting that cannot be used (an unknown denylist URI scheme, both
-                or neither JWKS source in integrator mode, a non-numeric number).
-            flask_licensechain.signing.IssuerConfigurationError: an unsafe issuer setup,
-                e.g. a PostgreSQL store without ``LICENSECHAIN_ENCRYPTION_KEY``, or an
+            flask_licensechain.core.errors.ConfigError: a bad value, an unknown
+                ``LICENSECHAIN_*`` key in ``app.config``, an integrator without
+                ``LICENSECHAIN_AUDIENCE`` (unless ``LICENSECHAIN_VERIFY_AUDIENCE`` is false),
+                a missing optional driver, an unusable key source, authoritative mode
+                without a status source.
+            ValueError: an unknown denylist URI scheme.
+            flask_licensechain.signing.IssuerConfigurationError: an unsafe issuer setup:
+                no issuer URL (``LICENSECHAIN_ISSUER`` or ``SERVER_NAME``) outside debug and
+                testing, a PostgreSQL store without ``LICENSECHAIN_ENCRYPTION_KEY``, or an
                 unreadable ``LICENSECHAIN_SIGNING_KEY_FILE``.
             flask_licensechain.store.migrate.SchemaVersionError: the store's schema is
                 older or newer than this code; the message names the command to run.
@@ -69,6 +80,13 @@ class LicenseChain:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("LicenseChain is already registered on this app.")
         settings = Settings.from_mapping(app.config, {**self._options, **options})
+        if settings.integrator_mode or not settings.verify_audience:
+            check_audience_choice(
+                settings.audience,
+                settings.verify_audience,
+                audience_key="LICENSECHAIN_AUDIENCE",
+                verify_key="LICENSECHAIN_VERIFY_AUDIENCE",
+            )
         denylist_url = settings.denylist_url or settings.redis_url or "memory://"
         denylist = denylist_from_uri(
             denylist_url, fail_open=settings.denylist_fail_open, mirror=settings.denylist_mirror
@@ -84,16 +102,21 @@ class LicenseChain:
             )
         else:
             state = init_issuer(app, settings, denylist)
+        state.token_reader = TokenReader(settings.token_sources, settings.token_cookie)
+        state.gate_audience = audience_set(settings.audience) or None
+        if settings.authoritative:
+            state.live_status = build_live_status_checker(state.settings, state.store)
         app.extensions[EXTENSION_KEY] = state
 
 
 def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> TokenVerifier:
     """The token verifier of an app: its keys, its denylist, and the settings' issuer,
-    audience, leeway (seconds), token size cap (bytes) and verified-token cache size."""
+    leeway (seconds), token size cap (bytes) and verified-token cache size. The audience
+    is the gate's to check, per call: a decorator may name its own."""
     return TokenVerifier(
         keys,
         issuer=settings.issuer,
-        audience=settings.audience,
+        audience=None,
         leeway=settings.leeway,
         max_token_bytes=settings.max_token_bytes,
         denylist=denylist,

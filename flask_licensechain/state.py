@@ -1,17 +1,19 @@
 """Per-app state of the extension: what ``init_app`` builds and every request reads.
 
 It lives in ``app.extensions["licensechain"]``, never on the extension object, so one
-process can host several apps (application factory pattern). This module imports nothing
-of the package at run time: every other module may read the state without an import cycle.
+process can host several apps (application factory pattern). At run time this module
+imports only the framework-free core: every other module may read the state without an
+import cycle.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import Flask, current_app
+
+from .core.gate import TokenReader
 
 if TYPE_CHECKING:
     from .api.ratelimit import PublicRateLimits
@@ -33,8 +35,7 @@ class LicenseChainState:
     """What every LicenseChain app has: its settings and the verifier behind the gate.
 
     ``store``, ``keyring`` and ``limiter`` are ``None`` unless the app is an issuer (then
-    its state is an ``IssuerState``). ``live_status`` is the authoritative-mode checker,
-    built on first use under ``lock``.
+    its state is an ``IssuerState``).
     """
 
     settings: Settings
@@ -44,8 +45,12 @@ class LicenseChainState:
     store: Store | None = None
     keyring: KeyRing | None = None
     limiter: PublicRateLimits | None = None
+    #: the gate's token sources (``LICENSECHAIN_TOKEN_SOURCES``, ``..._TOKEN_COOKIE``)
+    token_reader: TokenReader = field(default_factory=lambda: TokenReader(("bearer",)))
+    #: app ids the gate accepts when a decorator names none; None: no default audience
+    gate_audience: frozenset[str] | None = None
+    #: authoritative mode's live-status check (``LICENSECHAIN_AUTHORITATIVE``)
     live_status: LiveStatusChecker | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 @dataclass(eq=False, kw_only=True)
