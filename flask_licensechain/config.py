@@ -78,6 +78,12 @@ class Settings:
         "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "
         "revocation checks cost no round trip. False: ask Redis on every check.",
     )
+    revocation_poll_interval: float = _opt(
+        0.5,
+        "Issuer: seconds between two reads of the store's revocation counter per process "
+        "(at most one per interval, on the request path): without Redis, the bound on how "
+        "late another worker refuses a revoked token.",
+    )
     denylist_fail_open: bool = _opt(
         False, "When the denylist is down, let tokens through (logged). Default: fail closed."
     )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, current_app
 
 from .config import Settings
-from .core.denylist import Denylist, denylist_from_uri
+from .core.denylist import Denylist, RevocationSource, denylist_from_uri
 from .core.keysource import KeySource
 from .core.verifier import TokenVerifier
 
@@ -54,18 +54,14 @@ class LicenseChain:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("LicenseChain is already registered on this app.")
         settings = Settings.from_mapping(app.config, {**self._options, **options})
-        denylist_url = settings.denylist_url or settings.redis_url or "memory://"
-        denylist = denylist_from_uri(
-            denylist_url, fail_open=settings.denylist_fail_open, mirror=settings.denylist_mirror
-        )
         if settings.integrator_mode:
             from .integrator import build_key_source
 
-            state = self._state(settings, build_key_source(settings), denylist)
+            state = self._state(settings, build_key_source(settings), build_denylist(settings))
         else:
             from .issuer import init_issuer
 
-            state = init_issuer(app, settings, denylist)
+            state = init_issuer(app, settings)
         app.extensions[EXTENSION_KEY] = state
 
     @staticmethod
@@ -76,6 +72,17 @@ class LicenseChain:
             denylist=denylist,
             key_source=keys,
         )
+
+
+def build_denylist(settings: Settings, source: RevocationSource | None = None) -> Denylist:
+    """The configured denylist; with ``source`` (the issuer's store) it follows the store."""
+    return denylist_from_uri(
+        settings.denylist_url or settings.redis_url or "memory://",
+        fail_open=settings.denylist_fail_open,
+        mirror=settings.denylist_mirror,
+        source=source,
+        poll_interval=settings.revocation_poll_interval,
+    )
 
 
 def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> TokenVerifier:

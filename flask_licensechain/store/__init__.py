@@ -24,6 +24,7 @@ from .records import (
     LicenseRecord,
     SigningKeyRecord,
 )
+from .revocations import RevocationRepository
 from .schema import metadata
 from .signing_keys import SigningKeyRepository
 
@@ -38,7 +39,8 @@ class Store:
         self.engine = engine
         self._db = Database(engine)
         self.apps = AppRepository(self._db)
-        self.licenses = LicenseRepository(self._db)
+        self.revocations = RevocationRepository(self._db)
+        self.licenses = LicenseRepository(self._db, self.revocations)
         self.api_keys = ApiKeyRepository(self._db)
         self.signing_keys = SigningKeyRepository(self._db)
         self.audit = AuditRepository(self._db)
@@ -55,6 +57,7 @@ class Store:
         with self._db.write() as conn:
             self._db.serialize(conn, _CREATE_ALL_LOCK)
             metadata.create_all(conn)
+            self.revocations.ensure_counter(conn)
 
     def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers."""
@@ -90,6 +93,7 @@ __all__ = [
     "DeviceRecord",
     "LicenseRecord",
     "LicenseRepository",
+    "RevocationRepository",
     "SigningKeyRecord",
     "SigningKeyRepository",
     "Store",
