@@ -32,6 +32,7 @@ from ..core.denylist.base import (
     KIND_BEFORE,
     KIND_BLOCK,
     KIND_JTI,
+    LIFT_GRACE,
     REVOCATION_HORIZON,
     Revocation,
 )
@@ -43,7 +44,7 @@ from .schema import revocation_counter, revocations
 Announce = Callable[[Sequence[Revocation]], None]
 
 #: Lifted and expired rows are kept this long (seconds) so that every poller sees them.
-PURGE_GRACE: Final = 3600.0
+PURGE_GRACE: Final = LIFT_GRACE
 BLOCKING_STATUSES: Final = frozenset({"SUSPENDED", "REVOKED"})
 _COUNTER_ID: Final = 1
 

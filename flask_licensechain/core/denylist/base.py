@@ -30,6 +30,9 @@ KINDS: Final = (KIND_JTI, KIND_BLOCK, KIND_BEFORE)
 #: Seconds a license-level entry must outlive its change: the longest token lifetime, the
 #: largest leeway a verifier may grant, and a minute for issuances in flight.
 REVOCATION_HORIZON: Final = LONGEST_TTL + MAX_LEEWAY + 60
+#: Seconds a source keeps a lifted or expired entry, so that a reader catching up with
+#: ``changes_since`` still sees the lift. A copy left unrefreshed for half of it reloads.
+LIFT_GRACE: Final = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

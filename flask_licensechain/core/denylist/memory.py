@@ -32,6 +32,7 @@ from ..errors import Unavailable
 from .base import (
     KIND_BLOCK,
     KIND_JTI,
+    LIFT_GRACE,
     Revocation,
     RevocationSource,
     RevocationTable,
@@ -113,13 +114,11 @@ class MemoryDenylist:
         source = self.source
         if source is None:
             return
-        if not self._poll_lock.acquire(blocking=False):
-            # Another thread is refreshing: our copy is fresh enough unless it is too old.
-            if time.monotonic() - self._refreshed_at <= self.max_staleness:
-                return
-            if not self._poll_lock.acquire(timeout=self.max_staleness):
-                self._stale("the store refresh is stuck")
-                return
+        # Another thread may be refreshing: wait for it (then find the copy fresh), so no
+        # answer ever comes from a copy older than the interval.
+        if not self._poll_lock.acquire(timeout=self.max_staleness):
+            self._stale("the store refresh is stuck")
+            return
         try:
             started = time.monotonic()
             if not force and started < self._next_poll:
@@ -162,7 +161,7 @@ class MemoryDenylist:
 
     def _pull(self, source: RevocationSource) -> None:
         now = self._clock()
-        if self._seen < 0:
+        if self._seen < 0 or time.monotonic() - self._refreshed_at > LIFT_GRACE / 2:
             seq, entries = source.snapshot(now)
             self.table.replace(entries, now)
             self._seen = seq
