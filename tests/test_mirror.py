@@ -94,7 +94,7 @@ def test_initial_load_picks_up_existing_entries(redis_url: str, raw: Any) -> Non
     mirror = make_mirror(redis_url)
     try:
         assert mirror.wait_synced(5)
-        assert jti in mirror.table.jti and sub in mirror.table.block
+        assert jti in mirror.table.jti and sub in mirror.table.sub
         assert mirror.is_revoked(jti, "x", 0) and mirror.is_revoked("x", sub, 0)
     finally:
         mirror.close()

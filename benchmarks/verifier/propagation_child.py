@@ -10,8 +10,8 @@ import json
 import sys
 import time
 
-from flask_licensechain.core.denylist import RedisDenylist
-from flask_licensechain.core.mirror import DenylistMirror
+from flask_licensechain.core.denylist.mirror import DenylistMirror
+from flask_licensechain.core.denylist.redis import RedisDenylist
 
 seen: dict[str, float] = {}
 

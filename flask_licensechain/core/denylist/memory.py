@@ -43,7 +43,7 @@ from .base import (
 log = logging.getLogger("licensechain.denylist")
 
 #: Default seconds between two reads of the store's change counter (per process).
-DEFAULT_POLL_INTERVAL: Final = 0.5
+DEFAULT_POLL_INTERVAL: Final = 0.25
 _PURGE_EVERY: Final = 60.0
 
 
@@ -80,7 +80,7 @@ class MemoryDenylist:
     def is_revoked(self, jti: str, sub: str, iat: int) -> bool:
         if self.source is not None and time.monotonic() >= self._next_poll:
             self.refresh()
-        return self.table.is_revoked(jti, sub, iat, self._clock())
+        return self.table.is_revoked(jti, sub, iat, self._clock)
 
     def publish(self, entries: Iterable[Revocation]) -> None:
         self.table.apply(entries, self._clock())

@@ -117,7 +117,7 @@ class DenylistMirror:
         if self._source is not None:
             return self._local.is_revoked(jti, sub, iat)  # the store's copy, plus events
         if self._synced and time.monotonic() - self._last_heard < self.max_silence:
-            return self.table.is_revoked(jti, sub, iat, self._clock())
+            return self.table.is_revoked(jti, sub, iat, self._clock)
         return self._backend.is_revoked(jti, sub, iat)  # fails closed unless fail_open
 
     def publish(self, entries: Iterable[Revocation]) -> None:
