@@ -14,6 +14,11 @@ suspending (a block), and anything that takes rights away from tokens already is
 mark): the expiry moved earlier than a live token's ``exp`` may reach, a feature removed,
 the plan changed, a device released, ``maxDevices`` lowered below the bound count, a
 hardware id newly required. Widening voids nothing; a new verify issues a fresh token.
+
+A mark compares whole seconds of ``iat`` with the clock of the process that made the change;
+across hosts it is exact only as far as their clocks agree (keep them on NTP, as ``exp``
+and the leeway already require). A new token is issued no earlier than the second after
+the license's last change (``wait_until_issuable``), so a mark never voids it.
 """
 
 from __future__ import annotations

@@ -238,16 +238,21 @@ class RedisDenylist:
         keys = self.keys
         synced_key = keys.synced(source.store_id)
         generation, synced = self._redis.mget([keys.generation, synced_key])
+        if generation is not None and synced is not None and source.counter() <= int(synced):
+            return 0  # complete (the usual answer: one MGET and one counter read)
+        token = secrets.token_hex(8)
+        guard = keys.guard(token)
+        # The guard is set before Redis's state is read again, and lives as long as a copy
+        # may take: if Redis loses its data at any point after, the guard goes with it and
+        # the copy is never marked complete.
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(guard, b"1", ex=600)
+        pipe.mget([keys.generation, synced_key])
+        _, (generation, synced) = pipe.execute()
         if generation is not None and synced is not None:
-            if source.counter() <= int(synced):
-                return 0
             seq, entries = source.changes_since(int(synced))
         else:
             seq, entries = source.snapshot(self._clock())
-        token = secrets.token_hex(8)
-        guard = keys.guard(token)
-        # The guard lives as long as a copy may take; a restart during the copy deletes it.
-        self._redis.set(guard, b"1", ex=600)
         self._write(entries, complete=False)
         new_generation = generation.decode() if isinstance(generation, bytes) else token
         finished = self._finish_sync(
