@@ -1,11 +1,14 @@
 """The issuer app of the workers section of ``run.py``: the embedded default plus one
-route behind ``@requires_feature``; each answer names its worker (``X-Worker-PID``)."""
+route behind ``@requires_feature``; each answer names its worker (``X-Worker-PID``) and
+when the worker took the request (``X-Worker-Time``, unix seconds), so queueing on the
+way back does not count as propagation."""
 
 from __future__ import annotations
 
 import os
+import time
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from flask_licensechain import LicenseChain, requires_feature
 from flask_licensechain.config import PREFIX
@@ -21,9 +24,14 @@ def create_app() -> Flask:
     def export() -> dict[str, bool]:
         return {"exported": True}
 
+    @app.before_request
+    def note_the_time() -> None:
+        request.environ["bench.started"] = time.time()
+
     @app.after_request
     def name_the_worker(response: Response) -> Response:
         response.headers["X-Worker-PID"] = str(os.getpid())
+        response.headers["X-Worker-Time"] = repr(request.environ.get("bench.started", 0.0))
         return response
 
     return app

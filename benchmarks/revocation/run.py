@@ -11,8 +11,11 @@ long a rebuild from the store takes. Side by side in one run, ratios printed.
 3. Propagation without Redis: gunicorn with 4 workers on the embedded SQLite default;
    each revocation goes through the API, and client threads keep presenting the token
    until every worker has refused it. Latency per (revocation, worker) = from the revoking
-   request's start to the first refusal by that worker (an upper bound: it includes the
-   sampling). Target p99 <= 1 s.
+   response (the change committed) to the moment that worker took the first request it
+   refused (the worker's clock, same host): an upper bound, since it includes the wait for
+   a sampler's request to reach that worker. Also shown from the revoking request's start,
+   which adds its wait for a free worker among busy ones. Target p99 <= 1 s.
+   (``app.py`` is the served app.)
 4. Rebuild: a store holding N revoked tokens (default 100,000): the time a process needs
    to load its copy (``MemoryDenylist.rebuild``) on SQLite and PostgreSQL, to copy the
    store into an empty Redis (``RedisDenylist.sync_from``) and to load a gateway mirror
@@ -40,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +149,12 @@ def bench_warm(args: argparse.Namespace, tmp: str) -> None:
     for verifier in verifiers.values():
         for token in tokens:
             verifier.verify(token)  # cache every token
-    for _ in range(args.rounds):
-        for name, verifier in verifiers.items():
+    names = list(verifiers)
+    for round_number in range(args.rounds):
+        # Each round starts with another setup, so no setup always runs in the same slot.
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            verifier = verifiers[name]
             start = time.perf_counter()
             for _ in range(5):
                 for token in tokens:
@@ -283,40 +291,122 @@ def bench_propagation_workers(args: argparse.Namespace, tmp: str) -> None:
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
-    latencies: list[float] = []
+    latencies: list[float] = []  # from the revoking response (the change is committed)
+    from_start: list[float] = []  # from the revoking request's start (queueing included)
+    sampler = Sampler(base)
     try:
         _wait_for(base)
-        keys = [store.licenses.create(app.id, features=["export"]).key for _ in range(2)]
-        for i in range(args.worker_revocations):
-            body = httpx.post(f"{base}/v1/licenses/verify", json={"key": keys[i % 2]}).json()
-            token = body["license_token"]
-            _all_workers_accept(base, token)
-            start = time.monotonic()
+        key = store.licenses.create(app.id, features=["export"]).key
+        tokens = [
+            httpx.post(f"{base}/v1/licenses/verify", json={"key": key}).json()["license_token"]
+            for _ in range(args.worker_revocations)
+        ]
+        sampler.start()
+        for token in tokens:
+            sampler.present(token)
+            sampler.wait(lambda answers: _workers(answers, 200) >= WORKERS)
+            start = time.time()
             revoked = httpx.post(
                 f"{base}/v1/licenses/revoke-token",
                 json={"license_token": token},
                 headers={"Authorization": f"Bearer {admin}"},
             )
+            committed = time.time()
             assert revoked.status_code == 200, revoked.text
-            latencies += _until_every_worker_refuses(base, token, start)
+            answers = sampler.wait(partial(_all_refused, since=start))
+            first: dict[str, float] = {}
+            for status, pid, at in answers:
+                if status == 401 and at >= start:
+                    first[pid] = min(first.get(pid, at), at)
+            latencies += [max(0.0, at - committed) * 1000 for at in first.values()]
+            from_start += [(at - start) * 1000 for at in first.values()]
     finally:
+        sampler.stop()
         process.send_signal(signal.SIGTERM)
         process.wait(20)
         state.denylist.close()
         store.dispose()
     print(f"\n## 3. Propagation without Redis: {WORKERS} gunicorn workers, SQLite\n")
     print(
-        f"{args.worker_revocations} revocations through the API x {WORKERS} workers; from the "
-        "revoking request's start to each worker's first refusal (poll interval 0.25 s).\n"
+        f"{args.worker_revocations} revocations through the API x {WORKERS} workers, while "
+        f"{SAMPLERS} client threads keep presenting the token; until the moment each worker "
+        "took the first request it refused, by the worker's clock (poll interval 0.25 s).\n"
     )
-    print("| p50 ms | p90 ms | p99 ms | max ms | samples |")
-    print("|---:|---:|---:|---:|---:|")
-    print(
-        f"| {statistics.median(latencies):.0f} | {pct(latencies, 90):.0f} | "
-        f"{pct(latencies, 99):.0f} | {max(latencies):.0f} | {len(latencies)} |"
-    )
+    print("| measured from | p50 ms | p90 ms | p99 ms | max ms | samples |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for title, values in (
+        ("the revoking response (committed)", latencies),
+        ("the revoking request's start (its queueing included)", from_start),
+    ):
+        print(
+            f"| {title} | {statistics.median(values):.0f} | {pct(values, 90):.0f} | "
+            f"{pct(values, 99):.0f} | {max(values):.0f} | {len(values)} |"
+        )
     print()
     check("p99 <= 1 s", pct(latencies, 99) <= 1000, f"{pct(latencies, 99):.0f} ms")
+
+
+def _workers(answers: list[tuple[int, str, float]], status: int, since: float = 0.0) -> int:
+    return len({pid for st, pid, at in answers if st == status and at >= since})
+
+
+def _all_refused(answers: list[tuple[int, str, float]], since: float) -> bool:
+    return _workers(answers, 401, since) >= WORKERS
+
+
+class Sampler:
+    """Client threads that keep presenting the current token, each request on a fresh
+    connection (gunicorn's sync workers close every connection), and keep every answer:
+    (status, worker, when the worker took the request)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.token = ""
+        self.answers: list[tuple[int, str, float]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(SAMPLERS)]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def present(self, token: str) -> None:
+        with self._lock:
+            self.token, self.answers = token, []
+
+    def wait(self, done: Callable[[list[tuple[int, str, float]]], bool]) -> list[Any]:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with self._lock:
+                answers = list(self.answers)
+            if done(answers):
+                return answers
+            time.sleep(0.01)
+        raise RuntimeError("the workers never all answered as expected")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(10)
+
+    def _run(self) -> None:
+        client = httpx.Client(trust_env=False)
+        while not self._stop.is_set():
+            token = self.token
+            response = client.get(
+                f"{self.base}/export", headers={"Authorization": f"Bearer {token}"}
+            )
+            answer = (
+                response.status_code,
+                response.headers["X-Worker-PID"],
+                float(response.headers["X-Worker-Time"]),
+            )
+            with self._lock:
+                if token == self.token:
+                    self.answers.append(answer)
+        client.close()
 
 
 def _free_port() -> int:
@@ -341,40 +431,6 @@ def _wait_for(base: str) -> None:
             seen |= {a.headers["X-Worker-PID"] for a in answers}
         except httpx.TransportError:
             time.sleep(0.2)
-
-
-def _gated(base: str, token: str) -> tuple[int, str, float]:
-    response = httpx.get(f"{base}/export", headers={"Authorization": f"Bearer {token}"})
-    return response.status_code, response.headers["X-Worker-PID"], time.monotonic()
-
-
-def _all_workers_accept(base: str, token: str) -> None:
-    seen: set[str] = set()
-    while len(seen) < WORKERS:
-        with ThreadPoolExecutor(SAMPLERS) as pool:
-            for status, pid, _ in pool.map(lambda _: _gated(base, token), range(SAMPLERS * 2)):
-                assert status == 200
-                seen.add(pid)
-
-
-def _until_every_worker_refuses(base: str, token: str, start: float) -> list[float]:
-    first: dict[str, float] = {}
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            status, pid, at = _gated(base, token)
-            if status == 401 and pid not in first:
-                first[pid] = at
-            if len(first) >= WORKERS or at - start > 10:
-                stop.set()
-
-    threads = [threading.Thread(target=sample) for _ in range(SAMPLERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [(at - start) * 1000 for at in first.values()]
 
 
 # -- 4. rebuild ------------------------------------------------------------------------------
