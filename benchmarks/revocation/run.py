@@ -6,8 +6,9 @@ long a rebuild from the store takes. Side by side in one run, ratios printed.
    store-following Redis mirror (issuer) and the Redis-only mirror (gateway). Target
    <= 2 µs.
 2. Propagation with Redis: this process records revocations the issuer's way (store
-   transaction, then ``publish``); another process's mirror notes when each becomes
-   visible. Target p99 <= 100 ms.
+   transaction, then ``publish``); another process's mirror
+   (``benchmarks/verifier/propagation_child.py``) notes when each becomes visible.
+   Target p99 <= 100 ms.
 3. Propagation without Redis: gunicorn with 4 workers on the embedded SQLite default;
    each revocation goes through the API, and client threads keep presenting the token
    until every worker has refused it. Latency per (revocation, worker) = from the revoking
@@ -177,25 +178,6 @@ def bench_warm(args: argparse.Namespace, tmp: str) -> None:
 
 # -- 2. propagation with Redis ---------------------------------------------------------------
 
-CHILD = """
-import json, sys, time
-from flask_licensechain.core.denylist.mirror import DenylistMirror
-from flask_licensechain.core.denylist.redis import RedisDenylist
-seen = {}
-def note(event):
-    if event.startswith("+j "):
-        seen.setdefault(event[3:].rpartition(" ")[0], time.time())
-mirror = DenylistMirror(RedisDenylist.from_uri(sys.argv[1], namespace=sys.argv[2]), on_event=note)
-if not mirror.wait_synced(10):
-    sys.exit("mirror did not sync")
-print("ready", flush=True)
-for line in sys.stdin:
-    if line.strip() == "done":
-        print(json.dumps(seen), flush=True)
-        break
-mirror.close()
-"""
-
 
 def bench_propagation_redis(args: argparse.Namespace, tmp: str) -> None:
     store = sqlite_store(tmp + "/prop")
@@ -204,7 +186,12 @@ def bench_propagation_redis(args: argparse.Namespace, tmp: str) -> None:
     )
     writer.wait_synced(10)  # it marks the namespace complete
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, args.redis, args.namespace],
+        [
+            sys.executable,
+            str(HERE.parent / "verifier" / "propagation_child.py"),
+            args.redis,
+            args.namespace,
+        ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
