@@ -214,7 +214,7 @@ def test_store_keeps_the_latest_entry_and_the_lift() -> None:
     from flask_licensechain.store import open_store
 
     store = open_store("sqlite://")
-    store.create_all()
+    store.prepare_schema()
     revocations = store.revocations
     now = time.time()
     with store.engine.begin() as conn:

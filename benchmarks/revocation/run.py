@@ -87,7 +87,7 @@ def redis_up(url: str) -> bool:
 def sqlite_store(directory: str) -> Store:
     os.makedirs(directory, exist_ok=True)
     store = open_store(f"sqlite:///{directory}/bench.db")
-    store.create_all()
+    store.prepare_schema()
     return store
 
 
@@ -506,7 +506,7 @@ def _fresh_postgres(url: str) -> Store:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     store = open_store(url.rsplit("/", 1)[0] + "/" + name)
-    store.create_all()
+    store.prepare_schema()
     return store
 
 
