@@ -340,8 +340,8 @@ def test_a_copy_interrupted_by_data_loss_is_never_marked_complete(
     source = FlakySource([Revocation(KIND_JTI, "j", time.time() + 60)])
     write = backend._write
 
-    def lose_data_midway(entries: list[Revocation], *, complete: bool) -> None:
-        write(entries, complete=complete)
+    def lose_data_midway(entries: list[Revocation], **options: bool) -> None:
+        write(entries, **options)
         keys = list(raw.scan_iter(match=namespace + "*"))
         raw.delete(*keys)  # what a restart without persistence does to this namespace
 

@@ -251,9 +251,12 @@ class RedisDenylist:
         _, (generation, synced) = pipe.execute()
         if generation is not None and synced is not None:
             seq, entries = source.changes_since(int(synced))
+            self._write(entries, complete=False)  # announced: synced mirrors need them
         else:
             seq, entries = source.snapshot(self._clock())
-        self._write(entries, complete=False)
+            # Not announced: no mirror trusts this Redis before the mark below, and each one
+            # loads everything once it appears.
+            self._write(entries, complete=False, announce=False)
         new_generation = generation.decode() if isinstance(generation, bytes) else token
         finished = self._finish_sync(
             keys=[guard, keys.generation, synced_key], args=[new_generation, seq]
@@ -266,13 +269,13 @@ class RedisDenylist:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _write(self, entries: list[Revocation], *, complete: bool) -> None:
+    def _write(self, entries: list[Revocation], *, complete: bool, announce: bool = True) -> None:
         now = self._clock()
         try:
             for batch in batches(entries, _BATCH):
                 pipe = self._redis.pipeline(transaction=False)
                 for entry in batch:
-                    self._queue(pipe, entry, now)
+                    self._queue(pipe, entry, now, announce)
                 if complete:
                     # Without a store Redis is the only record: it is complete by definition.
                     pipe.set(self.keys.generation, b"redis", nx=True)
@@ -280,12 +283,13 @@ class RedisDenylist:
         except redis_lib.RedisError as exc:
             raise Unavailable(detail=f"denylist write failed: {exc}") from exc
 
-    def _queue(self, pipe: Any, entry: Revocation, now: float) -> None:
+    def _queue(self, pipe: Any, entry: Revocation, now: float, announce: bool) -> None:
         key = self.keys.key(entry.kind, entry.ident)
         ttl_ms = int((entry.until - now) * 1000)
         if entry.kind == KIND_BLOCK and ttl_ms <= 0:
             pipe.delete(key)
-            pipe.publish(self.keys.events, f"-s {entry.ident}")
+            if announce:
+                pipe.publish(self.keys.events, f"-s {entry.ident}")
             return
         if ttl_ms <= 0 or not entry.ident:
             return
@@ -300,7 +304,8 @@ class RedisDenylist:
         else:
             self._max_before(keys=[key], args=[entry.not_before, ttl_ms], client=pipe)
             event = f"+n {entry.ident} {entry.not_before} {entry.until:.3f}"
-        pipe.publish(self.keys.events, event)
+        if announce:
+            pipe.publish(self.keys.events, event)
 
 
 def parse_event(event: str) -> Revocation | None:
