@@ -137,6 +137,8 @@ def issuer_server(tmp_path: Path, workers: int, **config: str) -> Iterator[Issue
         "LICENSECHAIN_ENCRYPTION_KEY": ENCRYPTION_KEY,
         "LICENSECHAIN_ISSUER": ISSUER,
         "LICENSECHAIN_RATELIMIT_ENABLED": "false",
+        # The gated route serves every app of this issuer: no audience, on purpose.
+        "LICENSECHAIN_VERIFY_AUDIENCE": "false",
         **{"LICENSECHAIN_" + name.upper(): value for name, value in config.items()},
     }
     instance = tmp_path / "instance"

@@ -260,6 +260,8 @@ def bench_propagation_workers(args: argparse.Namespace, tmp: str) -> None:
         "LICENSECHAIN_ENCRYPTION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "LICENSECHAIN_ISSUER": ISSUER,
         "LICENSECHAIN_RATELIMIT_ENABLED": "false",
+        # The gated route serves every app of this issuer: no audience, on purpose.
+        "LICENSECHAIN_VERIFY_AUDIENCE": "false",
     }
     seed = Flask("bench_seed", instance_path=str(instance))
     seed.config.update(env_config)
