@@ -18,13 +18,14 @@ from flask import Flask
 
 from .authoritative import build_live_status_checker
 from .config import Settings
-from .core.denylist import Denylist, denylist_from_uri
+from .core.denylist import Denylist
 from .core.gate import TokenReader
 from .core.keysource import KeySource
 from .core.options import audience_set, check_audience_choice
 from .core.verifier import TokenVerifier
 from .integrator import build_key_source
 from .issuer import init_issuer
+from .revocation import build_denylist
 from .state import EXTENSION_KEY, LicenseChainState
 
 
@@ -87,13 +88,10 @@ class LicenseChain:
                 audience_key="LICENSECHAIN_AUDIENCE",
                 verify_key="LICENSECHAIN_VERIFY_AUDIENCE",
             )
-        denylist_url = settings.denylist_url or settings.redis_url or "memory://"
-        denylist = denylist_from_uri(
-            denylist_url, fail_open=settings.denylist_fail_open, mirror=settings.denylist_mirror
-        )
         state: LicenseChainState
         if settings.integrator_mode:
             keys = build_key_source(settings)
+            denylist = build_denylist(settings)
             state = LicenseChainState(
                 settings=settings,
                 verifier=make_verifier(settings, keys, denylist),
@@ -101,7 +99,7 @@ class LicenseChain:
                 key_source=keys,
             )
         else:
-            state = init_issuer(app, settings, denylist)
+            state = init_issuer(app, settings)
         state.token_reader = TokenReader(settings.token_sources, settings.token_cookie)
         state.gate_audience = audience_set(settings.audience) or None
         if settings.authoritative:

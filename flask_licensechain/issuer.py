@@ -21,11 +21,11 @@ from .api.ratelimit import PublicRateLimits
 from .api.urls import BaseUrls
 from .cli import licensechain_cli
 from .config import Settings
-from .core.denylist import Denylist
 from .core.keyring import KeyRing
 from .core.keys import new_encryption_key_text, parse_encryption_key
 from .core.private_files import make_private_dirs, warn_if_shared
 from .core.verifier import TokenVerifier
+from .revocation import build_denylist
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
 from .store import open_store
@@ -129,7 +129,7 @@ def resolve_issuer(app: Flask, settings: Settings) -> Settings:
     return settings
 
 
-def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> IssuerState:
+def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     """Open the store, make sure a signing key is active, load the key ring, and register
     the /v1 blueprint (unless ``LICENSECHAIN_REGISTER_BLUEPRINT`` is false) and the CLI.
 
@@ -142,6 +142,8 @@ def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> IssuerSta
     sealing_key = resolve_encryption_key(app, settings, database_url)
     store = open_store(database_url)
     store.prepare_schema()
+    # The store records every revocation; the denylist follows it (and Redis, when set).
+    denylist = build_denylist(settings, source=store.revocations)
 
     signing_keys = SigningKeys(store, sealing_key, settings)
     signing_keys.ensure_active(settings.signing_key_file)

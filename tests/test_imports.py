@@ -27,12 +27,6 @@ PACKAGES = {
 OPTIONAL = frozenset({"redis", "psycopg", "uvicorn", "gunicorn", "prometheus_client", "websockets"})
 
 
-#: Modules being rewritten on another branch (the denylist becomes a package whose backends
-#: never import its factory). Their edges are left out until it lands; the last test fails
-#: as soon as an entry here is no longer needed, so the entry cannot outlive the fault.
-PENDING = frozenset({("flask_licensechain.core.denylist", "flask_licensechain.core.mirror")})
-
-
 @dataclass(frozen=True)
 class Import:
     source: str  # importing module
@@ -211,13 +205,9 @@ def test_the_walker_sees_function_level_and_ignores_type_checking_imports(
     }
 
 
-def _checked(imports: list[Import]) -> list[Import]:
-    return [imp for imp in imports if (imp.source, imp.target) not in PENDING]
-
-
 def test_no_import_cycle_among_first_party_modules() -> None:
     """Imports inside functions count too: deferring an import does not break a cycle."""
-    cycles = _cycles(_graph(_checked(_imports())))
+    cycles = _cycles(_graph(_imports()))
     assert cycles == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
@@ -226,7 +216,7 @@ def test_no_first_party_import_inside_a_function() -> None:
     imports = _imports(third_party)
     hidden = [
         f"{imp.source}:{imp.line} imports {imp.target}"
-        for imp in _checked(imports)
+        for imp in imports
         if imp.in_function and not _loads_optional(imp.target, imports, third_party)
     ]
     assert hidden == [], "\n".join(hidden)
@@ -239,16 +229,3 @@ def test_deferring_an_optional_dependency_is_recognised() -> None:
     assert _loads_optional("licensechain_middleware.gateway.metrics", imports, third_party)
     assert not _loads_optional("licensechain_middleware.gateway.settings", imports, third_party)
     assert not _loads_optional("flask_licensechain.state", imports, third_party)
-
-
-def test_pending_exemptions_are_still_needed() -> None:
-    third_party: dict[str, set[str]] = {}
-    imports = _imports(third_party)
-    for source, target in PENDING:
-        edges = [imp for imp in imports if (imp.source, imp.target) == (source, target)]
-        in_cycle = any(source in c and target in c for c in _cycles(_graph(imports)))
-        hidden = any(
-            imp.in_function and not _loads_optional(imp.target, imports, third_party)
-            for imp in edges
-        )
-        assert in_cycle or hidden, f"remove ({source}, {target}) from PENDING: it is fixed"

@@ -1,8 +1,10 @@
 """Authenticated license endpoints: create, list, get, patch, status changes, devices.
 
-Revoke and suspend denylist the license id (``sub``) so gates refuse its outstanding tokens
-at once; activate lifts that. The denylist and the store are two systems, so every change
-is ordered to fail safe: a failed request leaves the store as it was.
+Every change goes through the store, which records in the same transaction the revocation
+it needs (revoke and suspend block the license's outstanding tokens, activate lifts that;
+a narrowing voids the tokens issued before it; see ``store/revocations.py``). The committed
+entries are then announced through the denylist, so gates refuse at once; the store stays
+the record that every denylist follows.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Final
 from flask import Response, request
 
 from .. import field_limits as limits
-from ..core.contract import LICENSE_STATUSES, LONGEST_TTL
+from ..core.contract import LICENSE_STATUSES
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..serialize import license_json, parse_timestamp
 from ..state import IssuerState, get_issuer_state
@@ -24,9 +26,6 @@ from .auth import requires
 from .blueprint import bp
 from .body import Fields, read_json_body, reject_unknown
 from .http import json_response
-
-#: Slack on top of the longest token lifetime for issuances in flight during the change.
-DENY_SLACK_SECONDS: Final = 60
 
 #: PATCH/create field -> (accepted names, parser of a present value)
 _FieldParser = Callable[[Fields, tuple[str, ...]], Any]
@@ -101,12 +100,6 @@ def _query_status() -> str | None:
     return status
 
 
-def _sub_deny_seconds(state: IssuerState) -> float:
-    """How long a revoked or suspended license's id stays denylisted: the longest token
-    lifetime, the verifiers' leeway, and slack for issuances in flight (seconds)."""
-    return LONGEST_TTL + state.verifier.leeway + DENY_SLACK_SECONDS
-
-
 def _one(lic: LicenseRecord | None, status: int = 200) -> Response:
     if lic is None:
         raise NotFound("License not found.")
@@ -143,7 +136,7 @@ def _not_revoked(lic: LicenseRecord, action: str) -> None:
 
 
 def _set_status(state: IssuerState, license_id: str, status: str) -> LicenseRecord:
-    lic = state.store.licenses.set_status(license_id, status)
+    lic = state.store.licenses.set_status(license_id, status, announce=state.denylist.publish)
     if lic is None:
         raise NotFound("License not found.")
     return lic
@@ -198,7 +191,7 @@ def update_license(license_id: str) -> Response:
     changes = license_changes(fields)
     if not changes:
         return _one(_existing(state, license_id))
-    lic = state.store.licenses.update(license_id, **changes)
+    lic = state.store.licenses.update(license_id, announce=state.denylist.publish, **changes)
     if lic is not None:
         audit(state.store, "license.update", lic.id, fields=sorted(changes))
     return _one(lic)
@@ -213,11 +206,9 @@ def revoke_license(license_id: str) -> Response:
     reject_unknown(fields, {"reason"})
     reason = fields.string("reason", max_length=limits.REASON)
     lic = _existing(state, license_id)
-    # Denylist first: if the store write then fails, outstanding tokens are refused
-    # (fail safe) and the request can simply be retried.
-    state.denylist.revoke_sub(lic.id, _sub_deny_seconds(state))
-    if lic.status != "REVOKED":
-        lic = _set_status(state, lic.id, "REVOKED")
+    previous = lic.status
+    lic = _set_status(state, lic.id, "REVOKED")
+    if previous != "REVOKED":
         audit(state.store, "license.revoke", lic.id, reason=reason)
     return _one(lic)
 
@@ -230,9 +221,9 @@ def suspend_license(license_id: str) -> Response:
     reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
     lic = _existing(state, license_id)
     _not_revoked(lic, "suspended")
-    state.denylist.revoke_sub(lic.id, _sub_deny_seconds(state))
-    if lic.status != "SUSPENDED":
-        lic = _set_status(state, lic.id, "SUSPENDED")
+    previous = lic.status
+    lic = _set_status(state, lic.id, "SUSPENDED")
+    if previous != "SUSPENDED":
         audit(state.store, "license.suspend", lic.id)
     return _one(lic)
 
@@ -246,14 +237,7 @@ def activate_license(license_id: str) -> Response:
     lic = _existing(state, license_id)
     _not_revoked(lic, "activated")
     previous = lic.status
-    # Lift the denylist entry first: when the denylist is down, nothing has changed.
-    state.denylist.unrevoke_sub(lic.id)
-    try:
-        lic = _set_status(state, lic.id, "ACTIVE")
-    except Exception:
-        if previous != "ACTIVE":  # the store failed: put the entry back
-            state.denylist.revoke_sub(lic.id, _sub_deny_seconds(state))
-        raise
+    lic = _set_status(state, lic.id, "ACTIVE")
     if previous != "ACTIVE":
         audit(state.store, "license.activate", lic.id)
     return _one(lic)
@@ -272,7 +256,9 @@ def extend_license(license_id: str) -> Response:
     expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
     lic = _existing(state, license_id)
     _not_revoked(lic, "extended")
-    updated = state.store.licenses.update(lic.id, expires_at=expires_at)
+    updated = state.store.licenses.update(
+        lic.id, announce=state.denylist.publish, expires_at=expires_at
+    )
     audit(state.store, "license.extend", lic.id, expires_at=raw)
     return _one(updated)
 
@@ -283,7 +269,7 @@ def release_device(license_id: str, hwuid: str) -> Response:
     """Unbind a hardware id, freeing its device slot."""
     state = get_issuer_state()
     _existing(state, license_id)
-    if not state.store.licenses.release_device(license_id, hwuid):
+    if not state.store.licenses.release_device(license_id, hwuid, announce=state.denylist.publish):
         raise NotFound("That device is not bound to this license.")
     audit(state.store, "license.device_release", license_id, hwuid=hwuid)
     return _one(state.store.licenses.get(license_id))

@@ -22,6 +22,7 @@ from ..core.contract import STATUS_REASON, TIER_TO_VT, Reason, build_claims
 from ..core.errors import InvalidToken
 from ..serialize import iso, iso_from_unix
 from ..state import IssuerState, get_issuer_state
+from ..store.revocations import wait_until_issuable
 from ..version import __version__
 from .blueprint import bp
 from .body import Fields, read_json_body
@@ -44,6 +45,7 @@ def _answer(state: IssuerState, decision: Decision, now: datetime) -> Response:
             invalid["status"] = decision.status
         return json_response(invalid, 200, NO_STORE)
     issuer, jwks_uri = state.urls.for_request()
+    now = wait_until_issuable(lic, now)
     iat = int(now.timestamp())
     claims = build_claims(
         issuer=issuer,
