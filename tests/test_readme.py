@@ -106,7 +106,7 @@ def test_license_server_snippet_and_its_cli_commands_run_as_written(tmp_path: Pa
 
 def test_in_app_gate_snippet_runs_as_written() -> None:
     namespace: dict[str, object] = {"__name__": "readme_snippet"}
-    exec(_python_block(README, "@requires_feature"), namespace)  # noqa: S102 - our own README
+    exec(_python_block(README, "@requires_feature"), namespace)  # the README snippet itself
     app = namespace["app"]
     assert isinstance(app, Flask)
     response = app.test_client().get("/reports/export")
@@ -132,7 +132,7 @@ def test_middleware_snippet_runs_as_written() -> None:
     app.add_url_rule("/health", "health", lambda: {"status": "ok"})
     app.add_url_rule("/reports/<name>", "report", lambda name: {"name": name})
     namespace: dict[str, object] = {"app": app}
-    exec(_python_block(README, "GateConfig("), namespace)  # noqa: S102 - our own README
+    exec(_python_block(README, "GateConfig("), namespace)  # the README snippet itself
     client = app.test_client()
     assert client.get("/health").status_code == 200
     refused = client.get("/reports/q1")
