@@ -91,8 +91,14 @@ def _load_demo(path: Path, store: Store) -> Demo | None:
     return demo if lic is not None and lic.key == demo.license_key else None
 
 
-def instructions(demo: Demo, api_key: str | None, api: str, backend: str) -> str:
-    """What to print: the demo objects and the curl commands, for the API at ``api``."""
+def instructions(
+    demo: Demo, api_key: str | None, api: str, backend: str, status: str = "ACTIVE"
+) -> str:
+    """What to print: the demo objects and the curl commands, for the API at ``api``.
+
+    ``status`` is the demo license's stored status; when it is not ``ACTIVE`` (suspended or
+    revoked since the first start) the license line says so and how to get a working one.
+    """
     json_header = "-H 'Content-Type: application/json'"
     verify_body = json.dumps({"key": demo.license_key, "hwuid": DEMO_HWUID})
     if api_key:
@@ -110,6 +116,7 @@ def instructions(demo: Demo, api_key: str | None, api: str, backend: str) -> str
         "",
         f"  demo app       {demo.app_name} ({demo.app_id}), tier pro",
         f"  license key    {demo.license_key}   (plan pro, features: export, 2 devices)",
+        *_status_lines(status, demo),
         key_line,
         "",
         "1. Verify the license key; the answer carries a license_token:",
@@ -129,6 +136,23 @@ def instructions(demo: Demo, api_key: str | None, api: str, backend: str) -> str
     return "\n".join(lines)
 
 
+def _status_lines(status: str, demo: Demo) -> list[str]:
+    """The warning under the license line when the demo license no longer verifies."""
+    pad = " " * 17
+    if status == "ACTIVE":
+        return []
+    if status == "SUSPENDED":
+        return [
+            f"{pad}SUSPENDED: verify refuses it until an admin lifts that:",
+            f"{pad}  PATCH /v1/licenses/{demo.license_id}/activate",
+        ]
+    return [
+        f"{pad}{status}: verify refuses it for good. Delete the instance folder to start over,",
+        f"{pad}or make another: flask --app examples/quickstart.py licensechain create-license",
+        f"{pad}  --app-id {demo.app_id} --feature export --plan pro --max-devices 2",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="LicenseChain quickstart license server")
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -142,7 +166,9 @@ def main() -> None:
     assert state.store is not None
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     api = f"http://{shown_host}:{args.port}" + state.settings.url_prefix.rstrip("/")
-    print(instructions(demo, api_key, api, state.store.backend))
+    stored = state.store.licenses.get(demo.license_id)
+    status = stored.status if stored is not None else "ACTIVE"
+    print(instructions(demo, api_key, api, state.store.backend, status))
     print(flush=True)
     app.run(host=args.host, port=args.port, use_reloader=False)
 
