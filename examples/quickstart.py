@@ -29,7 +29,9 @@ from flask import Flask
 
 from flask_licensechain import LicenseChain, get_state
 from flask_licensechain.config import PREFIX, config_from_environ
+from flask_licensechain.core.errors import ConfigError
 from flask_licensechain.core.private_files import PRIVATE_FILE_MODE, make_private_dirs
+from flask_licensechain.issuer import IssuerConfigurationError
 from flask_licensechain.store import Store
 
 DEMO_FILE = "quickstart.json"
@@ -155,12 +157,20 @@ def _status_lines(status: str, demo: Demo) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="LicenseChain quickstart license server")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="env HOST")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "5000")),
+        help="env PORT; the issuer is http://HOST:PORT/v1 unless LICENSECHAIN_ISSUER is set",
+    )
     args = parser.parse_args()
     os.environ["HOST"], os.environ["PORT"] = args.host, str(args.port)
 
-    app = create_app()
+    try:
+        app = create_app()
+    except (ConfigError, IssuerConfigurationError) as exc:  # a setting to fix, not a traceback
+        raise SystemExit(f"quickstart: {exc}") from None
     demo, api_key = ensure_demo(app)
     state = get_state(app)
     assert state.store is not None
