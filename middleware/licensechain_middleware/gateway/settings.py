@@ -16,6 +16,7 @@ from .urls import UpstreamBase
 
 ENV_PREFIX = "LICENSECHAIN_GATEWAY_"
 SERVERS = ("gunicorn", "uvicorn")
+MODES = ("proxy", "authz")
 
 
 class GatewayConfigError(ValueError):
@@ -28,8 +29,14 @@ def _opt(default: Any, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class GatewaySettings:
+    mode: str = _opt(
+        "proxy",
+        "`proxy` (gate and forward to `upstream`) or `authz` (answer forward-auth requests "
+        "of nginx, Caddy, Traefik or Envoy; no upstream).",
+    )
     upstream: str = _opt(
-        "", "Base URL of the protected service (required), e.g. http://127.0.0.1:9000."
+        "",
+        "Base URL of the protected service (required in `proxy` mode), e.g. http://127.0.0.1:9000.",
     )
     server: str = _opt(
         "gunicorn", "`gunicorn` (WSGI, gthread workers) or `uvicorn` (ASGI, WebSockets)."
@@ -51,12 +58,15 @@ class GatewaySettings:
     graceful_timeout: float = _opt(30.0, "Seconds workers get to finish requests on shutdown.")
 
     def __post_init__(self) -> None:
-        if not self.upstream:
+        if self.mode not in MODES:
+            raise GatewayConfigError(f"[gateway] mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "proxy" and not self.upstream:
             raise GatewayConfigError("[gateway] upstream is required (the URL of the service)")
-        try:
-            UpstreamBase(self.upstream)
-        except ValueError as exc:
-            raise GatewayConfigError(f"[gateway] upstream: {exc}") from None
+        if self.upstream:
+            try:
+                UpstreamBase(self.upstream)
+            except ValueError as exc:
+                raise GatewayConfigError(f"[gateway] upstream: {exc}") from None
         if self.server not in SERVERS:
             raise GatewayConfigError(
                 f"[gateway] server must be one of {SERVERS}, got {self.server!r}"

@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..wsgi import LicenseGate
+from .authz import AuthzApp
 from .client import SyncTransportHolder
 from .config import GatewayConfig, load_config
 from .front_wsgi import WSGIFront
@@ -33,6 +34,8 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> WSGIApplica
 def build_app(config: GatewayConfig) -> WSGIFront:
     settings = config.gateway
     configure_access_log(settings.access_log)
+    if settings.mode == "authz":
+        return build_authz_app(config)
     proxy = WSGIProxy(
         settings.upstream_base,
         SyncTransportHolder(settings.limits),
@@ -44,6 +47,20 @@ def build_app(config: GatewayConfig) -> WSGIFront:
         OpsEndpoints(metrics_enabled=settings.metrics),
         gate.readiness,
         EngineCounters(gate.engine.verifier, gate.engine.keys),
+        access_log=settings.access_log,
+        request_id_header=config.gate.request_id_header,
+    )
+
+
+def build_authz_app(config: GatewayConfig) -> WSGIFront:
+    """The forward-auth endpoint (``authz`` mode) behind the same ops endpoints and log."""
+    settings = config.gateway
+    authz = AuthzApp(config.gate)
+    return WSGIFront(
+        authz,
+        OpsEndpoints(metrics_enabled=settings.metrics),
+        authz.readiness,
+        EngineCounters(authz.engine.verifier, authz.engine.keys),
         access_log=settings.access_log,
         request_id_header=config.gate.request_id_header,
     )
