@@ -226,10 +226,12 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
     print()
     if "e" in results and "c" in results:
         ratio = rps("e") / rps("c")
-        print(f"(e)/(c) throughput = {ratio:.2f}   (target >= 2: {'met' if ratio >= 2 else 'NOT met'})")
+        verdict = "met" if ratio >= 2 else "NOT met"
+        print(f"(e)/(c) throughput = {ratio:.2f}   (target >= 2: {verdict})")
     if "f" in results and "d" in results:
         ratio = rps("f") / rps("d")
-        print(f"(f)/(d) throughput = {ratio:.2f}   (target >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'})")
+        verdict = "met" if ratio >= 0.5 else "NOT met"
+        print(f"(f)/(d) throughput = {ratio:.2f}   (target >= 0.5: {verdict})")
     if "e" in results and "d" in results:
         added = results["e"]["latency_1conn"]["p50_ms"] - results["d"]["latency_1conn"]["p50_ms"]
         print(f"p50 added by (e) over (d) = {added:.3f} ms (target <= 1 ms: "
