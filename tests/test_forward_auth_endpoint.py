@@ -25,12 +25,11 @@ from gateway_support.processes import VENV_BIN, Server, run_server
 from gateway_support.proxies import authz_args
 from gateway_support.raw import RawResponse, raw_request
 from gateway_support.tokens import AUDIENCE, ISSUER, TestIssuer
-from werkzeug.test import Client
-
 from licensechain_middleware import GateConfig, Rule
 from licensechain_middleware.gateway.authz import AuthzApp
 from licensechain_middleware.gateway.config import config_from_document
 from licensechain_middleware.gateway.settings import GatewayConfigError
+from werkzeug.test import Client
 
 pytestmark = pytest.mark.slow
 
@@ -335,7 +334,7 @@ def test_no_body_is_ever_read(issuer: TestIssuer) -> None:
             "X-Forwarded-Method": "POST",
             "Authorization": f"Bearer {token}",
             "Content-Length": "5",
-        },  # fmt: skip
+        },
         environ_overrides={"wsgi.input": _Unreadable(), "REMOTE_ADDR": "10.0.0.1"},
     )
     assert response.status_code == 200

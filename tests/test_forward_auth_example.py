@@ -18,7 +18,6 @@ import pytest
 from conftest import free_port
 from gateway_support.processes import REPO, VENV_BIN, Server, run_server
 from gateway_support.proxies import EXAMPLE, Ports, nginx_conf, nginx_server
-
 from licensechain_middleware.gateway.config import load_config
 from licensechain_middleware.gateway.settings import GatewayConfigError
 
@@ -58,7 +57,7 @@ def walkthrough(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     str(service_port),
                 ],
                 service_port,
-            )  # fmt: skip
+            )
         )
         stack.enter_context(
             run_server(
@@ -78,7 +77,7 @@ def walkthrough(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                     "LICENSECHAIN_JWKS_URL": f"{api}/licenses/jwks",
                 },
                 ready_path="/_licensechain/ready",
-            )  # fmt: skip
+            )
         )
         ports = Ports(authz=authz_port, upstream=service_port)
         nginx = stack.enter_context(nginx_server(nginx_conf(ports, free_port())))

@@ -260,7 +260,9 @@ class _Entry:
 
 def _estimated_size(token: str, claims: LicenseClaims) -> int:
     """Bytes an entry keeps alive, erring high (shared objects are counted each time)."""
-    payload = claims.raw.copy()  # a plain dict: the same size, and faster to walk
+    raw = claims.raw
+    # A plain dict of the same size, faster to walk than the read-only view.
+    payload = raw.copy() if isinstance(raw, MappingProxyType) else dict(raw)
     values = payload.values()
     size = _ENTRY_OVERHEAD + getsizeof(token) + getsizeof(claims.features) + getsizeof(payload)
     names = "".join(payload)
