@@ -112,7 +112,7 @@ def free_ports() -> Ports:
     return Ports(authz=free_port(), upstream=free_port())
 
 
-def authz_args(config: Path, port: int) -> list[str]:
+def authz_args(config: Path, port: int, server: str = "gunicorn") -> list[str]:
     """``licensechain-gateway --mode authz`` with one worker on ``port``."""
     return [
         str(VENV_BIN / "licensechain-gateway"),
@@ -120,6 +120,8 @@ def authz_args(config: Path, port: int) -> list[str]:
         str(config),
         "--mode",
         "authz",
+        "--server",
+        server,
         "--workers",
         "1",
         "--bind",

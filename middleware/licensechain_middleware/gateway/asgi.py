@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 
 from ..asgi import LicenseGateASGI
+from .authz_asgi import AuthzASGI
 from .client import AsyncTransportHolder
 from .config import GatewayConfig, load_config
 from .front_asgi import ASGIApp, ASGIFront
@@ -30,6 +31,8 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
 def build_app(config: GatewayConfig) -> ASGIFront:
     settings = config.gateway
     configure_access_log(settings.access_log)
+    if settings.mode == "authz":
+        return build_authz_app(config)
     proxy = ASGIProxy(
         settings.upstream_base,
         AsyncTransportHolder(settings.limits),
@@ -54,6 +57,31 @@ def build_app(config: GatewayConfig) -> ASGIFront:
         OpsEndpoints(metrics_enabled=settings.metrics),
         readiness,
         EngineCounters(gate.engine.verifier, gate.engine.keys),
+        access_log=settings.access_log,
+        request_id_header=config.gate.request_id_header,
+    )
+
+
+def build_authz_app(config: GatewayConfig) -> ASGIFront:
+    """The forward-auth endpoint (``authz`` mode) behind the same ops endpoints and log."""
+    settings = config.gateway
+    authz = AuthzASGI(config.gate)
+
+    async def readiness() -> Mapping[str, bool]:
+        checks = await asyncio.to_thread(authz.engine.readiness)
+        limiter = authz.engine.limiter
+        if limiter is not None and limiter.asynchronous:
+            try:
+                checks["ratelimit"] = await limiter.ping_async()
+            except Exception:
+                checks["ratelimit"] = False
+        return checks
+
+    return ASGIFront(
+        authz,
+        OpsEndpoints(metrics_enabled=settings.metrics),
+        readiness,
+        EngineCounters(authz.engine.verifier, authz.engine.keys),
         access_log=settings.access_log,
         request_id_header=config.gate.request_id_header,
     )

@@ -45,7 +45,7 @@ Answers:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_to_bytes
 
@@ -106,8 +106,8 @@ class BadForwardRequest(InvalidRequest):
         super().__init__(reason="bad_authz_request", detail=detail)
 
 
-class _Original:
-    """The original request as one proxy describes it."""
+class Original:
+    """The original request as one proxy describes it: method, raw target, host, scheme."""
 
     __slots__ = ("host", "method", "scheme", "target")
 
@@ -116,6 +116,87 @@ class _Original:
         self.target = target
         self.host = host
         self.scheme = scheme
+
+    def split(self) -> tuple[bytes, str]:
+        """The raw path (still percent-encoded, as bytes) and the raw query string."""
+        target = self.target
+        if "#" in target:
+            raise BadPath("request target holds a '#'")
+        raw_path = raw_path_of(target)
+        if not raw_path.startswith("/"):
+            raise BadPath("request target is not a path")
+        return raw_path.encode("latin-1"), target.partition("?")[2]
+
+
+#: Reads one request header by its lower-case name; None when absent.
+HeaderGetter = Callable[[str], "str | None"]
+
+
+def describe(path: str, method: str, raw_target: str | None, header: HeaderGetter) -> Original:
+    """What the original request was, from the authorization request's exact ``path``.
+
+    Raises ``NotFound`` for a path that is none of the three, and ``BadForwardRequest``
+    (400) when the proxy's headers do not say what the request was.
+    """
+    if path == NGINX_PATH:
+        return _from_headers(header, "x-original-method", "x-original-uri", "host")
+    if path == FORWARDED_PATH:
+        return _from_headers(header, "x-forwarded-method", "x-forwarded-uri", "x-forwarded-host")
+    if path.startswith(ENVOY_PREFIX + "/"):
+        if not raw_target or not raw_target.startswith(ENVOY_PREFIX + "/"):
+            raise BadForwardRequest("no raw request target under the Envoy prefix")
+        host = header("host")
+        return Original(_method(method), raw_target[len(ENVOY_PREFIX) :], host, _scheme(header))
+    raise NotFound(reason="no_authz_path", detail=f"no authorization path {path[:100]!r}")
+
+
+def _from_headers(header: HeaderGetter, method: str, uri: str, host: str) -> Original:
+    target = _required(header, uri)
+    value = header(host)
+    return Original(
+        _method(_required(header, method)),
+        target,
+        value.strip() if value else None,
+        _scheme(header),
+    )
+
+
+def _required(header: HeaderGetter, name: str) -> str:
+    value = header(name)
+    if not value:
+        raise BadForwardRequest(f"the proxy sent no {name} header")
+    return value.strip()
+
+
+def _scheme(header: HeaderGetter) -> str:
+    scheme = (header("x-forwarded-proto") or "http").strip().lower()
+    if scheme not in _SCHEMES:
+        raise BadForwardRequest(f"X-Forwarded-Proto {scheme[:20]!r} is not http or https")
+    return scheme
+
+
+def _method(text: str) -> str:
+    if _METHOD.fullmatch(text) is None:
+        raise BadForwardRequest(f"original method {text[:40]!r} is not an HTTP method")
+    return text.upper()
+
+
+def refusal_headers(
+    status: int, headers: list[tuple[str, str]], body: bytes, nginx: bool
+) -> tuple[int, list[tuple[str, str]]]:
+    """The status and headers a refusal is sent with (see the module doc for nginx)."""
+    if not body:
+        # The original was a HEAD, so the gate rendered no body: the answer has none.
+        headers = [(k, "0" if k.lower() == "content-length" else v) for k, v in headers]
+    headers.append((STATUS_HEADER, str(status)))
+    if nginx:
+        # auth_request drops the body, and passes on 401 and 403 only (anything else
+        # becomes a 500): the shipped error_page answers from these two headers.
+        if body:
+            headers.append((BODY_HEADER, body.decode("ascii")))
+        if status != 401:
+            status = 403
+    return status, headers
 
 
 class AuthzApp:
@@ -141,26 +222,16 @@ class AuthzApp:
             peer = environ.get("REMOTE_ADDR")
             if not peer or not self._trusted(peer):
                 raise UntrustedPeer(peer)
-            if nginx:
-                original = _original(environ, "HTTP_X_ORIGINAL_METHOD", "HTTP_X_ORIGINAL_URI")
-            elif path == FORWARDED_PATH:
-                original = _original(
-                    environ,
-                    "HTTP_X_FORWARDED_METHOD",
-                    "HTTP_X_FORWARDED_URI",
-                    "HTTP_X_FORWARDED_HOST",
-                )
-            elif path.startswith(ENVOY_PREFIX + "/"):
-                original = _envoy(environ)
-            else:
-                raise NotFound(
-                    reason="no_authz_path", detail=f"no authorization path {path[:100]!r}"
-                )
+            original = describe(
+                path,
+                environ.get("REQUEST_METHOD", ""),
+                environ.get("RAW_URI") or environ.get("REQUEST_URI"),
+                lambda name: environ.get("HTTP_" + name.upper().replace("-", "_")),
+            )
             inner = _inner_environ(environ, original)
         except LicenseChainError as exc:
-            status, headers, body = render(
-                exc, request_id(environ.get(self._rid_key)), self._rid_header
-            )
+            rid = request_id(environ.get(self._rid_key))
+            status, headers, body = render(exc, rid, self._rid_header)
             return self._answer(start_response, status, headers, body, nginx, head)
 
         captured: list[Any] = []
@@ -189,17 +260,7 @@ class AuthzApp:
         head: bool,
     ) -> Iterable[bytes]:
         if status != 200:
-            if not body:
-                # The original was a HEAD, so the gate rendered no body: the answer has none.
-                headers = [(k, "0" if k == "Content-Length" else v) for k, v in headers]
-            headers.append((STATUS_HEADER, str(status)))
-            if nginx:
-                # auth_request drops the body, and passes on 401 and 403 only (anything else
-                # becomes a 500): the shipped error_page answers from these two headers.
-                if body:
-                    headers.append((BODY_HEADER, body.decode("ascii")))
-                if status != 401:
-                    status = 403
+            status, headers = refusal_headers(status, headers, body, nginx)
         start_response(status_line(status), headers)
         return _EMPTY if head else (body,)
 
@@ -227,54 +288,9 @@ def _allowed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterabl
     return _EMPTY
 
 
-def _header(environ: WSGIEnvironment, key: str) -> str:
-    value = environ.get(key)
-    if not value:
-        name = key[5:].replace("_", "-").title()
-        raise BadForwardRequest(f"the proxy sent no {name} header")
-    return str(value).strip()
-
-
-def _scheme(environ: WSGIEnvironment) -> str:
-    scheme = str(environ.get("HTTP_X_FORWARDED_PROTO") or "http").strip().lower()
-    if scheme not in _SCHEMES:
-        raise BadForwardRequest(f"X-Forwarded-Proto {scheme[:20]!r} is not http or https")
-    return scheme
-
-
-def _method(text: str) -> str:
-    if _METHOD.fullmatch(text) is None:
-        raise BadForwardRequest(f"original method {text[:40]!r} is not an HTTP method")
-    return text.upper()
-
-
-def _original(
-    environ: WSGIEnvironment, method_key: str, uri_key: str, host_key: str = "HTTP_HOST"
-) -> _Original:
-    method = _method(_header(environ, method_key))
-    target = _header(environ, uri_key)
-    host = environ.get(host_key)
-    return _Original(method, target, str(host).strip() if host else None, _scheme(environ))
-
-
-def _envoy(environ: WSGIEnvironment) -> _Original:
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if not raw or not raw.startswith(ENVOY_PREFIX + "/"):
-        raise BadForwardRequest("the server gave no raw request target under the Envoy prefix")
-    method = _method(str(environ.get("REQUEST_METHOD", "")))
-    host = environ.get("HTTP_HOST")
-    return _Original(method, raw[len(ENVOY_PREFIX) :], host, _scheme(environ))
-
-
-def _inner_environ(environ: WSGIEnvironment, original: _Original) -> dict[str, Any]:
+def _inner_environ(environ: WSGIEnvironment, original: Original) -> dict[str, Any]:
     """The original request as the environ a WSGI server would have given the gate."""
-    target = original.target
-    if "#" in target:
-        raise BadPath("request target holds a '#'")
-    raw_path = raw_path_of(target)
-    if not raw_path.startswith("/"):
-        raise BadPath("request target is not a path")
-    query = target.partition("?")[2]
+    raw_path, query = original.split()
     inner: dict[str, Any] = {k: v for k, v in environ.items() if k[:5] == "HTTP_"}
     for key in _PROTOCOL_KEYS:
         inner.pop(key, None)
@@ -287,7 +303,7 @@ def _inner_environ(environ: WSGIEnvironment, original: _Original) -> dict[str, A
     inner["PATH_INFO"] = unquote_to_bytes(raw_path).decode("latin-1")
     inner["SCRIPT_NAME"] = ""
     inner["QUERY_STRING"] = query
-    inner["RAW_URI"] = target
+    inner["RAW_URI"] = original.target
     inner["REMOTE_ADDR"] = environ.get("REMOTE_ADDR")
     inner["SERVER_NAME"] = environ.get("SERVER_NAME", "")
     inner["SERVER_PORT"] = environ.get("SERVER_PORT", "")

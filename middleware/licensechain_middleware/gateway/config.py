@@ -92,8 +92,6 @@ def config_from_document(
         gate = GateConfig.from_mapping(gate_mapping(document, env))
     except ConfigError as exc:
         raise GatewayConfigError(f"{source}: {exc}") from None
-    if settings.mode == "authz" and settings.server != "gunicorn":
-        raise GatewayConfigError(f"{source}: mode 'authz' runs under server 'gunicorn'")
     if settings.mode == "authz" and not gate.trusted_proxies:
         raise GatewayConfigError(
             f"{source}: mode 'authz' needs trusted_proxies: the addresses of the proxies "
