@@ -3,6 +3,7 @@
     (a) the upstream directly (nginx `return 200`)
     (d) nginx proxy_pass to it
     (e) nginx + auth_request to `licensechain-gateway --mode authz`, no decision cache
+        (on gunicorn, and on uvicorn: httptools and uvloop when installed)
     (f) the same with the shipped 1 s decision cache
     (c) our Python gateway gating (`licensechain-gateway`, proxy mode)
 
@@ -52,6 +53,7 @@ LABELS = {
     "a": "(a) upstream directly",
     "d": "(d) nginx proxy_pass",
     "e": "(e) nginx + auth_request, no cache",
+    "u": "(e) the same, authz on uvicorn",
     "f": "(f) nginx + auth_request, 1 s cache",
     "c": "(c) Python gateway, gating",
 }
@@ -88,7 +90,7 @@ def shipped_nginx(workdir: Path, listen: int, authz: int, upstream: int, cache: 
         text = text.replace("# [cache] ", "")
     for old, new in ((8080, listen), (8081, authz), (8001, upstream)):
         text = text.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}")
-    directory = workdir / ("nginx-f" if cache else "nginx-e")
+    directory = workdir / f"nginx-{listen}"
     directory.mkdir()
     directory.chmod(0o755)
     conf = directory / "nginx.conf"
@@ -105,7 +107,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--no-access-log", action="store_true")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="'' for no denylist")
-    p.add_argument("--only", default="adefc", help="setups to run, e.g. 'de'")
+    p.add_argument("--only", default="adeufc", help="setups to run, e.g. 'de'")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     for tool in ("wrk", "nginx"):
@@ -123,6 +125,7 @@ def main() -> int:
 def run(args: argparse.Namespace, workdir: Path) -> int:
     upstream_port, proxy_port, authz_port = free_port(), free_port(), free_port()
     e_port, f_port, c_port = free_port(), free_port(), free_port()
+    uvicorn_port, u_port = free_port(), free_port()
     base_conf = workdir / "nginx.conf"
     base_conf.write_text(
         Template((HERE.parent / "gateway" / "nginx.conf.template").read_text()).substitute(
@@ -148,30 +151,49 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 workdir / "authz.log",
             )
         )
+        authz_uvicorn = stack.enter_context(
+            process(
+                [
+                    gateway_bin,
+                    "--config",
+                    str(authz_toml),
+                    "--server",
+                    "uvicorn",
+                    "--bind",
+                    f"127.0.0.1:{uvicorn_port}",
+                ],
+                workdir / "authz-uvicorn.log",
+            )
+        )
         gateway = stack.enter_context(
             process(
                 [gateway_bin, "--config", str(gateway_toml), "--bind", f"127.0.0.1:{c_port}"],
                 workdir / "gateway.log",
             )
         )
-        for port, cache in ((e_port, False), (f_port, True)):
-            conf = shipped_nginx(workdir, port, authz_port, upstream_port, cache)
+        for port, authz_at, cache in (
+            (e_port, authz_port, False),
+            (u_port, uvicorn_port, False),
+            (f_port, authz_port, True),
+        ):
+            conf = shipped_nginx(workdir, port, authz_at, upstream_port, cache)
             stack.enter_context(
                 process(["nginx", "-p", str(conf.parent), "-c", str(conf)], workdir / "n.log")
             )
         wait_for(f"{upstream}/")
         wait_for(f"http://127.0.0.1:{authz_port}/_licensechain/ready")
+        wait_for(f"http://127.0.0.1:{uvicorn_port}/_licensechain/ready")
         wait_for(f"http://127.0.0.1:{c_port}/_licensechain/ready")
         setups: dict[str, tuple[str, dict[str, str], int | None]] = {
             "a": (f"{upstream}/licensed/hello", {}, None),
             "d": (f"http://127.0.0.1:{proxy_port}/licensed/hello", {}, None),
             "e": (f"http://127.0.0.1:{e_port}/licensed/hello", auth, authz.pid),
+            "u": (f"http://127.0.0.1:{u_port}/licensed/hello", auth, authz_uvicorn.pid),
             "f": (f"http://127.0.0.1:{f_port}/licensed/hello", auth, authz.pid),
             "c": (f"http://127.0.0.1:{c_port}/licensed/hello", auth, gateway.pid),
         }
         setups = {k: v for k, v in setups.items() if k in args.only}
         for name, (url, headers, _) in setups.items():
-            wait_for(url.rsplit("/", 2)[0] + "/public/x") if name in "efc" else None
             for _ in range(50):  # warm: the token verified in every worker, pools filled
                 response = httpx.get(url, headers=headers)
                 assert response.status_code == 200, (name, response.status_code, response.text)
@@ -228,6 +250,17 @@ def report(results: dict[str, dict[str, dict[str, Any]]], args: argparse.Namespa
         ratio = rps("e") / rps("c")
         verdict = "met" if ratio >= 2 else "NOT met"
         print(f"(e)/(c) throughput = {ratio:.2f}   (target >= 2: {verdict})")
+    if "u" in results and "c" in results:
+        ratio = rps("u") / rps("c")
+        verdict = "met" if ratio >= 2 else "NOT met"
+        print(f"(e on uvicorn)/(c) throughput = {ratio:.2f}   (target >= 2: {verdict})")
+    if "u" in results and "d" in results:
+        added = results["u"]["latency_1conn"]["p50_ms"] - results["d"]["latency_1conn"]["p50_ms"]
+        print(f"p50 added by (e on uvicorn) over (d) = {added:.3f} ms")
+    if "u" in results and "c" in results:
+        u_cpu, c_cpu = results["u"]["throughput"]["cpu_us"], results["c"]["throughput"]["cpu_us"]
+        print(f"Python CPU per request: authz on uvicorn {u_cpu:.0f} us, gateway (c) "
+              f"{c_cpu:.0f} us (ratio {c_cpu / u_cpu:.2f})")  # fmt: skip
     if "f" in results and "d" in results:
         ratio = rps("f") / rps("d")
         verdict = "met" if ratio >= 0.5 else "NOT met"
