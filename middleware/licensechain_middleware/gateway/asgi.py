@@ -31,20 +31,23 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
 def build_app(config: GatewayConfig) -> ASGIFront:
     settings = config.gateway
     configure_access_log(settings.access_log)
+    app: LicenseGateASGI | AuthzASGI
     if settings.mode == "authz":
-        return build_authz_app(config)
-    proxy = ASGIProxy(
-        settings.upstream_base,
-        AsyncTransportHolder(settings.limits),
-        forwarded=settings.forwarded_headers,
-    )
-    gate = LicenseGateASGI(proxy, config.gate)
+        app = AuthzASGI(config.gate)  # the forward-auth endpoint: decisions, no upstream
+    else:
+        proxy = ASGIProxy(
+            settings.upstream_base,
+            AsyncTransportHolder(settings.limits),
+            forwarded=settings.forwarded_headers,
+        )
+        app = LicenseGateASGI(proxy, config.gate)
+    engine = app.engine
 
     async def readiness() -> Mapping[str, bool]:
         # The synchronous checks (denylist ping, JWKS) block: run them off the loop;
         # the asynchronous rate-limit storage is pinged on the loop it belongs to.
-        checks = await asyncio.to_thread(gate.engine.readiness)
-        limiter = gate.engine.limiter
+        checks = await asyncio.to_thread(engine.readiness)
+        limiter = engine.limiter
         if limiter is not None and limiter.asynchronous:
             try:
                 checks["ratelimit"] = await limiter.ping_async()
@@ -53,35 +56,10 @@ def build_app(config: GatewayConfig) -> ASGIFront:
         return checks
 
     return ASGIFront(
-        gate,
+        app,
         OpsEndpoints(metrics_enabled=settings.metrics),
         readiness,
-        EngineCounters(gate.engine.verifier, gate.engine.keys),
-        access_log=settings.access_log,
-        request_id_header=config.gate.request_id_header,
-    )
-
-
-def build_authz_app(config: GatewayConfig) -> ASGIFront:
-    """The forward-auth endpoint (``authz`` mode) behind the same ops endpoints and log."""
-    settings = config.gateway
-    authz = AuthzASGI(config.gate)
-
-    async def readiness() -> Mapping[str, bool]:
-        checks = await asyncio.to_thread(authz.engine.readiness)
-        limiter = authz.engine.limiter
-        if limiter is not None and limiter.asynchronous:
-            try:
-                checks["ratelimit"] = await limiter.ping_async()
-            except Exception:
-                checks["ratelimit"] = False
-        return checks
-
-    return ASGIFront(
-        authz,
-        OpsEndpoints(metrics_enabled=settings.metrics),
-        readiness,
-        EngineCounters(authz.engine.verifier, authz.engine.keys),
+        EngineCounters(engine.verifier, engine.keys),
         access_log=settings.access_log,
         request_id_header=config.gate.request_id_header,
     )

@@ -34,33 +34,21 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> WSGIApplica
 def build_app(config: GatewayConfig) -> WSGIFront:
     settings = config.gateway
     configure_access_log(settings.access_log)
+    app: LicenseGate | AuthzApp
     if settings.mode == "authz":
-        return build_authz_app(config)
-    proxy = WSGIProxy(
-        settings.upstream_base,
-        SyncTransportHolder(settings.limits),
-        forwarded=settings.forwarded_headers,
-    )
-    gate = LicenseGate(proxy, config.gate)
+        app = AuthzApp(config.gate)  # the forward-auth endpoint: decisions, no upstream
+    else:
+        proxy = WSGIProxy(
+            settings.upstream_base,
+            SyncTransportHolder(settings.limits),
+            forwarded=settings.forwarded_headers,
+        )
+        app = LicenseGate(proxy, config.gate)
     return WSGIFront(
-        gate,
+        app,
         OpsEndpoints(metrics_enabled=settings.metrics),
-        gate.readiness,
-        EngineCounters(gate.engine.verifier, gate.engine.keys),
-        access_log=settings.access_log,
-        request_id_header=config.gate.request_id_header,
-    )
-
-
-def build_authz_app(config: GatewayConfig) -> WSGIFront:
-    """The forward-auth endpoint (``authz`` mode) behind the same ops endpoints and log."""
-    settings = config.gateway
-    authz = AuthzApp(config.gate)
-    return WSGIFront(
-        authz,
-        OpsEndpoints(metrics_enabled=settings.metrics),
-        authz.readiness,
-        EngineCounters(authz.engine.verifier, authz.engine.keys),
+        app.readiness,
+        EngineCounters(app.engine.verifier, app.engine.keys),
         access_log=settings.access_log,
         request_id_header=config.gate.request_id_header,
     )
