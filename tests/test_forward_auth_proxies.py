@@ -459,3 +459,27 @@ def test_the_shipped_one_second_cache_refuses_a_revoked_token_soon(backend: Back
             contract_error(response, 401, "unauthorized")
         finally:
             denylist.close()
+
+
+def test_head_is_decided_like_get(front: Server, backend: Backend) -> None:
+    head = "HEAD /premium/report HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    refused = raw_request(front.port, (head + "\r\n").encode())
+    assert refused.status == 401
+    assert header_values(refused, "www-authenticate") == ['Bearer realm="licensechain"']
+    assert refused.body == b""
+    token = backend.issuer.token(features=("premium",))
+    allowed = raw_request(front.port, (head + f"Authorization: Bearer {token}\r\n\r\n").encode())
+    assert allowed.status == 200
+    assert allowed.body == b""
+
+
+def test_one_request_id_from_the_client_to_the_refusal_and_the_upstream(
+    front: Server, backend: Backend
+) -> None:
+    refused = get(front.port, "/premium/report", {"X-Request-ID": "client-id-1"})
+    assert contract_error(refused, 401, "unauthorized")["request_id"] == "client-id-1"
+    token = backend.issuer.token(features=("premium",))
+    data = echo(
+        get(front.port, "/premium/report", {"X-Request-ID": "client-id-2", **bearer(token)})
+    )
+    assert dict(upstream_headers(data))["x-request-id"] == "client-id-2"
