@@ -1,5 +1,8 @@
 """The forward-auth endpoint: the license gate's decision for a request a proxy holds.
 
+This module holds the protocol and the WSGI endpoint (gunicorn); ``authz_asgi.py`` is
+the same endpoint for uvicorn. ``licensechain-gateway --mode authz`` serves either.
+
 nginx (``auth_request``), Caddy (``forward_auth``), Traefik (``forwardAuth``) and
 Envoy (``ext_authz``, HTTP service) ask an external service whether a request may
 pass before they forward it. This endpoint answers with the very ``LicenseGate``
