@@ -39,6 +39,7 @@ def build_app(config: GatewayConfig) -> ASGIFront:
             settings.upstream_base,
             AsyncTransportHolder(settings.limits),
             forwarded=settings.forwarded_headers,
+            bodies=settings.bodies,
         )
         app = LicenseGateASGI(proxy, config.gate)
     engine = app.engine
