@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
+from flask_licensechain.core import verifier
 from flask_licensechain.core.contract import ALGORITHM, build_claims
 from flask_licensechain.core.keys import SigningKey
 from flask_licensechain.core.keysource import PublicKeys
@@ -127,3 +128,34 @@ def test_an_empty_signature_is_judged_by_the_header(key: SigningKey) -> None:
     header = base64.urlsafe_b64encode(json.dumps({"alg": "none"}).encode()).rstrip(b"=")
     token = header.decode() + ".e30."
     assert _check(_verifier(MutableKeys(key)), token) == Check.ALG_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":1}',
+        b' {"a":1} ',
+        b'{"a":1}\n',
+        b'\xef\xbb\xbf{"a":1}',
+        '{"a":1}'.encode("utf-16"),
+        b'{"a":1}{"b":2}',
+        b'{"a":NaN,"b":Infinity}',
+        b'{"a":1,"a":2}',
+        b'{"a":"\xff"}',
+        b"{}",
+        b"[]",
+        b"{",
+        b"}",
+    ],
+)
+def test_the_json_shortcut_answers_as_json_loads(data: bytes) -> None:
+
+    try:
+        expected: Any = ("value", json.loads(data))
+    except ValueError as exc:
+        expected = ("error", type(exc))
+    try:
+        got: Any = ("value", verifier._loads(data))
+    except ValueError as exc:
+        got = ("error", type(exc))
+    assert repr(got) == repr(expected)

@@ -100,6 +100,8 @@ _FROM_B64URL: Final = bytes.maketrans(b"-_", b"+/")
 #: bounded (cleared when full) so that made-up headers cannot grow it.
 _HEADER_CACHE_SIZE = 256
 
+_RAW_DECODE: Final = json.JSONDecoder().raw_decode
+
 #: PyJWT's RS256 implementation: the only place a signature is checked.
 _RS256 = jwt.algorithms.RSAAlgorithm(jwt.algorithms.RSAAlgorithm.SHA256)
 
@@ -171,7 +173,7 @@ def _segment_bytes(segment: str) -> bytes:
 
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(_segment_bytes(segment))
+        value = _loads(_segment_bytes(segment))
     except (ValueError, RecursionError) as exc:
         raise _reject(Check.MALFORMED, f"{what} is not JSON: {type(exc).__name__}") from None
     if not isinstance(value, dict):
@@ -193,6 +195,21 @@ def _header_kid(segment: str) -> str:
         raise _reject(Check.BAD_KID, f"kid {str(kid)[:64]!r} is missing or unusable")
     # jku/x5u/jwk/x5c are never looked at: the kid and our key set decide.
     return kid
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads(data)``, with a shorter way for the usual case: UTF-8 text that is
+    exactly one object, nothing around it (the same decoder, so the same values)."""
+    if data[:1] == b"{" and data[-1:] == b"}":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            value, end = _RAW_DECODE(text)
+            if end == len(text):
+                return value
+    return json.loads(data)
 
 
 def _signature_ok(signing_input: bytes, key: rsa.RSAPublicKey, signature: bytes) -> bool:
