@@ -183,11 +183,11 @@ def test_no_token_on_a_licensed_path_is_401_with_the_challenge(front: Server) ->
     assert header_values(response, "www-authenticate") == ['Bearer realm="licensechain"']
 
 
-def test_a_bad_token_is_401_invalid_token(front: Server) -> None:
+def test_a_bad_token_is_401_invalid_token_with_its_reason(front: Server) -> None:
     response = get(front.port, "/premium/report", bearer("not.a.token"))
-    contract_error(response, 401, "unauthorized")
+    assert contract_error(response, 401, "unauthorized")["reason"] == "malformed"
     assert header_values(response, "www-authenticate") == [
-        'Bearer realm="licensechain", error="invalid_token"'
+        'Bearer realm="licensechain", error="invalid_token", error_description="malformed"'
     ]
 
 
@@ -361,8 +361,8 @@ def test_a_revoked_token_is_refused(front: Server, backend: Backend) -> None:
     try:
         denylist.revoke_jti(TestIssuer.claims_of(token)["jti"], ttl=120)
         response = _poll_until_refused(front.port, "/premium/report", bearer(token))
-        contract_error(response, 401, "unauthorized")
-        assert 'error="invalid_token"' in header_values(response, "www-authenticate")[0]
+        assert contract_error(response, 401, "unauthorized")["reason"] == "revoked"
+        assert 'error_description="revoked"' in header_values(response, "www-authenticate")[0]
     finally:
         denylist.close()
 

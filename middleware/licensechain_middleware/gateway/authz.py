@@ -53,12 +53,13 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_to_bytes
 
 from flask_licensechain.core.errors import InvalidRequest, LicenseChainError, NotFound
+from flask_licensechain.core.gate import render_refusal, request_id
 
 from ..config import GateConfig
 from ..identity import IDENTITY_ENVIRON_KEYS, IDENTITY_HEADERS
 from ..paths import BadPath, encode_path, raw_path_of
-from ..responses import render, request_id, status_line
-from ..wsgi import DECISION_KEY, LicenseGate
+from ..responses import status_line
+from ..wsgi import RESULT_KEY, LicenseGate
 from .observe import record_of_environ
 
 if TYPE_CHECKING:
@@ -233,9 +234,10 @@ class AuthzApp:
             )
             inner = _inner_environ(environ, original)
         except LicenseChainError as exc:
-            rid = request_id(environ.get(self._rid_key))
-            status, headers, body = render(exc, rid, self._rid_header)
-            return self._answer(start_response, status, headers, body, nginx, head)
+            refusal = render_refusal(exc, request_id(environ.get(self._rid_key)), self._rid_header)
+            return self._answer(
+                start_response, refusal.status, refusal.headers, refusal.body, nginx, head
+            )
 
         captured: list[Any] = []
 
@@ -244,8 +246,8 @@ class AuthzApp:
             return _no_write
 
         body = b"".join(self.gate(inner, capture))
-        decision = inner.get(DECISION_KEY)
-        environ[DECISION_KEY] = decision
+        decision = inner.get(RESULT_KEY)
+        environ[RESULT_KEY] = decision
         record = record_of_environ(environ)
         if record is not None:
             record.method = original.method
@@ -285,7 +287,7 @@ def _allowed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterabl
         value = environ.get(key)
         if value is not None:
             headers.append((name, value))
-    decision = environ[DECISION_KEY]
+    decision = environ[RESULT_KEY]
     headers.append((PATH_HEADER, encode_path(decision.path)))
     start_response("200 OK", headers)
     return _EMPTY

@@ -13,12 +13,12 @@ from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
 from flask_licensechain.core.errors import LicenseChainError
+from flask_licensechain.core.gate import render_refusal, request_id
 
-from ..asgi import DECISION_KEY, LicenseGateASGI, Message, Receive, Scope, Send
+from ..asgi import RESULT_KEY, LicenseGateASGI, Message, Receive, Scope, Send
 from ..config import GateConfig
 from ..identity import IDENTITY_KEYS
 from ..paths import BadPath, encode_path
-from ..responses import render, request_id
 from .authz import (
     NGINX_PATH,
     PATH_HEADER,
@@ -82,8 +82,8 @@ class AuthzASGI:
             inner = _inner_scope(scope, original)
         except LicenseChainError as exc:
             rid = request_id(_first(headers, self._rid_name))
-            refused, pairs, body = render(exc, rid, self._rid_header)
-            await self._answer(send, refused, pairs, body, nginx, head)
+            refusal = render_refusal(exc, rid, self._rid_header)
+            await self._answer(send, refusal.status, refusal.headers, refusal.body, nginx, head)
             return
 
         captured: dict[str, Any] = {}
@@ -96,8 +96,8 @@ class AuthzASGI:
                 captured["body"] = captured.get("body", b"") + message.get("body", b"")
 
         await self.gate(inner, _no_body, capture)
-        decision = inner.get(DECISION_KEY)
-        scope[DECISION_KEY] = decision
+        decision = inner.get(RESULT_KEY)
+        scope[RESULT_KEY] = decision
         record = scope.get(RECORD_KEY)
         if isinstance(record, RequestRecord):
             record.method = original.method
@@ -137,7 +137,7 @@ async def _allowed(scope: Scope, receive: Receive, send: Send) -> None:
     """The gate let the request through: say so, with its identity headers."""
     headers = list(_ALLOWED_START)
     headers += [(k, v) for k, v in scope["headers"] if k in _IDENTITY]
-    headers.append((_PATH_HEADER, encode_path(scope[DECISION_KEY].path).encode("ascii")))
+    headers.append((_PATH_HEADER, encode_path(scope[RESULT_KEY].path).encode("ascii")))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 
