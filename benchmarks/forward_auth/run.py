@@ -25,7 +25,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -40,13 +39,12 @@ from run import (  # type: ignore[import-not-found]  # noqa: E402 - benchmarks/g
     AUDIENCE,
     BIN,
     ISSUER,
-    Sample,
+    Setups,
     free_port,
     make_token,
-    median_sample,
+    measure,
     process,
     wait_for,
-    wrk,
 )
 
 LABELS = {
@@ -184,7 +182,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         wait_for(f"http://127.0.0.1:{authz_port}/_licensechain/ready")
         wait_for(f"http://127.0.0.1:{uvicorn_port}/_licensechain/ready")
         wait_for(f"http://127.0.0.1:{c_port}/_licensechain/ready")
-        setups: dict[str, tuple[str, dict[str, str], int | None]] = {
+        setups: Setups = {
             "a": (f"{upstream}/licensed/hello", {}, None),
             "d": (f"http://127.0.0.1:{proxy_port}/licensed/hello", {}, None),
             "e": (f"http://127.0.0.1:{e_port}/licensed/hello", auth, authz.pid),
@@ -198,23 +196,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 response = httpx.get(url, headers=headers)
                 assert response.status_code == 200, (name, response.status_code, response.text)
 
-        throughput: dict[str, list[Sample]] = {name: [] for name in setups}
-        latency: dict[str, list[Sample]] = {name: [] for name in setups}
-        for round_no in range(args.rounds):
-            for name, (url, headers, pid) in setups.items():
-                throughput[name].append(wrk(url, args.connections, args.seconds, headers, pid))
-            for name, (url, headers, pid) in setups.items():
-                time.sleep(1)
-                latency[name].append(wrk(url, 1, args.seconds, headers, pid))
-            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-
-    results = {
-        name: {
-            "throughput": median_sample(throughput[name]).__dict__,
-            "latency_1conn": median_sample(latency[name]).__dict__,
-        }
-        for name in setups
-    }
+        results = measure(setups, args)
     report(results, args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
