@@ -1,61 +1,58 @@
 """Authenticated license endpoints: create, list, get, patch, status changes, devices.
 
-Revoke and suspend denylist the license id (``sub``) so gates refuse its outstanding tokens
-at once; activate lifts that. The denylist and the store are two systems, so every change
-is ordered to fail safe: a failed request leaves the store as it was.
+Every change goes through the store, which records in the same transaction the revocation
+it needs (revoke and suspend block the license's outstanding tokens, activate lifts that;
+a narrowing voids the tokens issued before it; see ``store/revocations.py``). The committed
+entries are then announced through the denylist, so gates refuse at once; the store stays
+the record that every denylist follows.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from flask import Blueprint, Response, request
+from flask import Response, request
 
-from ..core.contract import LICENSE_STATUSES, LONGEST_TTL
+from .. import field_limits as limits
+from ..core.contract import LICENSE_STATUSES
 from ..core.errors import Conflict, InvalidRequest, NotFound
+from ..serialize import license_json, parse_timestamp
+from ..state import IssuerState, get_issuer_state
 from ..store import LicenseRecord
 from .admin import audit
-from .auth import scope_guard
-from .body import Fields, parse_timestamp, read_json_body, reject_unknown
+from .auth import requires
+from .blueprint import bp
+from .body import Fields, read_json_body, reject_unknown
 from .http import json_response
-from .serialize import license_json
-
-if TYPE_CHECKING:
-    from ..extension import LicenseChainState
-
-log = logging.getLogger("licensechain.api")
-
-MAX_PAGE_SIZE: Final = 100
-DEFAULT_PAGE_SIZE: Final = 50
-MAX_PAGE: Final = 1_000_000
-MAX_DEVICES: Final = 10_000
-MAX_TEXT: Final = 200
-MAX_EMAIL: Final = 320
-MAX_FEATURES: Final = 100
-#: Slack on top of the longest token lifetime for issuances in flight during the change.
-DENY_SLACK_SECONDS: Final = 60
 
 #: PATCH/create field -> (accepted names, parser of a present value)
 _FieldParser = Callable[[Fields, tuple[str, ...]], Any]
 _LICENSE_FIELDS: Final[dict[str, tuple[tuple[str, ...], _FieldParser]]] = {
-    "plan": (("plan",), lambda f, n: f.string(*n, max_length=MAX_TEXT)),
-    "issued_to": (("issuedTo", "issued_to"), lambda f, n: f.string(*n, max_length=MAX_TEXT)),
+    "plan": (("plan",), lambda f, n: f.string(*n, max_length=limits.PLAN)),
+    "issued_to": (
+        ("issuedTo", "issued_to"),
+        lambda f, n: f.string(*n, max_length=limits.ISSUED_TO),
+    ),
     "issued_email": (
         ("issuedEmail", "issued_email", "email"),
-        lambda f, n: f.string(*n, max_length=MAX_EMAIL),
+        lambda f, n: f.string(*n, max_length=limits.EMAIL),
     ),
     "expires_at": (("expiresAt", "expires_at"), lambda f, n: f.timestamp(*n)),
     "features": (
         ("features",),
-        lambda f, n: _non_null(f, n, f.string_list(*n, max_items=MAX_FEATURES, max_length=100)),
+        lambda f, n: _non_null(
+            f, n, f.string_list(*n, max_items=limits.FEATURES, max_length=limits.FEATURE)
+        ),
     ),
-    "metadata": (("metadata",), lambda f, n: f.obj(*n) or {}),
+    "metadata": (
+        ("metadata",),
+        lambda f, n: f.obj(*n, max_bytes=limits.METADATA_BYTES) or {},
+    ),
     "max_devices": (
         ("maxDevices", "max_devices"),
-        lambda f, n: _non_null(f, n, f.integer(*n, minimum=1, maximum=MAX_DEVICES)),
+        lambda f, n: _non_null(f, n, f.integer(*n, minimum=1, maximum=limits.MAX_DEVICES)),
     ),
     "require_hwuid": (
         ("requireHwuid", "require_hwuid"),
@@ -103,160 +100,176 @@ def _query_status() -> str | None:
     return status
 
 
-def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
-    store = state.store
-    assert store is not None
-    licenses = store.licenses
-    denylist = state.denylist
-    max_body = state.settings.max_body_bytes
-    requires = scope_guard(store.api_keys)
-    sub_deny_seconds = LONGEST_TTL + state.verifier.leeway + DENY_SLACK_SECONDS
+def _one(lic: LicenseRecord | None, status: int = 200) -> Response:
+    if lic is None:
+        raise NotFound("License not found.")
+    return json_response(license_json(lic, datetime.now(UTC)), status)
 
-    def one(lic: LicenseRecord | None, status: int = 200) -> Response:
-        if lic is None:
-            raise NotFound("License not found.")
-        return json_response(license_json(lic, datetime.now(UTC)), status)
 
-    def existing(license_id: str) -> LicenseRecord:
-        lic = licenses.get(license_id)
-        if lic is None:
-            raise NotFound("License not found.")
-        return lic
+def _existing(state: IssuerState, license_id: str) -> LicenseRecord:
+    lic = state.store.licenses.get(license_id)
+    if lic is None:
+        raise NotFound("License not found.")
+    return lic
 
-    def page(app_id: str | None) -> Response:
-        number = _query_int("page", 1, MAX_PAGE)
-        size = _query_int("limit", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        now = datetime.now(UTC)
-        records, total = licenses.list(
-            app_id=app_id, status=_query_status(), page=number, limit=size, now=now
-        )
-        return json_response(
-            {
-                "licenses": [license_json(lic, now) for lic in records],
-                "total": total,
-                "page": number,
-                "limit": size,
-            }
-        )
 
-    @bp.post("/apps/<app_id>/licenses")
-    @requires("licenses:write")
-    def create_license(app_id: str) -> Response:
-        changes = license_changes(Fields(read_json_body(max_body)))
-        lic = licenses.create(app_id, **changes)
-        audit(store, "license.create", lic.id, app_id=app_id)
-        return one(lic, 201)
+def _page(state: IssuerState, app_id: str | None) -> Response:
+    number = _query_int("page", 1, limits.PAGE)
+    size = _query_int("limit", limits.DEFAULT_PAGE_SIZE, limits.PAGE_SIZE)
+    now = datetime.now(UTC)
+    records, total = state.store.licenses.list(
+        app_id=app_id, status=_query_status(), page=number, limit=size, now=now
+    )
+    return json_response(
+        {
+            "licenses": [license_json(lic, now) for lic in records],
+            "total": total,
+            "page": number,
+            "limit": size,
+        }
+    )
 
-    @bp.get("/apps/<app_id>/licenses")
-    @requires("licenses:read")
-    def app_licenses(app_id: str) -> Response:
-        if store.apps.get(app_id) is None:
-            raise NotFound("App not found.")
-        return page(app_id)
 
-    @bp.get("/licenses")
-    @requires("licenses:read")
-    def list_licenses() -> Response:
-        app_id = request.args.get("app_id") or request.args.get("appId") or None
-        if app_id is not None and len(app_id) > MAX_TEXT:
-            raise InvalidRequest("'app_id' is too long.")
-        return page(app_id)
+def _not_revoked(lic: LicenseRecord, action: str) -> None:
+    if lic.status == "REVOKED":
+        raise Conflict(f"A revoked license cannot be {action}.")
 
-    @bp.get("/licenses/<ref>")
-    @requires("licenses:read")
-    def get_license(ref: str) -> Response:
-        return one(licenses.get_by_id_or_key(ref))
 
-    @bp.patch("/licenses/<license_id>")
-    @requires("licenses:write")
-    def update_license(license_id: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        if fields.present("status"):
-            raise InvalidRequest("Change the status with /revoke, /suspend, /activate or /extend.")
-        changes = license_changes(fields)
-        if not changes:
-            return one(existing(license_id))
-        lic = licenses.update(license_id, **changes)
-        if lic is not None:
-            audit(store, "license.update", lic.id, fields=sorted(changes))
-        return one(lic)
+def _set_status(state: IssuerState, license_id: str, status: str) -> LicenseRecord:
+    lic = state.store.licenses.set_status(license_id, status, announce=state.denylist.publish)
+    if lic is None:
+        raise NotFound("License not found.")
+    return lic
 
-    def not_revoked(lic: LicenseRecord, action: str) -> None:
-        if lic.status == "REVOKED":
-            raise Conflict(f"A revoked license cannot be {action}.")
 
-    @bp.patch("/licenses/<license_id>/revoke")
-    @requires("licenses:write")
-    def revoke_license(license_id: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        reject_unknown(fields, {"reason"})
-        reason = fields.string("reason", max_length=2000)
-        lic = existing(license_id)
-        # Denylist first: if the store write then fails, outstanding tokens are refused
-        # (fail safe) and the request can simply be retried.
-        denylist.revoke_sub(lic.id, sub_deny_seconds)
-        if lic.status != "REVOKED":
-            lic = _set_status(lic.id, "REVOKED")
-            audit(store, "license.revoke", lic.id, reason=reason)
-        return one(lic)
+@bp.post("/apps/<app_id>/licenses")
+@requires("licenses:write")
+def create_license(app_id: str) -> Response:
+    """A new license of the app; 201 with the license object."""
+    state = get_issuer_state()
+    changes = license_changes(Fields(read_json_body(state.settings.max_body_bytes)))
+    lic = state.store.licenses.create(app_id, **changes)
+    audit(state.store, "license.create", lic.id, app_id=app_id)
+    return _one(lic, 201)
 
-    @bp.patch("/licenses/<license_id>/suspend")
-    @requires("licenses:write")
-    def suspend_license(license_id: str) -> Response:
-        reject_unknown(Fields(read_json_body(max_body)), set())
-        lic = existing(license_id)
-        not_revoked(lic, "suspended")
-        denylist.revoke_sub(lic.id, sub_deny_seconds)
-        if lic.status != "SUSPENDED":
-            lic = _set_status(lic.id, "SUSPENDED")
-            audit(store, "license.suspend", lic.id)
-        return one(lic)
 
-    @bp.patch("/licenses/<license_id>/activate")
-    @requires("licenses:write")
-    def activate_license(license_id: str) -> Response:
-        reject_unknown(Fields(read_json_body(max_body)), set())
-        lic = existing(license_id)
-        not_revoked(lic, "activated")
-        previous = lic.status
-        # Lift the denylist entry first: when the denylist is down, nothing has changed.
-        denylist.unrevoke_sub(lic.id)
-        try:
-            lic = _set_status(lic.id, "ACTIVE")
-        except Exception:
-            if previous != "ACTIVE":  # the store failed: put the entry back
-                denylist.revoke_sub(lic.id, sub_deny_seconds)
-            raise
-        if previous != "ACTIVE":
-            audit(store, "license.activate", lic.id)
-        return one(lic)
+@bp.get("/apps/<app_id>/licenses")
+@requires("licenses:read")
+def app_licenses(app_id: str) -> Response:
+    """One page of an app's licenses (``page``, ``limit``, ``status`` query parameters)."""
+    state = get_issuer_state()
+    if state.store.apps.get(app_id) is None:
+        raise NotFound("App not found.")
+    return _page(state, app_id)
 
-    @bp.patch("/licenses/<license_id>/extend")
-    @requires("licenses:write")
-    def extend_license(license_id: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        reject_unknown(fields, {"expiresAt", "expires_at"})
-        if not fields.present("expiresAt", "expires_at"):
-            raise InvalidRequest("'expiresAt' is required (null makes the license perpetual).")
-        raw = fields.raw("expiresAt", "expires_at")
-        expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
-        lic = existing(license_id)
-        not_revoked(lic, "extended")
-        updated = licenses.update(lic.id, expires_at=expires_at)
-        audit(store, "license.extend", lic.id, expires_at=raw)
-        return one(updated)
 
-    @bp.delete("/licenses/<license_id>/devices/<hwuid>")
-    @requires("licenses:write")
-    def release_device(license_id: str, hwuid: str) -> Response:
-        existing(license_id)
-        if not licenses.release_device(license_id, hwuid):
-            raise NotFound("That device is not bound to this license.")
-        audit(store, "license.device_release", license_id, hwuid=hwuid)
-        return one(licenses.get(license_id))
+@bp.get("/licenses")
+@requires("licenses:read")
+def list_licenses() -> Response:
+    """One page of licenses, of every app or of ``app_id``."""
+    app_id = request.args.get("app_id") or request.args.get("appId") or None
+    if app_id is not None and len(app_id) > limits.APP_ID:
+        raise InvalidRequest("'app_id' is too long.")
+    return _page(get_issuer_state(), app_id)
 
-    def _set_status(license_id: str, status: str) -> LicenseRecord:
-        lic = licenses.set_status(license_id, status)
-        if lic is None:
-            raise NotFound("License not found.")
-        return lic
+
+@bp.get("/licenses/<ref>")
+@requires("licenses:read")
+def get_license(ref: str) -> Response:
+    """One license, by id or key."""
+    return _one(get_issuer_state().store.licenses.get_by_id_or_key(ref))
+
+
+@bp.patch("/licenses/<license_id>")
+@requires("licenses:write")
+def update_license(license_id: str) -> Response:
+    """Change the fields present in the body (camelCase or snake_case names)."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    if fields.present("status"):
+        raise InvalidRequest("Change the status with /revoke, /suspend, /activate or /extend.")
+    changes = license_changes(fields)
+    if not changes:
+        return _one(_existing(state, license_id))
+    lic = state.store.licenses.update(license_id, announce=state.denylist.publish, **changes)
+    if lic is not None:
+        audit(state.store, "license.update", lic.id, fields=sorted(changes))
+    return _one(lic)
+
+
+@bp.patch("/licenses/<license_id>/revoke")
+@requires("licenses:write")
+def revoke_license(license_id: str) -> Response:
+    """Revoke for good; the license's outstanding tokens are refused at once."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    reject_unknown(fields, {"reason"})
+    reason = fields.string("reason", max_length=limits.REASON)
+    lic = _existing(state, license_id)
+    previous = lic.status
+    lic = _set_status(state, lic.id, "REVOKED")
+    if previous != "REVOKED":
+        audit(state.store, "license.revoke", lic.id, reason=reason)
+    return _one(lic)
+
+
+@bp.patch("/licenses/<license_id>/suspend")
+@requires("licenses:write")
+def suspend_license(license_id: str) -> Response:
+    """Suspend (reversible); the license's outstanding tokens are refused at once."""
+    state = get_issuer_state()
+    reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
+    lic = _existing(state, license_id)
+    _not_revoked(lic, "suspended")
+    previous = lic.status
+    lic = _set_status(state, lic.id, "SUSPENDED")
+    if previous != "SUSPENDED":
+        audit(state.store, "license.suspend", lic.id)
+    return _one(lic)
+
+
+@bp.patch("/licenses/<license_id>/activate")
+@requires("licenses:write")
+def activate_license(license_id: str) -> Response:
+    """Lift a suspension (a revoked license stays revoked: 409)."""
+    state = get_issuer_state()
+    reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
+    lic = _existing(state, license_id)
+    _not_revoked(lic, "activated")
+    previous = lic.status
+    lic = _set_status(state, lic.id, "ACTIVE")
+    if previous != "ACTIVE":
+        audit(state.store, "license.activate", lic.id)
+    return _one(lic)
+
+
+@bp.patch("/licenses/<license_id>/extend")
+@requires("licenses:write")
+def extend_license(license_id: str) -> Response:
+    """Set the expiry (``expiresAt``; null makes the license perpetual)."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    reject_unknown(fields, {"expiresAt", "expires_at"})
+    if not fields.present("expiresAt", "expires_at"):
+        raise InvalidRequest("'expiresAt' is required (null makes the license perpetual).")
+    raw = fields.raw("expiresAt", "expires_at")
+    expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
+    lic = _existing(state, license_id)
+    _not_revoked(lic, "extended")
+    updated = state.store.licenses.update(
+        lic.id, announce=state.denylist.publish, expires_at=expires_at
+    )
+    audit(state.store, "license.extend", lic.id, expires_at=raw)
+    return _one(updated)
+
+
+@bp.delete("/licenses/<license_id>/devices/<hwuid>")
+@requires("licenses:write")
+def release_device(license_id: str, hwuid: str) -> Response:
+    """Unbind a hardware id, freeing its device slot."""
+    state = get_issuer_state()
+    _existing(state, license_id)
+    if not state.store.licenses.release_device(license_id, hwuid, announce=state.denylist.publish):
+        raise NotFound("That device is not bound to this license.")
+    audit(state.store, "license.device_release", license_id, hwuid=hwuid)
+    return _one(state.store.licenses.get(license_id))

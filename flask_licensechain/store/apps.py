@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .. import field_limits as limits
 from ..core.contract import SELLER_TIERS
 from ..core.errors import Conflict, InvalidRequest
 from . import validation as check
@@ -59,7 +60,7 @@ class AppRepository:
 
     def create(self, name: str, description: str | None = None, tier: str = "free") -> AppRecord:
         name = check.required_text(name, "name").strip()
-        description = check.optional_text(description, "description", max_length=check.MAX_TEXT)
+        description = check.optional_text(description, "description", max_length=limits.DESCRIPTION)
         if tier not in SELLER_TIERS:
             raise InvalidRequest(f"tier must be one of: {', '.join(SELLER_TIERS)}.")
         base = slugify(name)

@@ -10,11 +10,13 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from .. import field_limits as limits
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from . import validation as check
 from .database import Database
 from .fastpath import FastQuery
 from .records import AppRecord, BindOutcome, DeviceRecord, LicenseRecord
+from .revocations import Announce, RevocationRepository, narrowing
 from .schema import apps, devices, licenses, to_utc
 
 KEY_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -23,7 +25,6 @@ _KEY_GROUP_LENGTH = 6
 _KEY_ATTEMPTS = 8
 _MAX_KEY_INPUT = 64  # longer input cannot be a key: answer "no" without a query
 STORED_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
-MAX_PAGE_SIZE = 1000
 #: a known device's last_seen_at is refreshed at most this often (a write per verify is too dear)
 LAST_SEEN_RESOLUTION: Final = timedelta(minutes=1)
 
@@ -146,18 +147,21 @@ def _status_filter(status: str, now: datetime) -> sa.ColumnElement[bool]:
 
 #: updatable field -> (column, validator)
 _UPDATABLE: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
-    "plan": ("plan", lambda v: check.optional_text(v, "plan")),
-    "issued_to": ("issued_to", lambda v: check.optional_text(v, "issued_to")),
+    "plan": ("plan", lambda v: check.optional_text(v, "plan", max_length=limits.PLAN)),
+    "issued_to": (
+        "issued_to",
+        lambda v: check.optional_text(v, "issued_to", max_length=limits.ISSUED_TO),
+    ),
     "issued_email": (
         "issued_email",
-        lambda v: check.optional_text(v, "issued_email", max_length=check.MAX_EMAIL),
+        lambda v: check.optional_text(v, "issued_email", max_length=limits.EMAIL),
     ),
     "expires_at": ("expires_at", lambda v: check.optional_datetime(v, "expires_at")),
     "features": ("features", lambda v: list(check.features(v))),
     "metadata": ("meta", check.metadata),
     "max_devices": (
         "max_devices",
-        lambda v: check.integer(v, "max_devices", minimum=1, maximum=check.MAX_DEVICES_LIMIT),
+        lambda v: check.integer(v, "max_devices", minimum=1, maximum=limits.MAX_DEVICES),
     ),
     "require_hwuid": ("require_hwuid", lambda v: check.boolean(v, "require_hwuid")),
 }
@@ -178,8 +182,8 @@ class _JoinedReader:
     """A hot-path query over ``parent LEFT JOIN devices``: the parent's columns are decoded
     from the first row only, the device columns from every row that has a device."""
 
-    def __init__(self, statement: sa.Select[Any], engine: sa.Engine) -> None:
-        self.query = FastQuery(statement, engine)
+    def __init__(self, statement: sa.Select[Any], db: Database, *, bypass: bool) -> None:
+        self.query = FastQuery(statement, db, bypass=bypass)
         device_keys = [str(column.key) for column in _DEVICE_COLUMNS]
         parent_keys = [
             str(c.key) for c in statement.selected_columns if str(c.key) not in device_keys
@@ -193,20 +197,33 @@ class _JoinedReader:
 
 
 class LicenseRepository:
-    def __init__(self, db: Database) -> None:
+    """Licenses and their devices. A change that narrows a license or blocks it records the
+    revocation in the same transaction (``store/revocations.py``), then hands the entries to
+    ``announce`` (``Denylist.publish``) once committed.
+
+    ``bypass_core``: the verify hot path's two reads (``find_for_verification`` and the
+    slot check of ``bind_device``) run on the driver's cursor (``store/fastpath.py``, where
+    the measured saving is given). ``False``, set before the first such read, runs them
+    through SQLAlchemy's ``Connection``; the answers are the same.
+    """
+
+    bypass_core: bool = True
+
+    def __init__(self, db: Database, revocations: RevocationRepository) -> None:
         self._db = db
+        self._revocations = revocations
         self._verification: _JoinedReader | None = None
         self._slots: _JoinedReader | None = None
 
     def _verification_reader(self) -> _JoinedReader:
         # Compiled on first use, once the dialect has met the server.
         if self._verification is None:
-            self._verification = _JoinedReader(_FOR_VERIFICATION, self._db.engine)
+            self._verification = _JoinedReader(_FOR_VERIFICATION, self._db, bypass=self.bypass_core)
         return self._verification
 
     def _slots_reader(self) -> _JoinedReader:
         if self._slots is None:
-            self._slots = _JoinedReader(_SLOTS_OF_LICENSE, self._db.engine)
+            self._slots = _JoinedReader(_SLOTS_OF_LICENSE, self._db, bypass=self.bypass_core)
         return self._slots
 
     def create(
@@ -298,11 +315,11 @@ class LicenseRepository:
         app_id: str | None = None,
         status: str | None = None,
         page: int = 1,
-        limit: int = 50,
+        limit: int = limits.DEFAULT_PAGE_SIZE,
         now: datetime | None = None,
     ) -> tuple[builtins.list[LicenseRecord], int]:
-        page = check.integer(page, "page", minimum=1, maximum=10**9)
-        limit = check.integer(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+        page = check.integer(page, "page", minimum=1, maximum=limits.PAGE)
+        limit = check.integer(limit, "limit", minimum=1, maximum=limits.PAGE_SIZE)
         now = to_utc(now) if now is not None else datetime.now(UTC)
         conditions: builtins.list[sa.ColumnElement[bool]] = []
         if app_id is not None:
@@ -328,31 +345,50 @@ class LicenseRepository:
         records = [_license_record(row._mapping, tuple(by_license[row.id])) for row in rows]
         return records, total
 
-    def update(self, license_id: str, **changes: Any) -> LicenseRecord | None:
+    def update(
+        self, license_id: str, *, announce: Announce | None = None, **changes: Any
+    ) -> LicenseRecord | None:
         unknown = sorted(set(changes) - set(_UPDATABLE))
         if unknown:
             raise InvalidRequest(f"Unknown license field(s): {', '.join(unknown)}.")
         values = {
             _UPDATABLE[name][0]: _UPDATABLE[name][1](value) for name, value in changes.items()
         }
-        return self._change(license_id, values)
+        return self._change(license_id, values, announce)
 
-    def set_status(self, license_id: str, status: str) -> LicenseRecord | None:
+    def set_status(
+        self, license_id: str, status: str, *, announce: Announce | None = None
+    ) -> LicenseRecord | None:
         if status not in STORED_STATUSES:
             raise InvalidRequest("status must be one of ACTIVE, SUSPENDED, REVOKED.")
-        return self._change(license_id, {"status": status})
+        return self._change(license_id, {"status": status}, announce)
 
-    def _change(self, license_id: str, values: dict[str, Any]) -> LicenseRecord | None:
+    def _change(
+        self, license_id: str, values: dict[str, Any], announce: Announce | None
+    ) -> LicenseRecord | None:
         if not check.is_lookup(license_id):
             return None
-        values["updated_at"] = datetime.now(UTC)
+        now = datetime.now(UTC)
+        values["updated_at"] = now
         with self._db.write() as conn:
-            result = conn.execute(
-                sa.update(licenses).where(licenses.c.id == license_id).values(**values)
-            )
-            if result.rowcount == 0:
+            before = self._locked(conn, license_id)
+            if before is None:
                 return None
+            conn.execute(sa.update(licenses).where(licenses.c.id == license_id).values(**values))
             rows = conn.execute(_BY_ID, {"value": license_id}).mappings().all()
+            after = _license_record(rows[0], _joined_devices(rows))
+            entries = narrowing(before, after, now.timestamp())
+            self._revocations.record(conn, entries, now.timestamp())
+        if entries and announce is not None:
+            announce(entries)
+        return after
+
+    @staticmethod
+    def _locked(conn: sa.Connection, license_id: str) -> LicenseRecord | None:
+        """The license as it is before a change, its row locked for the transaction."""
+        if conn.scalar(_LOCK_LICENSE, {"license_id": license_id}) is None:
+            return None
+        rows = conn.execute(_BY_ID, {"value": license_id}).mappings().all()
         return _license_record(rows[0], _joined_devices(rows))
 
     def bind_device(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome:
@@ -362,7 +398,7 @@ class LicenseRepository:
         known-and-recent or a full answer comes from one consistent read without taking the
         write lock, so repeated verifies (or a flood of foreign hwuids) cost no write.
         """
-        hwuid = check.required_text(hwuid, "hwuid", max_length=check.MAX_HWUID)
+        hwuid = check.required_text(hwuid, "hwuid", max_length=limits.HWUID)
         now = to_utc(now)
         if not check.is_lookup(license_id):
             raise NotFound("License not found.")
@@ -401,13 +437,29 @@ class LicenseRepository:
             bound.append(DeviceRecord(hwuid, now, now))
             return BindOutcome("bound", tuple(bound))
 
-    def release_device(self, license_id: str, hwuid: str) -> bool:
+    def release_device(
+        self, license_id: str, hwuid: str, *, announce: Announce | None = None
+    ) -> bool:
+        """Unbind a device. Tokens issued before are void (a token may carry the binding)."""
         if not (check.is_lookup(license_id) and check.is_lookup(hwuid)):
             return False
+        now = datetime.now(UTC)
         with self._db.write() as conn:
+            before = self._locked(conn, license_id)
+            if before is None:
+                return False
             result = conn.execute(
                 sa.delete(devices).where(
                     devices.c.license_id == license_id, devices.c.hwuid == hwuid
                 )
             )
-        return result.rowcount > 0
+            if result.rowcount == 0:
+                return False
+            conn.execute(
+                sa.update(licenses).where(licenses.c.id == license_id).values(updated_at=now)
+            )
+            entries = narrowing(before, before, now.timestamp(), released=True)
+            self._revocations.record(conn, entries, now.timestamp())
+        if announce is not None:
+            announce(entries)
+        return True

@@ -13,18 +13,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeGuard
 
+from .. import field_limits as limits
 from ..core.errors import InvalidRequest
 from .schema import to_utc
-
-MAX_NAME = 200
-MAX_TEXT = 2000
-MAX_EMAIL = 320
-MAX_HWUID = 256
-MAX_FEATURES = 200
-MAX_FEATURE = 100
-MAX_METADATA_BYTES = 16 * 1024
-MAX_DEVICES_LIMIT = 100_000
-MAX_LOOKUP = 256  # ids, keys and kids are far shorter
 
 
 def new_id(prefix: str) -> str:
@@ -34,10 +25,10 @@ def new_id(prefix: str) -> str:
 
 def is_lookup(value: object) -> TypeGuard[str]:
     """Whether ``value`` can name a stored row; anything else simply matches nothing."""
-    return isinstance(value, str) and len(value) <= MAX_LOOKUP and "\x00" not in value
+    return isinstance(value, str) and len(value) <= limits.LOOKUP and "\x00" not in value
 
 
-def text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
+def text(value: object, name: str, *, max_length: int = limits.NAME) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string.")
     if "\x00" in value:
@@ -47,14 +38,14 @@ def text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
     return value
 
 
-def required_text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
+def required_text(value: object, name: str, *, max_length: int = limits.NAME) -> str:
     result = text(value, name, max_length=max_length)
     if not result.strip():
         raise InvalidRequest(f"{name} must not be empty.")
     return result
 
 
-def optional_text(value: object, name: str, *, max_length: int = MAX_NAME) -> str | None:
+def optional_text(value: object, name: str, *, max_length: int = limits.NAME) -> str | None:
     return None if value is None else text(value, name, max_length=max_length)
 
 
@@ -84,11 +75,11 @@ def features(value: object) -> tuple[str, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidRequest("features must be a list of strings.")
     items = tuple(value)
-    if len(items) > MAX_FEATURES:
-        raise InvalidRequest(f"features must have at most {MAX_FEATURES} entries.")
+    if len(items) > limits.FEATURES:
+        raise InvalidRequest(f"features must have at most {limits.FEATURES} entries.")
     result: list[str] = []
     for item in items:
-        feature = required_text(item, "each feature", max_length=MAX_FEATURE)
+        feature = required_text(item, "each feature", max_length=limits.FEATURE)
         if feature not in result:  # keep the order, drop duplicates
             result.append(feature)
     return tuple(result)
@@ -104,6 +95,6 @@ def metadata(value: object, name: str = "metadata") -> dict[str, Any]:
         encoded = json.dumps(data, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
         raise InvalidRequest(f"{name} must be plain JSON (no NaN or Infinity).") from error
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise InvalidRequest(f"{name} must be at most {MAX_METADATA_BYTES} bytes as JSON.")
+    if len(encoded.encode()) > limits.METADATA_BYTES:
+        raise InvalidRequest(f"{name} must be at most {limits.METADATA_BYTES} bytes as JSON.")
     return data

@@ -1,7 +1,11 @@
 """``licensechain-gateway``: run the license gateway in front of a service.
 
-    licensechain-gateway --config gateway.toml [--server gunicorn|uvicorn]
-                         [--workers N] [--bind 127.0.0.1:8080] [--check]
+    licensechain-gateway --config gateway.toml [--mode proxy|authz]
+                         [--server gunicorn|uvicorn] [--workers N]
+                         [--bind 127.0.0.1:8080] [--check]
+
+``--mode authz`` serves the forward-auth endpoint (``authz.py``) for nginx,
+Caddy, Traefik or Envoy instead of proxying.
 
 Command-line options beat ``LICENSECHAIN_GATEWAY_*`` variables, which beat the
 file. ``--check`` validates the configuration (and the key source it names) and
@@ -21,7 +25,9 @@ from collections.abc import Sequence
 from flask_licensechain.core.errors import LicenseChainError
 
 from .config import CONFIG_ENV, GatewayConfig, load_config, resolve_path
-from .settings import ENV_PREFIX, SERVERS, GatewayConfigError
+from .metrics_env import MULTIPROC_ENV
+from .servers import run_gunicorn, run_uvicorn
+from .settings import ENV_PREFIX, MODES, SERVERS, GatewayConfigError
 
 EXIT_BAD_CONFIG = 2
 
@@ -32,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
         description="License-gating reverse proxy in front of an HTTP service.",
     )
     p.add_argument("--config", "-c", help=f"TOML file (default: ${CONFIG_ENV})")
+    p.add_argument(
+        "--mode", choices=MODES, help="proxy (gate and forward) or authz (forward-auth endpoint)"
+    )
     p.add_argument("--server", choices=SERVERS, help="gunicorn (WSGI) or uvicorn (ASGI)")
     p.add_argument("--workers", "-w", type=int, help="worker processes")
     p.add_argument("--threads", type=int, help="threads per gunicorn gthread worker")
@@ -43,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # CLI options become environment overrides so every worker process sees them too.
-    for name in ("server", "workers", "threads", "bind"):
+    for name in ("mode", "server", "workers", "threads", "bind"):
         value = getattr(args, name)
         if value is not None:
             os.environ[ENV_PREFIX + name.upper()] = str(value)
@@ -65,8 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         print(f"licensechain-gateway: {config.source} is valid", file=sys.stderr)
         return 0
-    from .servers import run_gunicorn, run_uvicorn
-
     if config.gateway.server == "gunicorn":
         run_gunicorn(config.gateway)
     else:
@@ -91,8 +98,6 @@ def _multiprocess_metrics(config: GatewayConfig) -> None:
 
     Must run before ``prometheus_client`` is first imported in this process.
     """
-    from .metrics_env import MULTIPROC_ENV
-
     if not config.gateway.metrics or config.gateway.workers < 2 or os.environ.get(MULTIPROC_ENV):
         return
     directory = tempfile.mkdtemp(prefix="licensechain-gateway-metrics-")
