@@ -12,6 +12,7 @@ Two modes, chosen by configuration:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask
@@ -27,6 +28,8 @@ from .integrator import build_key_source
 from .issuer import init_issuer
 from .revocation import build_denylist
 from .state import EXTENSION_KEY, LicenseChainState
+
+log = logging.getLogger("licensechain.extension")
 
 
 class LicenseChain:
@@ -90,6 +93,11 @@ class LicenseChain:
             )
         state: LicenseChainState
         if settings.integrator_mode:
+            if not settings.issuer:
+                log.warning(
+                    "LICENSECHAIN_ISSUER is not set: this gate accepts tokens of any issuer "
+                    "that its JWKS signs for; set it to the issuer's API base URL"
+                )
             keys = build_key_source(settings)
             denylist = build_denylist(settings)
             state = LicenseChainState(

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Settings
 from .core.contract import LONGEST_TTL, clamp_leeway
-from .core.errors import Conflict
+from .core.errors import ConfigError, Conflict
 from .core.keyring import RingKey
 from .core.keys import (
     KeyMaterialError,
@@ -37,8 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("licensechain.issuer")
 
 
-class IssuerConfigurationError(RuntimeError):
-    """The issuer cannot start safely with this configuration."""
+class IssuerConfigurationError(ConfigError, RuntimeError):
+    """The issuer cannot start safely with this configuration.
+
+    A ``ConfigError`` like every other refused setting (and a ``RuntimeError``, as before)."""
 
 
 # -- signing keys ------------------------------------------------------------------------
