@@ -1,0 +1,131 @@
+"""Run mutmut over one module of the security core, in a scratch copy of the repository.
+
+Usage (from the repository root, with the ``mutation`` extra installed)::
+
+    python mutation/run.py verifier            # one module of mutation/modules.toml
+    python mutation/run.py verifier --results  # list the surviving mutants of the last run
+    python mutation/run.py verifier --show NAME
+
+mutmut reads its settings from ``pyproject.toml`` in its working directory and imports the
+code from ``mutants/<package>``, so each module gets its own scratch directory
+(``mutation/.work/<name>``, ignored by git) holding a copy of both packages side by side (the
+middleware's package moves from ``middleware/`` to the top, where mutmut finds it), the tests,
+and a ``pyproject.toml`` with only this module's ``[tool.mutmut]`` settings. The worktree is
+never mutated, so editing tests while a run goes on is safe. One worker by default: the
+machines this project runs on have two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "mutation"
+#: repository folder -> folder in the scratch copy
+PACKAGES = {
+    "flask_licensechain": "flask_licensechain",
+    "middleware/licensechain_middleware": "licensechain_middleware",
+}
+
+
+def _scratch_path(repo_path: str) -> str:
+    for source, target in PACKAGES.items():
+        if repo_path.startswith(source + "/"):
+            return target + repo_path[len(source) :]
+    raise SystemExit(f"{repo_path} is not in a package of {sorted(PACKAGES)}")
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def prepare(name: str, module: dict[str, object], fresh: bool) -> Path:
+    work = HERE / ".work" / name
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for source, target in PACKAGES.items():
+        shutil.rmtree(work / target, ignore_errors=True)
+        shutil.copytree(ROOT / source, work / target, ignore=ignore)
+    shutil.rmtree(work / "tests", ignore_errors=True)
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pytest_ini = project["tool"]["pytest"]["ini_options"]
+    tests = [str(t) for t in module["tests"]]  # type: ignore[attr-defined]
+    missing = [t for t in tests if t.startswith("tests/") and not (ROOT / t).exists()]
+    if missing:  # e.g. measuring an older checkout, before these files were written
+        print("not in this checkout, left out:", *missing)
+        tests = [t for t in tests if t not in missing]
+    (work / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\n"
+        f"testpaths = {_toml_list(pytest_ini['testpaths'])}\n"
+        f"timeout = {pytest_ini['timeout']}\n"
+        f"markers = {_toml_list(pytest_ini['markers'])}\n\n"
+        "[tool.mutmut]\n"
+        f"source_paths = {_toml_list(sorted(PACKAGES.values()))}\n"
+        f"only_mutate = {_toml_list([_scratch_path(str(module['path']))])}\n"
+        f"pytest_add_cli_args = {_toml_list(['-p', 'no:cacheprovider', '-q'])}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+        "use_git_change_detection = false\n"
+    )
+    return work
+
+
+#: Prints every mutant that was not killed with the changed lines of its diff (one process,
+#: where ``mutmut show`` would start one per mutant).
+_SURVIVORS = """
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+
+for path in walk_mutatable_files():
+    data = SourceFileMutationData(path=path)
+    data.load()
+    for name, code in data.exit_code_by_key.items():
+        status = status_by_exit_code[code]
+        if status == "killed":
+            continue
+        print(f"## {name.rpartition('.')[2]}: {status}")
+        diff = get_diff_for_mutant(name, path=path).splitlines()[3:]
+        print("\\n".join(line for line in diff if line[:1] in "+-"))
+"""
+
+
+def main() -> int:
+    modules = tomllib.loads((HERE / "modules.toml").read_text())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("module", choices=sorted(modules))
+    parser.add_argument("--max-children", type=int, default=1, help="parallel workers (1)")
+    parser.add_argument("--keep", action="store_true", help="reuse the last run's results")
+    parser.add_argument("--results", action="store_true", help="list survivors of the last run")
+    parser.add_argument("--show", metavar="MUTANT", help="print one mutant's diff")
+    args = parser.parse_args()
+    mutmut = [sys.executable, "-m", "mutmut"]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    work = HERE / ".work" / args.module
+    if args.show:
+        return subprocess.call([*mutmut, "show", args.show], cwd=work, env=env)
+    if args.results:
+        return subprocess.call([sys.executable, "-c", _SURVIVORS], cwd=work, env=env)
+    work = prepare(args.module, modules[args.module], fresh=not args.keep)
+    code = subprocess.call(
+        [*mutmut, "run", "--max-children", str(args.max_children)], cwd=work, env=env
+    )
+    subprocess.call([*mutmut, "export-cicd-stats"], cwd=work, env=env)
+    stats = work / "mutants" / "mutmut-cicd-stats.json"
+    if stats.exists():
+        print(args.module, stats.read_text())
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
