@@ -21,7 +21,6 @@ class CompiledRule:
     """A rule with what the hot path needs precomputed."""
 
     rule: Rule | None  # None: the default policy for unmatched paths
-    index: int  # position in the rule list; -1 for the default
     public: bool
     deny: bool
     features: frozenset[str]
@@ -76,7 +75,6 @@ class RuleTable:
         self.compiled = tuple(
             CompiledRule(
                 rule=r,
-                index=i,
                 public=r.public,
                 deny=False,
                 features=frozenset(r.features),
@@ -84,11 +82,10 @@ class RuleTable:
                 plans=frozenset(r.plans),
                 rate_limit=limit_of(r.rate_limit),
             )
-            for i, r in enumerate(rules)
+            for r in rules
         )
         self.default = CompiledRule(
             rule=None,
-            index=-1,
             public=default_policy == "public",
             deny=default_policy == "deny",
             features=frozenset(),
