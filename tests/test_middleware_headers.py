@@ -1,4 +1,4 @@
-"""Headers the gate removes or reads: RFC 9110 hop-by-hop fields, RFC 6265 cookies, RFC 6750 Bearer."""
+"""Headers the gate removes or reads: RFC 9110 hop-by-hop, RFC 6265 cookies, RFC 6750 Bearer."""
 
 from __future__ import annotations
 

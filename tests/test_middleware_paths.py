@@ -1,4 +1,4 @@
-"""Request paths: RFC 3986 section 5.2.4 dot-segment removal and the characters refused before it."""
+"""Request paths: RFC 3986 section 5.2.4 dot-segment removal, and the characters refused."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from sys import getsizeof
 from collections.abc import Iterator, Mapping
+from sys import getsizeof
 from types import MappingProxyType
 from typing import Any
 
