@@ -18,6 +18,7 @@ machines this project runs on have two cores.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "mutation"
@@ -79,9 +81,10 @@ def prepare(name: str, module: dict[str, object], fresh: bool) -> Path:
     return work
 
 
-#: Prints every mutant that was not killed with the changed lines of its diff (one process,
-#: where ``mutmut show`` would start one per mutant).
-_SURVIVORS = """
+#: Writes one JSON line per mutant: its name, status and the changed lines of its diff (one
+#: process, where ``mutmut show`` would start one per mutant).
+_DUMP = """
+import json
 from mutmut.mutation.data import SourceFileMutationData
 from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
@@ -92,12 +95,88 @@ for path in walk_mutatable_files():
     data.load()
     for name, code in data.exit_code_by_key.items():
         status = status_by_exit_code[code]
-        if status == "killed":
-            continue
-        print(f"## {name.rpartition('.')[2]}: {status}")
-        diff = get_diff_for_mutant(name, path=path).splitlines()[3:]
-        print("\\n".join(line for line in diff if line[:1] in "+-"))
+        diff = [] if status == "killed" else get_diff_for_mutant(name, path=path).splitlines()[3:]
+        print(json.dumps({"name": name.rpartition(".")[2], "status": status, "diff": diff}))
 """
+
+
+def _call(line: str) -> ast.Call | None:
+    """The call a one-line statement makes (``raise f(...)``, ``f(...)``, ``return f(...)``)."""
+    try:
+        tree = ast.parse(line.strip())
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1:
+        return None
+    node: ast.AST | None = tree.body[0]
+    if isinstance(node, ast.Raise | ast.Return | ast.Expr):
+        node = node.exc if isinstance(node, ast.Raise) else node.value
+    return node if isinstance(node, ast.Call) else None
+
+
+def log_text_only(diff: list[str], log_calls: dict[str, int]) -> bool:
+    """True when the mutant changes only what a log line says.
+
+    ``log_calls`` maps a callee as written (``"_reject"``, ``"log.info"``) to the position of
+    its one log-text argument (``_reject(check, detail, reason)``: 1); ``0`` means every
+    argument is log text (a logging call). Any other change to the call is not log text.
+    """
+    before = [line[1:] for line in diff if line.startswith("-")]
+    after = [line[1:] for line in diff if line.startswith("+")]
+    if len(before) != 1 or len(after) != 1:
+        return False
+    old, new = _call(before[0]), _call(after[0])
+    if old is None or new is None or ast.dump(old.func) != ast.dump(new.func):
+        return False
+    index = log_calls.get(ast.unparse(old.func))
+    if index is None:
+        return False
+    if index == 0:
+        return True
+    kept_old = [ast.dump(a) for i, a in enumerate(old.args) if i != index]
+    kept_new = [ast.dump(a) for i, a in enumerate(new.args) if i != index]
+    # an argument dropped before the log text shifts the rest: compare what is left
+    if len(new.args) < len(old.args) and len(new.args) <= index:
+        kept_new = [ast.dump(a) for a in new.args[:index]]
+        kept_old = [ast.dump(a) for a in old.args[:index]]
+        if len(old.args) > index + 1:
+            return False
+    return kept_old == kept_new and ast.dump(ast.Tuple(old.keywords)) == ast.dump(
+        ast.Tuple(new.keywords)
+    )
+
+
+def report(name: str, module: dict[str, Any], work: Path, env: dict[str, str]) -> dict[str, int]:
+    """Classify the last run's mutants, print the survivors and one summary line."""
+    out = subprocess.run(
+        [sys.executable, "-c", _DUMP], cwd=work, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    log_calls: dict[str, int] = module.get("log_calls", {})
+    equivalent: dict[str, str] = module.get("equivalent", {})
+    counts = dict.fromkeys(("mutants", "killed", "log_text", "equivalent", "survived"), 0)
+    for line in out.splitlines():
+        mutant = json.loads(line)
+        counts["mutants"] += 1
+        if mutant["status"] in ("killed", "timeout"):
+            counts["killed"] += 1
+            continue
+        if mutant["name"] in equivalent:
+            counts["equivalent"] += 1
+            continue
+        if log_text_only(mutant["diff"], log_calls):
+            counts["log_text"] += 1
+            continue
+        counts["survived"] += 1
+        print(f"## {mutant['name']}: {mutant['status']}")
+        print("\n".join(d for d in mutant["diff"] if d[:1] in "+-"))
+    judged = counts["mutants"] - counts["log_text"] - counts["equivalent"]
+    score = 100.0 * counts["killed"] / judged if judged else 100.0
+    print(
+        f"{name}: {counts['mutants']} mutants, {counts['killed']} killed, "
+        f"{counts['log_text']} log text only, {counts['equivalent']} equivalent, "
+        f"{counts['survived']} not killed: {score:.1f}% of the rest killed"
+    )
+    return counts
 
 
 def main() -> int:
@@ -115,15 +194,14 @@ def main() -> int:
     if args.show:
         return subprocess.call([*mutmut, "show", args.show], cwd=work, env=env)
     if args.results:
-        return subprocess.call([sys.executable, "-c", _SURVIVORS], cwd=work, env=env)
+        report(args.module, modules[args.module], work, env)
+        return 0
     work = prepare(args.module, modules[args.module], fresh=not args.keep)
     code = subprocess.call(
         [*mutmut, "run", "--max-children", str(args.max_children)], cwd=work, env=env
     )
-    subprocess.call([*mutmut, "export-cicd-stats"], cwd=work, env=env)
-    stats = work / "mutants" / "mutmut-cicd-stats.json"
-    if stats.exists():
-        print(args.module, stats.read_text())
+    if code == 0:
+        report(args.module, modules[args.module], work, env)
     return code
 
 
