@@ -141,7 +141,7 @@ def test_streamed_response_of_exactly_max_bytes_is_accepted(server: JWKSServer) 
         RemoteJWKS(server.url, max_bytes=len(body) - 1).current()
 
 
-# -- freshness boundaries (RFC 9111 section 4.2: fresh while age < lifetime) ------------------------
+# -- freshness boundaries (RFC 9111 section 4.2: fresh while age < lifetime) -----------------------
 
 
 def test_set_is_refetched_exactly_when_its_lifetime_ends(
@@ -197,7 +197,7 @@ def test_failed_fetches_back_off_1_2_4_seconds_up_to_30(
     assert len(server.requests) == expected + 3
 
 
-# -- unknown kids -------------------------------------------------------------------------------------
+# -- unknown kids ----------------------------------------------------------------------------------
 
 
 def test_unknown_kid_of_exactly_max_kid_length_triggers_a_refetch(
@@ -256,7 +256,7 @@ def test_a_kid_found_later_is_no_longer_remembered_unknown(
     assert len(server.requests) == 5  # it was looked for again, not answered from memory
 
 
-# -- refresh(), close(), a refresh in flight --------------------------------------------------------
+# -- refresh(), close(), a refresh in flight -------------------------------------------------------
 
 
 def test_refresh_reports_whether_the_set_is_fresh(server: JWKSServer, clock: FakeClock) -> None:
@@ -304,7 +304,7 @@ def test_stale_set_is_served_while_another_thread_refreshes(server: JWKSServer) 
     refresher.join(10)
 
 
-# -- settings' bounds -----------------------------------------------------------------------------------
+# -- settings' bounds ------------------------------------------------------------------------------
 
 
 def test_settings_are_clamped() -> None:
