@@ -126,6 +126,7 @@ def test_without_cookie_removes_every_cookie_of_that_name() -> None:
     assert without_cookie(" lc = x ;a=1;;", "lc") == "a=1"
     assert without_cookie("lc=x", "lc") == ""
     assert without_cookie("xlc=1; lcx=2", "lc") == "xlc=1; lcx=2"
+    assert without_cookie("lc=a=b; c=d=e", "lc") == "c=d=e"
 
 
 @pytest.mark.parametrize(
@@ -136,6 +137,7 @@ def test_without_cookie_removes_every_cookie_of_that_name() -> None:
         ("BEARER abc", "abc"),
         ("Bearer   abc", "abc"),
         ("Bearer abc ", "abc "),
+        ("Bearer \tabc", "\tabc"),  # only spaces separate scheme and token
         ("Bearer", ""),
         ("Bearer ", ""),
         ("Basic abc", None),

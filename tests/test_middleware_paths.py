@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from licensechain_middleware.paths import (
     BadPath,
@@ -53,6 +55,22 @@ def test_refused_characters_are_400_bad_path(path: str) -> None:
     assert err.value.body("r")["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("check", "path", "detail"),
+    [
+        (normalise_path, "a/b", "start"),
+        (normalise_path, "/a;b", "';'"),
+        (check_raw_path, "/a%2fb", "encoded"),
+    ],
+)
+def test_bad_path_says_why_for_the_log(check: Any, path: str, detail: str) -> None:
+    with pytest.raises(BadPath) as err:
+        check(path)
+    assert err.value.reason == "bad_path"
+    assert detail in str(err.value.detail)
+    assert detail not in str(err.value.body("r"))  # the client sees the generic text
+
+
 def test_refused_character_is_found_after_dot_segments_too() -> None:
     with pytest.raises(BadPath):
         normalise_path("/a/../b;c")
@@ -81,6 +99,11 @@ def test_other_raw_paths_pass(raw: str) -> None:
         ("https://h:8443", "/"),
         ("https://h?q", "/"),
         ("h/a", "h/a"),  # not absolute-form: left for the path checks to refuse
+        ("abc", "abc"),
+        ("/a?b?c", "/a"),
+        ("/a#b#c", "/a"),
+        ("http:///a", "/a"),
+        ("http://h/a://b", "/a://b"),
         ("1http://h/a", "1http://h/a"),
         ("/x://y/z", "/x://y/z"),
     ],
