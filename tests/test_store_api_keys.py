@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flask_licensechain.core.errors import InvalidRequest
+from flask_licensechain.core.errors import InvalidRequest, Unavailable
 from flask_licensechain.store import API_KEY_SCOPES, Store, open_store
 from flask_licensechain.store import api_keys as api_keys_module
 from flask_licensechain.store.schema import api_keys
@@ -120,3 +120,25 @@ def test_revoking_an_unusable_id_is_false(store: Store, key_id: Any) -> None:
     store.api_keys.create("k", ["*"])
     assert store.api_keys.revoke(key_id) is False
     assert store.api_keys.list()[0].revoked_at is None
+
+
+def test_a_failed_last_used_write_does_not_fail_authentication(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    record, plaintext = store.api_keys.create("k", ["apps:read"])
+    database = store.api_keys._db
+
+    def busy() -> Any:
+        raise Unavailable(detail="database is locked")
+
+    monkeypatch.setattr(database, "write", busy)
+    authed = store.api_keys.authenticate(plaintext)
+    assert authed is not None and authed.id == record.id
+    assert "could not record API key use" in caplog.text and "database is locked" in caplog.text
+
+
+def test_environment_must_be_live_or_test(store: Store) -> None:
+    with pytest.raises(InvalidRequest):
+        store.api_keys.create("k", ["*"], environment="LIVE")
+    _, live = store.api_keys.create("k", ["*"])
+    assert live.startswith("lc_live_") and len(live) == len("lc_live_") + 43
