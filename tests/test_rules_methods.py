@@ -114,3 +114,11 @@ def test_features_all_is_not_any() -> None:
     assert rule.any_feature is False
     assert not rule.authorises(frozenset({"y"}), None)
     assert rule.authorises(frozenset({"x", "y"}), None)
+
+
+def test_a_matched_rule_never_denies() -> None:
+    # Only the "deny" default policy refuses outright; a configured rule grants or requires.
+    t = items_table()
+    for method in ("GET", "HEAD", "POST"):
+        rule = t.match(method, "/items/1")
+        assert rule.rule is not None and rule.deny is False
