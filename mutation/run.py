@@ -154,8 +154,12 @@ def report(name: str, module: dict[str, Any], work: Path, env: dict[str, str]) -
     log_calls: dict[str, int] = module.get("log_calls", {})
     equivalent: dict[str, str] = module.get("equivalent", {})
     counts = dict.fromkeys(("mutants", "killed", "log_text", "equivalent", "survived"), 0)
+    not_run = 0
     for line in out.splitlines():
         mutant = json.loads(line)
+        if mutant["status"] == "not checked":  # an interrupted run: left out of the figures
+            not_run += 1
+            continue
         counts["mutants"] += 1
         if mutant["status"] in ("killed", "timeout"):
             counts["killed"] += 1
@@ -175,6 +179,7 @@ def report(name: str, module: dict[str, Any], work: Path, env: dict[str, str]) -
         f"{name}: {counts['mutants']} mutants, {counts['killed']} killed, "
         f"{counts['log_text']} log text only, {counts['equivalent']} equivalent, "
         f"{counts['survived']} not killed: {score:.1f}% of the rest killed"
+        + (f" ({not_run} not run yet)" if not_run else "")
     )
     return counts
 
