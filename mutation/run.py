@@ -5,6 +5,7 @@ Usage (from the repository root, with the ``mutation`` extra installed)::
     python mutation/run.py verifier            # one module of mutation/modules.toml
     python mutation/run.py verifier --results  # list the surviving mutants of the last run
     python mutation/run.py verifier --show NAME
+    python mutation/run.py verifier --rerun NAME [NAME ...]  # after adding tests
 
 mutmut reads its settings from ``pyproject.toml`` in its working directory and imports the
 code from ``mutants/<package>``, so each module gets its own scratch directory
@@ -100,18 +101,30 @@ for path in walk_mutatable_files():
 """
 
 
-def _call(line: str) -> ast.Call | None:
-    """The call a one-line statement makes (``raise f(...)``, ``f(...)``, ``return f(...)``)."""
+class _WithoutLogText(ast.NodeTransformer):
+    """Drops the log-text arguments of the calls named in ``log_calls``."""
+
+    def __init__(self, log_calls: dict[str, int]) -> None:
+        self.log_calls = log_calls
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        index = self.log_calls.get(ast.unparse(node.func))
+        if index == 0:
+            node.args, node.keywords = [], []
+        elif index is not None:
+            node.args = node.args[:index] + node.args[index + 1 :]
+        return node
+
+
+def _statement(line: str) -> ast.Module | None:
+    source = line.strip()
+    if source.endswith(":"):  # the head of an if/while/for: give it a body
+        source += " pass"
     try:
-        tree = ast.parse(line.strip())
+        return ast.parse(source)
     except SyntaxError:
         return None
-    if len(tree.body) != 1:
-        return None
-    node: ast.AST | None = tree.body[0]
-    if isinstance(node, ast.Raise | ast.Return | ast.Expr):
-        node = node.exc if isinstance(node, ast.Raise) else node.value
-    return node if isinstance(node, ast.Call) else None
 
 
 def log_text_only(diff: list[str], log_calls: dict[str, int]) -> bool:
@@ -119,31 +132,18 @@ def log_text_only(diff: list[str], log_calls: dict[str, int]) -> bool:
 
     ``log_calls`` maps a callee as written (``"_reject"``, ``"log.info"``) to the position of
     its one log-text argument (``_reject(check, detail, reason)``: 1); ``0`` means every
-    argument is log text (a logging call). Any other change to the call is not log text.
+    argument is log text (a logging call). The mutant's line and the original one are
+    compared with those arguments left out: equal means only log text changed.
     """
     before = [line[1:] for line in diff if line.startswith("-")]
     after = [line[1:] for line in diff if line.startswith("+")]
-    if len(before) != 1 or len(after) != 1:
+    if len(before) != 1 or len(after) != 1 or not log_calls:
         return False
-    old, new = _call(before[0]), _call(after[0])
-    if old is None or new is None or ast.dump(old.func) != ast.dump(new.func):
+    old, new = _statement(before[0]), _statement(after[0])
+    if old is None or new is None:
         return False
-    index = log_calls.get(ast.unparse(old.func))
-    if index is None:
-        return False
-    if index == 0:
-        return True
-    kept_old = [ast.dump(a) for i, a in enumerate(old.args) if i != index]
-    kept_new = [ast.dump(a) for i, a in enumerate(new.args) if i != index]
-    # an argument dropped before the log text shifts the rest: compare what is left
-    if len(new.args) < len(old.args) and len(new.args) <= index:
-        kept_new = [ast.dump(a) for a in new.args[:index]]
-        kept_old = [ast.dump(a) for a in old.args[:index]]
-        if len(old.args) > index + 1:
-            return False
-    return kept_old == kept_new and ast.dump(ast.Tuple(old.keywords)) == ast.dump(
-        ast.Tuple(new.keywords)
-    )
+    strip = _WithoutLogText(log_calls)
+    return ast.dump(strip.visit(old)) == ast.dump(strip.visit(new))
 
 
 def report(name: str, module: dict[str, Any], work: Path, env: dict[str, str]) -> dict[str, int]:
@@ -192,6 +192,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="reuse the last run's results")
     parser.add_argument("--results", action="store_true", help="list survivors of the last run")
     parser.add_argument("--show", metavar="MUTANT", help="print one mutant's diff")
+    parser.add_argument(
+        "--rerun", nargs="+", metavar="MUTANT", help="run these mutants again on today's tests"
+    )
     args = parser.parse_args()
     mutmut = [sys.executable, "-m", "mutmut"]
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -201,9 +204,11 @@ def main() -> int:
     if args.results:
         report(args.module, modules[args.module], work, env)
         return 0
-    work = prepare(args.module, modules[args.module], fresh=not args.keep)
+    work = prepare(args.module, modules[args.module], fresh=not (args.keep or args.rerun))
     code = subprocess.call(
-        [*mutmut, "run", "--max-children", str(args.max_children)], cwd=work, env=env
+        [*mutmut, "run", "--max-children", str(args.max_children), *(args.rerun or ())],
+        cwd=work,
+        env=env,
     )
     if code == 0:
         report(args.module, modules[args.module], work, env)
