@@ -82,12 +82,14 @@ def prepare(name: str, module: dict[str, object], fresh: bool) -> Path:
     return work
 
 
-#: Writes one JSON line per mutant: its name, status and the changed lines of its diff (one
-#: process, where ``mutmut show`` would start one per mutant).
+#: Writes one JSON line per mutant: its name, status and its diff with the whole function as
+#: context (one process, where ``mutmut show`` would start one per mutant).
 _DUMP = """
-import json
+import difflib, functools, json
+from mutmut.mutation import diff_apply
 from mutmut.mutation.data import SourceFileMutationData
 from mutmut.mutation.diff_apply import get_diff_for_mutant
+diff_apply.unified_diff = functools.partial(difflib.unified_diff, n=100_000)
 from mutmut.stats import status_by_exit_code
 from mutmut.utils.file_utils import walk_mutatable_files
 
@@ -117,10 +119,7 @@ class _WithoutLogText(ast.NodeTransformer):
         return node
 
 
-def _statement(line: str) -> ast.Module | None:
-    source = line.strip()
-    if source.endswith(":"):  # the head of an if/while/for: give it a body
-        source += " pass"
+def _parse(source: str) -> ast.Module | None:
     try:
         return ast.parse(source)
     except SyntaxError:
@@ -133,13 +132,13 @@ def log_text_only(diff: list[str], log_calls: dict[str, int]) -> bool:
     ``log_calls`` maps a callee as written (``"_reject"``, ``"log.info"``) to the position of
     its one log-text argument (``_reject(check, detail, reason)``: 1); ``0`` means every
     argument is log text (a logging call). The mutant's line and the original one are
-    compared with those arguments left out: equal means only log text changed.
+    compared with those arguments left out: equal means only log text changed. ``diff``
+    holds the whole function (context lines start with a space).
     """
-    before = [line[1:] for line in diff if line.startswith("-")]
-    after = [line[1:] for line in diff if line.startswith("+")]
-    if len(before) != 1 or len(after) != 1 or not log_calls:
+    if not log_calls:
         return False
-    old, new = _statement(before[0]), _statement(after[0])
+    old = _parse("\n".join(line[1:] for line in diff if line[:1] in (" ", "-")))
+    new = _parse("\n".join(line[1:] for line in diff if line[:1] in (" ", "+")))
     if old is None or new is None:
         return False
     strip = _WithoutLogText(log_calls)
