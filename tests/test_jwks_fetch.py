@@ -121,7 +121,7 @@ def test_declared_content_encoding_is_refused_even_for_a_plain_body(server: JWKS
         RemoteJWKS(server.url).current()
 
 
-@pytest.mark.parametrize("encoding", ["identity", "IDENTITY", " identity "])
+@pytest.mark.parametrize("encoding", ["identity", "IDENTITY", " identity ", ""])
 def test_identity_content_encoding_is_accepted(server: JWKSServer, encoding: str) -> None:
     server.reply = lambda path: Reply(body=jwks_body(KEY_A), headers={"Content-Encoding": encoding})
     assert KEY_A.kid in RemoteJWKS(server.url).current()
@@ -256,6 +256,80 @@ def test_a_kid_found_later_is_no_longer_remembered_unknown(
     clock.advance(30)
     assert source.lookup_unknown(KEY_B.kid) is None
     assert len(server.requests) == 5  # it was looked for again, not answered from memory
+
+
+def test_a_failed_refetch_does_not_remember_the_kid_as_unknown(
+    server: JWKSServer, clock: FakeClock
+) -> None:
+    source = RemoteJWKS(server.url, clock=clock, miss_cooldown=30, unknown_kid_ttl=3600)
+    source.current()
+    server.reply = lambda path: Reply(status=500)
+    assert source.lookup_unknown(KEY_B.kid) is None  # the fetch failed: nothing proven
+    server.reply = lambda path: Reply(body=jwks_body(KEY_A, KEY_B))
+    clock.advance(30)  # past the cooldown and the 1 s retry backoff
+    assert source.lookup_unknown(KEY_B.kid) is not None
+    assert len(server.requests) == 3
+
+
+def test_remembered_unknown_kids_keep_exactly_max_unknown_kids(
+    server: JWKSServer, clock: FakeClock
+) -> None:
+    source = RemoteJWKS(server.url, clock=clock, miss_cooldown=30, max_unknown_kids=2)
+    source.current()
+    for kid in ("u1", "u2", "u3"):
+        assert source.lookup_unknown(kid) is None
+        clock.advance(30)
+    assert len(server.requests) == 4
+    # u2 and u3 are remembered (two of them): no refetch; u1 was evicted: refetched
+    assert source.lookup_unknown("u3") is None and source.lookup_unknown("u2") is None
+    assert len(server.requests) == 4
+    assert source.lookup_unknown("u1") is None
+    assert len(server.requests) == 5
+
+
+def _two_concurrent_lookups(
+    server: JWKSServer, source: RemoteJWKS, kids: tuple[str, str]
+) -> list[object]:
+    """The first lookup's fetch is held by the server for a second while the second waits."""
+    arrived = threading.Event()
+    body = jwks_body(KEY_A, KEY_B)
+
+    def held(path: str) -> Reply:
+        arrived.set()
+        return Reply(body=body, delay=1.0)
+
+    server.reply = held
+    found: list[object] = ["not answered", "not answered"]
+
+    def look(index: int) -> None:
+        found[index] = source.lookup_unknown(kids[index])
+
+    first = threading.Thread(target=look, args=(0,))
+    first.start()
+    assert arrived.wait(10)
+    second = threading.Thread(target=look, args=(1,))
+    second.start()
+    first.join(10)
+    second.join(10)
+    return found
+
+
+def test_a_lookup_waiting_behind_a_slow_fetch_gets_its_result(server: JWKSServer) -> None:
+    clock = FakeClock()
+    source = RemoteJWKS(server.url, clock=clock)
+    first, second = _two_concurrent_lookups(server, source, (KEY_B.kid, KEY_B.kid))
+    assert first is not None and second is not None
+    assert len(server.requests) == 1
+
+
+def test_a_merged_lookup_remembers_its_missing_kid(server: JWKSServer) -> None:
+    clock = FakeClock()
+    source = RemoteJWKS(server.url, clock=clock, miss_cooldown=30, unknown_kid_ttl=3600)
+    assert _two_concurrent_lookups(server, source, ("ghost1", "ghost2")) == [None, None]
+    assert len(server.requests) == 1  # merged
+    clock.advance(30)  # cooldown over: only a remembered kid is answered without a fetch
+    assert source.lookup_unknown("ghost2") is None
+    assert len(server.requests) == 1
 
 
 # -- refresh(), close(), a refresh in flight -------------------------------------------------------
