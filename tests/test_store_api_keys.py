@@ -33,7 +33,7 @@ CONTRACT_SCOPES = (
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     opened = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    opened.create_all()
+    opened.upgrade_schema()
     try:
         yield opened
     finally:
