@@ -138,6 +138,7 @@ def test_without_cookie_removes_every_cookie_of_that_name() -> None:
         ("Bearer   abc", "abc"),
         ("Bearer abc ", "abc "),
         ("Bearer \tabc", "\tabc"),  # only spaces separate scheme and token
+        ("Bearer Xabc", "Xabc"),
         ("Bearer", ""),
         ("Bearer ", ""),
         ("Basic abc", None),
