@@ -75,9 +75,8 @@ def test_listed_key_carries_every_stored_field(store: Store) -> None:
 
 
 def test_list_is_ordered_by_creation(store: Store) -> None:
-    first, _ = store.api_keys.create("a", ["apps:read"])
-    second, _ = store.api_keys.create("b", ["apps:read"])
-    assert [k.id for k in store.api_keys.list()] == [first.id, second.id]
+    created = [store.api_keys.create(name, ["apps:read"])[0].id for name in "abcdef"]
+    assert [k.id for k in store.api_keys.list()] == created  # not by the random ids
 
 
 def test_last_used_is_recorded_at_most_once_a_minute(
@@ -142,3 +141,14 @@ def test_environment_must_be_live_or_test(store: Store) -> None:
         store.api_keys.create("k", ["*"], environment="LIVE")
     _, live = store.api_keys.create("k", ["*"])
     assert live.startswith("lc_live_") and len(live) == len("lc_live_") + 43
+
+
+def test_revoking_one_key_leaves_the_others_live(store: Store) -> None:
+    first, first_plain = store.api_keys.create("a", ["*"])
+    _, second_plain = store.api_keys.create("b", ["*"])
+    assert store.api_keys.revoke(first.id) is True
+    assert store.api_keys.authenticate(first_plain) is None
+    assert store.api_keys.authenticate(second_plain) is not None
+    revoked = {k.id: k.revoked_at for k in store.api_keys.list()}
+    assert revoked[first.id] is not None and revoked[first.id].tzinfo is not None
+    assert [v for k, v in revoked.items() if k != first.id] == [None]
