@@ -176,7 +176,7 @@ def report(name: str, module: dict[str, Any], work: Path, env: dict[str, str]) -
     score = 100.0 * counts["killed"] / judged if judged else 100.0
     print(
         f"{name}: {counts['mutants']} mutants, {counts['killed']} killed, "
-        f"{counts['log_text']} log text only, {counts['equivalent']} equivalent, "
+        f"{counts['log_text']} message text only, {counts['equivalent']} equivalent, "
         f"{counts['survived']} not killed: {score:.1f}% of the rest killed"
         + (f" ({not_run} not run yet)" if not_run else "")
     )
