@@ -288,7 +288,7 @@ def test_remembered_unknown_kids_keep_exactly_max_unknown_kids(
 
 
 def _two_concurrent_lookups(
-    server: JWKSServer, source: RemoteJWKS, kids: tuple[str, str]
+    server: JWKSServer, source: RemoteJWKS, kids: tuple[str, str], status: int = 200
 ) -> list[object]:
     """The first lookup's fetch is held by the server for a second while the second waits."""
     arrived = threading.Event()
@@ -296,7 +296,7 @@ def _two_concurrent_lookups(
 
     def held(path: str) -> Reply:
         arrived.set()
-        return Reply(body=body, delay=1.0)
+        return Reply(status=status, body=body, delay=1.0)
 
     server.reply = held
     found: list[object] = ["not answered", "not answered"]
@@ -330,6 +330,58 @@ def test_a_merged_lookup_remembers_its_missing_kid(server: JWKSServer) -> None:
     clock.advance(30)  # cooldown over: only a remembered kid is answered without a fetch
     assert source.lookup_unknown("ghost2") is None
     assert len(server.requests) == 1
+
+
+def test_a_lookup_merged_into_a_failed_fetch_does_not_remember_its_kid(
+    server: JWKSServer, clock: FakeClock
+) -> None:
+    source = RemoteJWKS(server.url, clock=clock, miss_cooldown=30, unknown_kid_ttl=3600)
+    source.current()
+    clock.advance(300)  # the set is due: the merged fetch below fails and proves nothing
+    assert _two_concurrent_lookups(server, source, ("ghost1", "ghost2"), status=500) == [None] * 2
+    assert len(server.requests) == 2
+    server.reply = lambda path: Reply(body=jwks_body(KEY_A))
+    clock.advance(30)
+    assert source.lookup_unknown("ghost2") is None
+    assert len(server.requests) == 3  # looked for again
+
+
+def test_unknown_kid_refetches_exactly_when_the_retry_backoff_ends(
+    server: JWKSServer, clock: FakeClock
+) -> None:
+    source = RemoteJWKS(server.url, clock=clock)
+    source.current()
+    server.reply = lambda path: Reply(status=500)
+    clock.advance(300)
+    source.current()  # the refresh fails: the next attempt waits 1 s
+    assert len(server.requests) == 2
+    clock.advance(0.5)
+    assert source.lookup_unknown(KEY_B.kid) is None
+    assert len(server.requests) == 2
+    clock.advance(0.5)
+    server.reply = lambda path: Reply(body=jwks_body(KEY_A, KEY_B))
+    assert source.lookup_unknown(KEY_B.kid) is not None
+    assert len(server.requests) == 3
+
+
+def test_refresh_waits_for_a_fetch_in_flight_and_reports_its_result(server: JWKSServer) -> None:
+    clock = FakeClock()
+    source = RemoteJWKS(server.url, clock=clock)
+    source.current()
+    clock.advance(300)  # due
+    arrived = threading.Event()
+
+    def held(path: str) -> Reply:
+        arrived.set()
+        return Reply(body=jwks_body(KEY_A), delay=1.0)
+
+    server.reply = held
+    refresher = threading.Thread(target=source.current)
+    refresher.start()
+    assert arrived.wait(10)
+    assert source.refresh() is True  # merged with the fetch in flight, which succeeded
+    refresher.join(10)
+    assert len(server.requests) == 2
 
 
 # -- refresh(), close(), a refresh in flight -------------------------------------------------------

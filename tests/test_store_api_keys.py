@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -152,3 +153,19 @@ def test_revoking_one_key_leaves_the_others_live(store: Store) -> None:
     revoked = {k.id: k.revoked_at for k in store.api_keys.list()}
     assert revoked[first.id] is not None and revoked[first.id].tzinfo is not None
     assert [v for k, v in revoked.items() if k != first.id] == [None]
+
+
+def test_revoked_at_is_utc_whatever_the_hosts_zone(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record, _ = store.api_keys.create("k", ["*"])
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9, no daylight saving
+    time.tzset()
+    try:
+        store.api_keys.revoke(record.id)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    revoked_at = store.api_keys.list()[0].revoked_at
+    assert revoked_at is not None
+    assert abs((revoked_at - datetime.now(UTC)).total_seconds()) < 3600
