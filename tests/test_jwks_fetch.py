@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import multiprocessing
 import ssl
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from test_jwks_cache import KEY_A, KEY_B, FakeClock, JWKSServer, Reply, jwks_body
+from test_jwks_cache import (
+    KEY_A,
+    KEY_B,
+    FakeClock,
+    JWKSServer,
+    Reply,
+    _refresh_in_child,
+    jwks_body,
+)
 
 from flask_licensechain.core.contract import MAX_KID_LENGTH
 from flask_licensechain.core.errors import Unavailable
@@ -430,6 +439,35 @@ def test_stale_set_is_served_while_another_thread_refreshes(server: JWKSServer) 
     assert answered == [(True, 1)] and not reader.is_alive()
     release.set()
     refresher.join(10)
+
+
+def test_a_child_forked_during_a_fetch_does_not_inherit_the_held_lock(
+    server: JWKSServer,
+) -> None:
+    clock = FakeClock()
+    source = RemoteJWKS(server.url, clock=clock)
+    source.current()
+    clock.advance(300)  # due: refresh() then reports whether its own fetch succeeded
+    arrived = threading.Event()
+
+    def first_held(path: str) -> Reply:
+        if len(server.requests) == 2:  # the parent's refresh: held while the child forks
+            arrived.set()
+            return Reply(body=jwks_body(KEY_A), delay=1.5)
+        return Reply(body=jwks_body(KEY_A))
+
+    server.reply = first_held
+    refresher = threading.Thread(target=source.current)
+    refresher.start()
+    assert arrived.wait(10)
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_refresh_in_child, args=(source, out))
+    child.start()
+    child.join(30)
+    refresher.join(10)
+    assert child.exitcode == 0
+    assert out.get(timeout=1) is True  # the child fetched at once, with a lock of its own
 
 
 # -- settings' bounds ------------------------------------------------------------------------------
