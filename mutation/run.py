@@ -3,7 +3,7 @@
 Usage (from the repository root, with the ``mutation`` extra installed)::
 
     python mutation/run.py verifier            # one module of mutation/modules.toml
-    python mutation/run.py verifier --results  # list the surviving mutants of the last run
+    python mutation/run.py verifier --results  # the last run's survivors and summary
     python mutation/run.py verifier --show NAME
     python mutation/run.py verifier --rerun NAME [NAME ...]  # after adding tests
 
