@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flask_licensechain.core.gate import Requirement
+
 from .config import NO_LIMIT, Rule
 
 
@@ -23,24 +25,13 @@ class CompiledRule:
     rule: Rule | None  # None: the default policy for unmatched paths
     public: bool
     deny: bool
-    features: frozenset[str]
-    any_feature: bool
-    plans: frozenset[str]
+    requirement: Requirement
     #: ``limits`` string for this rule (its own, or the default), None when unlimited
     rate_limit: str | None
 
     @property
     def name(self) -> str:
         return self.rule.path if self.rule is not None else "(default)"
-
-    def authorises(self, features: frozenset[str], plan: str | None) -> bool:
-        if self.plans and plan not in self.plans:
-            return False
-        if not self.features:
-            return True
-        if self.any_feature:
-            return not self.features.isdisjoint(features)
-        return self.features.issubset(features)
 
 
 def pattern_regex(pattern: str) -> str:
@@ -77,9 +68,9 @@ class RuleTable:
                 rule=r,
                 public=r.public,
                 deny=False,
-                features=frozenset(r.features),
-                any_feature=r.features_mode == "any",
-                plans=frozenset(r.plans),
+                requirement=Requirement(
+                    frozenset(r.features), r.features_mode == "any", frozenset(r.plans)
+                ),
                 rate_limit=limit_of(r.rate_limit),
             )
             for r in rules
@@ -88,9 +79,7 @@ class RuleTable:
             rule=None,
             public=default_policy == "public",
             deny=default_policy == "deny",
-            features=frozenset(),
-            any_feature=False,
-            plans=frozenset(),
+            requirement=Requirement(),
             rate_limit=limit_of(None),
         )
         flags = 0 if case_sensitive else re.IGNORECASE
