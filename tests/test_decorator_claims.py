@@ -19,9 +19,10 @@ INVALID_TOKEN = 'Bearer realm="licensechain", error="invalid_token"'
 def test_a_view_cannot_change_what_the_next_request_sees(sqlite_issuer: Issuer) -> None:
     app = sqlite_issuer.app
     attempts: list[str] = []
+    lic = sqlite_issuer.new_license(features=["export"])
 
     @app.get("/mutate")
-    @requires_license
+    @requires_license(audience=lic.app_id)
     def mutate() -> ResponseReturnValue:
         try:
             current_license.features = frozenset({"admin"})  # type: ignore[misc]
@@ -34,11 +35,10 @@ def test_a_view_cannot_change_what_the_next_request_sees(sqlite_issuer: Issuer) 
         return jsonify(features=sorted(current_license.features))
 
     @app.get("/admin")
-    @requires_feature("admin")
+    @requires_feature("admin", audience=lic.app_id)
     def admin() -> ResponseReturnValue:
         return jsonify(ok=True)
 
-    lic = sqlite_issuer.new_license(features=["export"])
     token = sqlite_issuer.token_for(lic.key)
     auth = {"Authorization": f"Bearer {token}"}
     first = sqlite_issuer.client.get("/mutate", headers=auth)
@@ -52,13 +52,13 @@ def test_a_view_cannot_change_what_the_next_request_sees(sqlite_issuer: Issuer) 
 
 def test_truncated_signature_segment_is_401_not_500(sqlite_issuer: Issuer) -> None:
     app = sqlite_issuer.app
+    lic = sqlite_issuer.new_license()
 
     @app.get("/gated")
-    @requires_license
+    @requires_license(audience=lic.app_id)
     def gated() -> ResponseReturnValue:
         return jsonify(ok=True)
 
-    lic = sqlite_issuer.new_license()
     head, payload, _ = sqlite_issuer.token_for(lic.key).split(".")
     response = sqlite_issuer.client.get(
         "/gated", headers={"Authorization": f"Bearer {head}.{payload}.AAAAA"}

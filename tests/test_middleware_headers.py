@@ -9,13 +9,12 @@ from licensechain_middleware.headers import (
     METHOD_OVERRIDE,
     REMOVED,
     REMOVED_ENVIRON,
-    bearer_token,
     connection_options,
-    cookie_value,
-    without_cookie,
 )
 from middleware_support import Issuer, gate_config
 from test_middleware_hostile import Harness, bearer
+
+from flask_licensechain.core.gate import bearer_token, cookie_value, without_cookie
 
 #: RFC 9110 section 7.6.1 plus RFC 2616's Trailer, Proxy-Authenticate, Proxy-Authorization.
 HOP_BY_HOP_NAMES = {

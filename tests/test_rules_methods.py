@@ -6,6 +6,12 @@ import pytest
 from licensechain_middleware import Rule
 from licensechain_middleware.rules import RuleTable, pattern_regex
 
+from flask_licensechain.core.verifier import LicenseClaims
+
+
+def claims(features: frozenset[str], plan: str | None) -> LicenseClaims:
+    return LicenseClaims("lic_1", "jti_1", 0, (), plan, features, "kid", {})
+
 
 def table(*rules: Rule, default: str = "license") -> RuleTable:
     return RuleTable(rules, default_policy=default, default_rate_limit=None, case_sensitive=True)
@@ -22,7 +28,7 @@ def test_post_does_not_meet_the_get_only_public_rule() -> None:
     t = items_table()
     post = t.match("POST", "/items/1")
     assert post.public is False
-    assert post.features == frozenset({"write"})
+    assert post.requirement.features == frozenset({"write"})
 
 
 def test_head_meets_the_get_rule() -> None:
@@ -42,13 +48,13 @@ def test_unnamed_method_falls_to_the_default_policy(method: str) -> None:
 def test_head_does_not_meet_a_post_rule() -> None:
     t = table(Rule("/items/**", methods=("POST",), features=("write",)), default="public")
     assert t.match("HEAD", "/items/1").public is True
-    assert t.match("POST", "/items/1").features == frozenset({"write"})
+    assert t.match("POST", "/items/1").requirement.features == frozenset({"write"})
 
 
 def test_rule_without_methods_meets_every_method() -> None:
     t = table(Rule("/items/**", methods=("GET",), public=True), Rule("/items/**", features=("x",)))
     for method in ("POST", "DELETE", "BREW"):
-        assert t.match(method, "/items/1").features == frozenset({"x"})
+        assert t.match(method, "/items/1").requirement.features == frozenset({"x"})
     assert t.match("GET", "/items/1").public is True
     assert t.match("HEAD", "/items/1").public is True
 
@@ -58,7 +64,7 @@ def test_method_restricted_rules_keep_configuration_order() -> None:
         Rule("/a/**", features=("all-methods",)),
         Rule("/a/b", methods=("GET",), public=True),  # shadowed by the first rule
     )
-    assert t.match("GET", "/a/b").features == frozenset({"all-methods"})
+    assert t.match("GET", "/a/b").requirement.features == frozenset({"all-methods"})
 
 
 def test_rules_of_a_method_map_each_group_to_its_rule() -> None:
@@ -67,10 +73,10 @@ def test_rules_of_a_method_map_each_group_to_its_rule() -> None:
         Rule("/two", methods=("POST",), features=("two",)),
         Rule("/three", features=("three",)),
     )
-    assert t.match("POST", "/one").features == frozenset({"one"})
-    assert t.match("POST", "/two").features == frozenset({"two"})
-    assert t.match("POST", "/three").features == frozenset({"three"})
-    assert t.match("GET", "/three").features == frozenset({"three"})
+    assert t.match("POST", "/one").requirement.features == frozenset({"one"})
+    assert t.match("POST", "/two").requirement.features == frozenset({"two"})
+    assert t.match("POST", "/three").requirement.features == frozenset({"three"})
+    assert t.match("GET", "/three").requirement.features == frozenset({"three"})
     assert t.match("GET", "/one").rule is None
 
 
@@ -83,9 +89,11 @@ def test_no_rules_at_all_answer_the_default() -> None:
 
 def test_default_policy_has_no_requirements() -> None:
     decision = table(default="license").match("GET", "/x")
-    assert decision.features == frozenset() and decision.plans == frozenset()
-    assert decision.any_feature is False
-    assert decision.authorises(frozenset(), None)
+    assert (
+        decision.requirement.features == frozenset() and decision.requirement.plans == frozenset()
+    )
+    assert decision.requirement.any_feature is False
+    assert decision.requirement.is_met_by(claims(frozenset(), None))
 
 
 def test_rule_name_is_its_pattern() -> None:
@@ -103,17 +111,17 @@ def test_pattern_regex(pattern: str, regex: str) -> None:
 def test_features_any_with_plans_needs_both() -> None:
     t = table(Rule("/a", features=("x", "y"), features_mode="any", plans=("gold",)))
     rule = t.match("GET", "/a")
-    assert rule.any_feature is True
-    assert rule.authorises(frozenset({"y"}), "gold")
-    assert not rule.authorises(frozenset({"y"}), "silver")
-    assert not rule.authorises(frozenset({"z"}), "gold")
+    assert rule.requirement.any_feature is True
+    assert rule.requirement.is_met_by(claims(frozenset({"y"}), "gold"))
+    assert not rule.requirement.is_met_by(claims(frozenset({"y"}), "silver"))
+    assert not rule.requirement.is_met_by(claims(frozenset({"z"}), "gold"))
 
 
 def test_features_all_is_not_any() -> None:
     rule = table(Rule("/a", features=("x", "y"))).match("GET", "/a")
-    assert rule.any_feature is False
-    assert not rule.authorises(frozenset({"y"}), None)
-    assert rule.authorises(frozenset({"x", "y"}), None)
+    assert rule.requirement.any_feature is False
+    assert not rule.requirement.is_met_by(claims(frozenset({"y"}), None))
+    assert rule.requirement.is_met_by(claims(frozenset({"x", "y"}), None))
 
 
 def test_a_matched_rule_never_denies() -> None:
