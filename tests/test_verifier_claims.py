@@ -393,3 +393,20 @@ def test_license_claims_are_a_frozen_dataclass() -> None:
     assert dataclasses.fields(LicenseClaims)
     params = LicenseClaims.__dataclass_params__  # type: ignore[attr-defined]
     assert params.frozen
+
+
+def test_per_call_audience_set_needs_one_of_its_apps_in_aud() -> None:
+    verifier = make_verifier(audience=None)
+    token = make_token()  # aud = APP
+    for _ in range(2):  # cold, then from the cache
+        assert verifier.verify(token, audience=frozenset({"app_other", APP})).sub == "lic_1"
+        assert verifier.verify(token, audience=APP).sub == "lic_1"
+        for audience in (frozenset({"app_other"}), frozenset(), "app_other", APP + "x"):
+            err = refused_with(verifier, token, audience)
+            assert err.check == Check.AUDIENCE_MISMATCH
+
+
+def refused_with(verifier: TokenVerifier, token: str, audience: Any) -> TokenRejected:
+    with pytest.raises(TokenRejected) as err:
+        verifier.verify(token, audience=audience)
+    return err.value
