@@ -169,3 +169,13 @@ def test_revoked_at_is_utc_whatever_the_hosts_zone(
     revoked_at = store.api_keys.list()[0].revoked_at
     assert revoked_at is not None
     assert abs((revoked_at - datetime.now(UTC)).total_seconds()) < 3600
+
+
+def test_get_by_id(store: Store) -> None:
+    record, _ = store.api_keys.create("k", ["apps:read"])
+    other, _ = store.api_keys.create("other", ["*"])
+    assert store.api_keys.get(record.id) == record
+    assert store.api_keys.get(other.id) == other
+    assert store.api_keys.get("key_" + "0" * 24) is None
+    for unusable in (None, 7, "", "x" * 10_000):
+        assert store.api_keys.get(unusable) is None  # type: ignore[arg-type]

@@ -162,6 +162,13 @@ class ApiKeyRepository:
             )
         return result.rowcount > 0
 
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        if not check.is_lookup(key_id):
+            return None
+        with self._db.single() as conn:
+            row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).first()
+        return None if row is None else _record(row)
+
     def list(self) -> builtins.list[ApiKeyRecord]:
         with self._db.single() as conn:
             rows = conn.execute(
