@@ -4,7 +4,7 @@ Generic over future revisions: a store is created at revision 0001 and filled wi
 as revision 0001 stored them (frozen here), then migrated to whatever the head is, and read back
 through today's repositories and a running server. Downgrade to 0001 and back keeps the data.
 The migrated schema must equal ``store/schema.py``. Refusals (store older or newer than the
-code) use a test-only revision 0002 in a copy of the script directory; it rebuilds a table
+code) use a test-only revision after the head in a copy of the script directory; it rebuilds a table
 that others refer to, as SQLite batch migrations do, to prove no row is lost on the way.
 Everything runs on SQLite and PostgreSQL.
 """
@@ -418,10 +418,10 @@ def test_targets_in_the_wrong_direction_never_move_the_store(
     """Alembic treats ``upgrade`` to an older revision as done (no change) and refuses
     ``downgrade`` to a newer one (a clear ``ValueError``); neither migrates the wrong way."""
     store.upgrade_schema()
-    assert migrate.upgrade(store.database, REV1)[1].revision == "0002"
+    assert migrate.upgrade(store.database, REV1)[1].revision == PROBE
     migrate.downgrade(store.database, REV1)
-    with pytest.raises(ValueError, match=r"cannot migrate to '0002'.*not a valid downgrade"):
-        migrate.downgrade(store.database, "0002")
+    with pytest.raises(ValueError, match=rf"cannot migrate to '{PROBE}'.*not a valid downgrade"):
+        migrate.downgrade(store.database, PROBE)
     assert version_rows(store) == [REV1]
 
 
@@ -463,19 +463,21 @@ def test_host_app_tables_and_alembic_history_are_left_alone(store: Store) -> Non
     assert {"users", "alembic_version"} <= set(sa.inspect(store.engine).get_table_names())
 
 
-# -- a store older or newer than the code (a test-only revision 0002) ----------------------
+# -- a store older or newer than the code (a test-only revision after the head) ------------
 
-REVISION_2 = '''
+#: The test-only revision, as a later release would add it after the package's head.
+PROBE = "0999"
+REVISION_2 = f'''
 """Test only: a column on lc_licenses (a table that lc_devices refers to), rebuilt.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: {PROBE}
+Revises: {migrate.head_revision()}
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{PROBE}"
+down_revision = "{migrate.head_revision()}"
 branch_labels = None
 depends_on = None
 
@@ -498,10 +500,11 @@ def downgrade():
 
 @pytest.fixture
 def code_with_revision_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The package's migrations plus a revision 0002, as a later release would ship them."""
+    """The package's migrations plus a revision after their head, as a later release would
+    ship them."""
     copy = tmp_path / "future_migrations"
     shutil.copytree(PACKAGE_MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "versions" / "r0002_probe.py").write_text(textwrap.dedent(REVISION_2))
+    (copy / "versions" / f"r{PROBE}_probe.py").write_text(textwrap.dedent(REVISION_2))
     monkeypatch.setattr(migrate, "_SCRIPT_LOCATION", copy)
     yield
 
@@ -546,20 +549,20 @@ def test_server_refuses_an_older_store_until_db_upgrade(
     assert json_of(cli(factory, "db", "current", "--json")) == {
         "state": "older",
         "revision": REV1,
-        "head": "0002",
+        "head": PROBE,
     }
     assert json_of(cli(factory, "db", "upgrade", "--json")) == {
         "from": REV1,
         "state": "current",
-        "revision": "0002",
-        "head": "0002",
+        "revision": PROBE,
+        "head": PROBE,
     }
     check_through_repositories(store, data)  # the rebuilt lc_licenses kept its devices
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT probe FROM lc_licenses")).scalars().all() == [7, 7]
     assert json_of(cli(factory, "db", "downgrade", REV1, "--json"))["revision"] == REV1
     check_through_repositories(store, data)
-    assert json_of(cli(factory, "db", "upgrade", "--json"))["revision"] == "0002"
+    assert json_of(cli(factory, "db", "upgrade", "--json"))["revision"] == PROBE
     check_server_runs_on_it(tmp_path, store_url, data)
 
 
@@ -568,11 +571,11 @@ def test_server_refuses_a_newer_store(
 ) -> None:
     future = tmp_path / "future_migrations"
     shutil.copytree(PACKAGE_MIGRATIONS, future, ignore=shutil.ignore_patterns("__pycache__"))
-    (future / "versions" / "r0002_probe.py").write_text(textwrap.dedent(REVISION_2))
+    (future / "versions" / f"r{PROBE}_probe.py").write_text(textwrap.dedent(REVISION_2))
     with monkeypatch.context() as newer_code:
         newer_code.setattr(migrate, "_SCRIPT_LOCATION", future)
         migrate.upgrade(store.database)
-    assert version_rows(store) == ["0002"]
+    assert version_rows(store) == [PROBE]
 
     with pytest.raises(SchemaVersionError, match="does not know") as refused:
         make_issuer(tmp_path, store_url, encryption_key=TEST_ENCRYPTION_KEY)
@@ -583,14 +586,14 @@ def test_server_refuses_a_newer_store(
     head = migrate.head_revision()
     assert json_of(cli(factory, "db", "current", "--json")) == {
         "state": "newer",
-        "revision": "0002",
+        "revision": PROBE,
         "head": head,
     }
     for command in (["upgrade"], ["downgrade", REV1]):
         error = json_of(cli(factory, "db", *command, "--json"), exit_code=1)
         assert error["error"] == "schema_newer", error
-        assert "0002" in error["message"] and "does not know" in error["message"]
-    assert version_rows(store) == ["0002"]
+        assert PROBE in error["message"] and "does not know" in error["message"]
+    assert version_rows(store) == [PROBE]
 
 
 # -- the command line -----------------------------------------------------------------------

@@ -17,7 +17,8 @@ Every rejection raises ``TokenRejected`` (an ``InvalidToken``, so HTTP 401):
 
 A bounded LRU of verified tokens lets a repeat presentation skip the RSA work.
 A hit still checks ``exp``, that its key is still in the key set (same kid and
-same key material), and the denylist.
+same key material), and the denylist (the ``jti``, the license ``sub``, and whether the
+license narrowed after ``iat``).
 
 Memory bound of the LRU. An entry holds the token string (the key), the parsed
 claims and a reference to a shared public key. Its size is estimated once, when
@@ -327,10 +328,11 @@ class TokenVerifier:
         return claims
 
     def _check_denylist(self, claims: LicenseClaims) -> None:
-        if self.denylist is not None and self.denylist.is_revoked(claims.jti, claims.sub):
+        denylist = self.denylist
+        if denylist is not None and denylist.is_revoked(claims.jti, claims.sub, claims.iat):
             raise _reject(
                 Check.REVOKED,
-                f"jti {claims.jti!r} or sub {claims.sub!r} is revoked",
+                f"jti {claims.jti!r} or sub {claims.sub!r} (iat {claims.iat}) is revoked",
                 Reason.TOKEN_REVOKED,
             )
 
