@@ -131,18 +131,34 @@ def test_licensed_routes_with_the_quickstart_license(walkthrough: Walkthrough) -
     assert 'licensechain_gateway_jwks_fetches_total{outcome="attempt"} 0.0' not in metrics
 
 
-def test_revoking_the_license_on_the_server_closes_the_gateway(walkthrough: Walkthrough) -> None:
-    gw = walkthrough.gateway.url
-    auth = {"Authorization": f"Bearer {license_token(walkthrough)}"}
-    assert httpx.get(f"{gw}/reports", headers=auth).status_code == 200
-    revoked = httpx.patch(
-        f"{walkthrough.server.url}/v1/licenses/{walkthrough.license_id}/revoke",
-        json={"reason": "walkthrough"},
-        headers={"Authorization": f"Bearer {walkthrough.admin_key}"},
-    )
-    assert revoked.status_code == 200, revoked.text
+def _status_until(url: str, auth: dict[str, str], until: int) -> int:
     deadline = time.monotonic() + 5
-    status = 200
-    while time.monotonic() < deadline and status == 200:
-        status = httpx.get(f"{gw}/reports", headers=auth).status_code
-    assert status == 401
+    status = httpx.get(url, headers=auth).status_code
+    while time.monotonic() < deadline and status != until:
+        status = httpx.get(url, headers=auth).status_code
+    return status
+
+
+def test_suspending_the_license_on_the_server_closes_the_gateway(walkthrough: Walkthrough) -> None:
+    """Step 5: suspend (the walkthrough keeps the demo license usable), then activate."""
+    reports = f"{walkthrough.gateway.url}/reports"
+    auth = {"Authorization": f"Bearer {license_token(walkthrough)}"}
+    assert httpx.get(reports, headers=auth).status_code == 200
+    admin = {"Authorization": f"Bearer {walkthrough.admin_key}"}
+    licenses = f"{walkthrough.server.url}/v1/licenses/{walkthrough.license_id}"
+    suspended = httpx.patch(f"{licenses}/suspend", json={}, headers=admin)
+    assert suspended.status_code == 200, suspended.text
+    assert _status_until(reports, auth, 401) == 401
+    activated = httpx.patch(f"{licenses}/activate", json={}, headers=admin)
+    assert activated.status_code == 200, activated.text
+    assert _status_until(reports, auth, 200) == 200
+    assert license_token(walkthrough), "the demo license still verifies after the walkthrough"
+
+
+def test_walkthrough_readme_keeps_the_demo_license_usable() -> None:
+    """Step 5 must not end the quickstart's demo license for good (revoke is final)."""
+    text = (EXAMPLE / "README.md").read_text("utf-8")
+    step5 = text.split("## 5.")[1].split("## ")[0]
+    commands = [line for line in step5.splitlines() if line.startswith("curl -s -X PATCH")]
+    assert [c.split("$LICENSE_ID/")[1].split()[0] for c in commands] == ["suspend", "activate"]
+    assert "<license id>" not in text and "LICENSE_ID=lic_" in text

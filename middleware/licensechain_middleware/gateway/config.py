@@ -3,7 +3,7 @@
 The file's top-level keys and ``[[rules]]`` are the gate's (``GateConfig``); the
 ``[gateway]`` table holds the proxy's own settings (``GatewaySettings``)::
 
-    issuer = "https://licenses.example.com"
+    issuer = "https://licenses.example.com/v1"
     audience = "app_123"
     jwks_url = "https://licenses.example.com/v1/licenses/jwks"
 
