@@ -25,10 +25,6 @@ class Decision:
     app: AppRecord | None = None
     hw_bound: bool = False
 
-    @property
-    def valid(self) -> bool:
-        return self.reason is None
-
 
 NOT_FOUND: Final = Decision(Reason.LICENSE_NOT_FOUND)
 APP_MISMATCH: Final = Decision(Reason.APP_MISMATCH)
