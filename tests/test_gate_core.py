@@ -32,7 +32,9 @@ from flask_licensechain.core.gate import (
     Requirement,
     _origin_host,
     _plain_host,
+    TokenReader,
     bearer_token,
+    check_cookie_name,
     check_same_origin,
     check_token_sources,
     cookie_value,
@@ -40,6 +42,7 @@ from flask_licensechain.core.gate import (
     is_cors_preflight,
     reason_class,
     render_error,
+    render_refusal,
     request_id,
     without_cookie,
 )
@@ -216,6 +219,50 @@ def test_invalid_token_sources_are_a_config_error_naming_the_key(value: Any) -> 
         check_token_sources(value, "my_key")
 
 
+def test_config_errors_name_the_default_setting() -> None:
+    with pytest.raises(ConfigError, match=r"^token_sources\b"):
+        check_token_sources("basic")
+    with pytest.raises(ConfigError, match=r"^token_cookie\b"):
+        check_cookie_name("a b")
+
+
+@pytest.mark.parametrize("name", ["a b", "a;b", "", "tok=", 'a"b', None, 7])
+def test_a_cookie_name_outside_rfc_6265_token_is_a_config_error(name: Any) -> None:
+    with pytest.raises(ConfigError, match="my_cookie"):
+        check_cookie_name(name, "my_cookie")
+    assert check_cookie_name("__Host-lc.v2", "my_cookie") == "__Host-lc.v2"
+
+
+def test_token_reader_says_which_sources_it_uses() -> None:
+    every = TokenReader(["cookie", "x-license-token", "bearer"])
+    assert (every.uses_bearer, every.uses_x_header, every.uses_cookie) == (True, True, True)
+    bearer_only = TokenReader(["bearer"])
+    assert (bearer_only.uses_bearer, bearer_only.uses_x_header, bearer_only.uses_cookie) == (
+        True,
+        False,
+        False,
+    )
+    header_only = TokenReader(["x-license-token"])
+    assert (header_only.uses_bearer, header_only.uses_x_header, header_only.uses_cookie) == (
+        False,
+        True,
+        False,
+    )
+
+
+def test_x_license_token_is_trimmed_of_spaces_and_tabs_only() -> None:
+    reader = TokenReader(["x-license-token"])
+    assert reader.read(None, " \tXtokX\t ", None) == ("XtokX", "x-license-token")
+    assert reader.read(None, "\ntok\v", None) == ("\ntok\v", "x-license-token")
+    assert reader.read(None, " \t", None) == (None, None)
+
+
+def test_only_a_bearer_reader_takes_a_bearer_authorization_as_its_token() -> None:
+    assert TokenReader(["bearer"]).is_token_authorization("Bearer a.b.c") is True
+    assert TokenReader(["bearer"]).is_token_authorization("Basic dTpw") is False
+    assert TokenReader(["cookie"]).is_token_authorization("Bearer a.b.c") is False
+
+
 def test_bearer_token_takes_the_credentials_of_the_bearer_scheme_only() -> None:
     assert bearer_token("Bearer   a.b.c") == "a.b.c"
     assert bearer_token("bEARER a.b.c") == "a.b.c"
@@ -344,6 +391,8 @@ def test_rendered_missing_token_has_a_bare_challenge_and_reason_missing() -> Non
     assert headers["Cache-Control"] == "no-store"
     assert headers["Content-Type"] == "application/json"
     assert headers["Content-Length"] == str(len(refusal.body))
+    # the compact JSON form, byte for byte
+    assert refusal.body == json.dumps(body, separators=(",", ":")).encode()
 
 
 def test_rendered_rejected_token_names_its_class_in_the_challenge() -> None:
@@ -354,6 +403,13 @@ def test_rendered_rejected_token_names_its_class_in_the_challenge() -> None:
     )
     assert "X-Trace" not in headers and "X-Request-ID" not in headers
     assert json.loads(refusal.body)["reason"] == "expired"
+
+
+def test_rendered_refusal_carries_the_request_id_under_the_configured_header() -> None:
+    refusal = render_refusal(MissingToken(), "r-9", "X-Trace")
+    headers = dict(refusal.headers)
+    assert headers["X-Trace"] == "r-9" and "X-Request-ID" not in headers
+    assert dict(render_refusal(MissingToken(), "r-9").headers)["X-Request-ID"] == "r-9"
 
 
 def test_rendered_feature_missing_has_no_reason() -> None:
