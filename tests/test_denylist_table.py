@@ -112,6 +112,8 @@ def test_before_mark_voids_tokens_issued_earlier_and_keeps_the_latest_mark() -> 
     assert table.sub["lic"] == (0.0, 500, NOW + 100)
     table.apply([Revocation(KIND_BEFORE, "lic", NOW + 80, 500)], NOW)  # same mark: until max
     assert table.sub["lic"] == (0.0, 500, NOW + 100)
+    table.apply([Revocation(KIND_BEFORE, "lic", NOW + 150, 500)], NOW)
+    assert table.sub["lic"] == (0.0, 500, NOW + 150)
     table.apply([Revocation(KIND_BEFORE, "lic", NOW + 200, 600)], NOW)
     assert table.sub["lic"] == (0.0, 600, NOW + 200)
     table.apply([Revocation(KIND_BEFORE, "lic", NOW, 900)], NOW)  # expired: ignored
@@ -128,6 +130,14 @@ def test_expired_block_on_a_license_without_mark_removes_it() -> None:
     assert table.sub == {}
     table.apply([Revocation(KIND_BEFORE, "x", NOW, 5)], NOW)
     assert table.sub == {}
+    table.apply([lifted("never-blocked")], NOW)  # a lift of nothing is no error
+    assert table.sub == {}
+
+
+def test_jti_entry_near_the_epoch_keeps_its_own_until() -> None:
+    table = RevocationTable()
+    table.apply([Revocation(KIND_JTI, "j", 0.5)], 0.0)
+    assert table.jti == {"j": 0.5}
 
 
 def test_replace_drops_what_the_new_load_does_not_hold() -> None:
@@ -150,15 +160,21 @@ def test_purge_drops_expired_entries_and_keeps_live_ones() -> None:
             Revocation(KIND_BEFORE, "marked", NOW + 10, 8),
             Revocation(KIND_BLOCK, "live", NOW + 30),
             Revocation(KIND_BEFORE, "live", NOW + 30, 9),
+            Revocation(KIND_BLOCK, "unmarked", NOW + 30),
+            Revocation(KIND_BEFORE, "unmarked", NOW + 10, 6),
         ],
         NOW,
     )
     table.purge(NOW + 10)
     assert table.jti == {"kept": NOW + 11}
-    assert table.sub == {"both": (0.0, 7, NOW + 20), "live": (NOW + 30, 9, NOW + 30)}
-    assert len(table) == 3
+    assert table.sub == {
+        "both": (0.0, 7, NOW + 20),
+        "live": (NOW + 30, 9, NOW + 30),
+        "unmarked": (NOW + 30, 0, 0.0),
+    }
+    assert len(table) == 4
     table.purge(NOW + 20)
-    assert table.sub == {"live": (NOW + 30, 9, NOW + 30)}
+    assert table.sub == {"live": (NOW + 30, 9, NOW + 30), "unmarked": (NOW + 30, 0, 0.0)}
 
 
 def test_entries_lists_what_the_table_holds() -> None:
