@@ -88,8 +88,15 @@ def sdk_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
     try:
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-            + SDK_REQUIREMENTS,
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                *SDK_REQUIREMENTS,
+            ],
             check=True,
             timeout=600,
             capture_output=True,
