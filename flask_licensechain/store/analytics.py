@@ -128,6 +128,11 @@ class VerificationTally:
         self._closed = False
         atexit.register(_flush_at_exit, weakref.ref(self))
 
+    @property
+    def repository(self) -> VerificationCountRepository:
+        """Where the counts go (read the stored counts through it)."""
+        return self._repository
+
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()
