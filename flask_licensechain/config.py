@@ -99,6 +99,11 @@ class Settings:
     introspect_url: str | None = _opt(None, "Introspect URL for authoritative mode (integrators).")
     authoritative_cache_ttl: float = _opt(5.0, "Seconds an authoritative answer is reused.")
     register_blueprint: bool = _opt(True, "Issuer mode: register the /v1 API blueprint.")
+    json_errors: bool = _opt(
+        True,
+        "Issuer mode: every HTTP error of the app (unknown paths included) answers the JSON "
+        "error body, never HTML. The host app's own error handlers keep precedence.",
+    )
 
     @classmethod
     def from_mapping(

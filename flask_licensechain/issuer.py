@@ -275,8 +275,8 @@ def rotate_signing_key(state: LicenseChainState) -> RotationResult:
 
 
 def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseChainState:
-    from .api import create_blueprint
-    from .api.http import install_prefix_routing_errors
+    from .api import create_blueprint, create_root_blueprint
+    from .api.http import install_json_errors, install_prefix_routing_errors
     from .api.ratelimit import PublicRateLimits
     from .extension import LicenseChainState
 
@@ -312,8 +312,13 @@ def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseCh
         extras={ISSUER_EXTRA: signing_keys},
     )
     if settings.register_blueprint:
+        has_root_health = any(rule.rule == "/health" for rule in app.url_map.iter_rules())
         app.register_blueprint(create_blueprint(state), url_prefix=settings.url_prefix)
+        if settings.url_prefix.strip("/") and not has_root_health:
+            app.register_blueprint(create_root_blueprint(state))
         install_prefix_routing_errors(app, settings.url_prefix)
+        if settings.json_errors:
+            install_json_errors(app)
     _register_cli(app)
     return state
 

@@ -362,7 +362,7 @@ def test_license_patch_camel_and_snake(issuer: Issuer) -> None:
 
 
 @pytest.mark.parametrize(
-    "body", [{"status": "REVOKED"}, {"maxDevices": -1}, {"unknown": 1}, {"features": None}]
+    "body", [{"status": "EXPIRED"}, {"maxDevices": -1}, {"unknown": 1}, {"features": None}]
 )
 def test_license_patch_rejects_bad_bodies(sqlite_issuer: Issuer, body: dict[str, Any]) -> None:
     lic = sqlite_issuer.new_license()

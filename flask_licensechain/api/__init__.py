@@ -23,4 +23,11 @@ def create_blueprint(state: LicenseChainState) -> Blueprint:
     return build_blueprint(state)
 
 
-__all__ = ["BLUEPRINT_NAME", "create_blueprint"]
+def create_root_blueprint(state: LicenseChainState) -> Blueprint:
+    """``GET /health`` at the root, for monitors that poll it without the prefix."""
+    from .blueprint import build_root_blueprint
+
+    return build_root_blueprint(state)
+
+
+__all__ = ["BLUEPRINT_NAME", "create_blueprint", "create_root_blueprint"]

@@ -7,12 +7,21 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 import jwt
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from ..core.contract import LONGEST_TTL
 from ..core.errors import InsufficientScope, InvalidRequest, NotFound
-from .auth import current_api_key, grants, scope_guard
+from .analytics_report import query_period, verification_report
+from .auth import (
+    app_filter,
+    check_app_visible,
+    current_api_key,
+    grants,
+    require_unrestricted,
+    scope_guard,
+)
 from .body import Fields, read_json_body, reject_unknown
+from .cors import OriginAllowList
 from .http import NO_STORE, json_response
 from .serialize import api_key_json, app_json, iso
 
@@ -25,6 +34,54 @@ log = logging.getLogger("licensechain.api")
 MAX_JTI_LENGTH: Final = 256
 MAX_NAME_LENGTH: Final = 200
 MAX_DESCRIPTION_LENGTH: Final = 2000
+MAX_APPS_PAGE: Final = 1_000_000
+MAX_APPS_PAGE_SIZE: Final = 100
+#: the scopes of the key ``POST /apps/<id>/regenerate-key`` makes (limited to that app)
+APP_KEY_SCOPES: Final = ("apps:read", "licenses:read", "licenses:write")
+#: app field -> its accepted names (snake_case as LicenseChain's SDKs send, or camelCase)
+APP_FIELD_NAMES: Final = {
+    "name": ("name",),
+    "description": ("description",),
+    "tier": ("tier",),
+    "webhook_url": ("webhook_url", "webhookUrl"),
+    "allowed_origins": ("allowed_origins", "allowedOrigins"),
+}
+_APP_NAMES: Final = {name for names in APP_FIELD_NAMES.values() for name in names}
+
+
+def app_changes(fields: Fields, *, creating: bool) -> dict[str, Any]:
+    """The store's keyword arguments for the app members present (``None`` clears
+    ``description`` and ``webhook_url`` and empties ``allowed_origins``)."""
+    reject_unknown(fields, _APP_NAMES)
+    changes: dict[str, Any] = {}
+    if creating or fields.present("name"):
+        changes["name"] = fields.required_string("name", max_length=MAX_NAME_LENGTH)
+    if fields.present("description"):
+        changes["description"] = fields.string(
+            "description", max_length=MAX_DESCRIPTION_LENGTH, allow_empty=True
+        )
+    if fields.present("tier"):
+        tier = fields.string("tier", max_length=32)
+        if tier is None and not creating:
+            raise InvalidRequest("'tier' must not be null.")
+        changes["tier"] = tier or "free"
+    for field in ("webhook_url", "allowed_origins"):
+        names = APP_FIELD_NAMES[field]
+        if fields.present(*names):
+            changes[field] = fields.raw(*names)  # the store checks and normalizes them
+    return changes
+
+
+def query_page(name: str, default: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
+        raise InvalidRequest(f"'{name}' must be a positive integer.")
+    value = int(raw)
+    if not 1 <= value <= maximum:
+        raise InvalidRequest(f"'{name}' must be between 1 and {maximum}.")
+    return value
 
 
 def audit(store: Store, action: str, target: str | None, **data: Any) -> None:
@@ -36,7 +93,9 @@ def audit(store: Store, action: str, target: str | None, **data: Any) -> None:
         log.warning("could not record audit event %s on %s: %s", action, target, exc)
 
 
-def register_admin_routes(bp: Blueprint, state: LicenseChainState) -> None:
+def register_admin_routes(
+    bp: Blueprint, state: LicenseChainState, origins: OriginAllowList
+) -> None:
     from ..issuer import rotate_signing_key
 
     store = state.store
@@ -58,6 +117,8 @@ def register_admin_routes(bp: Blueprint, state: LicenseChainState) -> None:
         token = fields.string("license_token", "token", max_length=max_body)
         if jti is None and token is None:
             raise InvalidRequest("'jti' or 'license_token' is required.")
+        if token is None:  # a bare jti says nothing of its app
+            require_unrestricted("revoke a token by its jti alone; send the token")
         ttl: float = longest_deny
         if token is not None:
             # The token need not be valid to be revoked: only its jti and exp are used, and
@@ -71,6 +132,11 @@ def register_admin_routes(bp: Blueprint, state: LicenseChainState) -> None:
                 raise InvalidRequest("The token has no usable 'jti'.")
             if jti is not None and jti != token_jti:
                 raise InvalidRequest("'jti' does not match the token's jti.")
+            aud = claims.get("aud")
+            audiences = aud if isinstance(aud, list) else [aud]
+            own = current_api_key().app_id
+            if own is not None and own not in audiences:
+                raise NotFound("The token is not for this key's app.")
             jti = token_jti
             exp = claims.get("exp")
             if isinstance(exp, int) and not isinstance(exp, bool):
@@ -86,34 +152,126 @@ def register_admin_routes(bp: Blueprint, state: LicenseChainState) -> None:
     @bp.post("/apps")
     @requires("apps:write")
     def create_app() -> Response:
-        fields = Fields(read_json_body(max_body))
-        reject_unknown(fields, {"name", "description", "tier"})
-        app = store.apps.create(
-            fields.required_string("name", max_length=MAX_NAME_LENGTH),
-            fields.string("description", max_length=MAX_DESCRIPTION_LENGTH, allow_empty=True),
-            fields.string("tier", max_length=32) or "free",
-        )
+        changes = app_changes(Fields(read_json_body(max_body)), creating=True)
+        require_unrestricted("create apps")
+        app = store.apps.create(**changes)
+        origins.invalidate()
         audit(store, "app.create", app.id, name=app.name, tier=app.tier)
         return json_response(app_json(app), 201)
 
     @bp.get("/apps")
     @requires("apps:read")
     def list_apps() -> Response:
-        return json_response({"apps": [app_json(app) for app in store.apps.list()]})
+        number = query_page("page", 1, MAX_APPS_PAGE)
+        size = query_page("limit", MAX_APPS_PAGE_SIZE, MAX_APPS_PAGE_SIZE)
+        own = app_filter(None)
+        apps = store.apps.list(page=number, limit=size, app_id=own)
+        return json_response(
+            {
+                "apps": [app_json(app) for app in apps],
+                "total": store.apps.count(app_id=own),
+                "page": number,
+                "limit": size,
+            }
+        )
+
+    def visible_app(app_id: str) -> Any:
+        check_app_visible(app_id)
+        app = store.apps.get(app_id)
+        if app is None:
+            raise NotFound("App not found.")
+        return app
 
     @bp.get("/apps/<app_id>")
     @requires("apps:read")
     def get_app(app_id: str) -> Response:
-        app = store.apps.get(app_id)
+        return json_response(app_json(visible_app(app_id)))
+
+    @bp.patch("/apps/<app_id>")
+    @requires("apps:write")
+    def update_app(app_id: str) -> Response:
+        changes = app_changes(Fields(read_json_body(max_body)), creating=False)
+        visible_app(app_id)
+        app = store.apps.update(app_id, **changes) if changes else store.apps.get(app_id)
         if app is None:
             raise NotFound("App not found.")
+        if changes:
+            origins.invalidate()
+            audit(store, "app.update", app.id, fields=sorted(changes))
         return json_response(app_json(app))
+
+    @bp.delete("/apps/<app_id>")
+    @requires("apps:write")
+    def delete_app(app_id: str) -> Response:
+        reject_unknown(Fields(read_json_body(max_body)), set())
+        check_app_visible(app_id)
+        app = store.apps.delete(app_id)  # 409 while a license is not revoked
+        origins.invalidate()
+        audit(store, "app.delete", app.id, name=app.name)
+        return json_response({**app_json(app), "deleted": True})
+
+    @bp.post("/apps/<app_id>/regenerate-key")
+    @requires("api-keys:write")
+    def regenerate_app_key(app_id: str) -> Response:
+        reject_unknown(Fields(read_json_body(max_body)), set())
+        app = visible_app(app_id)
+        caller = current_api_key()
+        beyond = [scope for scope in APP_KEY_SCOPES if not grants(caller, scope)]
+        if beyond:
+            raise InsufficientScope(
+                "An API key can only grant scopes it holds: " + ", ".join(beyond) + "."
+            )
+        record, plaintext, revoked = store.api_keys.replace_app_key(
+            app.id, f"{app.name[:150]} (app key)", APP_KEY_SCOPES, environment=caller.environment
+        )
+        audit(store, "api_key.create", record.id, app_id=app.id, revoked=revoked)
+        body = {
+            **api_key_json(record),
+            "appId": app.id,
+            "key": plaintext,
+            "apiKey": plaintext,
+            "revokedKeyIds": revoked,
+        }
+        return json_response(body, 201, NO_STORE)
+
+    # -- analytics -----------------------------------------------------------------------
+
+    def query_app_id() -> str | None:
+        app_id = request.args.get("app_id") or request.args.get("appId") or None
+        app_id = app_filter(app_id)
+        if app_id is not None and store.apps.get(app_id) is None:
+            raise NotFound("App not found.")
+        return app_id
+
+    @bp.get("/analytics/stats")
+    @requires("licenses:read")
+    def analytics_stats() -> Response:
+        period = query_period()
+        app_id = query_app_id()
+        report = verification_report(store.verification_tally, period, app_id=app_id)
+        return json_response(
+            {
+                "appId": app_id,
+                **report,
+                "licenses": store.licenses.stats(app_id=app_id),
+                "apps": store.apps.count(app_id=app_id),
+            }
+        )
+
+    @bp.get("/analytics/usage")
+    @requires("licenses:read")
+    def analytics_usage() -> Response:
+        period = query_period()
+        app_id = query_app_id()
+        report = verification_report(store.verification_tally, period, app_id=app_id)
+        return json_response({"appId": app_id, **report})
 
     # -- signing keys ------------------------------------------------------------------
 
     @bp.post("/signing-keys/rotate")
     @requires("keys:rotate")
     def rotate_keys() -> Response:
+        require_unrestricted("rotate the signing key")
         result = rotate_signing_key(state)
         audit(store, "signing_key.rotate", result.kid, previous=result.previous_kid)
         return json_response(
@@ -143,6 +301,9 @@ def register_admin_routes(bp: Blueprint, state: LicenseChainState) -> None:
                 "An API key can only grant scopes it holds: " + ", ".join(beyond) + "."
             )
         environment = fields.string("environment", max_length=8) or "live"
-        record, plaintext = store.api_keys.create(name, scopes, environment=environment)
+        # An app-limited key makes keys limited to the same app, never wider ones.
+        record, plaintext = store.api_keys.create(
+            name, scopes, environment=environment, app_id=caller.app_id
+        )
         audit(store, "api_key.create", record.id, scopes=list(record.scopes))
         return json_response({**api_key_json(record), "key": plaintext}, 201, NO_STORE)

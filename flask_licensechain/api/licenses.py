@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from flask import Blueprint, Response, request
+from werkzeug.routing import BaseConverter
 
 from ..core.contract import LICENSE_STATUSES, LONGEST_TTL
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..store import LicenseRecord
 from .admin import audit
-from .auth import scope_guard
+from .analytics_report import query_period, verification_report
+from .auth import app_filter, check_app_visible, scope_guard, visible_license
 from .body import Fields, parse_timestamp, read_json_body, reject_unknown
 from .http import json_response
 from .serialize import license_json
@@ -63,6 +65,42 @@ _LICENSE_FIELDS: Final[dict[str, tuple[tuple[str, ...], _FieldParser]]] = {
     ),
 }
 _KNOWN_NAMES: Final = {name for names, _ in _LICENSE_FIELDS.values() for name in names}
+#: the app id LicenseChain's clients repeat in a create body (it must equal the path's)
+APP_ID_NAMES: Final = ("appId", "app_id")
+EXPIRY_NAMES: Final = _LICENSE_FIELDS["expires_at"][0]
+#: status a client may set -> the status change it means (any case is accepted)
+SETTABLE_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
+HWUID_CONVERTER: Final = "lc_hwuid"
+LICENSE_CONVERTER: Final = "lc_license"
+#: the fixed paths beside /licenses/<id or key>: never taken for a license reference, so
+#: a wrong method on them answers 405, not "license not found"
+RESERVED_LICENSE_PATHS: Final = (
+    "verify",
+    "validate-hardware",
+    "jwks",
+    "introspect",
+    "revoke-token",
+    "stats",
+)
+
+
+class LicenseRefConverter(BaseConverter):
+    """A license id or key in a URL path: one segment, not one of the fixed paths."""
+
+    regex = "(?!(?:" + "|".join(RESERVED_LICENSE_PATHS) + ")$)[^/]+"
+
+
+class HwuidConverter(BaseConverter):
+    """A hardware id in a URL path: the rest of the path, slashes and all.
+
+    Verify accepts any hardware id up to 256 characters, ``/`` included, so the release
+    route must take every one of them; the rule also turns off slash merging. A client that
+    normalizes dot segments (``.``, ``..``) cannot send those in a path: the query form
+    ``DELETE .../devices?hwuid=`` takes any hardware id.
+    """
+
+    regex = r"[\s\S]+"
+    part_isolating = False
 
 
 def _non_null(fields: Fields, names: tuple[str, ...], value: Any) -> Any:
@@ -71,14 +109,42 @@ def _non_null(fields: Fields, names: tuple[str, ...], value: Any) -> Any:
     return value
 
 
-def license_changes(fields: Fields) -> dict[str, Any]:
-    """The store's keyword arguments for the fields present in a create or PATCH body."""
-    reject_unknown(fields, _KNOWN_NAMES)
+def license_changes(fields: Fields, extra: set[str] | None = None) -> dict[str, Any]:
+    """The store's keyword arguments for the fields present in a create or PATCH body.
+
+    ``extra`` names members the caller reads itself. An empty ``expiresAt`` is "not given":
+    LicenseChain's clients send ``""`` for "no expiry".
+    """
+    reject_unknown(fields, _KNOWN_NAMES | (extra or set()))
     changes: dict[str, Any] = {}
     for field, (names, parse) in _LICENSE_FIELDS.items():
+        if field == "expires_at" and fields.raw(*names) == "":
+            continue
         if fields.present(*names):
             changes[field] = parse(fields, names)
     return changes
+
+
+def requested_status(fields: Fields) -> str | None:
+    """The ``status`` member (any case) as a stored status, ``None`` when absent."""
+    if not fields.present("status"):
+        return None
+    raw = fields.raw("status")
+    wanted = raw.upper() if isinstance(raw, str) else None
+    if wanted not in SETTABLE_STATUSES:
+        raise InvalidRequest(
+            f"'status' must be one of {', '.join(SETTABLE_STATUSES)} (any case); "
+            "EXPIRED follows from expiresAt."
+        )
+    return wanted
+
+
+def check_body_app_id(fields: Fields, app_id: str) -> None:
+    """``appId``/``app_id`` in a create body may only repeat the path's app id."""
+    for name in APP_ID_NAMES:
+        value = fields.raw(name)
+        if fields.present(name) and value is not None and value != app_id:
+            raise InvalidRequest(f"'{name}' must equal the app id in the path.")
 
 
 def _query_int(name: str, default: int, maximum: int) -> int:
@@ -117,11 +183,9 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
             raise NotFound("License not found.")
         return json_response(license_json(lic, datetime.now(UTC)), status)
 
-    def existing(license_id: str) -> LicenseRecord:
-        lic = licenses.get(license_id)
-        if lic is None:
-            raise NotFound("License not found.")
-        return lic
+    def existing(ref: str) -> LicenseRecord:
+        """The license ``ref`` names (its id or its key) that the caller may see."""
+        return visible_license(licenses.get_by_id_or_key(ref))
 
     def page(app_id: str | None) -> Response:
         number = _query_int("page", 1, MAX_PAGE)
@@ -142,7 +206,10 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
     @bp.post("/apps/<app_id>/licenses")
     @requires("licenses:write")
     def create_license(app_id: str) -> Response:
-        changes = license_changes(Fields(read_json_body(max_body)))
+        fields = Fields(read_json_body(max_body))
+        changes = license_changes(fields, set(APP_ID_NAMES))
+        check_body_app_id(fields, app_id)
+        check_app_visible(app_id)
         lic = licenses.create(app_id, **changes)
         audit(store, "license.create", lic.id, app_id=app_id)
         return one(lic, 201)
@@ -150,73 +217,93 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
     @bp.get("/apps/<app_id>/licenses")
     @requires("licenses:read")
     def app_licenses(app_id: str) -> Response:
+        check_app_visible(app_id)
         if store.apps.get(app_id) is None:
             raise NotFound("App not found.")
         return page(app_id)
 
-    @bp.get("/licenses")
-    @requires("licenses:read")
-    def list_licenses() -> Response:
+    def query_app_id() -> str | None:
         app_id = request.args.get("app_id") or request.args.get("appId") or None
         if app_id is not None and len(app_id) > MAX_TEXT:
             raise InvalidRequest("'app_id' is too long.")
-        return page(app_id)
+        return app_filter(app_id)
 
-    @bp.get("/licenses/<ref>")
+    @bp.get("/licenses")
+    @requires("licenses:read")
+    def list_licenses() -> Response:
+        return page(query_app_id())
+
+    @bp.get("/licenses/stats")
+    @requires("licenses:read")
+    def license_stats() -> Response:
+        app_id = query_app_id()
+        if app_id is not None and store.apps.get(app_id) is None:
+            raise NotFound("App not found.")
+        return json_response(licenses.stats(app_id=app_id))
+
+    @bp.get("/licenses/<lc_license:ref>")
     @requires("licenses:read")
     def get_license(ref: str) -> Response:
-        return one(licenses.get_by_id_or_key(ref))
+        return one(existing(ref))
 
-    @bp.patch("/licenses/<license_id>")
-    @requires("licenses:write")
-    def update_license(license_id: str) -> Response:
+    @bp.get("/licenses/<lc_license:ref>/analytics")
+    @requires("licenses:read")
+    def license_analytics(ref: str) -> Response:
+        period = query_period()
+        lic = existing(ref)
+        report = verification_report(store.verification_tally, period, license_id=lic.id)
+        return json_response({"licenseId": lic.id, "appId": lic.app_id, **report})
+
+    def update(ref: str) -> Response:
+        """PATCH and PUT: the fields present, and a ``status`` through ``change_status``."""
         fields = Fields(read_json_body(max_body))
-        if fields.present("status"):
-            raise InvalidRequest("Change the status with /revoke, /suspend, /activate or /extend.")
-        changes = license_changes(fields)
+        changes = license_changes(fields, {"status", "reason"})
+        status = requested_status(fields)
+        reason = fields.string("reason", max_length=2000)
+        lic = existing(ref)
+        if status is not None:
+            lic = change_status(lic, status, reason=reason)
         if not changes:
-            return one(existing(license_id))
-        lic = licenses.update(license_id, **changes)
-        if lic is not None:
-            audit(store, "license.update", lic.id, fields=sorted(changes))
-        return one(lic)
+            return one(lic)
+        updated = licenses.update(lic.id, **changes)
+        if updated is not None:
+            audit(store, "license.update", updated.id, fields=sorted(changes))
+        return one(updated)
+
+    @bp.patch("/licenses/<lc_license:ref>")
+    @requires("licenses:write")
+    def update_license(ref: str) -> Response:
+        return update(ref)
+
+    @bp.put("/licenses/<lc_license:ref>")
+    @requires("licenses:write")
+    def replace_license(ref: str) -> Response:
+        return update(ref)
 
     def not_revoked(lic: LicenseRecord, action: str) -> None:
         if lic.status == "REVOKED":
             raise Conflict(f"A revoked license cannot be {action}.")
 
-    @bp.patch("/licenses/<license_id>/revoke")
-    @requires("licenses:write")
-    def revoke_license(license_id: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        reject_unknown(fields, {"reason"})
-        reason = fields.string("reason", max_length=2000)
-        lic = existing(license_id)
-        # Denylist first: if the store write then fails, outstanding tokens are refused
-        # (fail safe) and the request can simply be retried.
-        denylist.revoke_sub(lic.id, sub_deny_seconds)
-        if lic.status != "REVOKED":
-            lic = _set_status(lic.id, "REVOKED")
-            audit(store, "license.revoke", lic.id, reason=reason)
-        return one(lic)
-
-    @bp.patch("/licenses/<license_id>/suspend")
-    @requires("licenses:write")
-    def suspend_license(license_id: str) -> Response:
-        reject_unknown(Fields(read_json_body(max_body)), set())
-        lic = existing(license_id)
-        not_revoked(lic, "suspended")
-        denylist.revoke_sub(lic.id, sub_deny_seconds)
-        if lic.status != "SUSPENDED":
-            lic = _set_status(lic.id, "SUSPENDED")
-            audit(store, "license.suspend", lic.id)
-        return one(lic)
-
-    @bp.patch("/licenses/<license_id>/activate")
-    @requires("licenses:write")
-    def activate_license(license_id: str) -> Response:
-        reject_unknown(Fields(read_json_body(max_body)), set())
-        lic = existing(license_id)
+    def change_status(
+        lic: LicenseRecord, status: str, *, reason: str | None = None
+    ) -> LicenseRecord:
+        """The one path of every status change (/revoke, /suspend, /activate, DELETE,
+        PATCH with a status, /status): its 409 rules, denylist effects and audit event."""
+        if status == "REVOKED":
+            # Denylist first: if the store write then fails, outstanding tokens are refused
+            # (fail safe) and the request can simply be retried.
+            denylist.revoke_sub(lic.id, sub_deny_seconds)
+            if lic.status != "REVOKED":
+                lic = _set_status(lic.id, "REVOKED")
+                audit(store, "license.revoke", lic.id, reason=reason)
+            return lic
+        if status == "SUSPENDED":
+            not_revoked(lic, "suspended")
+            denylist.revoke_sub(lic.id, sub_deny_seconds)
+            if lic.status != "SUSPENDED":
+                lic = _set_status(lic.id, "SUSPENDED")
+                audit(store, "license.suspend", lic.id)
+            return lic
         not_revoked(lic, "activated")
         previous = lic.status
         # Lift the denylist entry first: when the denylist is down, nothing has changed.
@@ -229,31 +316,87 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
             raise
         if previous != "ACTIVE":
             audit(store, "license.activate", lic.id)
-        return one(lic)
+        return lic
 
-    @bp.patch("/licenses/<license_id>/extend")
+    def revoke(ref: str) -> Response:
+        fields = Fields(read_json_body(max_body))
+        reject_unknown(fields, {"reason"})
+        reason = fields.string("reason", max_length=2000)
+        return one(change_status(existing(ref), "REVOKED", reason=reason))
+
+    @bp.patch("/licenses/<lc_license:ref>/revoke")
     @requires("licenses:write")
-    def extend_license(license_id: str) -> Response:
+    def revoke_license(ref: str) -> Response:
+        return revoke(ref)
+
+    @bp.delete("/licenses/<lc_license:ref>")
+    @requires("licenses:write")
+    def delete_license(ref: str) -> Response:
+        """LicenseChain's "delete": a revocation; the record is kept."""
+        return revoke(ref)
+
+    @bp.patch("/licenses/<lc_license:ref>/suspend")
+    @requires("licenses:write")
+    def suspend_license(ref: str) -> Response:
+        reject_unknown(Fields(read_json_body(max_body)), set())
+        return one(change_status(existing(ref), "SUSPENDED"))
+
+    @bp.patch("/licenses/<lc_license:ref>/activate")
+    @requires("licenses:write")
+    def activate_license(ref: str) -> Response:
+        reject_unknown(Fields(read_json_body(max_body)), set())
+        return one(change_status(existing(ref), "ACTIVE"))
+
+    @bp.patch("/licenses/<lc_license:ref>/status")
+    @requires("licenses:write")
+    def set_license_status(ref: str) -> Response:
+        fields = Fields(read_json_body(max_body))
+        reject_unknown(fields, {"status", "reason"})
+        status = requested_status(fields)
+        if status is None:
+            raise InvalidRequest("'status' is required.")
+        reason = fields.string("reason", max_length=2000)
+        return one(change_status(existing(ref), status, reason=reason))
+
+    @bp.patch("/licenses/<lc_license:ref>/extend")
+    @requires("licenses:write")
+    def extend_license(ref: str) -> Response:
         fields = Fields(read_json_body(max_body))
         reject_unknown(fields, {"expiresAt", "expires_at"})
         if not fields.present("expiresAt", "expires_at"):
             raise InvalidRequest("'expiresAt' is required (null makes the license perpetual).")
         raw = fields.raw("expiresAt", "expires_at")
         expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
-        lic = existing(license_id)
+        lic = existing(ref)
         not_revoked(lic, "extended")
         updated = licenses.update(lic.id, expires_at=expires_at)
         audit(store, "license.extend", lic.id, expires_at=raw)
         return one(updated)
 
-    @bp.delete("/licenses/<license_id>/devices/<hwuid>")
-    @requires("licenses:write")
-    def release_device(license_id: str, hwuid: str) -> Response:
-        existing(license_id)
-        if not licenses.release_device(license_id, hwuid):
+    def release(ref: str, hwuid: str) -> Response:
+        lic = existing(ref)
+        if not licenses.release_device(lic.id, hwuid):
             raise NotFound("That device is not bound to this license.")
-        audit(store, "license.device_release", license_id, hwuid=hwuid)
-        return one(licenses.get(license_id))
+        audit(store, "license.device_release", lic.id, hwuid=hwuid)
+        return one(licenses.get(lic.id))
+
+    @bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)
+    @requires("licenses:write")
+    def release_device(ref: str, hwuid: str) -> Response:
+        return release(ref, hwuid)
+
+    @bp.delete("/licenses/<lc_license:ref>/devices")
+    @requires("licenses:write")
+    def release_device_by_query(ref: str) -> Response:
+        """The hardware id as ``?hwuid=`` or ``{"hwuid"}``: any id, untouched by URL rules."""
+        hwuid = request.args.get("hwuid")
+        if not hwuid:
+            fields = Fields(read_json_body(max_body))
+            reject_unknown(fields, {"hwuid", "hardwareId"})
+            hwuid = fields.string("hwuid", "hardwareId", max_length=256)
+        if not hwuid:
+            raise InvalidRequest("'hwuid' is required (query parameter or body).")
+        return release(ref, hwuid)
 
     def _set_status(license_id: str, status: str) -> LicenseRecord:
         lic = licenses.set_status(license_id, status)

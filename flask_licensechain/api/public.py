@@ -19,6 +19,7 @@ from flask import Blueprint, Response, request
 from ..client_ip import client_ip
 from ..core.contract import STATUS_REASON, TIER_TO_VT, Reason, build_claims
 from ..core.errors import InvalidToken, NotFound
+from ..store.analytics import VALID_OUTCOME
 from .body import Fields, read_json_body
 from .http import NO_STORE, json_response
 from .ratelimit import PublicRateLimits
@@ -86,6 +87,7 @@ def register_public_routes(
     verifier = state.verifier
     max_body = settings.max_body_bytes
     urls = BaseUrls(settings.issuer, settings.url_prefix)
+    tally = store.verification_tally
 
     def answer(decision: Decision, now: datetime) -> Response:
         lic, app = decision.license, decision.app
@@ -109,6 +111,7 @@ def register_public_routes(
         )
         token = keyring.sign(claims)
         user_agent = request.environ.get("HTTP_USER_AGENT")
+        expires_at = iso(lic.expires_at)
         body = {
             "valid": True,
             "status": "ACTIVE",
@@ -116,7 +119,7 @@ def register_public_routes(
             "appId": lic.app_id,
             "plan": lic.plan,
             "features": list(lic.features),
-            "expiresAt": iso(lic.expires_at),
+            "expiresAt": expires_at,
             "email": lic.issued_email,
             "verificationType": TIER_TO_VT[app.tier],
             "hwBound": decision.hw_bound,
@@ -128,6 +131,16 @@ def register_public_routes(
             "license_token": token,
             "license_token_expires_at": iso_from_unix(claims["exp"]),
             "license_jwks_uri": jwks_uri,
+            # LicenseChain's SDK helpers (LicenseValidator) read these two
+            "license": {
+                "id": lic.id,
+                "key": lic.key,
+                "status": "ACTIVE",
+                "expires_at": expires_at,
+                "features": list(lic.features),
+                "plan": lic.plan,
+            },
+            "expires_at": expires_at,
         }
         return json_response(body, 200, NO_STORE)
 
@@ -137,7 +150,14 @@ def register_public_routes(
         hwuid = fields.string(*HWUID_FIELDS, required=hwuid_required, max_length=MAX_HWUID_LENGTH)
         app_id = fields.string(*APP_ID_FIELDS, max_length=MAX_APP_ID_LENGTH)
         now = datetime.now(UTC)
-        return answer(decide(licenses, key, app_id=app_id, hwuid=hwuid, now=now), now)
+        decision = decide(licenses, key, app_id=app_id, hwuid=hwuid, now=now)
+        tally.record(
+            outcome=decision.reason or VALID_OUTCOME,
+            now=now,
+            app_id=decision.app_id,
+            license_id=decision.license_id,
+        )
+        return answer(decision, now)
 
     @bp.post("/licenses/verify")
     @limits.guard("verify", per_license_key=True)
@@ -205,19 +225,7 @@ def register_public_routes(
 
     @bp.get("/health")
     def health() -> Response:
-        from .. import __version__
-
-        checks = _health_checks(state)
-        failing = [name for name, ok in checks.items() if not ok]
-        body: dict[str, Any] = {
-            "status": "degraded" if failing else "ok",
-            "version": __version__,
-            "timestamp": iso(datetime.now(UTC)),
-            "checks": {name: "ok" if ok else "down" for name, ok in checks.items()},
-        }
-        if failing:
-            body["failing"] = failing
-        return json_response(body, 503 if failing else 200, NO_STORE)
+        return health_response(state)
 
     openapi_cache: dict[str, str] = {}
 
@@ -230,6 +238,23 @@ def register_public_routes(
                 raise NotFound("The OpenAPI document is not available.") from None
             openapi_cache["payload"] = json.dumps(openapi_document(settings.url_prefix))
         return Response(openapi_cache["payload"], mimetype="application/json")
+
+
+def health_response(state: LicenseChainState) -> Response:
+    """``GET {prefix}/health`` and ``GET /health``: 200 ``ok`` or 503 ``degraded``."""
+    from .. import __version__
+
+    checks = _health_checks(state)
+    failing = [name for name, ok in checks.items() if not ok]
+    body: dict[str, Any] = {
+        "status": "degraded" if failing else "ok",
+        "version": __version__,
+        "timestamp": iso(datetime.now(UTC)),
+        "checks": {name: "ok" if ok else "down" for name, ok in checks.items()},
+    }
+    if failing:
+        body["failing"] = failing
+    return json_response(body, 503 if failing else 200, NO_STORE)
 
 
 def _health_checks(state: LicenseChainState) -> dict[str, bool]:
