@@ -82,24 +82,26 @@ class OriginAllowList:
 
 
 def preflight(allow: OriginAllowList) -> Response | None:
-    """The answer to a CORS preflight (``OPTIONS`` with ``Origin`` and
-    ``Access-Control-Request-Method``), or ``None`` for any other request."""
-    origin = request.headers.get("Origin")
-    if (
-        request.method != "OPTIONS"
-        or origin is None
-        or "Access-Control-Request-Method" not in request.headers
-    ):
+    """The answer to ``OPTIONS`` (``None`` for other methods): 204 with ``Allow``, plus the
+    CORS headers when it is a preflight (``Origin`` and ``Access-Control-Request-Method``)
+    from an allowed origin."""
+    if request.method != "OPTIONS":
         return None
+    rule = request.url_rule
+    methods = sorted(rule.methods or ()) if rule is not None else ["OPTIONS"]
     response = Response(status=204)
+    response.headers["Allow"] = ", ".join(methods)
     response.vary.add("Origin")
+    origin = request.headers.get("Origin")
+    if origin is None or "Access-Control-Request-Method" not in request.headers:
+        return response
     allowed = allow.allowed(origin)
     if allowed is not None:
-        rule = request.url_rule
-        methods = sorted(set(rule.methods or ()) - _SKIPPED_METHODS) if rule is not None else []
         headers = response.headers
         headers["Access-Control-Allow-Origin"] = allowed
-        headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+        headers["Access-Control-Allow-Methods"] = ", ".join(
+            m for m in methods if m not in _SKIPPED_METHODS
+        )
         headers["Access-Control-Allow-Headers"] = ALLOWED_REQUEST_HEADERS
         headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
     return response
