@@ -29,6 +29,7 @@ from flask import Flask
 
 from flask_licensechain import LicenseChain, get_state
 from flask_licensechain.config import PREFIX
+from flask_licensechain.core.private_files import PRIVATE_FILE_MODE, make_private_dirs
 from flask_licensechain.store import Store
 
 DEMO_FILE = "quickstart.json"
@@ -66,8 +67,11 @@ def ensure_demo(app: Flask) -> tuple[Demo, str | None]:
     )
     _, api_key = store.api_keys.create("quickstart admin", ["*"])
     demo = Demo(seller_app.id, seller_app.name, lic.id, lic.key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(asdict(demo), indent=2) + "\n", encoding="utf-8")
+    # It holds a license key: owner-only, like the database beside it.
+    make_private_dirs(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(demo), indent=2) + "\n")
     return demo, api_key
 
 

@@ -26,6 +26,7 @@ import sqlalchemy.exc
 from flask import current_app
 from flask.cli import ScriptInfo
 
+from .cli_db import db_cli
 from .core.contract import SELLER_TIERS
 from .core.errors import LicenseChainError
 from .extension import LicenseChainState, get_state
@@ -44,6 +45,7 @@ AUDIT_ACTOR = "cli"
 licensechain_cli = click.Group(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
+licensechain_cli.add_command(db_cli)
 
 #: What loading a misconfigured app or reaching a dead store raises.
 _SETUP_ERRORS = (
@@ -129,7 +131,7 @@ def init(as_json: bool) -> None:
     from .issuer import signing_keys_of
 
     state, store = _issuer()
-    store.create_all()
+    store.upgrade_schema()
     signing_keys_of(state).ensure_active(state.settings.signing_key_file)
     if state.keyring is not None:
         state.keyring.reload()

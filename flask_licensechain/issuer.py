@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +36,7 @@ from .core.keys import (
     thumbprint,
     unseal_private_key,
 )
+from .core.private_files import make_private_dirs, warn_if_shared
 from .core.verifier import TokenVerifier
 from .store import SigningKeyRecord, Store, open_store
 from .store.signing_keys import ACTIVE
@@ -59,7 +59,7 @@ class IssuerConfigurationError(RuntimeError):
 
 
 def default_database_url(app: Flask) -> str:
-    os.makedirs(app.instance_path, exist_ok=True)
+    make_private_dirs(Path(app.instance_path))
     return "sqlite:///" + os.path.join(app.instance_path, DB_FILENAME)
 
 
@@ -94,7 +94,7 @@ def read_or_create_key_file(path: Path) -> str:
         return _read_key_file(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path.parent)
     # Write a private temp file, then link it into place: the link is atomic and fails when
     # another process won, so nobody ever reads a half-written key.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
@@ -114,9 +114,7 @@ def read_or_create_key_file(path: Path) -> str:
 
 
 def _read_key_file(path: Path) -> str:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("%s is readable by other users; chmod 600 it", path)
+    warn_if_shared(path)
     return path.read_text(encoding="ascii").strip()
 
 
@@ -283,7 +281,7 @@ def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseCh
     database_url = settings.database_url or default_database_url(app)
     sealing_key = resolve_encryption_key(app, settings, database_url)
     store = open_store(database_url)
-    store.create_all()
+    store.prepare_schema()
 
     signing_keys = SigningKeys(store, sealing_key, settings)
     signing_keys.ensure_active(settings.signing_key_file)

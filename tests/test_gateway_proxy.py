@@ -70,14 +70,14 @@ def header_values(data: dict[str, object], name: str) -> list[str]:
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 def test_method_path_and_query_are_preserved(gateway: Server, method: str) -> None:
-    response = httpx.request(
-        method, f"{gateway.url}/public/a%20b/c?x=1&x=2&y=%2F", content=b"abc" * 10
-    )
+    # GET and OPTIONS take no body at the gateway (test_gateway_body_smuggling.py).
+    content = b"" if method in ("GET", "OPTIONS") else b"abc" * 10
+    response = httpx.request(method, f"{gateway.url}/public/a%20b/c?x=1&x=2&y=%2F", content=content)
     data = echo(response)
     assert data["method"] == method
     assert data["raw_path"] == "/public/a%20b/c"
     assert data["query"] == "x=1&x=2&y=%2F"
-    assert data["body_bytes"] == 30
+    assert data["body_bytes"] == len(content)
 
 
 def test_head_gets_the_headers_and_no_body(gateway: Server) -> None:

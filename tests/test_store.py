@@ -62,7 +62,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
-    opened.create_all()
+    opened.upgrade_schema()
     try:
         yield opened
     finally:
@@ -166,7 +166,7 @@ def test_sqlite_connection_settings(tmp_path: Path) -> None:
 
 def test_sqlite_writes_begin_immediate_and_reads_do_not(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path / 'b.db'}")
-    store.create_all()
+    store.upgrade_schema()
     try:
         with StatementLog(store) as log:
             app = store.apps.create("Writer")
@@ -179,10 +179,10 @@ def test_sqlite_writes_begin_immediate_and_reads_do_not(tmp_path: Path) -> None:
         store.dispose()
 
 
-def test_create_all_is_idempotent(store: Store) -> None:
+def test_upgrade_schema_is_idempotent(store: Store) -> None:
     app = store.apps.create("Kept")
-    store.create_all()
-    store.create_all()
+    store.upgrade_schema()
+    store.upgrade_schema()
     assert store.apps.list() == [app]
     names = set(sa.inspect(store.engine).get_table_names())
     assert {"lc_apps", "lc_licenses", "lc_devices", "lc_api_keys", "lc_signing_keys"} <= names
@@ -849,7 +849,7 @@ def test_audit_record_and_list(store: Store) -> None:
 
 def test_in_memory_sqlite_shares_one_database() -> None:
     store = open_store("sqlite://")
-    store.create_all()
+    store.upgrade_schema()
     try:
         app = store.apps.create("Memory")
         lic = store.licenses.create(app.id)

@@ -48,7 +48,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         url = request.getfixturevalue("module_postgres_url")
     opened = open_store(url)
-    opened.create_all()
+    opened.upgrade_schema()
     try:
         yield opened
     finally:

@@ -42,7 +42,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
-    opened.create_all()
+    opened.upgrade_schema()
     try:
         yield opened
     finally:

@@ -49,7 +49,7 @@ def per_call_us(fn: Callable[[int], Any], calls: int, rounds: int) -> tuple[floa
 
 
 def seed(store: Store) -> tuple[list[str], list[str]]:
-    store.create_all()
+    store.upgrade_schema()
     app = store.apps.create("Bench", tier="pro")
     keys, ids = [], []
     now = datetime.now(UTC)

@@ -11,6 +11,9 @@ Routes:
     GET  /reports          any valid license: the list of reports
     GET  /reports/export   the "export" feature: a CSV export
     POST /reports/export   the "export" feature: echoes how many bytes it received
+
+Every request body is read to its end or refused (400, 411) with the connection closed:
+on a kept-alive connection, a body left unread would be parsed as the next request.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so the gateway's pooled connections are reused
 
     def do_GET(self) -> None:
+        if self._read_body(allowed=False) is None:
+            return
         path = self.path.split("?", 1)[0]
         if path == "/status":
             self._json(200, {"status": "up"})
@@ -43,17 +48,49 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": "not_found"})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        received = 0
-        while received < length:  # read in chunks: uploads may be large
-            chunk = self.rfile.read(min(65536, length - received))
-            if not chunk:
-                break
-            received += len(chunk)
+        received = self._read_body(allowed=True)
+        if received is None:
+            return
         if self.path.split("?", 1)[0] == "/reports/export":
             self._json(200, {"licensee": self._licensee(), "received_bytes": received})
         else:
             self._json(404, {"error": "not_found"})
+
+    def _read_body(self, *, allowed: bool) -> int | None:
+        """Read the body to its end and return its size; None when it was refused.
+
+        ``http.server`` reads no body by itself. A GET that carries one, a chunked body
+        (which it cannot parse) or a bad length is refused, and the connection closed.
+        """
+        if self.headers.get("Transfer-Encoding") is not None:
+            self._refuse(411, "send a Content-Length")
+            return None
+        text = self.headers.get("Content-Length") or "0"
+        if not text.isdigit():
+            self._refuse(400, "bad Content-Length")
+            return None
+        length = int(text)
+        if length and not allowed:
+            self._refuse(400, "this method takes no body")
+            return None
+        received = 0
+        while received < length:  # read in chunks: uploads may be large
+            chunk = self.rfile.read(min(65536, length - received))
+            if not chunk:
+                self.close_connection = True
+                return None
+            received += len(chunk)
+        return received
+
+    def _refuse(self, status: int, message: str) -> None:
+        self.close_connection = True
+        self.send_response(status)
+        body = json.dumps({"error": "invalid_request", "message": message}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
 
     def _licensee(self) -> dict[str, Any]:
         """Set by the gateway after it verified the license; never trust them without it."""

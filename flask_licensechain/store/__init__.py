@@ -16,6 +16,9 @@ from .apps import AppRepository
 from .audit import AuditRepository
 from .database import DEFAULT_BUSY_TIMEOUT, Database, create_store_engine, normalize_url
 from .licenses import LicenseRepository
+from .migrate import SchemaStatus, SchemaVersionError
+from .migrate import prepare as prepare_schema
+from .migrate import upgrade as upgrade_schema
 from .records import (
     ApiKeyRecord,
     AppRecord,
@@ -25,11 +28,7 @@ from .records import (
     LicenseRecord,
     SigningKeyRecord,
 )
-from .schema import metadata
 from .signing_keys import SigningKeyRepository
-
-# Any constant will do: it only has to be the same in every process creating the tables.
-_CREATE_ALL_LOCK = 0x4C430001
 
 
 class Store:
@@ -37,13 +36,13 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._db = Database(engine)
-        self.apps = AppRepository(self._db)
-        self.licenses = LicenseRepository(self._db)
-        self.api_keys = ApiKeyRepository(self._db)
-        self.signing_keys = SigningKeyRepository(self._db)
-        self.audit = AuditRepository(self._db)
-        self.verification_counts = VerificationCountRepository(self._db)
+        self.database = Database(engine)
+        self.apps = AppRepository(self.database)
+        self.licenses = LicenseRepository(self.database)
+        self.api_keys = ApiKeyRepository(self.database)
+        self.signing_keys = SigningKeyRepository(self.database)
+        self.audit = AuditRepository(self.database)
+        self.verification_counts = VerificationCountRepository(self.database)
         #: this process's verification outcomes, written to ``verification_counts`` in batches
         self.verification_tally = VerificationTally(self.verification_counts)
 
@@ -52,18 +51,21 @@ class Store:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
 
-    def create_all(self) -> None:
-        """Create missing tables and indexes. Idempotent, and safe when several workers start
-        at once: SQLite serializes them with BEGIN IMMEDIATE, PostgreSQL with an advisory lock
-        (its DDL is transactional too)."""
-        with self._db.write() as conn:
-            self._db.serialize(conn, _CREATE_ALL_LOCK)
-            metadata.create_all(conn)
+    def upgrade_schema(self) -> SchemaStatus:
+        """Migrate the schema to the newest revision (``store/migrate.py``). Idempotent, and
+        safe when several processes run it at once. Raises ``SchemaVersionError`` when the
+        store is newer than this code, ``Unavailable``."""
+        return upgrade_schema(self.database)[1]
+
+    def prepare_schema(self) -> SchemaStatus:
+        """At start: create an empty store, or refuse (``SchemaVersionError``, naming the
+        command to run) one whose schema is older or newer than this code."""
+        return prepare_schema(self.database)
 
     def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers."""
         try:
-            with self._db.single() as conn:
+            with self.database.single() as conn:
                 conn.exec_driver_sql("SELECT 1")
         except LicenseChainError as error:
             raise Unavailable(detail=error.detail) from error
@@ -95,6 +97,8 @@ __all__ = [
     "DeviceRecord",
     "LicenseRecord",
     "LicenseRepository",
+    "SchemaStatus",
+    "SchemaVersionError",
     "SigningKeyRecord",
     "SigningKeyRepository",
     "Store",

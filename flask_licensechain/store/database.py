@@ -7,6 +7,10 @@
 - ``read()``: one consistent snapshot for several statements.
 - ``single()``: exactly one statement, no explicit transaction (SQLite: no BEGIN;
   PostgreSQL: autocommit), so the verify hot path costs one round trip.
+- ``schema_change(lock_id)``: the transaction migrations run in, one process at a time.
+
+A SQLite database file is created 0600 (``core/private_files.py``): it holds license keys and
+customer e-mail addresses.
 
 Database errors leave as the core's typed errors: integrity -> ``Conflict``, bad data ->
 ``InvalidRequest``, connection or lock trouble -> ``Unavailable``.
@@ -14,10 +18,12 @@ Database errors leave as the core's typed errors: integrity -> ``Conflict``, bad
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
@@ -25,6 +31,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.pool import StaticPool
 
 from ..core.errors import Conflict, InvalidRequest, LicenseChainError, Unavailable
+from ..core.private_files import create_private_file
 
 #: execution option read by the SQLite ``begin`` hook: "immediate", "deferred" or "none"
 _SQLITE_BEGIN = "licensechain_sqlite_begin"
@@ -63,6 +70,12 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float) -> sa.Engine:
             url, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
+        if not _is_uri_filename(url):
+            # Before SQLite makes it 0644: its -wal, -shm and -journal files copy this mode.
+            # A missing folder is not made here (a typo must not grow a new store): SQLite
+            # fails to open the file, and the store answers ``Unavailable``.
+            with contextlib.suppress(FileNotFoundError):
+                create_private_file(Path(str(url.database)))
         engine = sa.create_engine(url)
     timeout_ms = max(0, int(busy_timeout * 1000))
 
@@ -90,6 +103,11 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float) -> sa.Engine:
         # "none": a single statement runs in SQLite's own implicit transaction.
 
     return engine
+
+
+def _is_uri_filename(url: sa.URL) -> bool:
+    """``sqlite:///file:...?uri=true``: SQLite parses the name itself; leave it alone."""
+    return str(url.query.get("uri", "")).lower() in ("true", "1")
 
 
 def translate_error(error: exc.SQLAlchemyError) -> LicenseChainError | None:
@@ -140,6 +158,39 @@ class Database:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_id)))
 
     @contextmanager
+    def schema_change(self, lock_id: int) -> Iterator[sa.Connection]:
+        """One transaction for schema changes, serialized across processes by ``lock_id``.
+
+        PostgreSQL: transactional DDL behind a transaction-scoped advisory lock. SQLite:
+        ``BEGIN IMMEDIATE`` (its DDL is transactional too), with foreign keys off while it
+        runs: rebuilding a table (how SQLite alters one) must not cascade deletes into the
+        tables that refer to it. ``PRAGMA foreign_key_check`` must pass before the commit.
+        Raises ``Unavailable`` when the lock or the database cannot be had.
+        """
+        try:
+            with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    self._set_sqlite_foreign_keys(conn, enabled=False)
+                try:
+                    conn.execution_options(**self._write_options)
+                    with conn.begin():
+                        self.serialize(conn, lock_id)
+                        yield conn
+                        if self.is_sqlite:
+                            _check_sqlite_foreign_keys(conn)
+                finally:
+                    if self.is_sqlite:
+                        self._set_sqlite_foreign_keys(conn, enabled=True)
+        except exc.SQLAlchemyError as error:
+            _reraise(error)
+
+    def _set_sqlite_foreign_keys(self, conn: sa.Connection, *, enabled: bool) -> None:
+        # Outside any transaction: SQLite ignores this pragma inside one.
+        conn.execution_options(**self._single_options)
+        conn.exec_driver_sql(f"PRAGMA foreign_keys = {'ON' if enabled else 'OFF'}")
+        conn.commit()
+
+    @contextmanager
     def read(self) -> Iterator[sa.Connection]:
         with self._transaction(self._read_options) as conn:
             yield conn
@@ -163,6 +214,12 @@ class Database:
                     yield conn
         except exc.SQLAlchemyError as error:
             _reraise(error)
+
+
+def _check_sqlite_foreign_keys(conn: sa.Connection) -> None:
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"schema change left rows with dangling foreign keys: {broken[:5]}")
 
 
 def _reraise(error: exc.SQLAlchemyError) -> NoReturn:

@@ -34,6 +34,7 @@ def build_app(config: GatewayConfig) -> ASGIFront:
         settings.upstream_base,
         AsyncTransportHolder(settings.limits),
         forwarded=settings.forwarded_headers,
+        bodies=settings.bodies,
     )
     gate = LicenseGateASGI(proxy, config.gate)
 

@@ -34,7 +34,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", help=f"TOML file (default: ${CONFIG_ENV})")
     p.add_argument("--server", choices=SERVERS, help="gunicorn (WSGI) or uvicorn (ASGI)")
     p.add_argument("--workers", "-w", type=int, help="worker processes")
-    p.add_argument("--threads", type=int, help="threads per gunicorn worker")
+    p.add_argument("--threads", type=int, help="threads per gunicorn gthread worker")
     p.add_argument("--bind", "-b", help="HOST:PORT to listen on")
     p.add_argument("--check", action="store_true", help="validate the configuration and exit")
     return p

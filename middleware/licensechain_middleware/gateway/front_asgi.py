@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from ..responses import request_id
+from .bodies import CHUNKED_KEY
 from .metrics import EngineCounters
 from .observe import RECORD_KEY, RequestRecord
 from .ops import OpsEndpoints
@@ -87,13 +88,20 @@ class ASGIFront:
                 self.counters.sync()
 
     def _fix_request_id(self, scope: Scope) -> str:
-        """The request's id, written back into the scope's headers for the gate and upstream."""
+        """The request's id, written back into the scope's headers for the gate and upstream.
+
+        The same pass notes a chunked body under ``CHUNKED_KEY``: the gate removes
+        ``Transfer-Encoding`` (hop-by-hop) before the proxy sees the request.
+        """
         inbound: str | None = None
         others: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
-            if name.lower() == self._rid_name:
+            lowered = name.lower()
+            if lowered == self._rid_name:
                 inbound = value.decode("latin-1")
             else:
+                if lowered == b"transfer-encoding":
+                    scope[CHUNKED_KEY] = True
                 others.append((name, value))
         rid = request_id(inbound)
         others.append((self._rid_name, rid.encode("latin-1")))

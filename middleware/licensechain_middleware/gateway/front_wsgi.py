@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..responses import request_id
+from .bodies import CHUNKED_KEY
 from .metrics import EngineCounters
 from .observe import RECORD_KEY, RequestRecord
 from .ops import OpsEndpoints
@@ -75,6 +76,8 @@ class WSGIFront:
             answer = self.ops.answer(method, path, checks)
             start_response(answer.status_line, answer.headers)
             return [] if method == "HEAD" else [answer.body]
+        if "HTTP_TRANSFER_ENCODING" in environ:
+            environ[CHUNKED_KEY] = True
         rid = environ[self._rid_key] = request_id(environ.get(self._rid_key))
         record = RequestRecord(method, path, request_id=rid)
         environ[RECORD_KEY] = record

@@ -1,4 +1,4 @@
-"""Running the gateway under gunicorn (WSGI, gthread workers) or uvicorn (ASGI).
+"""Running the gateway under gunicorn (WSGI, gevent or gthread workers) or uvicorn (ASGI).
 
 Both build the app inside each worker process, after the fork, so every worker
 has its own pooled upstream client, Redis connections and event loop.
@@ -7,6 +7,8 @@ has its own pooled upstream client, Redis connections and event loop.
 from __future__ import annotations
 
 import importlib.util
+import math
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from .settings import GatewaySettings
@@ -34,6 +36,12 @@ def run_gunicorn(settings: GatewaySettings) -> None:
 
             return create_app()
 
+    if settings.worker_class == "gevent":
+        # Each worker monkey-patches after the fork, when this process has imported ssl
+        # (through httpx) already, and gevent warns. Nothing of ours keeps a pre-patch ssl
+        # object: the workers build their app, httpx transports and SSL contexts included,
+        # after the patch, through the patched module.
+        warnings.filterwarnings("ignore", message="Monkey-patching ssl after ssl")
     GatewayApplication().run()
 
 
@@ -41,12 +49,16 @@ def gunicorn_options(settings: GatewaySettings) -> dict[str, Any]:
     return {
         "bind": [settings.bind],
         "workers": settings.workers,
-        # gthread: a thread per in-flight request, so a slow upstream or a long
-        # download holds one thread, not a whole worker; keep-alive is supported.
-        "worker_class": "gthread",
+        # gevent (the default): a greenlet per connection, so a client that sends its
+        # request slowly holds a greenlet, not one of a few threads (gunicorn's docs: the
+        # thread-per-request workers need a buffering proxy in front). gthread: a thread
+        # per in-flight request, for running behind such a proxy.
+        "worker_class": settings.worker_class,
         "threads": settings.threads,
         "graceful_timeout": int(settings.graceful_timeout),
-        "keepalive": 5,
+        # gevent workers bound the wait for each request head by `keepalive` seconds,
+        # counted from the end of the previous response (or from connecting).
+        "keepalive": max(1, math.ceil(settings.header_timeout)),
         "accesslog": None,  # the gateway writes its own JSON access log
         "child_exit": _child_exit,
         "proc_name": "licensechain-gateway",
@@ -85,5 +97,6 @@ def run_uvicorn(settings: GatewaySettings) -> None:
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout),
+        timeout_keep_alive=max(1, math.ceil(settings.header_timeout)),
         log_level="info",
     )

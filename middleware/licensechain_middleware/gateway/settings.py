@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bodies import BodyPolicy
 from .client import UpstreamLimits
 from .urls import UpstreamBase
 
 ENV_PREFIX = "LICENSECHAIN_GATEWAY_"
 SERVERS = ("gunicorn", "uvicorn")
+WORKER_CLASSES = ("gevent", "gthread")
 
 
 class GatewayConfigError(ValueError):
@@ -32,7 +34,7 @@ class GatewaySettings:
         "", "Base URL of the protected service (required), e.g. http://127.0.0.1:9000."
     )
     server: str = _opt(
-        "gunicorn", "`gunicorn` (WSGI, gthread workers) or `uvicorn` (ASGI, WebSockets)."
+        "gunicorn", "`gunicorn` (WSGI, `worker_class` workers) or `uvicorn` (ASGI, WebSockets)."
     )
     bind: str = _opt("127.0.0.1:8080", "HOST:PORT to listen on.")
     workers: int = _opt(2, "Worker processes.")
@@ -49,6 +51,37 @@ class GatewaySettings:
         True, "Add X-Forwarded-For/-Proto/-Host for the upstream (replacing inbound ones)."
     )
     graceful_timeout: float = _opt(30.0, "Seconds workers get to finish requests on shutdown.")
+    worker_class: str = _opt(
+        "gevent",
+        "gunicorn workers: `gevent` (a greenlet per connection: slow clients hold no thread) "
+        "or `gthread` (a thread per request in flight; only behind a buffering proxy).",
+    )
+    header_timeout: float = _opt(
+        10.0,
+        "Seconds a client has for a request's head, counted from the end of the previous "
+        "response or from connecting (gunicorn; then the connection is closed).",
+    )
+    body_timeout: float = _opt(
+        10.0,
+        "Seconds a client has to send a request body, plus 1 s per `body_min_rate` bytes "
+        "received; then 408.",
+    )
+    body_min_rate: float = _opt(
+        1024.0, "Bytes per second a request body must keep up to never time out."
+    )
+    body_buffer_bytes: int = _opt(
+        1048576, "Bytes of a request body read before the upstream is contacted."
+    )
+    allow_get_body: bool = _opt(
+        False,
+        "Forward a request body on GET, HEAD, OPTIONS and TRACE; off: 400 (RFC 9110 9.3: "
+        "no meaning there, and a smuggling vector).",
+    )
+    reuse_upstream_after_body: bool = _opt(
+        False,
+        "Reuse an upstream connection after a request with a body; off: `Connection: close`. "
+        "Only for upstreams that always read or discard bodies.",
+    )
 
     def __post_init__(self) -> None:
         if not self.upstream:
@@ -57,6 +90,10 @@ class GatewaySettings:
             UpstreamBase(self.upstream)
         except ValueError as exc:
             raise GatewayConfigError(f"[gateway] upstream: {exc}") from None
+        if self.worker_class not in WORKER_CLASSES:
+            raise GatewayConfigError(
+                f"[gateway] worker_class must be one of {WORKER_CLASSES}, got {self.worker_class!r}"
+            )
         if self.server not in SERVERS:
             raise GatewayConfigError(
                 f"[gateway] server must be one of {SERVERS}, got {self.server!r}"
@@ -64,7 +101,7 @@ class GatewaySettings:
         host, _, port = self.bind.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise GatewayConfigError(f"[gateway] bind must be HOST:PORT, got {self.bind!r}")
-        for name in ("workers", "threads", "max_connections"):
+        for name in ("workers", "threads", "max_connections", "body_buffer_bytes"):
             if getattr(self, name) < 1:
                 raise GatewayConfigError(f"[gateway] {name} must be at least 1")
         for f in dataclasses.fields(self):
@@ -84,6 +121,16 @@ class GatewaySettings:
             pool_timeout=self.pool_timeout,
             max_connections=self.max_connections,
             max_keepalive_connections=self.max_keepalive_connections,
+        )
+
+    @property
+    def bodies(self) -> BodyPolicy:
+        return BodyPolicy(
+            allow_get_body=self.allow_get_body,
+            reuse_upstream_after_body=self.reuse_upstream_after_body,
+            timeout=self.body_timeout,
+            min_rate=self.body_min_rate,
+            buffer_bytes=self.body_buffer_bytes,
         )
 
     @classmethod

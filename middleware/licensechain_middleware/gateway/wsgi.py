@@ -1,6 +1,6 @@
 """The WSGI gateway, for gunicorn.
 
-    gunicorn -k gthread --threads 16 -w 2 \\
+    gunicorn -k gevent --keep-alive 10 -w 2 \\
         'licensechain_middleware.gateway.wsgi:create_app()'
 
 with ``LICENSECHAIN_GATEWAY_CONFIG=/path/to/gateway.toml`` in the environment
@@ -37,6 +37,7 @@ def build_app(config: GatewayConfig) -> WSGIFront:
         settings.upstream_base,
         SyncTransportHolder(settings.limits),
         forwarded=settings.forwarded_headers,
+        bodies=settings.bodies,
     )
     gate = LicenseGate(proxy, config.gate)
     return WSGIFront(
