@@ -20,7 +20,7 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -139,6 +139,7 @@ class VerificationTally:
         self._pending: dict[CounterKey, int] = {}
         self._timer: threading.Timer | None = None
         self._dropped = 0
+        self._day: tuple[int, str] = (0, "")  # (ordinal, "YYYY-MM-DD") of the last record
 
     def record(
         self, *, outcome: str, now: datetime, app_id: str | None, license_id: str | None
@@ -146,7 +147,11 @@ class VerificationTally:
         """Count one verification outcome (``valid`` or the refusal reason)."""
         if os.getpid() != self._pid:
             self._reset()
-        key = (day_of(now), app_id or "", license_id or "", outcome)
+        when = now if now.tzinfo is UTC else to_utc(now)
+        date_key = when.toordinal()
+        if date_key != self._day[0]:  # once a day: the date as text
+            self._day = (date_key, when.date().isoformat())
+        key = (self._day[1], app_id or "", license_id or "", outcome)
         with self._lock:
             pending = self._pending
             if key in pending:
