@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, jsonify
 
 from flask_licensechain import LicenseChain, current_license, requires_feature, requires_license
-from flask_licensechain.config import PREFIX
+from flask_licensechain.config import PREFIX, config_from_environ
 
 
 def create_app(environ: dict[str, str] | None = None) -> Flask:
@@ -30,7 +30,7 @@ def create_app(environ: dict[str, str] | None = None) -> Flask:
     if not environ.get(PREFIX + "JWKS_URL"):
         raise SystemExit("set LICENSECHAIN_JWKS_URL to the issuer's /v1/licenses/jwks URL")
     app = Flask(__name__)
-    app.config.update({k: v for k, v in environ.items() if k.startswith(PREFIX)})
+    app.config.update(config_from_environ(environ))
     LicenseChain(app)
 
     @app.get("/")

@@ -28,7 +28,7 @@ from pathlib import Path
 from flask import Flask
 
 from flask_licensechain import LicenseChain, get_state
-from flask_licensechain.config import PREFIX
+from flask_licensechain.config import PREFIX, config_from_environ
 from flask_licensechain.core.private_files import PRIVATE_FILE_MODE, make_private_dirs
 from flask_licensechain.store import Store
 
@@ -48,7 +48,13 @@ class Demo:
 def create_app() -> Flask:
     instance = os.environ.get("QUICKSTART_INSTANCE_PATH") or str(DEFAULT_INSTANCE)
     app = Flask("quickstart", instance_path=os.path.abspath(instance))
-    app.config.update({k: v for k, v in os.environ.items() if k.startswith(PREFIX)})
+    app.config.update(config_from_environ(os.environ))
+    # The issuer URL is configuration, never the Host header: default to the address the
+    # quickstart listens on (HOST/PORT), as integrators will spell it.
+    host = os.environ.get("HOST", "127.0.0.1")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    default_issuer = f"http://{shown}:{os.environ.get('PORT', '5000')}/v1"
+    app.config.setdefault(PREFIX + "ISSUER", default_issuer)
     LicenseChain(app)
     return app
 
@@ -128,6 +134,7 @@ def main() -> None:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     args = parser.parse_args()
+    os.environ["HOST"], os.environ["PORT"] = args.host, str(args.port)
 
     app = create_app()
     demo, api_key = ensure_demo(app)

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from .config import Settings
 from .core.contract import STATUS_REASON, Reason
-from .core.errors import InvalidToken, LicenseChainError, Unavailable
+from .core.errors import ConfigError, InvalidToken, LicenseChainError, Unavailable
 from .core.verifier import LicenseClaims
 
 if TYPE_CHECKING:
-    from .extension import LicenseChainState
     from .store.records import LicenseRecord
 
 log = logging.getLogger("licensechain.authoritative")
@@ -37,8 +37,6 @@ log = logging.getLogger("licensechain.authoritative")
 INTROSPECT_TIMEOUT = 2.0
 MAX_INTROSPECT_RESPONSE_BYTES = 64 * 1024
 DEFAULT_CACHE_ENTRIES = 10_000
-_STATE_KEY = "authoritative_checker"
-_INIT_LOCK = threading.Lock()
 
 #: license id -> its record (None when unknown); raises ``Unavailable`` when it cannot tell
 LicenseLookup = Callable[[str], "LicenseRecord | None"]
@@ -158,33 +156,24 @@ def introspect_url_for(jwks_url: str | None, introspect_url: str | None) -> str 
     return None
 
 
-def live_status_checker(state: LicenseChainState) -> LiveStatusChecker:
-    """The app's checker, built on first use and kept in ``state.extras``."""
-    checker: LiveStatusChecker | None = state.extras.get(_STATE_KEY)
-    if checker is not None:
-        return checker
-    with _INIT_LOCK:
-        checker = state.extras.get(_STATE_KEY)
-        if checker is None:
-            checker = LiveStatusChecker(
-                _status_source(state), ttl=state.settings.authoritative_cache_ttl
+def build_live_status_checker(settings: Settings, store: Any | None) -> LiveStatusChecker:
+    """The app's checker, built once in ``init_app``.
+
+    :raises ConfigError: an integrator app with no introspect URL (neither
+        ``LICENSECHAIN_INTROSPECT_URL`` nor a ``.../licenses/jwks`` JWKS URL to derive it).
+    """
+    source: StatusSource
+    if store is not None:
+        source = StoreStatus(store_license_lookup(store))
+    else:
+        url = introspect_url_for(settings.jwks_url, settings.introspect_url)
+        if url is None:
+            raise ConfigError(
+                "LICENSECHAIN_AUTHORITATIVE is on but there is no store and no "
+                "LICENSECHAIN_INTROSPECT_URL (nor a .../licenses/jwks JWKS URL to derive it)"
             )
-            state.extras[_STATE_KEY] = checker
-    return checker
-
-
-def _status_source(state: LicenseChainState) -> StatusSource:
-    settings = state.settings
-    if state.store is not None:
-        return StoreStatus(store_license_lookup(state.store))
-    url = introspect_url_for(settings.jwks_url, settings.introspect_url)
-    if url is None:
-        log.error(
-            "LICENSECHAIN_AUTHORITATIVE is on but there is no store and no "
-            "LICENSECHAIN_INTROSPECT_URL: every gated request is refused"
-        )
-        raise Unavailable(detail="authoritative mode has no status source")
-    return IntrospectStatus(url)
+        source = IntrospectStatus(url)
+    return LiveStatusChecker(source, ttl=settings.authoritative_cache_ttl)
 
 
 def store_license_lookup(store: Any) -> LicenseLookup:

@@ -8,15 +8,120 @@ the environment (``Settings.from_mapping(os.environ)``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core.errors import ConfigError
+from .core.gate import DEFAULT_TOKEN_COOKIE, DEFAULT_TOKEN_SOURCES, check_cookie_name
+from .core.gate import check_token_sources as _token_sources
+from .core.options import (
+    SHARED_OPTIONS,
+    check_audience,
+    check_http_url,
+    check_leeway,
+    check_positive,
+    check_rate_limit,
+    check_storage_uri,
+    closest,
+    parse_bool,
+    parse_float,
+    parse_int,
+    require_driver,
+)
+
 PREFIX = "LICENSECHAIN_"
+log = logging.getLogger("licensechain.config")
+
+Parser = Callable[[Any, str], Any]
 
 
-def _opt(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
+def _opt(default: Any, doc: str, parse: Parser | None = None) -> Any:
+    return field(default=default, metadata={"doc": doc, "parse": parse})
+
+
+def _shared(default: Any, name: str, parse: Parser | None = None) -> Any:
+    return _opt(default, SHARED_OPTIONS[name], parse)
+
+
+def _text(value: Any, key: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _positive_float(value: Any, key: str) -> float:
+    number = parse_float(value, key)
+    check_positive(number, key)
+    return number
+
+
+def _positive_int(value: Any, key: str) -> int:
+    number = parse_int(value, key)
+    check_positive(number, key)
+    return number
+
+
+def _non_negative_int(value: Any, key: str) -> int:
+    number = parse_int(value, key)
+    if number < 0:
+        raise ConfigError(f"{key} must be >= 0, got {number}")
+    return number
+
+
+def _non_negative_float(value: Any, key: str) -> float:
+    number = parse_float(value, key)
+    if number < 0:
+        raise ConfigError(f"{key} must be >= 0, got {number}")
+    return number
+
+
+def _leeway(value: Any, key: str) -> float:
+    number = parse_float(value, key)
+    check_leeway(number, key)
+    return number
+
+
+def _storage(value: Any, key: str) -> str | None:
+    text = _text(value, key)
+    return None if text is None else check_storage_uri(text, key)
+
+
+def _http_url(value: Any, key: str) -> str | None:
+    text = _text(value, key)
+    return None if text is None else check_http_url(text, key)
+
+
+def _database_url(value: Any, key: str) -> str | None:
+    text = _text(value, key)
+    if text is None:
+        return None
+    import sqlalchemy as sa  # the store's dependency; parsed here to name the setting
+
+    try:
+        url = sa.make_url(text)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise ConfigError(f"{key} is not a database URL: {exc}") from None
+    if url.get_backend_name() == "postgresql":
+        require_driver("psycopg", "postgres", f"{key} postgresql://")
+    return text
+
+
+def _rate_limit(value: Any, key: str) -> str:
+    return check_rate_limit(value, key)
+
+
+def _url_prefix(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ConfigError(f"{key} must be a path starting with '/', got {value!r}")
+    return value
+
+
+def _cookie(value: Any, key: str) -> str:
+    return check_cookie_name(value, key)
 
 
 @dataclass(frozen=True)
@@ -25,100 +130,136 @@ class Settings:
         None,
         "SQLAlchemy URL of the store. Default: SQLite file `licensechain.db` (WAL) "
         "in the app's instance folder. `postgresql://...` for production.",
+        _database_url,
     )
     redis_url: str | None = _opt(
-        None, "Redis URI; when set, the denylist and rate limits default to it."
+        None, "Redis URI; when set, the denylist and rate limits default to it.", _storage
     )
     denylist_url: str | None = _opt(
-        None,
-        "Denylist storage URI (`memory://`, `redis://`, ...). Default: `redis_url` or `memory://`.",
+        None, SHARED_OPTIONS["denylist_url"] + " Default: `redis_url` or `memory://`.", _storage
     )
     ratelimit_storage_url: str | None = _opt(
-        None, "Rate-limit storage URI for `limits`. Default: `redis_url` or `memory://`."
+        None,
+        SHARED_OPTIONS["ratelimit_storage_url"] + " Default: `redis_url` or `memory://`.",
+        _storage,
     )
     issuer: str | None = _opt(
         None,
-        "`iss` of issued tokens and the issuer verifiers require. Default: the API's base URL.",
+        SHARED_OPTIONS["issuer"] + " Issuer apps: required outside debug and testing, "
+        "unless Flask's `SERVER_NAME` is set (then `<scheme>://<SERVER_NAME><url_prefix>`).",
+        _text,
     )
-    url_prefix: str = _opt("/v1", "Prefix of the HTTP API blueprint.")
+    url_prefix: str = _opt("/v1", "Prefix of the HTTP API blueprint.", _url_prefix)
     encryption_key: str | None = _opt(
         None,
         "32-byte AES-256-GCM key (base64url or hex) sealing private keys at rest. "
         "Default (embedded only): generated in a 0600 file beside the SQLite database.",
+        _text,
     )
     signing_key_file: str | None = _opt(
-        None, "PEM file of an RSA private key to import as the active signing key."
+        None, "PEM file of an RSA private key to import as the active signing key.", _text
     )
-    key_size: int = _opt(2048, "RSA modulus size for generated signing keys (2048, 3072 or 4096).")
+    key_size: int = _opt(
+        2048, "RSA modulus size for generated signing keys (2048, 3072 or 4096).", parse_int
+    )
     key_refresh_interval: float = _opt(
-        5.0, "Seconds between reloads of the key ring, so rotations reach every worker."
+        5.0,
+        "Seconds between reloads of the key ring, so rotations reach every worker "
+        "(0: before every use).",
+        _non_negative_float,
     )
-    leeway: float = _opt(30, "Clock leeway in seconds for exp/nbf/iat (capped at 300).")
-    max_token_bytes: int = _opt(8192, "Tokens longer than this are refused before parsing.")
-    max_body_bytes: int = _opt(65536, "Request bodies larger than this get 413.")
-    verified_cache_size: int = _opt(
-        10000,
-        "Verified-token LRU entries per process (about 4 KiB each for a typical "
-        "token; the cache is also capped at 64 MiB estimated).",
-    )
-    ratelimit_enabled: bool = _opt(True, "Rate limit the public endpoints.")
+    leeway: float = _shared(30, "leeway", _leeway)
+    max_token_bytes: int = _shared(8192, "max_token_bytes", _positive_int)
+    max_body_bytes: int = _opt(65536, "Request bodies larger than this get 413.", _positive_int)
+    verified_cache_size: int = _shared(10000, "verified_cache_size", _non_negative_int)
+    ratelimit_enabled: bool = _opt(True, "Rate limit the public endpoints.", parse_bool)
     ratelimit_per_ip: str = _opt(
-        "10/second;100/minute;1000/hour", "Limits per client IP on public endpoints."
+        "10/second;100/minute;1000/hour", "Limits per client IP on public endpoints.", _rate_limit
     )
     ratelimit_per_key: str = _opt(
-        "10/second;100/minute;1000/hour", "Limits per license key on verify/validate-hardware."
+        "10/second;100/minute;1000/hour",
+        "Limits per license key on verify/validate-hardware.",
+        _rate_limit,
     )
-    ratelimit_fail_open: bool = _opt(
-        True,
-        "When the rate-limit store is down, count in process memory instead (logged); "
-        "false: answer 503.",
-    )
+    ratelimit_fail_open: bool = _shared(True, "ratelimit_fail_open", parse_bool)
     denylist_mirror: bool = _opt(
         True,
         "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "
         "revocation checks cost no round trip. False: ask Redis on every check.",
+        parse_bool,
     )
-    denylist_fail_open: bool = _opt(
-        False, "When the denylist is down, let tokens through (logged). Default: fail closed."
+    denylist_fail_open: bool = _shared(False, "denylist_fail_open", parse_bool)
+    jwks_url: str | None = _opt(None, "Integrator mode: " + SHARED_OPTIONS["jwks_url"], _http_url)
+    jwks_file: str | None = _opt(None, "Integrator mode: " + SHARED_OPTIONS["jwks_file"], _text)
+    jwks_cache_ttl: float = _shared(300, "jwks_cache_ttl", _positive_float)
+    jwks_allow_http: bool = _shared(False, "jwks_allow_http", parse_bool)
+    audience: str | tuple[str, ...] | None = _opt(
+        None,
+        SHARED_OPTIONS["audience"] + " Integrator apps need it; an issuer app may give it "
+        "here or per decorator (`audience=`).",
+        check_audience,
     )
-    jwks_url: str | None = _opt(
-        None, "Integrator mode: verify tokens against this JWKS URL instead of a local key ring."
-    )
-    jwks_file: str | None = _opt(None, "Integrator mode, air-gapped: a JWKS JSON file.")
-    jwks_cache_ttl: float = _opt(300, "Default lifetime of a fetched JWKS (max-age is honoured).")
-    jwks_allow_http: bool = _opt(False, "Allow a plain-http JWKS URL that is not loopback.")
-    audience: str | None = _opt(
-        None, "App id that the gate requires in `aud` (integrator mode: set it)."
-    )
-    token_header: bool = _opt(True, "Read the token from `Authorization: Bearer`.")
-    token_x_header: bool = _opt(False, "Also read the token from `X-License-Token`.")
-    token_cookie: str | None = _opt(None, "Also read the token from this cookie.")
+    verify_audience: bool = _shared(True, "verify_audience", parse_bool)
+    token_sources: tuple[str, ...] = _shared(DEFAULT_TOKEN_SOURCES, "token_sources", _token_sources)
+    token_cookie: str = _shared(DEFAULT_TOKEN_COOKIE, "token_cookie", _cookie)
     authoritative: bool = _opt(
-        False, "The gate also asks the server (introspect, or the local store) for live status."
+        False,
+        "The gate also asks the server (introspect, or the local store) for live status.",
+        parse_bool,
     )
-    introspect_url: str | None = _opt(None, "Introspect URL for authoritative mode (integrators).")
-    authoritative_cache_ttl: float = _opt(5.0, "Seconds an authoritative answer is reused.")
-    register_blueprint: bool = _opt(True, "Issuer mode: register the /v1 API blueprint.")
+    introspect_url: str | None = _opt(
+        None, "Introspect URL for authoritative mode (integrators).", _http_url
+    )
+    authoritative_cache_ttl: float = _opt(
+        5.0, "Seconds an authoritative answer is reused.", _non_negative_float
+    )
+    register_blueprint: bool = _opt(
+        True, "Issuer mode: register the /v1 API blueprint.", parse_bool
+    )
     json_errors: bool = _opt(
         True,
         "Issuer mode: every HTTP error of the app (unknown paths included) answers the JSON "
         "error body, never HTML. The host app's own error handlers keep precedence.",
+        parse_bool,
     )
 
     @classmethod
     def from_mapping(
-        cls, mapping: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+        cls,
+        mapping: Mapping[str, Any],
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        environment: bool = False,
     ) -> Settings:
-        values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            key = PREFIX + f.name.upper()
-            if overrides and f.name in overrides and overrides[f.name] is not None:
-                values[f.name] = overrides[f.name]
-            elif key in mapping:
-                values[f.name] = _coerce(f, mapping[key])
-        unknown = set(overrides or ()) - {f.name for f in dataclasses.fields(cls)}
+        """Read and check every ``LICENSECHAIN_*`` value of ``mapping``.
+
+        ``overrides`` (keyword options, by field name) beat ``mapping``. Each value is
+        parsed strictly. An unknown ``LICENSECHAIN_*`` key is a ``ConfigError`` that
+        suggests the closest known one; with ``environment=True`` (``os.environ``, which
+        LicenseChain's SDKs share) it is only logged.
+
+        :raises ConfigError: a bad value or an unknown key, naming the setting.
+        :raises TypeError: an unknown keyword option.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides or ()) - set(fields))
         if unknown:
-            raise TypeError(f"unknown LicenseChain option(s): {', '.join(sorted(unknown))}")
+            raise TypeError(
+                f"unknown LicenseChain option(s): {', '.join(unknown)}"
+                + closest(unknown[0], fields)
+            )
+        _check_unknown_keys(mapping, fields, environment=environment)
+        values: dict[str, Any] = {}
+        for name, f in fields.items():
+            key = PREFIX + name.upper()
+            if overrides and name in overrides and overrides[name] is not None:
+                raw: Any = overrides[name]
+            elif key in mapping:
+                raw = mapping[key]
+            else:
+                continue
+            parse: Parser | None = f.metadata["parse"]
+            values[name] = parse(raw, key) if parse is not None else raw
         return cls(**values)
 
     @property
@@ -129,20 +270,40 @@ class Settings:
         return f"Settings(integrator_mode={self.integrator_mode}, url_prefix={self.url_prefix!r})"
 
 
-def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
-    """Environment values are strings; turn them into the field's type."""
-    if not isinstance(value, str):
-        return value
-    kind = str(f.type)
-    if kind.startswith("bool"):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    if kind.startswith("int"):
-        return int(value)
-    if kind.startswith("float"):
-        return float(value)
-    if value == "" and "None" in kind:
-        return None
-    return value
+#: ``LICENSECHAIN_*`` names other LicenseChain tools read from the same environment.
+_FOREIGN_PREFIXES = ("LICENSECHAIN_GATEWAY_",)
+
+
+def _check_unknown_keys(
+    mapping: Mapping[str, Any], fields: Collection[str], *, environment: bool
+) -> None:
+    known = [PREFIX + name.upper() for name in fields]
+    for key in mapping:
+        if not isinstance(key, str) or not key.startswith(PREFIX):
+            continue
+        if key[len(PREFIX) :].lower() in fields or key.startswith(_FOREIGN_PREFIXES):
+            continue
+        message = f"unknown setting {key}{closest(key, known)}"
+        if environment:
+            log.warning("%s (ignored: other LicenseChain tools may read it)", message)
+        else:
+            raise ConfigError(message)
+
+
+def config_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """The known ``LICENSECHAIN_*`` values of a process environment, for ``app.config``.
+
+    An unknown ``LICENSECHAIN_*`` name is logged with the closest known one, not raised:
+    LicenseChain's SDKs read ``LICENSECHAIN_API_KEY`` and the like from the same
+    environment. Values are checked later, by ``init_app``.
+    """
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    _check_unknown_keys(environ, fields, environment=True)
+    return {
+        k: v
+        for k, v in environ.items()
+        if k.startswith(PREFIX) and k[len(PREFIX) :].lower() in fields
+    }
 
 
 def settings_table() -> str:

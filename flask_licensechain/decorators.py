@@ -1,23 +1,27 @@
 """The in-app gate: ``@requires_feature``, ``@requires_any_feature``, ``@requires_license``.
 
-Each decorator verifies the request's license token with the app's ONE core
-``TokenVerifier`` (``app.extensions["licensechain"].verifier``), optionally asks the
-server for the license's live status (``LICENSECHAIN_AUTHORITATIVE``), then checks the
-view's feature and plan requirements. Inside the view, ``current_license`` is the
-verified ``LicenseClaims``.
+A thin Flask adapter over the framework-free gate (``flask_licensechain.core.gate``):
+it reads the token from the enabled sources (``LICENSECHAIN_TOKEN_SOURCES``), checks
+cookie-authenticated unsafe requests for same-origin proof, calls ``authorize`` with
+the app's one core ``TokenVerifier`` and the view's ``Requirement``, optionally asks
+for the license's live status (``LICENSECHAIN_AUTHORITATIVE``), and renders a refusal
+exactly as the middleware does. Inside the view, ``current_license`` is the verified
+``LicenseClaims``.
 
-Failures are answered with the contract's JSON body ``{"error","message","request_id"}``
-rendered from the core error (``.body()``/``.headers()``, the same rendering as the API
-and the middleware):
+Refusals (the contract's JSON body ``{"error","message","request_id"}``):
 
 - 401 ``unauthorized`` with ``WWW-Authenticate: Bearer realm="licensechain"`` when no
-  token was sent (RFC 6750 section 3.1: no ``error`` attribute for a request without
-  credentials), and with ``error="invalid_token"`` added when a token was sent but is
-  malformed, badly signed, expired, for another app or issuer, or revoked;
-- 403 ``insufficient_scope`` with ``error="insufficient_scope"`` when a valid license
-  lacks a required feature or plan;
-- 503 ``unavailable`` when revocation (or, in authoritative mode, the live status)
-  cannot be checked: the gate fails closed.
+  token was sent (RFC 6750 section 3.1), and with ``error="invalid_token"`` and an
+  ``error_description`` when a token was sent but is refused; the body's ``reason``
+  says why (``malformed``, ``expired``, ``wrong_audience``, ``revoked``...);
+- 403 ``insufficient_scope`` when a valid license lacks a required feature or plan, or
+  when an unsafe request authenticated by the cookie alone is not same-origin;
+- 503 ``unavailable`` with ``Retry-After`` when revocation (or, in authoritative mode,
+  the live status) cannot be checked: the gate fails closed.
+
+Audience: ``audience=`` on the decorator, else ``LICENSECHAIN_AUDIENCE``. A gated view
+that knows neither raises ``RuntimeError`` unless ``LICENSECHAIN_VERIFY_AUDIENCE`` is
+false (integrator apps are refused at ``init_app`` already).
 
 CORS preflight requests (``OPTIONS``) carry no credentials, so they pass through to the
 view (or Flask's automatic ``OPTIONS`` answer) unchecked.
@@ -26,22 +30,27 @@ view (or Flask's automatic ``OPTIONS`` answer) unchecked.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import inspect
-import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
-from flask import Request, Response, g, has_app_context, jsonify, request
+from flask import Request, Response, current_app, g, has_app_context, request
 from werkzeug.local import LocalProxy
 
-from .authoritative import live_status_checker
-from .config import Settings
-from .core.errors import InsufficientScope, LicenseChainError, Unauthorized
+from .core.errors import LicenseChainError
+from .core.gate import (
+    COOKIE,
+    CSRF_HEADER,
+    REQUEST_ID_HEADER,
+    Requirement,
+    authorize,
+    check_same_origin,
+    environ_request_id,
+    render_refusal,
+)
 from .core.verifier import LicenseClaims
-from .extension import get_state
-
-log = logging.getLogger("licensechain.gate")
+from .extension import LicenseChainState, get_state
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,38 +64,11 @@ class ViewDecorator(Protocol):
 
 #: One plan name or a set of accepted plan names.
 PlanSpec = str | Iterable[str] | None
+#: One app id or a set of accepted app ids.
+AudienceSpec = str | Iterable[str] | None
 
-X_LICENSE_TOKEN = "X-License-Token"  # noqa: S105 - a header name, not a secret
-X_LICENSE_TOKEN_ENVIRON = "HTTP_X_LICENSE_TOKEN"  # noqa: S105 - its WSGI environ key
 _G_KEY = "_licensechain_license"
-
-
-class MissingToken(Unauthorized):
-    """No license token in any enabled source: a bare challenge, no ``error`` attribute."""
-
-    description = "A license token is required."
-
-    def __init__(self) -> None:
-        super().__init__(reason="token_missing")
-
-
-# -- the requirement a view declares -----------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LicenseRequirement:
-    """Features (all of them, or any one when ``any_of``) and accepted plans of one view."""
-
-    features: frozenset[str] = frozenset()
-    any_of: bool = False
-    plans: frozenset[str] | None = None
-
-    def is_met_by(self, claims: LicenseClaims) -> bool:
-        if self.plans is not None and claims.plan not in self.plans:
-            return False
-        if self.any_of:
-            return not self.features.isdisjoint(claims.features)
-        return self.features <= claims.features
+_CSRF_ENVIRON = "HTTP_" + CSRF_HEADER.upper().replace("-", "_")
 
 
 def _feature_set(decorator: str, features: tuple[Any, ...]) -> frozenset[str]:
@@ -100,31 +82,35 @@ def _feature_set(decorator: str, features: tuple[Any, ...]) -> frozenset[str]:
     return frozenset(features)
 
 
-def _plan_set(plan: PlanSpec) -> frozenset[str] | None:
-    if plan is None:
-        return None
-    plans = frozenset((plan,)) if isinstance(plan, str) else frozenset(plan)
-    if not plans or not all(isinstance(p, str) and p for p in plans):
-        raise TypeError("plan= must be a non-empty plan name or a non-empty set of them")
-    return plans
+def _name_set(option: str, value: str | Iterable[str] | None) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    names = frozenset((value,)) if isinstance(value, str) else frozenset(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise TypeError(f"{option}= must be a non-empty name or a non-empty set of them")
+    return names
 
 
 # -- public decorators --------------------------------------------------------
 
 
-def requires_feature(*features: str, plan: PlanSpec = None) -> ViewDecorator:
-    """Require a valid license that has ALL of ``features`` (and one of ``plan``, if given)."""
-    return _gate(
-        LicenseRequirement(_feature_set("requires_feature", features), False, _plan_set(plan))
-    )
+def requires_feature(
+    *features: str, plan: PlanSpec = None, audience: AudienceSpec = None
+) -> ViewDecorator:
+    """Require a valid license that has ALL of ``features`` (and one of ``plan``, if given).
+
+    ``audience``: the app id(s) accepted in ``aud`` here (default ``LICENSECHAIN_AUDIENCE``).
+    """
+    features_ = _feature_set("requires_feature", features)
+    return _gate(Requirement(features_, False, _name_set("plan", plan)), audience)
 
 
-def requires_any_feature(*features: str, plan: PlanSpec = None) -> ViewDecorator:
+def requires_any_feature(
+    *features: str, plan: PlanSpec = None, audience: AudienceSpec = None
+) -> ViewDecorator:
     """Require a valid license that has AT LEAST ONE of ``features``."""
-    requirement = LicenseRequirement(
-        _feature_set("requires_any_feature", features), True, _plan_set(plan)
-    )
-    return _gate(requirement)
+    features_ = _feature_set("requires_any_feature", features)
+    return _gate(Requirement(features_, True, _name_set("plan", plan)), audience)
 
 
 @overload
@@ -132,12 +118,18 @@ def requires_license(view: Callable[P, R], /) -> Callable[P, R]: ...
 
 
 @overload
-def requires_license(*, plan: PlanSpec = None) -> ViewDecorator: ...
+def requires_license(*, plan: PlanSpec = None, audience: AudienceSpec = None) -> ViewDecorator: ...
 
 
-def requires_license(view: Callable[P, R] | None = None, /, *, plan: PlanSpec = None) -> Any:
+def requires_license(
+    view: Callable[P, R] | None = None,
+    /,
+    *,
+    plan: PlanSpec = None,
+    audience: AudienceSpec = None,
+) -> Any:
     """Require any valid license; ``@requires_license`` or ``@requires_license(plan="pro")``."""
-    decorator: ViewDecorator = _gate(LicenseRequirement(plans=_plan_set(plan)))
+    decorator = _gate(Requirement(plans=_name_set("plan", plan)), audience)
     if view is None:
         return decorator
     if not callable(view):
@@ -173,14 +165,17 @@ current_license: LicenseClaims = LocalProxy(_require_current_license)  # type: i
 # -- the gate -------------------------------------------------------------------
 
 
-def _gate(requirement: LicenseRequirement) -> ViewDecorator:
+def _gate(requirement: Requirement, audience: AudienceSpec) -> ViewDecorator:
+    own_audience = _name_set("audience", audience) or None
+
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
         if inspect.iscoroutinefunction(view):
+            _require_async_support(view)
             async_view = cast(Callable[P, Awaitable[Any]], view)
 
             @functools.wraps(view)
             async def async_gated(*args: P.args, **kwargs: P.kwargs) -> Any:
-                denied = check_request(requirement)
+                denied = check_request(requirement, own_audience)
                 if denied is not None:
                     return denied
                 return await async_view(*args, **kwargs)
@@ -189,7 +184,7 @@ def _gate(requirement: LicenseRequirement) -> ViewDecorator:
 
         @functools.wraps(view)
         def gated(*args: P.args, **kwargs: P.kwargs) -> Any:
-            denied = check_request(requirement)
+            denied = check_request(requirement, own_audience)
             if denied is not None:
                 return denied
             return view(*args, **kwargs)
@@ -199,79 +194,73 @@ def _gate(requirement: LicenseRequirement) -> ViewDecorator:
     return decorator
 
 
-def check_request(requirement: LicenseRequirement) -> Response | None:
+def _require_async_support(view: Callable[..., Any]) -> None:
+    """Flask runs ``async def`` views only with ``flask[async]`` (asgiref): say so now,
+    at decoration, rather than with a 500 on every request."""
+    if importlib.util.find_spec("asgiref") is None:
+        raise RuntimeError(
+            f"{view.__qualname__} is an async view: Flask runs those only with its async "
+            "extra. pip install 'flask[async]'"
+        )
+
+
+def check_request(
+    requirement: Requirement, audience: frozenset[str] | None = None
+) -> Response | None:
     """Check the current request; None lets the view run, a response refuses it."""
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     if req.method == "OPTIONS":
         return None  # CORS preflight: browsers never send credentials with it
+    state = get_state()
     try:
-        claims = authorize(req, requirement)
+        claims = authorize_request(req, state, requirement, audience)
     except LicenseChainError as exc:
-        return _refusal(exc)
+        return _refusal(req, exc)
     setattr(g, _G_KEY, claims)
     return None
 
 
-def authorize(req: Request, requirement: LicenseRequirement) -> LicenseClaims:
-    """Verified claims that meet ``requirement``, or raise the core error that refuses."""
-    state = get_state()
-    token = extract_token(req, state.settings)
-    if token is None:
-        raise MissingToken()
-    claims = state.verifier.verify(token, audience=state.settings.audience)
-    if state.settings.authoritative:
-        live_status_checker(state).check(token, claims)
-    if not requirement.is_met_by(claims):
-        raise InsufficientScope(
-            "The license does not include the feature or plan this resource requires.",
-            reason="insufficient_scope",
+def authorize_request(
+    req: Request,
+    state: LicenseChainState,
+    requirement: Requirement,
+    audience: frozenset[str] | None = None,
+) -> LicenseClaims:
+    """Verified claims of ``req`` that meet ``requirement``, or raise the core error."""
+    environ = req.environ  # read directly: this runs on every gated request
+    cookies = environ.get("HTTP_COOKIE")
+    token, source = state.token_reader.read(
+        environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_X_LICENSE_TOKEN"), cookies
+    )
+    if source == COOKIE:
+        check_same_origin(
+            req.method,
+            host=environ.get("HTTP_HOST"),
+            origin=environ.get("HTTP_ORIGIN"),
+            sec_fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
+            csrf_header=environ.get(_CSRF_ENVIRON),
+            cookies=cookies,
         )
+    claims = authorize(state.verifier, token, requirement, audience=_audience(state, audience))
+    if state.live_status is not None and token is not None:
+        state.live_status.check(token, claims)
     return claims
 
 
-def extract_token(req: Request, settings: Settings) -> str | None:
-    """The token from the enabled sources, in order: Bearer header, X-License-Token, cookie.
-
-    An ``Authorization`` header with another scheme (Basic, an API key...) is not ours
-    and is skipped. ``Bearer`` with an empty value counts as a (malformed) token, and the
-    token is passed on exactly as sent: a token with stray whitespace is malformed.
-    """
-    environ = req.environ  # read directly: this runs on every gated request
-    if settings.token_header:
-        scheme, _, value = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() == "bearer":
-            # RFC 6750: "Bearer" 1*SP token. Nothing else is trimmed: the HTTP server has
-            # already dropped the field's surrounding whitespace, so what is left is the token.
-            return str(value).lstrip(" ")
-    if settings.token_x_header:
-        x_token = environ.get(X_LICENSE_TOKEN_ENVIRON)
-        if x_token is not None:
-            return str(x_token)
-    if settings.token_cookie:
-        cookie = req.cookies.get(settings.token_cookie)
-        if cookie:
-            return cookie
-    return None
+def _audience(state: LicenseChainState, own: frozenset[str] | None) -> frozenset[str] | None:
+    audience = own or state.gate_audience
+    if audience is None and state.settings.verify_audience:
+        raise RuntimeError(
+            "this gated view knows no audience: give @requires_feature(..., audience=...) "
+            "or LICENSECHAIN_AUDIENCE, or set LICENSECHAIN_VERIFY_AUDIENCE = False on purpose"
+        )
+    return audience
 
 
-def _refusal(exc: LicenseChainError) -> Response:
-    # Imported here: the API package imports the package root, which imports this module.
-    from .api.http import REQUEST_ID_HEADER, request_id
-
-    rid = request_id()  # the same id the API uses for this request
-    # The reason and detail are for operators; the client gets the generic description.
-    log.info(
-        "license gate refused %s %r: status=%s reason=%s detail=%s request_id=%s",
-        request.method,
-        request.path,
-        exc.status_code,
-        exc.reason,
-        exc.detail,
-        rid,
-    )
-    response = jsonify(exc.body(rid))
-    response.status_code = exc.status_code
-    response.headers.update(exc.headers())
-    response.headers[REQUEST_ID_HEADER] = rid
-    response.headers["Cache-Control"] = "no-store"
+def _refusal(req: Request, exc: LicenseChainError) -> Response:
+    rid = environ_request_id(req.environ)  # the same id the API uses for this request
+    refusal = render_refusal(exc, rid, REQUEST_ID_HEADER)
+    response = current_app.response_class(refusal.body, status=refusal.status)
+    response.headers.clear()
+    response.headers.extend(refusal.headers)
     return response

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
+from .authoritative import LiveStatusChecker, build_live_status_checker
 from .config import Settings
 from .core.denylist import Denylist, denylist_from_uri
+from .core.gate import TokenReader
 from .core.keysource import KeySource
+from .core.options import audience_set, check_audience_choice
 from .core.verifier import TokenVerifier
 
 if TYPE_CHECKING:
@@ -40,6 +43,12 @@ class LicenseChainState:
     keyring: KeyRing | None = None
     limiter: PublicRateLimits | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    #: the gate's token sources (``LICENSECHAIN_TOKEN_SOURCES``, ``..._TOKEN_COOKIE``)
+    token_reader: TokenReader = field(default_factory=lambda: TokenReader(("bearer",)))
+    #: app ids the gate accepts when a decorator names none; None: no default audience
+    gate_audience: frozenset[str] | None = None
+    #: authoritative mode's live-status check (``LICENSECHAIN_AUTHORITATIVE``)
+    live_status: LiveStatusChecker | None = None
 
 
 class LicenseChain:
@@ -51,9 +60,25 @@ class LicenseChain:
             self.init_app(app)
 
     def init_app(self, app: Flask, **options: Any) -> None:
+        """Read and check every ``LICENSECHAIN_*`` setting, then build the app's state.
+
+        :raises ConfigError: a bad value, an unknown ``LICENSECHAIN_*`` key in
+            ``app.config``, an integrator without ``LICENSECHAIN_AUDIENCE`` (unless
+            ``LICENSECHAIN_VERIFY_AUDIENCE`` is false), an issuer without an issuer URL
+            outside debug and testing, a missing optional driver, an unusable key source.
+        :raises TypeError: an unknown keyword option.
+        :raises RuntimeError: the app already has LicenseChain.
+        """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("LicenseChain is already registered on this app.")
         settings = Settings.from_mapping(app.config, {**self._options, **options})
+        if settings.integrator_mode or not settings.verify_audience:
+            check_audience_choice(
+                settings.audience,
+                settings.verify_audience,
+                audience_key="LICENSECHAIN_AUDIENCE",
+                verify_key="LICENSECHAIN_VERIFY_AUDIENCE",
+            )
         denylist_url = settings.denylist_url or settings.redis_url or "memory://"
         denylist = denylist_from_uri(
             denylist_url, fail_open=settings.denylist_fail_open, mirror=settings.denylist_mirror
@@ -66,6 +91,10 @@ class LicenseChain:
             from .issuer import init_issuer
 
             state = init_issuer(app, settings, denylist)
+        state.token_reader = TokenReader(settings.token_sources, settings.token_cookie)
+        state.gate_audience = audience_set(settings.audience) or None
+        if settings.authoritative:
+            state.live_status = build_live_status_checker(state.settings, state.store)
         app.extensions[EXTENSION_KEY] = state
 
     @staticmethod
@@ -79,10 +108,11 @@ class LicenseChain:
 
 
 def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> TokenVerifier:
+    # The audience is the gate's to check, per call: a decorator may name its own.
     return TokenVerifier(
         keys,
         issuer=settings.issuer,
-        audience=settings.audience,
+        audience=None,
         leeway=settings.leeway,
         max_token_bytes=settings.max_token_bytes,
         denylist=denylist,

@@ -7,6 +7,7 @@ seconds so that a rotation done by one worker reaches the others), the settings,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -272,12 +273,38 @@ def rotate_signing_key(state: LicenseChainState) -> RotationResult:
 # -- wiring ----------------------------------------------------------------------------
 
 
+def resolve_issuer(app: Flask, settings: Settings) -> Settings:
+    """Settings with a fixed ``issuer``: ``LICENSECHAIN_ISSUER``, else from ``SERVER_NAME``.
+
+    Without either, ``iss`` would follow each request's Host header: allowed only in
+    debug and testing.
+
+    :raises IssuerConfigurationError: neither is set outside debug and testing.
+    """
+    if settings.issuer:
+        return settings
+    server_name = app.config.get("SERVER_NAME")
+    if server_name:
+        scheme = app.config.get("PREFERRED_URL_SCHEME") or "http"
+        root = (app.config.get("APPLICATION_ROOT") or "/").rstrip("/")
+        issuer = f"{scheme}://{server_name}{root}{settings.url_prefix.rstrip('/')}"
+        return dataclasses.replace(settings, issuer=issuer)
+    if not (app.debug or app.testing):
+        raise IssuerConfigurationError(
+            "set LICENSECHAIN_ISSUER (the API's public base URL, e.g. "
+            "https://licenses.example.com/v1) or Flask's SERVER_NAME: otherwise each "
+            "request's Host header would choose the 'iss' of the tokens it gets"
+        )
+    return settings
+
+
 def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseChainState:
     from .api import create_blueprint, create_root_blueprint
     from .api.http import install_json_errors, install_prefix_routing_errors
     from .api.ratelimit import PublicRateLimits
     from .extension import LicenseChainState
 
+    settings = resolve_issuer(app, settings)
     database_url = settings.database_url or default_database_url(app)
     sealing_key = resolve_encryption_key(app, settings, database_url)
     store = open_store(database_url)

@@ -10,8 +10,22 @@ import os
 import secrets
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from gate_support import (
+    APP_ID,
+    ISSUER,
+    JWKSServer,
+    TokenFactory,
+    integrator_app,
+    issuer_app_with,
+    token_factory,
+)
+
+from flask_licensechain.core.keys import SigningKey
 
 REDIS_URL = os.environ.get("LICENSECHAIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -72,3 +86,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- the in-app gate (helpers in gate_support.py) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def gate_key() -> SigningKey:
+    """The issuer key the gate's JWKS server publishes."""
+    return SigningKey.generate()
+
+
+@pytest.fixture(scope="session")
+def stranger_key() -> SigningKey:
+    """A key nobody trusts."""
+    return SigningKey.generate()
+
+
+@pytest.fixture
+def jwks_server(gate_key: SigningKey) -> Iterator[JWKSServer]:
+    """A real JWKS (and introspect) server on loopback."""
+    with JWKSServer({"keys": [gate_key.jwk()]}) as server:
+        yield server
+
+
+@pytest.fixture
+def make_gate_token(gate_key: SigningKey) -> TokenFactory:
+    """Tokens for ``APP_ID`` from ``ISSUER``, signed with ``gate_key``."""
+    return token_factory(gate_key, ISSUER, APP_ID)
+
+
+@pytest.fixture
+def gate_client(jwks_server: JWKSServer) -> FlaskClient:
+    """A test client of an integrator app with the gated routes."""
+    return integrator_app(jwks_server).test_client()
+
+
+@pytest.fixture
+def issuer_app(tmp_path: Any) -> Flask:
+    """An issuer app (store, keys, /v1 API) with the gated routes, audience check off."""
+    return issuer_app_with(tmp_path, LICENSECHAIN_VERIFY_AUDIENCE=False)

@@ -339,7 +339,7 @@ def test_integrator_mode_has_nothing_to_administer(tmp_path: Path) -> None:
     jwks = tmp_path / "jwks.json"
     jwks.write_text('{"keys": []}')
     app = Flask("integrator", instance_path=str(tmp_path / "instance"))
-    LicenseChain(app, jwks_file=str(jwks))
+    LicenseChain(app, jwks_file=str(jwks), audience="app_1")
     app.cli.add_command(licensechain_cli)
     result = app.test_cli_runner().invoke(args=["licensechain", "init", "--json"])
     assert_clean_error(result, "integrator mode")
@@ -359,6 +359,7 @@ from flask import Flask
 from flask_licensechain import LicenseChain
 
 app = Flask(__name__, instance_path={instance!r})
+app.config["LICENSECHAIN_ISSUER"] = "https://licenses.example.test/v1"
 app.config.update({{k: v for k, v in os.environ.items() if k.startswith("LICENSECHAIN_")}})
 LicenseChain(app)
 """

@@ -33,6 +33,11 @@ CHALLENGE = 'Bearer realm="licensechain"'
 INVALID_TOKEN = 'Bearer realm="licensechain", error="invalid_token"'
 
 
+def refused_for(reason: str) -> str:
+    """The challenge of a refused token, with its reason class."""
+    return f'{INVALID_TOKEN}, error_description="{reason}"'
+
+
 def expected_hardware_id() -> str:
     raw = f"licensechain|python|{socket.gethostname()}|{platform.system()}|{platform.machine()}"
     return hashlib.sha256(raw.encode()).hexdigest()
@@ -242,7 +247,7 @@ def test_integrator_app_gates_reports_export(server: IssuerServer, tmp_path: Pat
 
         wrong_app = integrator.get("/reports/export", server.verify(foreign.key)["license_token"])
         assert wrong_app.status_code == 401
-        assert wrong_app.headers["WWW-Authenticate"] == INVALID_TOKEN
+        assert wrong_app.headers["WWW-Authenticate"] == refused_for("wrong_audience")
 
         tampered = integrator.get("/reports/export", token[:-6] + "AAAAAA")
         assert tampered.status_code == 401
@@ -272,7 +277,7 @@ def test_integrator_app_authoritative_mode_sees_a_suspension(server: IssuerServe
         assert plain.get("/reports/export", token).status_code == 200
         refused = authoritative.get("/reports/export", token)
         assert refused.status_code == 401
-        assert refused.headers["WWW-Authenticate"] == INVALID_TOKEN
+        assert refused.headers["WWW-Authenticate"] == refused_for("revoked")
     finally:
         plain.stop()
         authoritative.stop()
@@ -328,6 +333,6 @@ def test_revocation_reaches_every_gunicorn_worker_of_the_integrator_at_once(
                 time.sleep(0.01)
             answers = [httpx.get(url, headers=headers) for _ in range(20)]
             assert {a.status_code for a in answers} == {401}
-            assert {a.headers["WWW-Authenticate"] for a in answers} == {INVALID_TOKEN}
+            assert {a.headers["WWW-Authenticate"] for a in answers} == {refused_for("revoked")}
         finally:
             stop_process(workers)

@@ -34,6 +34,18 @@ def _state(app: Flask) -> LicenseChainState:
     return state
 
 
+#: The issuer URL every app here is configured with: outside debug and testing an issuer
+#: will not start without one (its ``iss`` must not follow the Host header).
+ISSUER = "https://licenses.example.test/v1"
+
+
+def issuer_flask(name: str, instance_path: str) -> Flask:
+    """A Flask app configured with ``LICENSECHAIN_ISSUER``, as production apps are."""
+    app = Flask(name, instance_path=instance_path)
+    app.config["LICENSECHAIN_ISSUER"] = ISSUER
+    return app
+
+
 def _dispose(app: Flask) -> None:
     state = _state(app)
     assert state.store is not None
@@ -41,7 +53,7 @@ def _dispose(app: Flask) -> None:
 
 
 def test_the_one_liner_just_works(tmp_path: Path) -> None:
-    app = Flask("one_liner", instance_path=str(tmp_path / "instance"))
+    app = issuer_flask("one_liner", instance_path=str(tmp_path / "instance"))
     LicenseChain(app)
     try:
         state = _state(app)
@@ -66,7 +78,7 @@ def test_the_one_liner_just_works(tmp_path: Path) -> None:
 
 
 def test_restart_keeps_the_key_and_its_seal(tmp_path: Path) -> None:
-    first = Flask("first", instance_path=str(tmp_path))
+    first = issuer_flask("first", instance_path=str(tmp_path))
     LicenseChain(first)
     kid = _state(first).keyring.active_key().kid  # type: ignore[union-attr]
     sealed = _state(first).store.signing_keys.active().sealed_private_key  # type: ignore[union-attr]
@@ -82,7 +94,7 @@ def test_restart_keeps_the_key_and_its_seal(tmp_path: Path) -> None:
     _dispose(first)
     assert sealed is not None and private_der not in sealed  # encrypted at rest
     assert private_der[100:164] not in (tmp_path / DB_FILENAME).read_bytes()
-    second = Flask("second", instance_path=str(tmp_path))
+    second = issuer_flask("second", instance_path=str(tmp_path))
     LicenseChain(second)
     try:
         assert _state(second).keyring.active_key().kid == kid  # type: ignore[union-attr]
@@ -102,14 +114,14 @@ def test_wrong_encryption_key_refuses_to_start(tmp_path: Path) -> None:
 def test_postgres_without_an_encryption_key_refuses_to_start(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    app = Flask("pg", instance_path=str(tmp_path))
+    app = issuer_flask("pg", instance_path=str(tmp_path))
     with pytest.raises(IssuerConfigurationError, match="LICENSECHAIN_ENCRYPTION_KEY"):
         LicenseChain(app, database_url=postgres_url)
     assert "licensechain" not in app.extensions
 
 
 def test_postgres_with_a_key_from_app_config(tmp_path: Path, postgres_url: str) -> None:
-    app = Flask("pg", instance_path=str(tmp_path))
+    app = issuer_flask("pg", instance_path=str(tmp_path))
     app.config.update(
         LICENSECHAIN_DATABASE_URL=postgres_url,
         LICENSECHAIN_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
@@ -127,18 +139,18 @@ def test_embedded_default_warns_outside_debug(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="licensechain.issuer")
-    quiet = Flask("quiet", instance_path=str(tmp_path / "a"))
+    quiet = issuer_flask("quiet", instance_path=str(tmp_path / "a"))
     quiet.testing = True
     LicenseChain(quiet)
     _dispose(quiet)
     assert not [r for r in caplog.records if "embedded default" in r.getMessage()]
-    loud = Flask("loud", instance_path=str(tmp_path / "b"))
+    loud = issuer_flask("loud", instance_path=str(tmp_path / "b"))
     LicenseChain(loud)
     _dispose(loud)
     warnings = [r for r in caplog.records if "embedded default" in r.getMessage()]
     assert len(warnings) == 1
     assert warnings[0].levelno == logging.WARNING
-    configured = Flask("configured", instance_path=str(tmp_path / "c"))
+    configured = issuer_flask("configured", instance_path=str(tmp_path / "c"))
     LicenseChain(configured, encryption_key=TEST_ENCRYPTION_KEY)
     _dispose(configured)
     assert len([r for r in caplog.records if "embedded default" in r.getMessage()]) == 1
@@ -148,7 +160,7 @@ def test_app_factory_serves_several_apps(tmp_path: Path) -> None:
     ext = LicenseChain(ratelimit_per_ip="2/minute")
     apps = []
     for name in ("one", "two"):
-        app = Flask(name, instance_path=str(tmp_path / name))
+        app = issuer_flask(name, instance_path=str(tmp_path / name))
         ext.init_app(app)
         apps.append(app)
     one, two = (_state(a) for a in apps)
@@ -177,7 +189,7 @@ def test_app_factory_serves_several_apps(tmp_path: Path) -> None:
 
 
 def test_init_app_twice_is_an_error(tmp_path: Path) -> None:
-    app = Flask("twice", instance_path=str(tmp_path))
+    app = issuer_flask("twice", instance_path=str(tmp_path))
     ext = LicenseChain(app)
     try:
         with pytest.raises(RuntimeError, match="already registered"):
@@ -192,7 +204,7 @@ def test_get_state_without_init_app_says_so() -> None:
 
 
 def test_blueprint_can_be_left_out(tmp_path: Path) -> None:
-    app = Flask("no_api", instance_path=str(tmp_path))
+    app = issuer_flask("no_api", instance_path=str(tmp_path))
     LicenseChain(app, register_blueprint=False)
     try:
         response = app.test_client().get("/v1/licenses/jwks")
@@ -204,7 +216,7 @@ def test_blueprint_can_be_left_out(tmp_path: Path) -> None:
 
 
 def test_cli_group_is_registered(tmp_path: Path) -> None:
-    app = Flask("cli", instance_path=str(tmp_path))
+    app = issuer_flask("cli", instance_path=str(tmp_path))
     LicenseChain(app)
     try:
         assert "licensechain" in app.cli.commands
@@ -215,11 +227,11 @@ def test_cli_group_is_registered(tmp_path: Path) -> None:
 
 def test_bad_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="unknown LicenseChain option"):
-        LicenseChain(Flask("x", instance_path=str(tmp_path)), no_such_option=1)
+        LicenseChain(issuer_flask("x", instance_path=str(tmp_path)), no_such_option=1)
     with pytest.raises(KeyMaterialError):
-        LicenseChain(Flask("y", instance_path=str(tmp_path / "y")), encryption_key="short")
+        LicenseChain(issuer_flask("y", instance_path=str(tmp_path / "y")), encryption_key="short")
     with pytest.raises(KeyMaterialError):
-        LicenseChain(Flask("z", instance_path=str(tmp_path / "z")), key_size=1024)
+        LicenseChain(issuer_flask("z", instance_path=str(tmp_path / "z")), key_size=1024)
 
 
 # -- the sealing-key file ------------------------------------------------------------------

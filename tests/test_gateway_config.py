@@ -115,9 +115,9 @@ def test_not_toml_and_missing_file(tmp_path: Path) -> None:
     ("env", "message"),
     [
         ({"LICENSECHAIN_GATEWAY_UPSTREEM": "http://x"}, "LICENSECHAIN_GATEWAY_UPSTREEM"),
-        ({"LICENSECHAIN_GATEWAY_WORKERS": "many"}, "LICENSECHAIN_GATEWAY_WORKERS must be a int"),
+        ({"LICENSECHAIN_GATEWAY_WORKERS": "many"}, "GATEWAY_WORKERS must be an integer"),
         ({"LICENSECHAIN_GATEWAY_METRICS": "perhaps"}, "must be a bool"),
-        ({"LICENSECHAIN_LEEWAY": "soon"}, "LICENSECHAIN_LEEWAY must be a float"),
+        ({"LICENSECHAIN_LEEWAY": "soon"}, "LICENSECHAIN_LEEWAY must be a number"),
     ],
 )
 def test_bad_environment_fails_with_a_clear_message(

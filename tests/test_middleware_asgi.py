@@ -22,9 +22,9 @@ import websockets.sync.client
 from conftest import free_port
 from licensechain_middleware import (
     CLAIMS_KEY,
-    DECISION_KEY,
-    Decision,
+    RESULT_KEY,
     GateConfig,
+    GateResult,
     LicenseGateASGI,
     Rule,
 )
@@ -84,7 +84,7 @@ def test_http_allowed_with_identity_in_headers_and_scope(issuer: Issuer, echo: E
     assert forwarded["query_string"] == b"q=1"
     assert forwarded[CLAIMS_KEY].sub == "lic_a"
     # the decision is also left in the scope the gate received, for outer middleware
-    decision: Decision = scope[DECISION_KEY]
+    decision: GateResult = scope[RESULT_KEY]
     assert decision.allowed and decision.subject == "lic_a" and decision.client_ip == "127.0.0.1"
 
 
@@ -93,15 +93,16 @@ def test_http_refused_with_the_contract_body(issuer: Issuer, echo: EchoASGI) -> 
     scope = asgi_scope("GET", "/premium/x", [bearer("junk"), ("x-request-id", "rid-9")])
     result = call_asgi(gate, scope)
     assert result.status == 401
-    assert result.headers["www-authenticate"] == INVALID_TOKEN
+    assert result.headers["www-authenticate"] == INVALID_TOKEN + ', error_description="malformed"'
     assert result.headers["x-request-id"] == "rid-9"
     assert result.json() == {
         "error": "unauthorized",
         "message": "The license token is invalid, expired or revoked.",
         "request_id": "rid-9",
+        "reason": "malformed",
     }
     assert echo.seen == []
-    assert scope[DECISION_KEY].reason == "token_invalid"
+    assert scope[RESULT_KEY].reason == "token_invalid"
 
 
 def test_missing_feature_is_403_and_head_has_no_body(issuer: Issuer, echo: EchoASGI) -> None:
@@ -148,7 +149,7 @@ def test_forwarded_for_lines_are_one_list(issuer: Issuer, echo: EchoASGI) -> Non
     headers = [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.4")]
     scope = asgi_scope("GET", "/public/x", headers)
     assert call_asgi(gate, scope).status == 200
-    assert scope[DECISION_KEY].client_ip == "198.51.100.4"
+    assert scope[RESULT_KEY].client_ip == "198.51.100.4"
 
 
 # -- WebSocket ------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from licensechain_middleware.paths import BadPath, check_raw_path, normalise_pat
 from licensechain_middleware.rules import RuleTable
 from middleware_support import AUDIENCE, ISSUER, Issuer
 
+from flask_licensechain.core.verifier import LicenseClaims
+
 
 @pytest.fixture(scope="module")
 def issuer() -> Issuer:
@@ -74,15 +76,15 @@ def test_methods_restrict_a_rule_and_fall_through() -> None:
     t = table(Rule("/items/**", methods=("POST", "DELETE"), features=("write",)),
               Rule("/items/**", public=True))  # fmt: skip
     assert matched(t, "/items/1", "POST") == "/items/**"
-    assert t.match("POST", "/items/1").features == {"write"}
+    assert t.match("POST", "/items/1").requirement.features == {"write"}
     assert t.match("GET", "/items/1").public is True
     assert t.match("PATCH", "/items/1").public is True
-    assert t.match("delete".upper(), "/items/1").features == {"write"}
+    assert t.match("delete".upper(), "/items/1").requirement.features == {"write"}
 
 
 def test_get_rule_also_guards_head() -> None:
     t = table(Rule("/report", methods=("GET",), features=("export",)), default="public")
-    assert t.match("HEAD", "/report").features == {"export"}
+    assert t.match("HEAD", "/report").requirement.features == {"export"}
     assert t.match("POST", "/report").public is True
 
 
@@ -90,8 +92,8 @@ def test_rules_are_case_sensitive_by_default() -> None:
     t = table(Rule("/premium/**", features=("export",)), default="public")
     assert t.match("GET", "/PREMIUM/x").public is True  # not the premium rule
     t = table(Rule("/premium/**", features=("export",)), default="public", case_sensitive=False)
-    assert t.match("GET", "/PREMIUM/x").features == {"export"}
-    assert t.match("GET", "/Premium/x").features == {"export"}
+    assert t.match("GET", "/PREMIUM/x").requirement.features == {"export"}
+    assert t.match("GET", "/Premium/x").requirement.features == {"export"}
 
 
 @pytest.mark.parametrize("default", ["license", "public", "deny"])
@@ -100,17 +102,21 @@ def test_default_policy(default: str) -> None:
     assert (d.public, d.deny) == (default == "public", default == "deny")
 
 
+def _license(features: set[str], plan: str | None) -> LicenseClaims:
+    return LicenseClaims("s", "j", 0, (), plan, frozenset(features), "k", {})
+
+
 def test_features_all_any_and_plans() -> None:
-    all_ = table(Rule("/a", features=("x", "y"))).match("GET", "/a")
-    assert all_.authorises(frozenset({"x", "y", "z"}), None)
-    assert not all_.authorises(frozenset({"x"}), None)
+    all_ = table(Rule("/a", features=("x", "y"))).match("GET", "/a").requirement
+    assert all_.is_met_by(_license({"x", "y", "z"}, None))
+    assert not all_.is_met_by(_license({"x"}, None))
     any_ = table(Rule("/a", features=("x", "y"), features_mode="any")).match("GET", "/a")
-    assert any_.authorises(frozenset({"y"}), None)
-    assert not any_.authorises(frozenset({"z"}), None)
-    plan = table(Rule("/a", plans=("gold", "platinum"))).match("GET", "/a")
-    assert plan.authorises(frozenset(), "gold")
-    assert not plan.authorises(frozenset(), "pro")
-    assert not plan.authorises(frozenset(), None)
+    assert any_.requirement.is_met_by(_license({"y"}, None))
+    assert not any_.requirement.is_met_by(_license({"z"}, None))
+    plan = table(Rule("/a", plans=("gold", "platinum"))).match("GET", "/a").requirement
+    assert plan.is_met_by(_license(set(), "gold"))
+    assert not plan.is_met_by(_license(set(), "pro"))
+    assert not plan.is_met_by(_license(set(), None))
 
 
 def test_rate_limit_of_rule_default_and_exemption() -> None:
@@ -260,7 +266,7 @@ def test_config_from_toml(issuer: Issuer, tmp_path: Any) -> None:
     ("change", "message"),
     [
         ({"audience": None}, "audience is required"),
-        ({"audience": None, "verify_audience": True}, "verify_audience = false"),
+        ({"audience": None, "verify_audience": True}, "verify_audience to false"),
         ({"verify_audience": False}, "choose one"),
         ({"issuer": ""}, "issuer is required"),
         ({"jwks_url": "https://x/jwks"}, "exactly one key source"),

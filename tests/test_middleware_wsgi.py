@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import free_port
-from licensechain_middleware import CLAIMS_KEY, DECISION_KEY, Decision, LicenseGate, Rule
+from licensechain_middleware import CLAIMS_KEY, RESULT_KEY, GateResult, LicenseGate, Rule
 from middleware_support import (
     AUDIENCE,
     ISSUER,
@@ -74,7 +74,7 @@ def test_valid_token_reaches_the_app_with_identity_headers(issuer: Issuer, echo:
     assert env["QUERY_STRING"] == "format=csv"
     claims = env[CLAIMS_KEY]
     assert claims.sub == "lic_42" and claims.features == {"export", "pdf"}
-    decision: Decision = env[DECISION_KEY]
+    decision: GateResult = env[RESULT_KEY]
     assert (decision.allowed, decision.reason, decision.subject) == (True, "licensed", "lic_42")
     assert decision.rule == Rule("/premium/**", features=("export",))
 
@@ -151,28 +151,33 @@ def test_missing_token_is_a_bare_challenge(issuer: Issuer, echo: EchoWSGI) -> No
         "error": "unauthorized",
         "message": "A license token is required.",
         "request_id": "req-1",
+        "reason": "missing",
     }
     assert echo.seen == []
 
 
 @pytest.mark.parametrize(
-    "make",
+    ("make", "why"),
     [
-        lambda i: "not-a-token",
-        lambda i: "",
-        lambda i: i.token(exp=int(time.time()) - 3600),
-        lambda i: i.token(audience="someone_else"),
-        lambda i: i.token(iss=ISSUER + ".evil"),
-        lambda i: Issuer().token(),  # a stranger's key
+        (lambda i: "not-a-token", "malformed"),
+        (lambda i: "", "malformed"),
+        (lambda i: i.token(exp=int(time.time()) - 3600), "expired"),
+        (lambda i: i.token(audience="someone_else"), "wrong_audience"),
+        (lambda i: i.token(iss=ISSUER + ".evil"), "wrong_issuer"),
+        (lambda i: Issuer().token(), "unknown_key"),  # a stranger's key
     ],
     ids=["garbage", "empty", "expired", "audience", "issuer", "stranger"],
 )
-def test_bad_tokens_get_invalid_token(issuer: Issuer, echo: EchoWSGI, make: Any) -> None:
+def test_bad_tokens_get_invalid_token_and_say_why(
+    issuer: Issuer, echo: EchoWSGI, make: Any, why: str
+) -> None:
     r = get(LicenseGate(echo, gate_config(issuer)), "/x", bearer(make(issuer)))
     assert r.status == 401
-    assert r.headers["www-authenticate"] == INVALID_TOKEN
+    assert r.headers["www-authenticate"] == f'{INVALID_TOKEN}, error_description="{why}"'
     body = r.json()
     assert body["error"] == "unauthorized" and body["request_id"]
+    assert body["reason"] == why
+    assert set(body) == {"error", "message", "request_id", "reason"}
     assert echo.seen == []
 
 
@@ -222,14 +227,14 @@ def test_public_paths_need_no_token_and_ignore_a_bad_one(issuer: Issuer, echo: E
     assert "HTTP_X_LICENSE_SUBJECT" not in echo.last
     assert get(gate, "/public/a", bearer(issuer.token(sub="lic_p"))).status == 200
     assert echo.last["HTTP_X_LICENSE_SUBJECT"] == "lic_p"
-    assert echo.last[DECISION_KEY].reason == "public"
+    assert echo.last[RESULT_KEY].reason == "public"
 
 
 def test_cors_preflight_passes_but_plain_options_does_not(issuer: Issuer, echo: EchoWSGI) -> None:
     gate = LicenseGate(echo, gate_config(issuer))
     preflight = (("Origin", "https://app.test"), ("Access-Control-Request-Method", "GET"))
     assert get(gate, "/premium/x", *preflight, method="OPTIONS").status == 200
-    assert echo.last[DECISION_KEY].reason == "cors_preflight"
+    assert echo.last[RESULT_KEY].reason == "cors_preflight"
     assert get(gate, "/premium/x", method="OPTIONS").status == 401
     assert get(gate, "/premium/x", *preflight, method="GET").status == 401
 
@@ -255,16 +260,16 @@ def test_the_matched_path_is_the_one_forwarded(issuer: Issuer, echo: EchoWSGI) -
 # -- hooks --------------------------------------------------------------------------------
 
 
-def test_on_decision_sees_every_decision_and_cannot_break_requests(
+def test_on_result_sees_every_decision_and_cannot_break_requests(
     issuer: Issuer, echo: EchoWSGI
 ) -> None:
-    seen: list[Decision] = []
+    seen: list[GateResult] = []
 
-    def hook(decision: Decision) -> None:
+    def hook(decision: GateResult) -> None:
         seen.append(decision)
         raise RuntimeError("a broken hook")
 
-    gate = LicenseGate(echo, gate_config(issuer), on_decision=hook)
+    gate = LicenseGate(echo, gate_config(issuer), on_result=hook)
     assert get(gate, "/public/x").status == 200
     assert get(gate, "/x", bearer("bad")).status == 401
     assert get(gate, "/a;b").status == 400
@@ -287,7 +292,7 @@ def test_revoked_jti_and_sub_are_refused(issuer: Issuer, echo: EchoWSGI) -> None
     assert denylist is not None
     denylist.revoke_jti(issuer.claims_of(token)["jti"], 60)
     r = get(gate, "/x", bearer(token))
-    assert r.status == 401 and r.headers["www-authenticate"] == INVALID_TOKEN
+    assert r.status == 401 and r.json()["reason"] == "revoked"
     assert get(gate, "/x", bearer(other)).status == 200
     denylist.revoke_sub("lic_s", 60)
     assert get(gate, "/x", bearer(other)).status == 401

@@ -12,7 +12,7 @@ Setups, measured interleaved in rounds so that machine noise hits all of them al
 
 Each call gets a fresh copy of one environ (the gate edits the environ), for
 every setup alike. The overhead is the per-request time minus ``bare``'s; the
-target (issue 4) is at most 15 µs for ``gated``.
+target is at most 10 µs for ``gated``.
 
     .venv/bin/python benchmarks/middleware_inprocess/run.py [--requests N] [--rounds R]
 """
@@ -37,7 +37,7 @@ from flask_licensechain.core.keys import SigningKey
 
 ISSUER = "https://licenses.bench.test"
 AUDIENCE = "app_bench"
-TARGET_US = 15.0
+TARGET_US = 10.0
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 

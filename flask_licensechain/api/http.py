@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 import re
-import secrets
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -19,14 +18,10 @@ from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ..core.errors import LicenseChainError, Unavailable
+from ..core.gate import REQUEST_ID_HEADER, environ_request_id
 
 log = logging.getLogger("licensechain.api")
 
-REQUEST_ID_HEADER: Final = "X-Request-ID"
-MAX_REQUEST_ID_LENGTH: Final = 128
-# Printable ASCII without spaces: safe to echo in a header and in a log line.
-_SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_ENVIRON_REQUEST_ID: Final = "licensechain.request_id"
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 #: where a rate-limited view leaves its X-RateLimit-* headers for the response
@@ -57,20 +52,9 @@ _MESSAGE_BY_STATUS: Final[Mapping[int, str]] = {
 
 
 def request_id() -> str:
-    """The id of the current request: the client's ``X-Request-ID`` when sane, else a new one.
-
-    Kept in the WSGI environ (one dict for the whole request, cheaper than ``g``).
-    """
-    environ = request.environ
-    rid: str | None = environ.get(_ENVIRON_REQUEST_ID)
-    if rid is None:
-        sent = environ.get("HTTP_X_REQUEST_ID")
-        if sent is not None and _SANE_REQUEST_ID.fullmatch(sent):
-            rid = sent
-        else:
-            rid = secrets.token_hex(16)
-        environ[_ENVIRON_REQUEST_ID] = rid
-    return rid
+    """The id of the current request, by the gates' one rule (``core/gate.py``): the
+    client's ``X-Request-ID`` when sane, else a new one; chosen once per request."""
+    return environ_request_id(request.environ)
 
 
 def json_response(

@@ -11,8 +11,8 @@ RSA signature.
 One ``PublicRateLimits`` per Flask app, so several apps in one process keep separate limits.
 Counters are keyed ``licensechain/ip/<endpoint>/<address>`` and
 ``licensechain/key/<sha256 of the license key>`` (license keys are credentials: never a Redis
-key name). When the storage fails, ``ratelimit_fail_open`` switches to per-process in-memory
-counters for a few seconds (logged); otherwise the request gets 503.
+key name). When the storage fails, ``ratelimit_fail_open`` means what it means for every gate
+(``core/ratelimit.py``): in-process counters for a few seconds (logged); otherwise 503.
 """
 
 from __future__ import annotations
@@ -20,19 +20,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
 from flask import request
 from limits import RateLimitItem, parse_many
-from limits.storage import MemoryStorage, Storage, storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter, RateLimiter
 
 from ..client_ip import client_ip
 from ..config import Settings
-from ..core.errors import RateLimited, Unavailable
+from ..core.ratelimit import LimitExceeded, StoreFallback
 from .body import peek_json_body
 from .http import RATELIMIT_HEADERS_ENVIRON_KEY
 
@@ -42,22 +40,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 KEY_PREFIX: Final = "licensechain"
 LICENSE_KEY_FIELDS: Final = ("key", "licenseKey", "license_key")
-#: after a storage failure (fail open), use the in-memory fallback this long before retrying
-FALLBACK_SECONDS: Final = 5.0
 _REDIS_SCHEMES: Final = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
 
 RateLimitHeaders = dict[str, str]
-
-
-class RateLimitExceeded(RateLimited):
-    """429 with ``Retry-After`` and the ``X-RateLimit-*`` headers of the window that ran out."""
-
-    def __init__(self, item: RateLimitItem, reset_at: float) -> None:
-        super().__init__(retry_after=int(reset_at - time.time()) + 1)
-        self.rate_headers = _headers(item, 0, reset_at)
-
-    def headers(self) -> dict[str, str]:
-        return {**super().headers(), **self.rate_headers}
 
 
 def ratelimit_storage_uri(settings: Settings) -> str:
@@ -89,9 +74,7 @@ class PublicRateLimits:
         storage = storage_from_string(self.storage_uri, **options) if self.enabled else None
         self.storage: Storage | None = cast("Storage | None", storage)
         self._strategy = FixedWindowRateLimiter(self.storage) if self.storage else None
-        self._fallback = FixedWindowRateLimiter(MemoryStorage()) if self.fail_open else None
-        self._fallback_until = 0.0
-        self._lock = threading.Lock()
+        self._fallback = StoreFallback(self.fail_open, FixedWindowRateLimiter)
 
     def __repr__(self) -> str:  # the storage URI may carry a password
         return f"PublicRateLimits(enabled={self.enabled}, fail_open={self.fail_open})"
@@ -99,25 +82,23 @@ class PublicRateLimits:
     # -- counting --------------------------------------------------------------------------
 
     def hit(self, endpoint: str, client: str, license_bucket: str | None) -> RateLimitHeaders:
-        """Count one request. Raises ``RateLimitExceeded`` (429) when a window is used up,
+        """Count one request. Raises ``LimitExceeded`` (429) when a window is used up,
         or ``Unavailable`` (503) when the storage fails and we fail closed."""
-        strategy = self._strategy
-        if self._fallback is not None and time.monotonic() < self._fallback_until:
-            strategy = self._fallback
+        strategy = self._fallback.active() or self._strategy
         assert strategy is not None
         try:
             return self._count(strategy, endpoint, client, license_bucket)
-        except RateLimitExceeded:
+        except LimitExceeded:
             raise
         except Exception as exc:
-            if strategy is self._fallback or self._fallback is None:
-                raise Unavailable(detail=f"rate-limit storage unreachable: {exc}") from exc
-            self._switch_to_fallback(exc)
-            return self._count(self._fallback, endpoint, client, license_bucket)
+            if strategy is self._fallback.strategy:
+                raise
+            fallback = self._fallback.engage(exc)
+            return self._count(fallback, endpoint, client, license_bucket)
 
     def _count(
         self,
-        strategy: FixedWindowRateLimiter,
+        strategy: RateLimiter,
         endpoint: str,
         client: str,
         license_bucket: str | None,
@@ -125,27 +106,17 @@ class PublicRateLimits:
         ip_ids = (KEY_PREFIX, "ip", endpoint, client)
         for item in self.per_ip:
             if not strategy.hit(item, *ip_ids):
-                raise RateLimitExceeded(item, strategy.get_window_stats(item, *ip_ids).reset_time)
+                raise LimitExceeded(item, strategy.get_window_stats(item, *ip_ids).reset_time, 0)
         if license_bucket:
             key_ids = (KEY_PREFIX, "key", license_bucket)
             for item in self.per_key:
                 if not strategy.hit(item, *key_ids):
                     stats = strategy.get_window_stats(item, *key_ids)
-                    raise RateLimitExceeded(item, stats.reset_time)
+                    raise LimitExceeded(item, stats.reset_time, 0)
         # The headers describe the client's first per-IP window (the tightest, as configured).
         first = self.per_ip[0]
         stats = strategy.get_window_stats(first, *ip_ids)
         return _headers(first, stats.remaining, stats.reset_time)
-
-    def _switch_to_fallback(self, exc: Exception) -> None:
-        with self._lock:
-            if time.monotonic() >= self._fallback_until:
-                log.warning(
-                    "rate-limit storage unreachable, counting in process for %.0f s: %s",
-                    FALLBACK_SECONDS,
-                    exc,
-                )
-            self._fallback_until = time.monotonic() + FALLBACK_SECONDS
 
     # -- the view decorator ----------------------------------------------------------------
 
@@ -177,8 +148,7 @@ class PublicRateLimits:
         """Forget every counter (tests, and an operator's escape hatch)."""
         if self.storage is not None:
             self.storage.reset()
-        if self._fallback is not None:
-            self._fallback.storage.reset()
+        self._fallback.reset()
 
 
 def license_key_bucket(max_body: int) -> str | None:

@@ -27,9 +27,6 @@ MAX_LEEWAY: Final = 300
 DEFAULT_MAX_TOKEN_BYTES: Final = 8 * 1024
 MAX_KID_LENGTH: Final = 128
 
-#: header members that must never be used to find keys
-UNTRUSTED_KEY_HEADERS: Final = frozenset({"jku", "x5u", "jwk", "x5c"})
-
 LICENSE_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED", "EXPIRED")
 
 

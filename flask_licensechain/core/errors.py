@@ -11,6 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the setting and says why."""
+
+
 class LicenseChainError(Exception):
     code: str = "internal_error"
     status_code: int = 500
@@ -115,15 +119,29 @@ class RateLimited(LicenseChainError):
 
 
 class Unavailable(LicenseChainError):
-    """A dependency needed for a safe answer (store, denylist, JWKS) is unreachable."""
+    """A dependency needed for a safe answer (store, denylist, JWKS) is unreachable.
+
+    Rendered with ``Retry-After`` (RFC 9110 section 10.2.3) of ``retry_after`` seconds.
+    """
 
     code = "unavailable"
     status_code = 503
     description = "The service is temporarily unavailable."
+    retry_after: int = 5
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
-def bearer_challenge(error: str | None = None) -> str:
-    """The RFC 6750 ``WWW-Authenticate`` value."""
-    if error is None:
-        return 'Bearer realm="licensechain"'
-    return f'Bearer realm="licensechain", error="{error}"'
+def bearer_challenge(error: str | None = None, *, description: str | None = None) -> str:
+    """The RFC 6750 section 3 ``WWW-Authenticate`` value.
+
+    ``error`` is the RFC 6750 code (None: no credentials were sent), ``description``
+    the ``error_description`` attribute (a fixed token from our own vocabulary).
+    """
+    value = 'Bearer realm="licensechain"'
+    if error is not None:
+        value += f', error="{error}"'
+    if description is not None:
+        value += f', error_description="{description}"'
+    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -88,19 +88,3 @@ class StaticKeySource:
 
     def lookup_unknown(self, kid: str) -> rsa.RSAPublicKey | None:
         return None
-
-
-def keys_from_public(pairs: Iterable[tuple[str, rsa.RSAPublicKey]]) -> PublicKeys:
-    return MappingProxyType(dict(pairs))
-
-
-def key_source_ready(source: KeySource) -> bool:
-    """For readiness probes: the source's own ``ready()`` when it has one, else ``current()``."""
-    ready = getattr(source, "ready", None)
-    if callable(ready):
-        return bool(ready())
-    try:
-        source.current()
-    except LicenseChainError:
-        return False
-    return True

@@ -268,19 +268,24 @@ class TokenVerifier:
 
     # -- hot path ---------------------------------------------------------
 
-    def verify(self, token: str, *, audience: str | None = None) -> LicenseClaims:
+    def verify(self, token: str, *, audience: str | frozenset[str] | None = None) -> LicenseClaims:
         """Return the claims of a valid token.
 
-        ``audience`` adds a per-call ``aud`` requirement on top of the configured one:
-        an issuer's shared verifier accepts every app's tokens (introspect needs that),
-        while a gate in that same app requires its own app id.
+        ``audience`` (one app id, or a set of which ``aud`` must name one) adds a
+        per-call ``aud`` requirement on top of the configured one: an issuer's shared
+        verifier accepts every app's tokens (introspect needs that), while a gate in
+        that same app requires its own app id.
 
         Raises ``TokenRejected`` (an ``InvalidToken``, 401) or ``Unavailable`` (503)
         when the key source or the denylist cannot answer.
         """
         claims = self._verify(token)
-        if audience is not None and audience not in claims.aud:
-            raise _reject(Check.AUDIENCE_MISMATCH, f"aud {claims.aud!r} lacks {audience[:200]!r}")
+        if audience is not None and (
+            audience not in claims.aud
+            if isinstance(audience, str)
+            else audience.isdisjoint(claims.aud)
+        ):
+            raise _reject(Check.AUDIENCE_MISMATCH, f"aud {claims.aud!r} lacks {audience!r:.200}")
         return claims
 
     def _verify(self, token: str) -> LicenseClaims:

@@ -5,7 +5,7 @@ the same core ``TokenVerifier`` as ``@requires_feature``. Public API:
 
 * ``LicenseGate(wsgi_app, config)`` and ``LicenseGateASGI(asgi_app, config)``;
 * ``GateConfig`` (``GateConfig.from_mapping(dict)`` for TOML), ``Rule``, ``ConfigError``;
-* ``Decision``, found in ``environ``/``scope["licensechain.decision"]``, with the
+* ``GateResult``, found in ``environ``/``scope["licensechain.result"]``, with the
   verified ``LicenseClaims`` in ``licensechain.claims``.
 """
 
@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from .asgi import LicenseGateASGI
 from .config import ConfigError, GateConfig, Rule
-from .engine import Decision, GateEngine
-from .wsgi import CLAIMS_KEY, DECISION_KEY, LicenseGate
+from .engine import GateEngine, GateResult
+from .wsgi import CLAIMS_KEY, RESULT_KEY, LicenseGate
 
 __all__ = [
     "CLAIMS_KEY",
-    "DECISION_KEY",
+    "RESULT_KEY",
     "ConfigError",
-    "Decision",
     "GateConfig",
     "GateEngine",
+    "GateResult",
     "LicenseGate",
     "LicenseGateASGI",
     "Rule",

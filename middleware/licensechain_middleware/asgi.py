@@ -11,12 +11,17 @@ It follows the WSGI gate step by step (see ``wsgi.py``), with ASGI's forms:
   refused handshake gets the JSON error as an HTTP response when the server
   offers the ``websocket.http.response`` extension, and otherwise a
   ``websocket.close`` before accept (the server answers 403).
-* Header names are compared lower-cased with ``_`` read as ``-``, so
-  ``X_License_Subject`` is removed like ``X-License-Subject``.
+* Header names are compared lower-cased. The ``_`` spelling of a header the gate
+  or gateway manages (``X_Forwarded_For``, ``X_License_Subject``...; see
+  ``headers.MANAGED``) is dropped, never read: a WSGI app behind would read it as
+  the ``-`` spelling. Header fields count towards ``max_header_bytes`` as on the
+  WSGI gate: name plus value, token headers left out.
 * All per-request state lives inside ``__call__``. The app gets a copy of the
-  scope with the cleaned headers, the normalised ``path`` and ``raw_path``, and
-  ``licensechain.claims`` / ``licensechain.decision``; those two keys are also
-  written into the scope the gate received, for outer middleware.
+  scope with the cleaned headers (the request id included: the client's sane
+  ``X-Request-ID`` or a new one, also in ``licensechain.request_id``), the
+  normalised ``path`` and ``raw_path``, and ``licensechain.claims`` /
+  ``licensechain.result``; those two keys are also written into the scope the
+  gate received, for outer middleware.
 * A token not seen before is verified in a worker thread, and a ``redis://``
   rate limit uses ``limits``' asyncio storage, so neither blocks the event loop.
 """
@@ -28,14 +33,22 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 from flask_licensechain.core.errors import LicenseChainError
+from flask_licensechain.core.gate import (
+    COOKIE,
+    REQUEST_ID_ENVIRON,
+    check_same_origin,
+    render_refusal,
+    request_id,
+    without_cookie,
+)
 from flask_licensechain.core.verifier import LicenseClaims
 
 from .config import GateConfig
-from .engine import Decision, GateEngine
-from .headers import REMOVED, bearer_token, connection_options, cookie_value, without_cookie
+from .engine import GateEngine, GateResult, SameOriginCheck
+from .headers import MANAGED, REMOVED, connection_options
 from .identity import IDENTITY_HEADERS, IDENTITY_KEYS
 from .paths import check_raw_path, encode_path, normalise_path
-from .responses import BadFraming, HeadersTooLarge, render, request_id
+from .responses import BadFraming, HeadersTooLarge
 
 log = logging.getLogger("licensechain.gate")
 
@@ -44,17 +57,15 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-DecisionHook = Callable[[Decision], None]
+ResultHook = Callable[[GateResult], None]
 
 CLAIMS_KEY: Final = "licensechain.claims"
-DECISION_KEY: Final = "licensechain.decision"
+RESULT_KEY: Final = "licensechain.result"
 
 _HOP: Final = frozenset(h.encode() for h in REMOVED)
 _IDENTITY: Final = frozenset(h.encode() for h in IDENTITY_KEYS)
 _REMOVED: Final = _HOP | _IDENTITY
-#: Underscore spellings of these are dropped: a server that folds ``_`` into ``-``
-#: would read them as framing.
-_UNDERSCORE_DROP: Final = _REMOVED | {b"content-length", b"host"}
+_MANAGED: Final = frozenset(h.encode() for h in MANAGED)
 _IDENTITY_NAMES: Final = tuple(h.lower().encode() for h in IDENTITY_HEADERS)
 
 
@@ -62,16 +73,19 @@ class _Scan:
     """What one pass over the request headers found."""
 
     __slots__ = (
-        "bearer",
+        "authorization",
         "connection",
         "content_length",
-        "cookie",
+        "cookies",
+        "csrf",
+        "fetch_site",
         "forwarded_for",
         "headers",
+        "host",
         "origin",
         "preflight_method",
         "request_id",
-        "size",
+        "source",
         "token",
         "transfer_encoding",
         "x_token",
@@ -80,17 +94,20 @@ class _Scan:
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.token: str | None = None
-        self.bearer: str | None = None
+        self.source: str | None = None
+        self.authorization: str | None = None
         self.x_token: str | None = None
-        self.cookie: str | None = None
+        self.cookies: str | None = None
         self.connection: bytes | None = None
         self.content_length: bytes | None = None
         self.transfer_encoding = False
         self.forwarded_for: str | None = None
         self.request_id: str | None = None
         self.preflight_method = False
-        self.origin = False
-        self.size = 0
+        self.origin: str | None = None
+        self.host: str | None = None
+        self.fetch_site: str | None = None
+        self.csrf: str | None = None
 
 
 class LicenseGateASGI:
@@ -98,17 +115,17 @@ class LicenseGateASGI:
 
     :param app: the ASGI application to protect.
     :param config: a validated ``GateConfig``.
-    :param on_decision: optional callable given every ``Decision``; exceptions are logged.
+    :param on_result: optional callable given every ``GateResult``; exceptions are logged.
     """
 
     def __init__(
-        self, app: ASGIApp, config: GateConfig, *, on_decision: DecisionHook | None = None
+        self, app: ASGIApp, config: GateConfig, *, on_result: ResultHook | None = None
     ) -> None:
         self.app = app
         self.config = config
         self.engine = GateEngine(config, asynchronous=True)
-        self.on_decision = on_decision
-        self._sources = config.token_sources
+        self.on_result = on_result
+        self._reader = self.engine.reader
         self._cookie = config.token_cookie
         self._cookie_b = config.token_cookie.encode()
         self._strip = config.strip_token
@@ -134,78 +151,83 @@ class LicenseGateASGI:
             method = scope.get("method", "GET").upper() if kind == "http" else "GET"
             compiled = self.engine.rules.match(method, path)
             client = scope.get("client")
-            decision = await self.engine.decide_async(
+            result = await self.engine.evaluate_async(
                 compiled,
                 path,
                 scan.token,
                 client[0] if client else None,
                 scan.forwarded_for,
-                method == "OPTIONS" and scan.preflight_method and scan.origin,
+                method == "OPTIONS" and scan.preflight_method and scan.origin is not None,
+                _same_origin(scan, method) if scan.source == COOKIE else None,
             )
         except LicenseChainError as exc:
             client = scope.get("client")
             client_ip = self.engine.client_ip(
                 client[0] if client else None, scan.forwarded_for if scan is not None else None
             )
-            decision = self.engine.refused(exc, None, None, None, client_ip)
-        scope[DECISION_KEY] = decision
-        scope[CLAIMS_KEY] = decision.claims
-        if self.on_decision is not None:
-            self._report(decision)
-        if not decision.allowed or scan is None:
-            rid = request_id(scan.request_id if scan is not None else None)
+            result = self.engine.refused(exc, None, None, None, client_ip)
+        scope[RESULT_KEY] = result
+        scope[CLAIMS_KEY] = result.claims
+        if self.on_result is not None:
+            self._report(result)
+        rid = request_id(scan.request_id if scan is not None else None)
+        if not result.allowed or scan is None:
             if kind == "http":
-                await self._refuse_http(scope, send, decision, rid)
+                await self._refuse_http(scope, send, result, rid)
             else:
-                await self._refuse_websocket(scope, receive, send, decision, rid)
+                await self._refuse_websocket(scope, receive, send, result, rid)
             return
-        await self.app(self._forwarded_scope(scope, scan, decision), receive, send)
+        await self.app(self._forwarded_scope(scope, scan, result, rid), receive, send)
 
     # -- steps ---------------------------------------------------------------
 
     def _scan(self, raw_headers: Any, named: frozenset[bytes]) -> _Scan:
-        """One pass: drop hop-by-hop, Connection-named and identity headers, read the rest."""
+        """One pass: drop hop-by-hop, Connection-named, identity and ``_``-spelled managed
+        headers, read the rest."""
         scan = _Scan()
         keep = scan.headers.append
         size = 0
         strip = self._strip
-        sources = self._sources
+        reader = self._reader
         for name, value in raw_headers:
             key = name.lower()
             if key != b"authorization" and key != b"x-license-token":
                 # token headers are capped by the verifier instead (401, not 431)
                 size += len(name) + len(value)
             if b"_" in key:
-                key = key.replace(b"_", b"-")
-                if key in _UNDERSCORE_DROP or key in named:
-                    continue
+                # never read; dropped when a WSGI app would take it for a managed header
+                if key.replace(b"_", b"-") not in _MANAGED and key not in named:
+                    keep((name, value))
+                continue
             if key in _REMOVED or key in named:
                 if key == b"connection" and scan.connection is None:
                     scan.connection = value
                 elif key == b"transfer-encoding":
                     scan.transfer_encoding = True
                 continue
-            if key == b"authorization" and "bearer" in sources:
-                token = bearer_token(value.decode("latin-1"))
-                if token is not None:
-                    if scan.bearer is None:
-                        scan.bearer = token
+            if key == b"authorization":
+                text = value.decode("latin-1")
+                if reader.is_token_authorization(text):
+                    if scan.authorization is None:
+                        scan.authorization = text
                     if strip:
                         continue
-            elif key == b"x-license-token" and "x-license-token" in sources:
-                if scan.x_token is None:
-                    scan.x_token = value.decode("latin-1").strip()
-                if strip:
-                    continue
-            elif key == b"cookie" and "cookie" in sources and self._cookie_b in value:
-                text = value.decode("latin-1")
-                if scan.cookie is None:
-                    scan.cookie = cookie_value(text, self._cookie) or None
-                if strip:
-                    rest = without_cookie(text, self._cookie)
-                    if rest:
-                        keep((name, rest.encode("latin-1")))
-                    continue
+            elif key == b"x-license-token":
+                if reader.uses_x_header:
+                    if scan.x_token is None:
+                        scan.x_token = value.decode("latin-1")
+                    if strip:
+                        continue
+            elif key == b"cookie":
+                if reader.uses_cookie and self._cookie_b in value:
+                    text = value.decode("latin-1")
+                    if scan.cookies is None:
+                        scan.cookies = text
+                    if strip:
+                        rest = without_cookie(text, self._cookie)
+                        if rest:
+                            keep((name, rest.encode("latin-1")))
+                        continue
             elif key == b"x-forwarded-for":
                 # several lines are one list, in order (RFC 9110 5.3): the rightmost hop counts
                 hops = value.decode("latin-1")
@@ -216,24 +238,23 @@ class LicenseGateASGI:
                     raise BadFraming("two different Content-Length values")
                 scan.content_length = value
             elif key == self._request_id_name:
-                scan.request_id = value.decode("latin-1")
+                if scan.request_id is None:
+                    scan.request_id = value.decode("latin-1")
+                continue  # forwarded as the id the gate settles on
             elif key == b"access-control-request-method":
                 scan.preflight_method = True
             elif key == b"origin":
-                scan.origin = True
+                scan.origin = value.decode("latin-1")
+            elif key == b"host":
+                scan.host = value.decode("latin-1")
+            elif key == b"sec-fetch-site":
+                scan.fetch_site = value.decode("latin-1")
+            elif key == b"x-csrf-token":
+                scan.csrf = value.decode("latin-1")
             keep((name, value))
-        scan.size = size
         if size > self._max_header_bytes:
-            raise HeadersTooLarge(f"{size} bytes of headers")
-        for source in sources:
-            found = (
-                scan.bearer
-                if source == "bearer"
-                else (scan.x_token if source == "x-license-token" else scan.cookie)
-            )
-            if found is not None:
-                scan.token = found
-                break
+            raise HeadersTooLarge(f"{size} bytes of header fields")
+        scan.token, scan.source = reader.read(scan.authorization, scan.x_token, scan.cookies)
         return scan
 
     @staticmethod
@@ -251,9 +272,10 @@ class LicenseGateASGI:
             check_raw_path(raw.split(b"?", 1)[0].decode("latin-1"))
         return normalise_path(scope.get("path", ""))
 
-    def _forwarded_scope(self, scope: Scope, scan: _Scan, decision: Decision) -> Scope:
+    def _forwarded_scope(self, scope: Scope, scan: _Scan, result: GateResult, rid: str) -> Scope:
         headers = scan.headers
-        claims = decision.claims
+        headers.append((self._request_id_name, rid.encode("latin-1")))
+        claims = result.claims
         if claims is not None:
             # cached like GateEngine.identity: a hit must be the very same claims object
             entry = self._identity_headers.get(claims.jti)
@@ -272,7 +294,8 @@ class LicenseGateASGI:
             headers.extend(identity)
         forwarded = dict(scope)
         forwarded["headers"] = headers
-        path = decision.path
+        forwarded[REQUEST_ID_ENVIRON] = rid
+        path = result.path
         raw_path = scope.get("raw_path")
         # A raw path with escapes is re-encoded from the matched path, so both say the same.
         if path is not None and (path != scope.get("path") or (raw_path and b"%" in raw_path)):
@@ -280,46 +303,46 @@ class LicenseGateASGI:
             forwarded["raw_path"] = encode_path(path).encode("ascii")
         return forwarded
 
-    async def _refuse_http(self, scope: Scope, send: Send, decision: Decision, rid: str) -> None:
-        assert decision.error is not None
-        status, headers, body = render(decision.error, rid, self.config.request_id_header)
+    async def _refuse_http(self, scope: Scope, send: Send, result: GateResult, rid: str) -> None:
+        assert result.error is not None
+        refusal = render_refusal(result.error, rid, self.config.request_id_header)
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
-                "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers],
+                "status": refusal.status,
+                "headers": _raw_headers(refusal.headers),
             }
         )
         head = scope.get("method") == "HEAD"
-        await send({"type": "http.response.body", "body": b"" if head else body})
+        await send({"type": "http.response.body", "body": b"" if head else refusal.body})
 
     async def _refuse_websocket(
-        self, scope: Scope, receive: Receive, send: Send, decision: Decision, rid: str
+        self, scope: Scope, receive: Receive, send: Send, result: GateResult, rid: str
     ) -> None:
-        assert decision.error is not None
+        assert result.error is not None
         message = await receive()
         if message.get("type") != "websocket.connect":
             return  # the client went away before the handshake
         if "websocket.http.response" in (scope.get("extensions") or {}):
-            status, headers, body = render(decision.error, rid, self.config.request_id_header)
+            refusal = render_refusal(result.error, rid, self.config.request_id_header)
             await send(
                 {
                     "type": "websocket.http.response.start",
-                    "status": status,
-                    "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers],
+                    "status": refusal.status,
+                    "headers": _raw_headers(refusal.headers),
                 }
             )
-            await send({"type": "websocket.http.response.body", "body": body})
+            await send({"type": "websocket.http.response.body", "body": refusal.body})
             return
         # 1008: policy violation; before accept the server turns it into an HTTP 403.
         await send({"type": "websocket.close", "code": 1008})
 
-    def _report(self, decision: Decision) -> None:
-        assert self.on_decision is not None
+    def _report(self, result: GateResult) -> None:
+        assert self.on_result is not None
         try:
-            self.on_decision(decision)
+            self.on_result(result)
         except Exception:
-            log.exception("on_decision hook failed")
+            log.exception("on_result hook failed")
 
     # -- operations ----------------------------------------------------------
 
@@ -334,3 +357,21 @@ class LicenseGateASGI:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def _raw_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+def _same_origin(scan: _Scan, method: str) -> SameOriginCheck:
+    def check() -> None:
+        check_same_origin(
+            method,
+            host=scan.host,
+            origin=scan.origin,
+            sec_fetch_site=scan.fetch_site,
+            csrf_header=scan.csrf,
+            cookies=scan.cookies,
+        )
+
+    return check

@@ -19,39 +19,45 @@ Rules are tried in order and the first whose pattern and method match wins.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from flask_licensechain.core.contract import DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, MAX_LEEWAY
+from flask_licensechain.core.contract import DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES
+from flask_licensechain.core.errors import ConfigError
+from flask_licensechain.core.gate import (
+    DEFAULT_TOKEN_COOKIE,
+    DEFAULT_TOKEN_SOURCES,
+    TOKEN_SOURCES,
+    check_cookie_name,
+    check_token_sources,
+)
 from flask_licensechain.core.keysource import KeySource
+from flask_licensechain.core.options import (
+    STORAGE_SCHEMES,
+    check_audience_choice,
+    check_http_url,
+    check_leeway,
+    check_networks,
+    check_positive,
+    check_rate_limit,
+    check_storage_uri,
+    redact_url,
+)
 
 DefaultPolicy = Literal["license", "public", "deny"]
 FeaturesMode = Literal["all", "any"]
 
-TOKEN_SOURCES: Final = ("bearer", "x-license-token", "cookie")
+__all__ = ["STORAGE_SCHEMES", "TOKEN_SOURCES", "ConfigError", "GateConfig", "Rule"]
+
 DEFAULT_POLICIES: Final = ("license", "public", "deny")
 RATELIMIT_STRATEGIES: Final = ("moving-window", "sliding-window-counter", "fixed-window")
-STORAGE_SCHEMES: Final = (
-    "memory",
-    "redis",
-    "rediss",
-    "redis+sentinel",
-    "redis+cluster",
-    "redis+unix",
-)
 #: ``Rule.rate_limit`` value that exempts a rule from ``ratelimit_default``.
 NO_LIMIT: Final = "none"
 
 _METHOD = re.compile(r"^[A-Z][A-Z0-9_-]*$")
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()+,=:@-]+$")
-_COOKIE_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-class ConfigError(ValueError):
-    """The gate's configuration is invalid; the message says which key and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +152,8 @@ class GateConfig:
     verified_cache_size: int = 10_000
 
     #: Where the token is read, in this order: ``bearer``, ``x-license-token``, ``cookie``.
-    token_sources: tuple[str, ...] = ("bearer",)
-    token_cookie: str = "license_token"  # noqa: S105 - a cookie name
+    token_sources: tuple[str, ...] = DEFAULT_TOKEN_SOURCES
+    token_cookie: str = DEFAULT_TOKEN_COOKIE
     #: Remove the token (its header or cookie) before the request goes downstream.
     strip_token: bool = True
 
@@ -161,7 +167,7 @@ class GateConfig:
     #: A ``limits`` string applied to every rule without its own ``rate_limit``.
     ratelimit_default: str | None = None
     ratelimit_strategy: str = "moving-window"
-    #: When the rate-limit store is down, let requests through (logged).
+    #: When the rate-limit store is down, count in process memory (logged); false: 503.
     ratelimit_fail_open: bool = True
     ratelimit_key_prefix: str = "lcgate"
 
@@ -185,13 +191,7 @@ class GateConfig:
             object.__setattr__(self, "audience", audience or None)
         elif audience is not None and (not isinstance(audience, str) or not audience):
             raise ConfigError("audience must be a non-empty string or a list of strings")
-        if self.verify_audience and not self.audience:
-            raise ConfigError(
-                "audience is required (the app id in 'aud'); set verify_audience = false "
-                "to run without an audience check on purpose"
-            )
-        if not self.verify_audience and self.audience:
-            raise ConfigError("audience is set but verify_audience is false: choose one")
+        check_audience_choice(self.audience, self.verify_audience)
         sources = [
             name
             for name in ("jwks_url", "jwks_file", "jwks", "key_source")
@@ -202,34 +202,23 @@ class GateConfig:
                 "exactly one key source is needed: jwks_url, jwks_file, jwks or key_source"
                 + (f" (got {', '.join(sources)})" if sources else "")
             )
-        if self.jwks_url is not None and not self.jwks_url.startswith(("https://", "http://")):
-            raise ConfigError("jwks_url must be an https:// URL")
-        _positive(self.jwks_cache_ttl, "jwks_cache_ttl")
-        _positive(self.jwks_timeout, "jwks_timeout")
-        if not 0 <= self.leeway <= MAX_LEEWAY:
-            raise ConfigError(f"leeway must be between 0 and {MAX_LEEWAY} seconds")
-        _positive(self.max_token_bytes, "max_token_bytes")
+        if self.jwks_url is not None:
+            check_http_url(self.jwks_url, "jwks_url")
+        check_positive(self.jwks_cache_ttl, "jwks_cache_ttl")
+        check_positive(self.jwks_timeout, "jwks_timeout")
+        check_leeway(self.leeway)
+        check_positive(self.max_token_bytes, "max_token_bytes")
         if self.verified_cache_size < 0:
             raise ConfigError("verified_cache_size must be >= 0")
-
-        sources_ = tuple(s.lower() for s in _strings(self.token_sources, "token_sources"))
-        if not sources_:
-            raise ConfigError("token_sources must name at least one source")
-        for s in sources_:
-            if s not in TOKEN_SOURCES:
-                raise ConfigError(f"token_sources: {s!r} is not one of {', '.join(TOKEN_SOURCES)}")
-        if len(set(sources_)) != len(sources_):
-            raise ConfigError("token_sources lists a source twice")
-        object.__setattr__(self, "token_sources", sources_)
-        if not _COOKIE_NAME.match(self.token_cookie):
-            raise ConfigError(f"token_cookie {self.token_cookie!r} is not a cookie name")
+        object.__setattr__(self, "token_sources", check_token_sources(self.token_sources))
+        check_cookie_name(self.token_cookie)
 
         rules = tuple(r if isinstance(r, Rule) else Rule.from_mapping(r) for r in self.rules)
         object.__setattr__(self, "rules", rules)
         if self.default_policy not in DEFAULT_POLICIES:
             raise ConfigError(f"default_policy must be one of {', '.join(DEFAULT_POLICIES)}")
 
-        _check_storage_uri(self.ratelimit_storage_url, "ratelimit_storage_url")
+        check_storage_uri(self.ratelimit_storage_url, "ratelimit_storage_url")
         if self.ratelimit_default is not None:
             validate_rate_limit(self.ratelimit_default, "ratelimit_default")
         if self.ratelimit_strategy not in RATELIMIT_STRATEGIES:
@@ -239,18 +228,27 @@ class GateConfig:
         if not re.match(r"^[A-Za-z0-9:_.-]{1,64}$", self.ratelimit_key_prefix):
             raise ConfigError("ratelimit_key_prefix must be 1-64 characters of [A-Za-z0-9:_.-]")
         if self.denylist_url is not None:
-            _check_storage_uri(self.denylist_url, "denylist_url")
+            check_storage_uri(self.denylist_url, "denylist_url")
 
-        proxies = _strings(self.trusted_proxies, "trusted_proxies")
-        for cidr in proxies:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise ConfigError(f"trusted_proxies: {cidr!r} is not an IP network") from None
+        proxies = check_networks(
+            _strings(self.trusted_proxies, "trusted_proxies"), "trusted_proxies"
+        )
         object.__setattr__(self, "trusted_proxies", proxies)
-        _positive(self.max_header_bytes, "max_header_bytes")
+        check_positive(self.max_header_bytes, "max_header_bytes")
         if not re.match(r"^[A-Za-z0-9-]+$", self.request_id_header):
             raise ConfigError("request_id_header must be a header name")
+
+    def __repr__(self) -> str:
+        """The fields, with the password of a storage URI replaced by ``***``."""
+        shown = []
+        for f in dataclasses.fields(self):
+            if not f.repr:
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("denylist_url", "ratelimit_storage_url", "jwks_url") and value:
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"GateConfig({', '.join(shown)})"
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> GateConfig:
@@ -304,24 +302,8 @@ def validate_pattern(pattern: str) -> None:
 
 
 def validate_rate_limit(value: str, where: str) -> None:
-    if value == NO_LIMIT:
-        return
-    from limits import parse_many
-
-    try:
-        parsed = parse_many(value)
-    except (ValueError, TypeError):
-        parsed = []
-    if not parsed:
-        raise ConfigError(f"{where}: {value!r} is not a limit such as '10/second;100/minute'")
-
-
-def _check_storage_uri(uri: str, key: str) -> None:
-    if not isinstance(uri, str) or "://" not in uri:
-        raise ConfigError(f"{key} must be a storage URI such as memory:// or redis://host:6379")
-    scheme = uri.split("://", 1)[0].lower()
-    if scheme not in STORAGE_SCHEMES:
-        raise ConfigError(f"{key}: scheme {scheme!r} is not one of {', '.join(STORAGE_SCHEMES)}")
+    if value != NO_LIMIT:
+        check_rate_limit(value, where)
 
 
 def _strings(value: Any, key: str) -> tuple[str, ...]:
@@ -331,11 +313,6 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
         if not isinstance(item, str) or not item:
             raise ConfigError(f"{key} must be a list of non-empty strings")
     return tuple(value)
-
-
-def _positive(value: float, key: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"{key} must be a positive number")
 
 
 def _reject_unknown(

@@ -1,24 +1,27 @@
-"""The framework-free decision shared by the WSGI and ASGI gates.
+"""The gate's engine for the WSGI and ASGI adapters: rules, verifier, rate limits.
 
-For one request: route the normalised path to its rule, authenticate the token
-with the core ``TokenVerifier`` (the same one the Flask decorator uses), check
-features and plan, count the rate limit, and say what to do in a ``Decision``.
-The adapters only read headers, apply the header hygiene and render.
+For one request: the adapter routes the normalised path to its rule and reads the
+token (``GateEngine.reader``); ``evaluate`` (or ``evaluate_async``) then applies the
+core gate (``flask_licensechain.core.gate``: same-origin proof for cookie tokens,
+``authorize`` against the rule's ``Requirement``), counts the rate limit and says
+what to do in a ``GateResult``. The adapters only read headers, apply the header
+hygiene and render.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask_licensechain.core.denylist import Denylist, denylist_from_uri
-from flask_licensechain.core.errors import (
-    InsufficientScope,
-    LicenseChainError,
-    NotFound,
-    Unauthorized,
-    Unavailable,
+from flask_licensechain.core.errors import LicenseChainError, NotFound, Unavailable
+from flask_licensechain.core.gate import (
+    CrossSiteRequest,
+    TokenReader,
+    authorize,
+    authorize_async,
 )
 from flask_licensechain.core.keysource import KeySource, StaticKeySource
 from flask_licensechain.core.verifier import LicenseClaims, TokenVerifier
@@ -31,26 +34,20 @@ from .rules import CompiledRule, RuleTable
 
 log = logging.getLogger("licensechain.gate")
 
-#: Decision reasons for an allowed request.
+#: Reasons of an allowed request.
 REASON_PUBLIC = "public"
 REASON_LICENSED = "licensed"
 REASON_PREFLIGHT = "cors_preflight"
 
 _WARM_TOKENS_MAX = 10_000
 
-
-class MissingToken(Unauthorized):
-    """No token in any configured source: a bare RFC 6750 challenge, no ``error``."""
-
-    description = "A license token is required."
-
-    def __init__(self) -> None:
-        super().__init__(reason="token_missing")
+#: Raises ``CrossSiteRequest`` unless a cookie-authenticated request is same-origin.
+SameOriginCheck = Callable[[], None]
 
 
 @dataclass(slots=True)
-class Decision:
-    """What the gate decided for one request; also put in ``licensechain.decision``.
+class GateResult:
+    """What the gate made of one request; also put in ``licensechain.result``.
 
     ``reason`` is ``public``, ``licensed`` or ``cors_preflight`` when allowed, and
     the error's reason (``token_missing``, ``token_invalid``, ``token_expired``,
@@ -77,7 +74,7 @@ class Decision:
 
 
 class GateEngine:
-    """Owns the verifier, the rule table and the rate limiter of one gate."""
+    """Owns the verifier, the token reader, the rule table and the rate limiter of one gate."""
 
     def __init__(self, config: GateConfig, *, asynchronous: bool = False) -> None:
         self.config = config
@@ -96,6 +93,7 @@ class GateEngine:
             denylist=self.denylist,
             cache_size=config.verified_cache_size,
         )
+        self.reader = TokenReader(config.token_sources, config.token_cookie)
         self.rules = RuleTable(
             config.rules,
             default_policy=config.default_policy,
@@ -117,10 +115,6 @@ class GateEngine:
 
     # -- the phases ----------------------------------------------------------
 
-    def authorise(self, compiled: CompiledRule, claims: LicenseClaims) -> None:
-        if not compiled.authorises(claims.features, claims.plan):
-            raise InsufficientScope(reason="insufficient_scope")
-
     def rate_key(self, claims: LicenseClaims | None, client_ip: str) -> str:
         return "sub:" + claims.sub if claims is not None else "ip:" + client_ip
 
@@ -141,9 +135,29 @@ class GateEngine:
             return self.client_address.resolve(peer, forwarded_for)
         return peer or "unknown"
 
+    @staticmethod
+    def _admit(
+        compiled: CompiledRule,
+        open_: bool,
+        token: str | None,
+        same_origin: SameOriginCheck | None,
+    ) -> str | None:
+        """The token to use: refuse a denied path; a cookie token without same-origin
+        proof is refused on a licensed path and ignored on an open one."""
+        if compiled.deny:
+            raise NotFound(reason="no_rule")
+        if token is not None and same_origin is not None:
+            try:
+                same_origin()
+            except CrossSiteRequest:
+                if not open_:
+                    raise
+                return None
+        return token
+
     # -- synchronous (WSGI) --------------------------------------------------
 
-    def decide(
+    def evaluate(
         self,
         compiled: CompiledRule,
         path: str,
@@ -151,21 +165,18 @@ class GateEngine:
         peer: str | None,
         forwarded_for: str | None,
         preflight: bool,
-    ) -> Decision:
+        same_origin: SameOriginCheck | None = None,
+    ) -> GateResult:
+        """The result for one request; ``same_origin`` is given for a cookie token."""
         claims: LicenseClaims | None = None
         client_ip = self.client_ip(peer, forwarded_for)
         try:
-            if compiled.deny:
-                raise NotFound(reason="no_rule")
             open_ = compiled.public or preflight
-            if token is not None:
-                if open_:
-                    claims = self._verify_quietly(token)
-                else:
-                    claims = self.verifier.verify(token)
-                    self.authorise(compiled, claims)
-            elif not open_:
-                raise MissingToken()
+            token = self._admit(compiled, open_, token, same_origin)
+            if not open_:
+                claims = authorize(self.verifier, token, compiled.requirement)
+            elif token is not None:
+                claims = self._verify_quietly(token)
             if compiled.rate_limit is not None and self.limiter is not None:
                 self.limiter.check(
                     compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip)
@@ -185,7 +196,7 @@ class GateEngine:
 
     # -- asynchronous (ASGI) -------------------------------------------------
 
-    async def decide_async(
+    async def evaluate_async(
         self,
         compiled: CompiledRule,
         path: str,
@@ -193,24 +204,21 @@ class GateEngine:
         peer: str | None,
         forwarded_for: str | None,
         preflight: bool,
-    ) -> Decision:
+        same_origin: SameOriginCheck | None = None,
+    ) -> GateResult:
+        """``evaluate`` with a cold token verified off the event loop."""
         claims: LicenseClaims | None = None
         client_ip = self.client_ip(peer, forwarded_for)
         try:
-            if compiled.deny:
-                raise NotFound(reason="no_rule")
             open_ = compiled.public or preflight
-            if token is not None:
-                if open_:
-                    try:
-                        claims = await self.verify_async(token)
-                    except LicenseChainError:
-                        claims = None
-                else:
+            token = self._admit(compiled, open_, token, same_origin)
+            if not open_:
+                claims = await authorize_async(self.verify_async, token, compiled.requirement)
+            elif token is not None:
+                try:
                     claims = await self.verify_async(token)
-                    self.authorise(compiled, claims)
-            elif not open_:
-                raise MissingToken()
+                except LicenseChainError:
+                    claims = None
             if compiled.rate_limit is not None and self.limiter is not None:
                 await self.limiter.check_async(
                     compiled.rate_limit, compiled.name, self.rate_key(claims, client_ip)
@@ -243,8 +251,8 @@ class GateEngine:
         path: str | None,
         claims: LicenseClaims | None = None,
         client_ip: str | None = None,
-    ) -> Decision:
-        return Decision(
+    ) -> GateResult:
+        return GateResult(
             False, error.reason, error.status_code, path,
             compiled.rule if compiled is not None else None, claims, error, client_ip,
         )  # fmt: skip
@@ -289,14 +297,14 @@ def _allowed(
     preflight: bool,
     claims: LicenseClaims | None,
     client_ip: str,
-) -> Decision:
+) -> GateResult:
     if compiled.public:
         reason = REASON_PUBLIC
     elif preflight:
         reason = REASON_PREFLIGHT
     else:
         reason = REASON_LICENSED
-    return Decision(True, reason, 200, path, compiled.rule, claims, None, client_ip)
+    return GateResult(True, reason, 200, path, compiled.rule, claims, None, client_ip)
 
 
 def _key_source(config: GateConfig) -> KeySource:

@@ -8,6 +8,13 @@ remove ``Host``, ``Content-Length`` or ``Content-Type``: they frame the message.
 
 Method-override headers (``X-HTTP-Method-Override`` and kin) are removed too: a
 framework honouring one would run another method than the one the rules saw.
+
+``MANAGED`` names every header the gate or the gateway reads, sets or replaces
+(framing, hop-by-hop, forwarding, identity, token, request id, same-origin proof).
+An underscore spelling of one of them (``X_Forwarded_For``) is dropped by the ASGI
+gate: WSGI servers and frameworks read ``_`` as ``-``, so a ``_`` twin could
+override the value the gate checked. (WSGI folds both spellings into one environ
+key, so there removing the key removes both.)
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from typing import Final
+
+from .identity import IDENTITY_HEADERS
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -36,6 +45,39 @@ METHOD_OVERRIDE: Final = frozenset({"x-http-method-override", "x-http-method", "
 #: Removed from every request: hop-by-hop and method-override headers.
 REMOVED: Final = HOP_BY_HOP | METHOD_OVERRIDE
 REMOVED_ENVIRON: Final = tuple("HTTP_" + h.upper().replace("-", "_") for h in REMOVED)
+#: What this hop tells the next about the client; replaced, never passed on as sent.
+FORWARDING: Final = frozenset(
+    {
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-real-ip",
+    }
+)
+#: Headers the gate reads for the token, the request id and same-origin proof.
+READ_BY_GATE: Final = frozenset(
+    {
+        "authorization",
+        "x-license-token",
+        "cookie",
+        "x-request-id",
+        "origin",
+        "sec-fetch-site",
+        "x-csrf-token",
+        "access-control-request-method",
+    }
+)
+#: Every header the gate or the gateway manages (see the module doc); lower case, ``-``.
+MANAGED: Final = (
+    REMOVED
+    | FORWARDING
+    | READ_BY_GATE
+    | frozenset({"host", "content-length", "content-type"})
+    | frozenset(h.lower() for h in IDENTITY_HEADERS)
+)
 
 _TOKEN: Final = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
@@ -46,36 +88,3 @@ def connection_options(value: str) -> Iterator[str]:
         name = option.strip().lower()
         if name and name not in FRAMING and _TOKEN.match(name):
             yield name
-
-
-def cookie_value(cookie_header: str, name: str) -> str | None:
-    """The value of cookie ``name`` (the first one), quotes removed; None when absent."""
-    for part in cookie_header.split(";"):
-        key, sep, value = part.strip().partition("=")
-        if sep and key.strip() == name:
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            return value
-    return None
-
-
-def without_cookie(cookie_header: str, name: str) -> str:
-    """The ``Cookie`` value with every cookie called ``name`` removed."""
-    kept = [
-        part.strip()
-        for part in cookie_header.split(";")
-        if part.strip() and part.strip().partition("=")[0].strip() != name
-    ]
-    return "; ".join(kept)
-
-
-def bearer_token(authorization: str) -> str | None:
-    """The credentials of an ``Authorization: Bearer`` value; None for other schemes.
-
-    ``Bearer`` with nothing after it counts as a (malformed) token, as on the Flask side.
-    """
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return value.lstrip(" ")  # the server already trimmed the field; the rest is the token

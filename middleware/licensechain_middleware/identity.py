@@ -21,7 +21,7 @@ TOKEN_ID: Final = "X-License-Token-Id"  # noqa: S105 - a header name
 
 #: In the order of ``IdentityValues``.
 IDENTITY_HEADERS: Final = (SUBJECT, APP, PLAN, FEATURES, TOKEN_ID)
-#: Lower-case names with ``-`` (the ASGI comparison form, see ``header_key``).
+#: Lower-case names with ``-`` (the ASGI comparison form).
 IDENTITY_KEYS: Final = frozenset(h.lower() for h in IDENTITY_HEADERS)
 #: WSGI environ keys; one key covers the ``-`` and the ``_`` spelling of a header.
 IDENTITY_ENVIRON_KEYS: Final = tuple(
@@ -49,8 +49,3 @@ def header_safe(value: str) -> str:
     if value.isascii() and value.isprintable():
         return value
     return quote(value, safe=_SAFE)
-
-
-def header_key(name: str) -> str:
-    """The comparison form of a header name: lower case, ``_`` read as ``-``."""
-    return name.lower().replace("_", "-")

@@ -4,8 +4,9 @@ One ``limits`` storage (``memory://`` or ``redis://``, shared across processes
 and hosts) and one strategy serve every rule. The counter key is
 ``<prefix>/<rule>/<who>`` where ``who`` is ``sub:<license id>`` for a valid token
 and ``ip:<client address>`` otherwise, so a license keeps one budget wherever it
-comes from. A store that cannot answer lets the request through when
-``ratelimit_fail_open`` (logged), and gives 503 otherwise.
+comes from. A store that cannot answer is handled as ``ratelimit_fail_open`` says,
+with the one meaning of ``flask_licensechain/core/ratelimit.py``: in-process counting
+for a few seconds (logged), or 503 when it is off.
 
 The ASGI gate uses the ``limits.aio`` twin of the same storage so that a Redis
 round trip does not block the event loop.
@@ -14,7 +15,6 @@ round trip does not block the event loop.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from limits import RateLimitItem, parse_many, strategies
@@ -22,7 +22,7 @@ from limits.aio import strategies as aio_strategies
 from limits.aio.storage import Storage as AsyncStorage
 from limits.storage import Storage, storage_from_string
 
-from flask_licensechain.core.errors import RateLimited, Unavailable
+from flask_licensechain.core.ratelimit import LimitExceeded, StoreFallback
 
 from .config import GateConfig
 
@@ -41,28 +41,13 @@ _ASYNC_STRATEGIES: dict[str, type[aio_strategies.RateLimiter]] = {
 _STORAGE_OPTIONS: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
 
 
-class LimitExceeded(RateLimited):
-    """429 with ``Retry-After`` and the ``X-RateLimit-*`` headers of the limit that ran out."""
-
-    def __init__(self, limit: RateLimitItem, reset_at: float, remaining: int) -> None:
-        super().__init__(retry_after=int(reset_at - time.time()) + 1)
-        self.limit = limit
-        self.reset_at = int(reset_at)
-        self.remaining = max(0, remaining)
-
-    def headers(self) -> dict[str, str]:
-        headers = super().headers()
-        headers["X-RateLimit-Limit"] = str(self.limit.amount)
-        headers["X-RateLimit-Remaining"] = str(self.remaining)
-        headers["X-RateLimit-Reset"] = str(self.reset_at)
-        return headers
-
-
 class RateLimiter:
     """Checks the limits of a rule for one client; sync and async flavours share it."""
 
     def __init__(self, config: GateConfig, *, asynchronous: bool = False) -> None:
-        self.fail_open = config.ratelimit_fail_open
+        self._fallback = StoreFallback(
+            config.ratelimit_fail_open, _SYNC_STRATEGIES[config.ratelimit_strategy]
+        )
         self.prefix = config.ratelimit_key_prefix
         self._parsed: dict[str, tuple[RateLimitItem, ...]] = {}
         uri = config.ratelimit_storage_url
@@ -86,20 +71,25 @@ class RateLimiter:
 
     def check(self, spec: str, rule_name: str, who: str) -> None:
         """Count one hit; raise ``LimitExceeded`` (429) or, failing closed, ``Unavailable``."""
-        limiter = self._sync
+        limiter = self._fallback.active() or self._sync
         assert limiter is not None, "use check_async with an asynchronous limiter"
         try:
-            for item in self.limits_of(spec):
-                if not limiter.hit(item, self.prefix, rule_name, who):
-                    stats = limiter.get_window_stats(item, self.prefix, rule_name, who)
-                    raise LimitExceeded(item, stats.reset_time, stats.remaining)
+            self._count(limiter, spec, rule_name, who)
         except LimitExceeded:
             raise
         except Exception as exc:
-            self._storage_failed(exc)
+            if limiter is self._fallback.strategy:
+                raise
+            self._count(self._fallback.engage(exc), spec, rule_name, who)
+
+    def _count(self, limiter: strategies.RateLimiter, spec: str, rule_name: str, who: str) -> None:
+        for item in self.limits_of(spec):
+            if not limiter.hit(item, self.prefix, rule_name, who):
+                stats = limiter.get_window_stats(item, self.prefix, rule_name, who)
+                raise LimitExceeded(item, stats.reset_time, stats.remaining)
 
     async def check_async(self, spec: str, rule_name: str, who: str) -> None:
-        if self._async is None:
+        if self._async is None or self._fallback.active() is not None:
             self.check(spec, rule_name, who)
             return
         try:
@@ -110,13 +100,7 @@ class RateLimiter:
         except LimitExceeded:
             raise
         except Exception as exc:
-            self._storage_failed(exc)
-
-    def _storage_failed(self, exc: Exception) -> None:
-        if self.fail_open:
-            log.warning("rate-limit store unreachable, failing open: %s", exc)
-            return
-        raise Unavailable(detail=f"rate-limit store unreachable: {exc}") from exc
+            self._count(self._fallback.engage(exc), spec, rule_name, who)
 
     def ping(self) -> bool:
         if self._sync is not None:

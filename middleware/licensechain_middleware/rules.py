@@ -13,6 +13,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flask_licensechain.core.gate import Requirement
+
 from .config import NO_LIMIT, Rule
 
 
@@ -24,24 +26,13 @@ class CompiledRule:
     index: int  # position in the rule list; -1 for the default
     public: bool
     deny: bool
-    features: frozenset[str]
-    any_feature: bool
-    plans: frozenset[str]
+    requirement: Requirement
     #: ``limits`` string for this rule (its own, or the default), None when unlimited
     rate_limit: str | None
 
     @property
     def name(self) -> str:
         return self.rule.path if self.rule is not None else "(default)"
-
-    def authorises(self, features: frozenset[str], plan: str | None) -> bool:
-        if self.plans and plan not in self.plans:
-            return False
-        if not self.features:
-            return True
-        if self.any_feature:
-            return not self.features.isdisjoint(features)
-        return self.features.issubset(features)
 
 
 def pattern_regex(pattern: str) -> str:
@@ -79,9 +70,9 @@ class RuleTable:
                 index=i,
                 public=r.public,
                 deny=False,
-                features=frozenset(r.features),
-                any_feature=r.features_mode == "any",
-                plans=frozenset(r.plans),
+                requirement=Requirement(
+                    frozenset(r.features), r.features_mode == "any", frozenset(r.plans)
+                ),
                 rate_limit=limit_of(r.rate_limit),
             )
             for i, r in enumerate(rules)
@@ -91,9 +82,7 @@ class RuleTable:
             index=-1,
             public=default_policy == "public",
             deny=default_policy == "deny",
-            features=frozenset(),
-            any_feature=False,
-            plans=frozenset(),
+            requirement=Requirement(),
             rate_limit=limit_of(None),
         )
         flags = 0 if case_sensitive else re.IGNORECASE

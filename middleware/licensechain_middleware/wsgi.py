@@ -23,15 +23,18 @@ For each request, in this order:
    the key removes both spellings.
 4. Normalise ``PATH_INFO`` (see ``paths.py``) and find the first matching rule;
    the query string never takes part.
-5. Read the token (``token_sources``, in order), verify it with the core
-   verifier, check features and plan, count the rate limit.
-6. Refused: answer the contract's JSON error. Allowed: set the identity headers,
-   strip the token unless ``strip_token=False``, forward the normalised path
-   (``PATH_INFO`` and, when present, ``RAW_URI``/``REQUEST_URI``), and put the
-   results in ``environ["licensechain.claims"]`` (the verified ``LicenseClaims``
-   or None) and ``environ["licensechain.decision"]`` (a ``Decision``).
+5. Read the token (``token_sources``, in order) and hand it to the core gate
+   (``flask_licensechain.core.gate``): same-origin proof for a cookie token on an
+   unsafe method, verification, features and plan; then count the rate limit.
+6. Refused: answer the core gate's rendering of the error. Allowed: set the
+   identity headers, strip the token unless ``strip_token=False``, forward the
+   normalised path (``PATH_INFO`` and, when present, ``RAW_URI``/``REQUEST_URI``)
+   and the request id (the client's sane ``X-Request-ID`` or a new one, in the
+   header and in ``environ["licensechain.request_id"]``), and put the results in
+   ``environ["licensechain.claims"]`` (the verified ``LicenseClaims`` or None) and
+   ``environ["licensechain.result"]`` (a ``GateResult``).
 
-The decision is also written when the request is refused, so an outer
+The result is also written when the request is refused, so an outer
 middleware (access log, metrics) can read it from the same environ.
 """
 
@@ -43,19 +46,22 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from flask_licensechain.core.errors import LicenseChainError
-
-from .config import GateConfig
-from .engine import Decision, GateEngine
-from .headers import (
-    REMOVED_ENVIRON,
-    bearer_token,
-    connection_options,
-    cookie_value,
+from flask_licensechain.core.gate import (
+    BEARER,
+    COOKIE,
+    CSRF_HEADER,
+    check_same_origin,
+    environ_request_id,
+    render_refusal,
     without_cookie,
 )
+
+from .config import GateConfig
+from .engine import GateEngine, GateResult, SameOriginCheck
+from .headers import REMOVED_ENVIRON, connection_options
 from .identity import IDENTITY_ENVIRON_KEYS
 from .paths import BadPath, check_raw_path, encode_path, normalise_path, raw_path_of
-from .responses import BadFraming, HeadersTooLarge, render, request_id, status_line
+from .responses import BadFraming, HeadersTooLarge, status_line
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -63,14 +69,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("licensechain.gate")
 
 CLAIMS_KEY = "licensechain.claims"
-DECISION_KEY = "licensechain.decision"
+RESULT_KEY = "licensechain.result"
 
-DecisionHook = Callable[[Decision], None]
+ResultHook = Callable[[GateResult], None]
 
 _SUBJECT, _APP, _PLAN, _FEATURES, _TOKEN_ID = IDENTITY_ENVIRON_KEYS
 _PLAIN_CONNECTION = frozenset({"keep-alive", "close", "Keep-Alive", "Close"})
-#: ``Authorization`` values ``bearer_token`` reads ("Bearer" alone counts: a malformed token)
-_BEARER = frozenset({"bearer ", "bearer"})
+_CSRF_ENVIRON = "HTTP_" + CSRF_HEADER.upper().replace("-", "_")
+#: Header fields WSGI keeps outside ``HTTP_*``; counted with their names like the others.
+_UNPREFIXED = (("CONTENT_TYPE", len("content-type")), ("CONTENT_LENGTH", len("content-length")))
 
 
 class LicenseGate:
@@ -78,7 +85,7 @@ class LicenseGate:
 
     :param app: the WSGI application to protect.
     :param config: a validated ``GateConfig``.
-    :param on_decision: optional callable given every ``Decision`` (metrics, logs);
+    :param on_result: optional callable given every ``GateResult`` (metrics, logs);
         its exceptions are logged and ignored.
     """
 
@@ -87,13 +94,13 @@ class LicenseGate:
         app: WSGIApplication,
         config: GateConfig,
         *,
-        on_decision: DecisionHook | None = None,
+        on_result: ResultHook | None = None,
     ) -> None:
         self.app = app
         self.config = config
         self.engine = GateEngine(config)
-        self.on_decision = on_decision
-        self._sources = config.token_sources
+        self.on_result = on_result
+        self._reader = self.engine.reader
         self._cookie = config.token_cookie
         self._strip = config.strip_token
         self._max_header_bytes = config.max_header_bytes
@@ -107,27 +114,32 @@ class LicenseGate:
             if not method.isupper():
                 method = method.upper()  # werkzeug and others upper-case it: so must rules
             compiled = self._match(method, path)
-            token = self._token(environ)
-            decision = self.engine.decide(
+            cookies = environ.get("HTTP_COOKIE")
+            authorization = environ.get("HTTP_AUTHORIZATION")
+            token, source = self._reader.read(
+                authorization, environ.get("HTTP_X_LICENSE_TOKEN"), cookies
+            )
+            result = self.engine.evaluate(
                 compiled,
                 path,
                 token,
                 environ.get("REMOTE_ADDR"),
                 environ.get("HTTP_X_FORWARDED_FOR"),
                 method == "OPTIONS" and _is_preflight(environ),
+                _same_origin(environ, method, cookies) if source == COOKIE else None,
             )
         except LicenseChainError as exc:
             client_ip = self.engine.client_ip(
                 environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR")
             )
-            decision = self.engine.refused(exc, None, None, None, client_ip)
-        environ[DECISION_KEY] = decision
-        environ[CLAIMS_KEY] = decision.claims
-        if self.on_decision is not None:
-            self._report(decision)
-        if not decision.allowed:
-            return self._refuse(environ, decision, start_response)
-        self._forward(environ, decision)
+            result = self.engine.refused(exc, None, None, None, client_ip)
+        environ[RESULT_KEY] = result
+        environ[CLAIMS_KEY] = result.claims
+        if self.on_result is not None:
+            self._report(result)
+        if not result.allowed:
+            return self._refuse(environ, result, start_response)
+        self._forward(environ, result, source == BEARER)
         return self.app(environ, start_response)
 
     # -- steps ---------------------------------------------------------------
@@ -140,13 +152,22 @@ class LicenseGate:
                 raise BadFraming("both Content-Length and Transfer-Encoding")
             if not content_length.isdigit():
                 raise BadFraming("Content-Length is not a number")
-        size = sum([len(value) for key, value in environ.items() if key.startswith("HTTP_")])
+        # name + value of each field, as the ASGI gate counts (an environ key is "HTTP_" + name)
+        size = 0
+        for key, value in environ.items():
+            if key[0] == "H" and key[:5] == "HTTP_":
+                size += len(key) - 5 + len(value)
+        for key, name_length in _UNPREFIXED:
+            value = environ.get(key)
+            if value:
+                size += name_length + len(value)
         if size > self._max_header_bytes:
             # Token headers are not counted: the verifier caps them (401, as the contract says).
-            size -= len(environ.get("HTTP_AUTHORIZATION", ""))
-            size -= len(environ.get("HTTP_X_LICENSE_TOKEN", ""))
+            for key in ("HTTP_AUTHORIZATION", "HTTP_X_LICENSE_TOKEN"):
+                if key in environ:
+                    size -= len(key) - 5 + len(environ[key])
             if size > self._max_header_bytes:
-                raise HeadersTooLarge(f"{size} bytes of header values")
+                raise HeadersTooLarge(f"{size} bytes of header fields")
         connection = environ.get("HTTP_CONNECTION")
         # The usual values name no other header; only the rest need parsing.
         if connection is not None and connection not in _PLAIN_CONNECTION:
@@ -169,28 +190,9 @@ class LicenseGate:
             check_raw_path(raw_path_of(raw_uri))
         return path
 
-    def _token(self, environ: WSGIEnvironment) -> str | None:
-        for source in self._sources:
-            if source == "bearer":
-                authorization = environ.get("HTTP_AUTHORIZATION")
-                if authorization:
-                    token = bearer_token(authorization)
-                    if token is not None:
-                        return token
-            elif source == "x-license-token":
-                value = environ.get("HTTP_X_LICENSE_TOKEN")
-                if value is not None:
-                    return str(value).strip()
-            else:
-                cookies = environ.get("HTTP_COOKIE")
-                if cookies:
-                    value = cookie_value(cookies, self._cookie)
-                    if value:
-                        return value
-        return None
-
-    def _forward(self, environ: WSGIEnvironment, decision: Decision) -> None:
-        claims = decision.claims
+    def _forward(self, environ: WSGIEnvironment, result: GateResult, bearer: bool) -> None:
+        environ_request_id(environ, self._request_id_key)
+        claims = result.claims
         if claims is not None:
             subject, app, plan, features, token_id = self.engine.identity(claims)
             environ[_SUBJECT] = subject
@@ -201,30 +203,30 @@ class LicenseGate:
             environ[_FEATURES] = features
             environ[_TOKEN_ID] = token_id
         if self._strip:
-            self._strip_token(environ)
-        path = decision.path
+            self._strip_token(environ, bearer)
+        path = result.path
         path_info = environ.get("PATH_INFO", "")
         # An empty PATH_INFO (the app's root under a SCRIPT_NAME) is left as it came. A raw
         # target with escapes is re-encoded from the matched path, so both say the same.
         if path is not None and path_info and (path != path_info or self._escaped(environ)):
             self._rewrite_path(environ, path)
 
-    def _strip_token(self, environ: WSGIEnvironment) -> None:
-        for source in self._sources:
-            if source == "bearer":
-                authorization = environ.get("HTTP_AUTHORIZATION")
-                if authorization is not None and authorization[:7].lower() in _BEARER:
-                    del environ["HTTP_AUTHORIZATION"]
-            elif source == "x-license-token":
-                environ.pop("HTTP_X_LICENSE_TOKEN", None)
-            else:
-                cookies = environ.get("HTTP_COOKIE")
-                if cookies and self._cookie in cookies:
-                    rest = without_cookie(cookies, self._cookie)
-                    if rest:
-                        environ["HTTP_COOKIE"] = rest
-                    else:
-                        del environ["HTTP_COOKIE"]
+    def _strip_token(self, environ: WSGIEnvironment, bearer: bool) -> None:
+        """Remove every configured carrier; ``bearer``: the token came from Authorization."""
+        reader = self._reader
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        if authorization is not None and (bearer or reader.is_token_authorization(authorization)):
+            del environ["HTTP_AUTHORIZATION"]
+        if reader.uses_x_header:
+            environ.pop("HTTP_X_LICENSE_TOKEN", None)
+        if reader.uses_cookie:
+            cookies = environ.get("HTTP_COOKIE")
+            if cookies and self._cookie in cookies:
+                rest = without_cookie(cookies, self._cookie)
+                if rest:
+                    environ["HTTP_COOKIE"] = rest
+                else:
+                    del environ["HTTP_COOKIE"]
 
     @staticmethod
     def _escaped(environ: WSGIEnvironment) -> bool:
@@ -243,22 +245,22 @@ class LicenseGate:
                 environ[key] = target
 
     def _refuse(
-        self, environ: WSGIEnvironment, decision: Decision, start_response: StartResponse
+        self, environ: WSGIEnvironment, result: GateResult, start_response: StartResponse
     ) -> Iterable[bytes]:
-        assert decision.error is not None
-        rid = request_id(environ.get(self._request_id_key))
-        status, headers, body = render(decision.error, rid, self.config.request_id_header)
-        start_response(status_line(status), headers)
+        assert result.error is not None
+        rid = environ_request_id(environ, self._request_id_key)
+        refusal = render_refusal(result.error, rid, self.config.request_id_header)
+        start_response(status_line(refusal.status), refusal.headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
             return [b""]
-        return [body]
+        return [refusal.body]
 
-    def _report(self, decision: Decision) -> None:
-        assert self.on_decision is not None
+    def _report(self, result: GateResult) -> None:
+        assert self.on_result is not None
         try:
-            self.on_decision(decision)
+            self.on_result(result)
         except Exception:
-            log.exception("on_decision hook failed")
+            log.exception("on_result hook failed")
 
     # -- operations ----------------------------------------------------------
 
@@ -273,6 +275,20 @@ class LicenseGate:
 def _is_preflight(environ: WSGIEnvironment) -> bool:
     """A CORS preflight: browsers never attach credentials to it."""
     return "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ and "HTTP_ORIGIN" in environ
+
+
+def _same_origin(environ: WSGIEnvironment, method: str, cookies: str | None) -> SameOriginCheck:
+    def check() -> None:
+        check_same_origin(
+            method,
+            host=environ.get("HTTP_HOST"),
+            origin=environ.get("HTTP_ORIGIN"),
+            sec_fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
+            csrf_header=environ.get(_CSRF_ENVIRON),
+            cookies=cookies,
+        )
+
+    return check
 
 
 def _utf8(latin1: str) -> str:

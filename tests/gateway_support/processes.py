@@ -131,6 +131,14 @@ def upstream_server() -> Iterator[Server]:
 
 
 @contextlib.contextmanager
+def wsgi_upstream_server() -> Iterator[Server]:
+    """``wsgi_upstream.py`` under Werkzeug's server (``_`` in header names read as ``-``)."""
+    port = free_port()
+    with run_server([sys.executable, str(HERE / "wsgi_upstream.py"), str(port)], port) as server:
+        yield server
+
+
+@contextlib.contextmanager
 def gateway_server(
     config: Path,
     *,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, GateConfig
-from .settings import ENV_PREFIX, GatewayConfigError, GatewaySettings
+from .settings import ENV_PREFIX, GatewayConfigError, GatewaySettings, parse_env_value
 
 CONFIG_ENV = "LICENSECHAIN_GATEWAY_CONFIG"
 GATE_ENV_PREFIX = "LICENSECHAIN_"
@@ -118,20 +118,7 @@ def _coerce(f: dataclasses.Field[Any], text: str, env_key: str) -> Any:
         return items[0] if f.name == "audience" and len(items) == 1 else items
     if text == "" and "None" in kind:
         return None
-    base = kind.split(" |")[0].strip()
-    try:
-        if base == "bool":
-            lowered = text.strip().lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(text)
-            return lowered in ("1", "true", "yes", "on")
-        if base == "int":
-            return int(text)
-        if base == "float":
-            return float(text)
-    except ValueError:
-        raise GatewayConfigError(f"{env_key} must be a {base}, got {text!r}") from None
-    return text
+    return parse_env_value(kind.split(" |")[0].strip(), text, env_key)
 
 
 def _reject_unknown_gateway_env(env: Mapping[str, str]) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from flask_licensechain.core.errors import InvalidRequest, LicenseChainError
+from flask_licensechain.core.gate import render_error
 
 
 class BadTarget(InvalidRequest):
@@ -33,14 +32,10 @@ class GatewayTimeout(LicenseChainError):
 
 
 def error_body(error: LicenseChainError, request_id: str | None) -> bytes:
-    return json.dumps(error.body(request_id), separators=(",", ":")).encode()
+    return render_error(error, request_id).body
 
 
 def error_headers(error: LicenseChainError, body: bytes) -> list[tuple[str, str]]:
-    headers = [
-        ("Content-Type", "application/json"),
-        ("Content-Length", str(len(body))),
-        ("Cache-Control", "no-store"),
-    ]
-    headers.extend(error.headers().items())
-    return headers
+    """The headers of ``error_body``'s answer (the front adds the request id)."""
+    headers = render_error(error, None).headers
+    return [(k, str(len(body)) if k == "Content-Length" else v) for k, v in headers]

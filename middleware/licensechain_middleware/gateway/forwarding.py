@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from .headers import replace_forwarded_raw
-from .outcome import DECISION_KEY
+from .outcome import RESULT_KEY
 
 
 def client_address(env: Mapping[str, Any]) -> str | None:
     """The client IP: the gate's resolved answer when it left one, else the peer."""
-    decision = env.get(DECISION_KEY)
+    decision = env.get(RESULT_KEY)
     if decision is not None and decision.client_ip:
         return str(decision.client_ip)
     remote = env.get("REMOTE_ADDR")
@@ -19,7 +19,7 @@ def client_address(env: Mapping[str, Any]) -> str | None:
 
 
 def client_address_of_scope(scope: Mapping[str, Any]) -> str | None:
-    decision = scope.get(DECISION_KEY)
+    decision = scope.get(RESULT_KEY)
     if decision is not None and decision.client_ip:
         return str(decision.client_ip)
     client = scope.get("client")

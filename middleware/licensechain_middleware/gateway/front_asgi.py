@@ -12,7 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from ..responses import request_id
+from flask_licensechain.core.gate import request_id
+
 from .bodies import CHUNKED_KEY
 from .metrics import EngineCounters
 from .observe import RECORD_KEY, RequestRecord

@@ -13,7 +13,8 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..responses import request_id
+from flask_licensechain.core.gate import environ_request_id
+
 from .bodies import CHUNKED_KEY
 from .metrics import EngineCounters
 from .observe import RECORD_KEY, RequestRecord
@@ -78,7 +79,7 @@ class WSGIFront:
             return [] if method == "HEAD" else [answer.body]
         if "HTTP_TRANSFER_ENCODING" in environ:
             environ[CHUNKED_KEY] = True
-        rid = environ[self._rid_key] = request_id(environ.get(self._rid_key))
+        rid = environ_request_id(environ, self._rid_key)
         record = RequestRecord(method, path, request_id=rid)
         environ[RECORD_KEY] = record
 

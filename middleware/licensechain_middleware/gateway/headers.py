@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from ..headers import FORWARDING
+
 #: RFC 9110 7.6.1 connection-specific fields, plus the de-facto ones proxies drop.
 HOP_BY_HOP: Final = frozenset(
     {
@@ -83,9 +85,7 @@ def response_headers(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(k, v) for k, v in items if k.lower() not in skip]
 
 
-_FORWARDED: Final = frozenset(
-    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip"}
-)
+_FORWARDED: Final = FORWARDING
 
 
 def replace_forwarded(

@@ -7,13 +7,13 @@ from typing import Any
 
 from .observe import RequestRecord
 
-#: Where the gate leaves its ``Decision`` (``licensechain_middleware.engine``).
-DECISION_KEY = "licensechain.decision"
+#: Where the gate leaves its ``GateResult`` (``licensechain_middleware.engine``).
+RESULT_KEY = "licensechain.result"
 
 
 def apply_decision(env: Mapping[str, Any], record: RequestRecord) -> None:
-    """Copy decision, reason and subject from the gate's ``licensechain.decision``."""
-    decision = env.get(DECISION_KEY)
+    """Copy allow/deny, reason and subject from the gate's ``licensechain.result``."""
+    decision = env.get(RESULT_KEY)
     if decision is None:
         # No gate decision: refused before the gate (or no gate in front of the proxy).
         record.decision = "allow" if record.reached_upstream else "deny"

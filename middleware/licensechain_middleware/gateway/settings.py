@@ -7,9 +7,12 @@ Every key can be overridden by the environment variable
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from flask_licensechain.core.errors import ConfigError
+from flask_licensechain.core.options import parse_bool, parse_float, parse_int
 
 from .bodies import BodyPolicy
 from .client import UpstreamLimits
@@ -166,20 +169,26 @@ def _check_type(f: dataclasses.Field[Any], value: Any) -> Any:
 
 
 def _coerce(f: dataclasses.Field[Any], text: str, env_key: str) -> Any:
-    kind = str(f.type)
+    return parse_env_value(str(f.type), text, env_key)
+
+
+def parse_env_value(kind: str, text: str, env_key: str) -> Any:
+    """An environment string as a ``bool``/``int``/``float`` (strings pass as they are),
+    with the extension's rules (``flask_licensechain/core/options.py``)."""
+    parse = _PARSERS.get(kind)
+    if parse is None:
+        return text
     try:
-        if kind == "bool":
-            lowered = text.strip().lower()
-            if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(text)
-            return lowered in ("1", "true", "yes", "on")
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-    except ValueError:
-        raise GatewayConfigError(f"{env_key} must be a {kind}, got {text!r}") from None
-    return text
+        return parse(text, env_key)
+    except ConfigError as exc:
+        raise GatewayConfigError(str(exc)) from None
+
+
+_PARSERS: dict[str, Callable[[Any, str], Any]] = {
+    "bool": parse_bool,
+    "int": parse_int,
+    "float": parse_float,
+}
 
 
 def settings_table() -> str:
