@@ -765,6 +765,7 @@ def test_a_host_apps_own_404_page_stays(tmp_path: Path) -> None:
     from flask_licensechain import LicenseChain
 
     app = Flask("host", instance_path=str(tmp_path))
+    app.testing = True
     app.register_error_handler(404, lambda _e: ("host page", 404))
     LicenseChain(app, ratelimit_enabled=False)
     response = app.test_client().get("/elsewhere")
