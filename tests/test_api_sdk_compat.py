@@ -11,7 +11,6 @@ the public endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,20 +35,6 @@ def sdk(issuer: Issuer, method: str, path: str, body: Any = None, **kwargs: Any)
     if body is not None:
         kwargs["json"] = body
     return issuer.client.open(path, method=method, headers=headers, **kwargs)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def denylisted_issuer(
-    request: pytest.FixtureRequest, tmp_path: Path, database_url: str
-) -> Iterator[Issuer]:
-    options: dict[str, Any] = {}
-    if request.param == "redis":
-        options["denylist_url"] = request.getfixturevalue("redis_url")
-    made = make_issuer(tmp_path, database_url, **options)
-    try:
-        yield made
-    finally:
-        close_issuer(made)
 
 
 def refused(issuer: Issuer, token: str) -> str | None:

@@ -4,59 +4,19 @@ status, and verification outcomes per day."""
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from flask_licensechain.core.errors import Conflict, InvalidRequest, NotFound
-from flask_licensechain.store import Store, open_store
+from flask_licensechain.store import Store
 from flask_licensechain.store.analytics import VerificationTally, day_of
-from flask_licensechain.store.schema import metadata as schema_metadata
 from flask_licensechain.store.validation import origins, webhook_url
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+pytest_plugins = ["store_fixtures"]  # store (SQLite and PostgreSQL)
 NOW = datetime(2030, 6, 15, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def module_postgres_url(postgres_server_url: str) -> Iterator[str]:
-    name = "lc_store_admin_" + secrets.token_hex(6)
-    admin = sa.create_engine(
-        postgres_server_url.replace("postgresql://", "postgresql+psycopg://", 1),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{postgres_server_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("module_postgres_url")
-    opened = open_store(url)
-    opened.upgrade_schema()
-    try:
-        yield opened
-    finally:
-        if opened.backend == "postgresql":
-            tables = ", ".join(table.name for table in schema_metadata.sorted_tables)
-            with opened.engine.begin() as conn:
-                conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-        opened.dispose()
 
 
 # -- apps: webhook URL, allowed origins, update, delete -------------------------------------

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 import jwt
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from ..core.contract import LONGEST_TTL
 from ..core.errors import InsufficientScope, InvalidRequest, NotFound
@@ -23,6 +23,7 @@ from .auth import (
 from .body import Fields, read_json_body, reject_unknown
 from .cors import OriginAllowList
 from .http import NO_STORE, json_response
+from .query import query_app_id, query_int
 from .serialize import api_key_json, app_json, iso
 
 if TYPE_CHECKING:
@@ -70,18 +71,6 @@ def app_changes(fields: Fields, *, creating: bool) -> dict[str, Any]:
         if fields.present(*names):
             changes[field] = fields.raw(*names)  # the store checks and normalizes them
     return changes
-
-
-def query_page(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
-        raise InvalidRequest(f"'{name}' must be a positive integer.")
-    value = int(raw)
-    if not 1 <= value <= maximum:
-        raise InvalidRequest(f"'{name}' must be between 1 and {maximum}.")
-    return value
 
 
 def audit(store: Store, action: str, target: str | None, **data: Any) -> None:
@@ -162,8 +151,8 @@ def register_admin_routes(
     @bp.get("/apps")
     @requires("apps:read")
     def list_apps() -> Response:
-        number = query_page("page", 1, MAX_APPS_PAGE)
-        size = query_page("limit", MAX_APPS_PAGE_SIZE, MAX_APPS_PAGE_SIZE)
+        number = query_int("page", 1, MAX_APPS_PAGE)
+        size = query_int("limit", MAX_APPS_PAGE_SIZE, MAX_APPS_PAGE_SIZE)
         own = app_filter(None)
         apps = store.apps.list(page=number, limit=size, app_id=own)
         return json_response(
@@ -236,35 +225,30 @@ def register_admin_routes(
 
     # -- analytics -----------------------------------------------------------------------
 
-    def query_app_id() -> str | None:
-        app_id = request.args.get("app_id") or request.args.get("appId") or None
-        app_id = app_filter(app_id)
+    def app_report() -> tuple[str | None, dict[str, Any]]:
+        """The ``app_id`` filter (404 for an unknown app) and the verification report of
+        the ``period`` asked for."""
+        period = query_period()
+        app_id = app_filter(query_app_id())
         if app_id is not None and store.apps.get(app_id) is None:
             raise NotFound("App not found.")
-        return app_id
+        report = verification_report(store.verification_tally, period, app_id=app_id)
+        return app_id, {"appId": app_id, **report}
 
     @bp.get("/analytics/stats")
     @requires("licenses:read")
     def analytics_stats() -> Response:
-        period = query_period()
-        app_id = query_app_id()
-        report = verification_report(store.verification_tally, period, app_id=app_id)
-        return json_response(
-            {
-                "appId": app_id,
-                **report,
-                "licenses": store.licenses.stats(app_id=app_id),
-                "apps": store.apps.count(app_id=app_id),
-            }
-        )
+        app_id, report = app_report()
+        counts = {
+            "licenses": store.licenses.stats(app_id=app_id),
+            "apps": store.apps.count(app_id=app_id),
+        }
+        return json_response({**report, **counts})
 
     @bp.get("/analytics/usage")
     @requires("licenses:read")
     def analytics_usage() -> Response:
-        period = query_period()
-        app_id = query_app_id()
-        report = verification_report(store.verification_tally, period, app_id=app_id)
-        return json_response({"appId": app_id, **report})
+        return json_response(app_report()[1])
 
     # -- signing keys ------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from .analytics_report import query_period, verification_report
 from .auth import app_filter, check_app_visible, scope_guard, visible_license
 from .body import Fields, parse_timestamp, read_json_body, reject_unknown
 from .http import json_response
+from .query import query_app_id, query_int
 from .serialize import license_json
 
 if TYPE_CHECKING:
@@ -147,18 +148,6 @@ def check_body_app_id(fields: Fields, app_id: str) -> None:
             raise InvalidRequest(f"'{name}' must equal the app id in the path.")
 
 
-def _query_int(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
-        raise InvalidRequest(f"'{name}' must be a positive integer.")
-    value = int(raw)
-    if not 1 <= value <= maximum:
-        raise InvalidRequest(f"'{name}' must be between 1 and {maximum}.")
-    return value
-
-
 def _query_status() -> str | None:
     raw = request.args.get("status")
     if raw is None or raw == "":
@@ -188,8 +177,8 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
         return visible_license(licenses.get_by_id_or_key(ref))
 
     def page(app_id: str | None) -> Response:
-        number = _query_int("page", 1, MAX_PAGE)
-        size = _query_int("limit", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        number = query_int("page", 1, MAX_PAGE)
+        size = query_int("limit", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         now = datetime.now(UTC)
         records, total = licenses.list(
             app_id=app_id, status=_query_status(), page=number, limit=size, now=now
@@ -222,21 +211,15 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
             raise NotFound("App not found.")
         return page(app_id)
 
-    def query_app_id() -> str | None:
-        app_id = request.args.get("app_id") or request.args.get("appId") or None
-        if app_id is not None and len(app_id) > MAX_TEXT:
-            raise InvalidRequest("'app_id' is too long.")
-        return app_filter(app_id)
-
     @bp.get("/licenses")
     @requires("licenses:read")
     def list_licenses() -> Response:
-        return page(query_app_id())
+        return page(app_filter(query_app_id()))
 
     @bp.get("/licenses/stats")
     @requires("licenses:read")
     def license_stats() -> Response:
-        app_id = query_app_id()
+        app_id = app_filter(query_app_id())
         if app_id is not None and store.apps.get(app_id) is None:
             raise NotFound("App not found.")
         return json_response(licenses.stats(app_id=app_id))

@@ -18,7 +18,7 @@ from ..store import validation as store_checks
 from ..store.analytics import VALID_OUTCOME
 from ..store.api_keys import API_KEY_SCOPES, ENVIRONMENTS
 from ..store.licenses import STATS_FIELDS
-from . import admin, analytics_report, cors, licenses, public
+from . import admin, analytics_report, cors, licenses, public, query
 
 Schema = dict[str, Any]
 
@@ -1007,7 +1007,7 @@ def _analytics_params() -> list[Schema]:
 
 def _app_filter_params() -> list[Schema]:
     return [
-        _query(name, _text(licenses.MAX_TEXT), "Only this app (404 when there is none).")
+        _query(name, _text(query.MAX_APP_ID), "Only this app (404 when there is none).")
         for name in ("app_id", "appId")
     ]
 
@@ -1037,6 +1037,19 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 body=body,
                 body_required=required,
                 parameters=[_license_param("licenseId")],
+            )
+        }
+
+    def analytics(summary: str, schema: str) -> Schema:
+        return {
+            "get": _admin(
+                summary,
+                "licenses:read",
+                200,
+                "The report.",
+                _schema(schema),
+                errors=(400, 404),
+                parameters=[*_analytics_params(), *_app_filter_params()],
             )
         }
 
@@ -1279,28 +1292,10 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 ],
             )
         },
-        f"{p}/analytics/stats": {
-            "get": _admin(
-                "Verifications by outcome per day, with license and app counts",
-                "licenses:read",
-                200,
-                "The report.",
-                _schema("AnalyticsStats"),
-                errors=(400, 404),
-                parameters=[*_analytics_params(), *_app_filter_params()],
-            )
-        },
-        f"{p}/analytics/usage": {
-            "get": _admin(
-                "Verifications by outcome per day",
-                "licenses:read",
-                200,
-                "The report.",
-                _schema("AnalyticsUsage"),
-                errors=(400, 404),
-                parameters=[*_analytics_params(), *_app_filter_params()],
-            )
-        },
+        f"{p}/analytics/stats": analytics(
+            "Verifications by outcome per day, with license and app counts", "AnalyticsStats"
+        ),
+        f"{p}/analytics/usage": analytics("Verifications by outcome per day", "AnalyticsUsage"),
         f"{p}/signing-keys/rotate": {
             "post": _admin(
                 "Rotate the signing key",
