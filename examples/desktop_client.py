@@ -206,15 +206,35 @@ class DesktopLicense:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="LicenseChain desktop license check (demo)")
-    parser.add_argument("--server", default=os.environ.get("LICENSECHAIN_SERVER"))
-    parser.add_argument("--key", default=os.environ.get("LICENSECHAIN_LICENSE_KEY"))
-    parser.add_argument("--issuer", default=os.environ.get("LICENSECHAIN_ISSUER"))
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("LICENSECHAIN_SERVER"),
+        help="license server base URL, e.g. http://127.0.0.1:5000 (env LICENSECHAIN_SERVER)",
+    )
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("LICENSECHAIN_LICENSE_KEY"),
+        help="the license key LC-... (env LICENSECHAIN_LICENSE_KEY)",
+    )
+    parser.add_argument(
+        "--issuer",
+        default=os.environ.get("LICENSECHAIN_ISSUER"),
+        help="also require this exact 'iss', e.g. http://127.0.0.1:5000/v1 "
+        "(env LICENSECHAIN_ISSUER; default: not checked)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="where the token and the JWKS are kept (default: %(default)s)",
+    )
     parser.add_argument("--refresh-before", type=float, default=300.0, help="seconds before exp")
     parser.add_argument("--leeway", type=float, default=0.0, help="clock leeway, seconds")
     parser.add_argument("--watch", type=int, default=1, help="number of checks to run")
     parser.add_argument("--interval", type=float, default=60.0, help="seconds between checks")
-    parser.add_argument("--print-hardware-id", action="store_true")
+    parser.add_argument(
+        "--print-hardware-id", action="store_true", help="print this machine's hwuid and exit"
+    )
     args = parser.parse_args(argv)
     if not args.print_hardware_id and (not args.server or not args.key):
         parser.error("--server and --key are required (or LICENSECHAIN_SERVER/_LICENSE_KEY)")

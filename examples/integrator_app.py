@@ -23,6 +23,7 @@ from flask import Flask, jsonify
 
 from flask_licensechain import LicenseChain, current_license, requires_feature, requires_license
 from flask_licensechain.config import PREFIX, config_from_environ
+from flask_licensechain.core.errors import ConfigError
 
 
 def create_app(environ: dict[str, str] | None = None) -> Flask:
@@ -60,10 +61,16 @@ def create_app(environ: dict[str, str] | None = None) -> Flask:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="LicenseChain integrator example")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5001")))
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="env HOST")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", "5001")), help="env PORT"
+    )
     args = parser.parse_args()
-    create_app().run(host=args.host, port=args.port)
+    try:
+        app = create_app()
+    except ConfigError as exc:  # a setting to fix: its message, not a traceback
+        raise SystemExit(f"integrator_app: {exc}") from None
+    app.run(host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

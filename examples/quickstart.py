@@ -29,7 +29,9 @@ from flask import Flask
 
 from flask_licensechain import LicenseChain, get_state
 from flask_licensechain.config import PREFIX, config_from_environ
+from flask_licensechain.core.errors import ConfigError
 from flask_licensechain.core.private_files import PRIVATE_FILE_MODE, make_private_dirs
+from flask_licensechain.issuer import IssuerConfigurationError
 from flask_licensechain.store import Store
 
 DEMO_FILE = "quickstart.json"
@@ -91,8 +93,14 @@ def _load_demo(path: Path, store: Store) -> Demo | None:
     return demo if lic is not None and lic.key == demo.license_key else None
 
 
-def instructions(demo: Demo, api_key: str | None, api: str, backend: str) -> str:
-    """What to print: the demo objects and the curl commands, for the API at ``api``."""
+def instructions(
+    demo: Demo, api_key: str | None, api: str, backend: str, status: str = "ACTIVE"
+) -> str:
+    """What to print: the demo objects and the curl commands, for the API at ``api``.
+
+    ``status`` is the demo license's stored status; when it is not ``ACTIVE`` (suspended or
+    revoked since the first start) the license line says so and how to get a working one.
+    """
     json_header = "-H 'Content-Type: application/json'"
     verify_body = json.dumps({"key": demo.license_key, "hwuid": DEMO_HWUID})
     if api_key:
@@ -110,6 +118,7 @@ def instructions(demo: Demo, api_key: str | None, api: str, backend: str) -> str
         "",
         f"  demo app       {demo.app_name} ({demo.app_id}), tier pro",
         f"  license key    {demo.license_key}   (plan pro, features: export, 2 devices)",
+        *_status_lines(status, demo),
         key_line,
         "",
         "1. Verify the license key; the answer carries a license_token:",
@@ -129,20 +138,47 @@ def instructions(demo: Demo, api_key: str | None, api: str, backend: str) -> str
     return "\n".join(lines)
 
 
+def _status_lines(status: str, demo: Demo) -> list[str]:
+    """The warning under the license line when the demo license no longer verifies."""
+    pad = " " * 17
+    if status == "ACTIVE":
+        return []
+    if status == "SUSPENDED":
+        return [
+            f"{pad}SUSPENDED: verify refuses it until an admin lifts that:",
+            f"{pad}  PATCH /v1/licenses/{demo.license_id}/activate",
+        ]
+    return [
+        f"{pad}{status}: verify refuses it for good. Delete the instance folder to start over,",
+        f"{pad}or make another: flask --app examples/quickstart.py licensechain create-license",
+        f"{pad}  --app-id {demo.app_id} --feature export --plan pro --max-devices 2",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="LicenseChain quickstart license server")
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="env HOST")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT", "5000")),
+        help="env PORT; the issuer is http://HOST:PORT/v1 unless LICENSECHAIN_ISSUER is set",
+    )
     args = parser.parse_args()
     os.environ["HOST"], os.environ["PORT"] = args.host, str(args.port)
 
-    app = create_app()
+    try:
+        app = create_app()
+    except (ConfigError, IssuerConfigurationError) as exc:  # a setting to fix, not a traceback
+        raise SystemExit(f"quickstart: {exc}") from None
     demo, api_key = ensure_demo(app)
     state = get_state(app)
     assert state.store is not None
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
     api = f"http://{shown_host}:{args.port}" + state.settings.url_prefix.rstrip("/")
-    print(instructions(demo, api_key, api, state.store.backend))
+    stored = state.store.licenses.get(demo.license_id)
+    status = stored.status if stored is not None else "ACTIVE"
+    print(instructions(demo, api_key, api, state.store.backend, status))
     print(flush=True)
     app.run(host=args.host, port=args.port, use_reloader=False)
 

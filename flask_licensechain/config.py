@@ -185,8 +185,16 @@ class Settings:
     denylist_mirror: bool = _opt(
         True,
         "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "
-        "revocation checks cost no round trip. False: ask Redis on every check.",
+        "revocation checks cost no round trip. False: ask Redis on every check (integrator "
+        "apps; an issuer always checks its copy of the store's record).",
         parse_bool,
+    )
+    revocation_poll_interval: float = _opt(
+        0.25,
+        "Issuer: seconds between two reads of the store's revocation counter per process "
+        "(at most one per interval, on the request path): without Redis, the bound on how "
+        "late another worker refuses a revoked token.",
+        _non_negative_float,
     )
     denylist_fail_open: bool = _shared(False, "denylist_fail_open", parse_bool)
     jwks_url: str | None = _opt(None, "Integrator mode: " + SHARED_OPTIONS["jwks_url"], _http_url)

@@ -19,7 +19,7 @@ from flask import Flask, current_app
 
 from .authoritative import LiveStatusChecker, build_live_status_checker
 from .config import Settings
-from .core.denylist import Denylist, denylist_from_uri
+from .core.denylist import Denylist, RevocationSource, denylist_from_uri
 from .core.gate import TokenReader
 from .core.keysource import KeySource
 from .core.options import audience_set, check_audience_choice
@@ -79,18 +79,14 @@ class LicenseChain:
                 audience_key="LICENSECHAIN_AUDIENCE",
                 verify_key="LICENSECHAIN_VERIFY_AUDIENCE",
             )
-        denylist_url = settings.denylist_url or settings.redis_url or "memory://"
-        denylist = denylist_from_uri(
-            denylist_url, fail_open=settings.denylist_fail_open, mirror=settings.denylist_mirror
-        )
         if settings.integrator_mode:
             from .integrator import build_key_source
 
-            state = self._state(settings, build_key_source(settings), denylist)
+            state = self._state(settings, build_key_source(settings), build_denylist(settings))
         else:
             from .issuer import init_issuer
 
-            state = init_issuer(app, settings, denylist)
+            state = init_issuer(app, settings)
         state.token_reader = TokenReader(settings.token_sources, settings.token_cookie)
         state.gate_audience = audience_set(settings.audience) or None
         if settings.authoritative:
@@ -105,6 +101,17 @@ class LicenseChain:
             denylist=denylist,
             key_source=keys,
         )
+
+
+def build_denylist(settings: Settings, source: RevocationSource | None = None) -> Denylist:
+    """The configured denylist; with ``source`` (the issuer's store) it follows the store."""
+    return denylist_from_uri(
+        settings.denylist_url or settings.redis_url or "memory://",
+        fail_open=settings.denylist_fail_open,
+        mirror=settings.denylist_mirror,
+        source=source,
+        poll_interval=settings.revocation_poll_interval,
+    )
 
 
 def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> TokenVerifier:

@@ -24,7 +24,6 @@ from flask import Flask
 
 from .config import Settings
 from .core.contract import LONGEST_TTL, clamp_leeway
-from .core.denylist import Denylist
 from .core.errors import Conflict
 from .core.keyring import KeyRing, RingKey
 from .core.keys import (
@@ -298,17 +297,19 @@ def resolve_issuer(app: Flask, settings: Settings) -> Settings:
     return settings
 
 
-def init_issuer(app: Flask, settings: Settings, denylist: Denylist) -> LicenseChainState:
+def init_issuer(app: Flask, settings: Settings) -> LicenseChainState:
     from .api import create_blueprint, create_root_blueprint
     from .api.http import install_json_errors, install_prefix_routing_errors
     from .api.ratelimit import PublicRateLimits
-    from .extension import LicenseChainState
+    from .extension import LicenseChainState, build_denylist
 
     settings = resolve_issuer(app, settings)
     database_url = settings.database_url or default_database_url(app)
     sealing_key = resolve_encryption_key(app, settings, database_url)
     store = open_store(database_url)
     store.prepare_schema()
+    # The store records every revocation; the denylist follows it (and Redis, when set).
+    denylist = build_denylist(settings, source=store.revocations)
 
     signing_keys = SigningKeys(store, sealing_key, settings)
     signing_keys.ensure_active(settings.signing_key_file)

@@ -25,6 +25,7 @@ from gate_support import (
     token_factory,
 )
 
+from flask_licensechain.core.denylist.redis import RedisDenylist
 from flask_licensechain.core.keys import SigningKey
 
 REDIS_URL = os.environ.get("LICENSECHAIN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -50,9 +51,16 @@ def _reachable(host: str, port: int) -> bool:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """URL of the real Redis server. Tests must not FLUSHDB: use unique keys."""
+    """URL of the real Redis server. Tests must not FLUSHDB: use unique keys.
+
+    Its default denylist namespace is declared complete (Redis as the only record), as a
+    deployment without a store does: gates trust a Redis denylist only once it is.
+    """
     if not _reachable("127.0.0.1", 6379):
         require_service("Redis is not running on 127.0.0.1:6379")
+    shared = RedisDenylist.from_uri(REDIS_URL)
+    shared.mark_complete()
+    shared.close()
     return REDIS_URL
 
 

@@ -342,7 +342,7 @@ def test_activate_puts_the_denylist_entry_back_when_the_store_fails(
     response = sqlite_issuer.client.patch(f"/v1/licenses/{lic.id}/activate", headers=auth)
     error_body(response, 503, "unavailable")
     assert sqlite_issuer.snapshot() == before
-    assert sqlite_issuer.state.denylist.is_revoked("any-jti", lic.id) is True
+    assert sqlite_issuer.state.denylist.is_revoked("any-jti", lic.id, 0) is True
     assert sqlite_issuer.introspect(token)["active"] is False
 
 

@@ -486,16 +486,22 @@ def test_introspect_needs_a_string_token(sqlite_issuer: Issuer) -> None:
         error_body(sqlite_issuer.post("/v1/licenses/introspect", body), 400, "invalid_request")
 
 
-def test_introspect_answers_503_when_the_denylist_is_down(tmp_path: Path) -> None:
+def test_introspect_follows_the_store_when_the_denylist_redis_is_down(tmp_path: Path) -> None:
+    # The store is the record: an unreachable Redis never turns a revoked token active, and
+    # never turns a live one into a 503.
     from conftest import free_port
 
     made = make_issuer(tmp_path, denylist_url=f"redis://127.0.0.1:{free_port()}/0")
     try:
         lic = made.new_license()
-        token = made.token_for(lic.key)  # issuing does not need the denylist
-        response = made.post("/v1/licenses/introspect", {"token": token})
-        body = error_body(response, 503, "unavailable")
-        assert "active" not in body
+        token, revoked = made.token_for(lic.key), made.token_for(lic.key)
+        response = made.post(
+            "/v1/licenses/revoke-token", {"license_token": revoked}, headers=made.auth()
+        )
+        assert response.status_code == 200
+        assert made.introspect(token)["active"] is True
+        assert made.introspect(revoked) == {"active": False, "reason": "token_revoked"}
+        assert made.client.get("/v1/health").get_json()["checks"]["denylist"] == "down"
     finally:
         close_issuer(made)
 

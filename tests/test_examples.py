@@ -336,3 +336,57 @@ def test_revocation_reaches_every_gunicorn_worker_of_the_integrator_at_once(
             assert {a.headers["WWW-Authenticate"] for a in answers} == {refused_for("revoked")}
         finally:
             stop_process(workers)
+
+
+# -- what a newcomer sees when a setting is wrong -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("program", "settings", "says"),
+    [
+        (
+            "integrator_app.py",
+            {"LICENSECHAIN_JWKS_URL": "http://127.0.0.1:9/v1/licenses/jwks"},
+            "integrator_app: LICENSECHAIN_AUDIENCE is required",
+        ),
+        (
+            "quickstart.py",
+            {"LICENSECHAIN_LEEWAY": "abc"},
+            "quickstart: LICENSECHAIN_LEEWAY must be",
+        ),
+        (
+            "quickstart.py",
+            {"LICENSECHAIN_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/none"},
+            "quickstart: LICENSECHAIN_ENCRYPTION_KEY is required with a postgresql store",
+        ),
+    ],
+)
+def test_examples_name_a_bad_setting_without_a_traceback(
+    program: str, settings: dict[str, str], says: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LICENSECHAIN_", "FLASK_"))}
+    env.update(settings, QUICKSTART_INSTANCE_PATH=str(tmp_path), PORT=str(free_port()))
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / program)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_desktop_client_help_describes_every_option() -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "desktop_client.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    options = done.stdout.split("options:", 1)[1]
+    for option in ("--server SERVER", "--key KEY", "--issuer ISSUER", "--state-dir STATE_DIR"):
+        described = options.split(option, 1)[1].split("\n  -", 1)[0]
+        assert described.strip(), f"{option} has no help text:\n{done.stdout}"

@@ -6,6 +6,7 @@ issuer asks its own store. Both fail closed.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jwt
@@ -106,13 +107,23 @@ def test_issuer_authoritative_mode_reads_the_live_status(tmp_path: Any) -> None:
     assert client.get("/reports/export", headers=bearer(token)).status_code == 401
 
 
-def test_issuer_without_authoritative_mode_trusts_the_token(issuer_app: Flask) -> None:
+def test_issuer_gate_follows_a_suspension_written_straight_to_the_store(
+    issuer_app: Flask,
+) -> None:
+    # Written by another process or the CLI: the store records the block, and this
+    # process's denylist reads it within one poll interval, without authoritative mode.
     lic, token = issue_token(issuer_app)
     store = get_state(issuer_app).store
     assert store is not None
-    store.licenses.set_status(lic.id, "SUSPENDED")  # no denylist entry written
-    response = issuer_app.test_client().get("/reports/export", headers=bearer(token))
-    assert response.status_code == 200
+    client = issuer_app.test_client()
+    assert client.get("/reports/export", headers=bearer(token)).status_code == 200
+    store.licenses.set_status(lic.id, "SUSPENDED")
+    deadline = time.monotonic() + 10
+    while client.get("/reports/export", headers=bearer(token)).status_code == 200:
+        assert time.monotonic() < deadline, "the suspension never reached the gate"
+        time.sleep(0.05)
+    response = client.get("/reports/export", headers=bearer(token))
+    assert_refused(response, 401, INVALID_TOKEN, "unauthorized")
 
 
 def test_issuer_authoritative_mode_fails_closed_when_the_store_fails(tmp_path: Any) -> None:

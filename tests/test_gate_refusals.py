@@ -281,7 +281,7 @@ def test_revoked_sub_refuses_every_token_of_the_license(
 def test_revocation_through_shared_redis_reaches_the_gate(
     jwks_server: JWKSServer, make_gate_token: TokenFactory, redis_url: str
 ) -> None:
-    from flask_licensechain.core.denylist import RedisDenylist
+    from flask_licensechain.core.denylist.redis import RedisDenylist
 
     app = integrator_app(jwks_server, LICENSECHAIN_DENYLIST_URL=redis_url)
     client = app.test_client()

@@ -27,7 +27,7 @@ from middleware_support import (
     wsgi_environ,
 )
 
-from flask_licensechain.core.denylist import RedisDenylist
+from flask_licensechain.core.denylist.redis import RedisDenylist
 
 CHALLENGE = 'Bearer realm="licensechain"'
 INVALID_TOKEN = 'Bearer realm="licensechain", error="invalid_token"'

@@ -4,8 +4,7 @@ Generic over future revisions: a store is created at revision 0001 and filled wi
 as revision 0001 stored them (frozen here), then migrated to whatever the head is, and read back
 through today's repositories and a running server. Downgrade to 0001 and back keeps the data.
 The migrated schema must equal ``store/schema.py``. Refusals (store older or newer than the
-code) use a test-only revision after the package's head (``PROBE``) in a copy of the script
-directory; it rebuilds a table
+code) use a test-only revision after the head in a copy of the script directory; it rebuilds a table
 that others refer to, as SQLite batch migrations do, to prove no row is lost on the way.
 Everything runs on SQLite and PostgreSQL.
 """
@@ -464,23 +463,21 @@ def test_host_app_tables_and_alembic_history_are_left_alone(store: Store) -> Non
     assert {"users", "alembic_version"} <= set(sa.inspect(store.engine).get_table_names())
 
 
-# -- a store older or newer than the code (a test-only revision after the head) ---------------
+# -- a store older or newer than the code (a test-only revision after the head) ------------
 
-#: the package's head, and the test-only revision a later release would add after it
-HEAD = migrate.head_revision()
-PROBE = f"{int(HEAD) + 1:04d}"
-
+#: The test-only revision, as a later release would add it after the package's head.
+PROBE = "0999"
 REVISION_2 = f'''
 """Test only: a column on lc_licenses (a table that lc_devices refers to), rebuilt.
 
 Revision ID: {PROBE}
-Revises: {HEAD}
+Revises: {migrate.head_revision()}
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "{PROBE}"
-down_revision = "{HEAD}"
+down_revision = "{migrate.head_revision()}"
 branch_labels = None
 depends_on = None
 
@@ -503,7 +500,7 @@ def downgrade():
 
 @pytest.fixture
 def code_with_revision_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The package's migrations plus a revision after the head, as a later release would
+    """The package's migrations plus a revision after their head, as a later release would
     ship them."""
     copy = tmp_path / "future_migrations"
     shutil.copytree(PACKAGE_MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))

@@ -20,17 +20,15 @@ import pytest
 import redis as redis_lib
 from conftest import free_port
 
-from flask_licensechain.core.denylist import (
-    EVENTS_CHANNEL,
-    JTI_PREFIX,
-    SUB_PREFIX,
-    RedisDenylist,
-    denylist_from_uri,
-)
+from flask_licensechain.core.denylist import denylist_from_uri
+from flask_licensechain.core.denylist.mirror import DenylistMirror
+from flask_licensechain.core.denylist.redis import RedisDenylist, RedisKeys
 from flask_licensechain.core.errors import Unavailable
-from flask_licensechain.core.mirror import DenylistMirror
 
 pytestmark = pytest.mark.redis
+
+
+KEYS = RedisKeys()
 
 
 def unique(kind: str) -> str:
@@ -77,30 +75,30 @@ def test_synced_mirror_answers_from_memory(redis_url: str, writer: RedisDenylist
         assert mirror.wait_synced(5)
         writer.revoke_jti(jti, 60)
         writer.revoke_sub(sub, 60)
-        assert eventually(lambda: mirror.is_revoked(jti, "x") and mirror.is_revoked("x", sub))
+        assert eventually(lambda: mirror.is_revoked(jti, "x", 0) and mirror.is_revoked("x", sub, 0))
         writer.unrevoke_sub(sub)
-        assert eventually(lambda: not mirror.is_revoked("x", sub))
+        assert eventually(lambda: not mirror.is_revoked("x", sub, 0))
         # A key written without an announcement is invisible to a synced mirror:
         # proof that answers come from memory, not from a round trip.
-        raw.set(JTI_PREFIX + silent, b"1", px=60_000)
-        assert mirror.is_revoked(silent, "x") is False
+        raw.set(KEYS.key("jti", silent), b"1", px=60_000)
+        assert mirror.is_revoked(silent, "x", 0) is False
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + jti, SUB_PREFIX + sub, JTI_PREFIX + silent)
+        raw.delete(KEYS.key("jti", jti), KEYS.key("block", sub), KEYS.key("jti", silent))
 
 
 def test_initial_load_picks_up_existing_entries(redis_url: str, raw: Any) -> None:
     jti, sub = unique("j"), unique("s")
-    raw.set(JTI_PREFIX + jti, b"1", px=60_000)  # silent: only SCAN can find them
-    raw.set(SUB_PREFIX + sub, b"1", px=60_000)
+    raw.set(KEYS.key("jti", jti), b"1", px=60_000)  # silent: only SCAN can find them
+    raw.set(KEYS.key("block", sub), b"1", px=60_000)
     mirror = make_mirror(redis_url)
     try:
         assert mirror.wait_synced(5)
-        assert jti in mirror._jti and sub in mirror._sub
-        assert mirror.is_revoked(jti, "x") and mirror.is_revoked("x", sub)
+        assert jti in mirror.table.jti and sub in mirror.table.sub
+        assert mirror.is_revoked(jti, "x", 0) and mirror.is_revoked("x", sub, 0)
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + jti, SUB_PREFIX + sub)
+        raw.delete(KEYS.key("jti", jti), KEYS.key("block", sub))
 
 
 def test_unsynced_mirror_asks_redis_directly(redis_url: str, raw: Any) -> None:
@@ -108,13 +106,13 @@ def test_unsynced_mirror_asks_redis_directly(redis_url: str, raw: Any) -> None:
     mirror.start = lambda: None  # type: ignore[method-assign]  # the listener never syncs
     jti = unique("j")
     try:
-        raw.set(JTI_PREFIX + jti, b"1", px=60_000)
+        raw.set(KEYS.key("jti", jti), b"1", px=60_000)
         assert not mirror.synced
-        assert mirror.is_revoked(jti, "x") is True
-        assert mirror.is_revoked(unique("other"), "x") is False
+        assert mirror.is_revoked(jti, "x", 0) is True
+        assert mirror.is_revoked(unique("other"), "x", 0) is False
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + jti)
+        raw.delete(KEYS.key("jti", jti))
 
 
 def test_entries_expire_by_their_until(redis_url: str, writer: RedisDenylist, raw: Any) -> None:
@@ -126,12 +124,12 @@ def test_entries_expire_by_their_until(redis_url: str, writer: RedisDenylist, ra
     try:
         assert mirror.wait_synced(5)
         writer.revoke_jti(jti, 30)
-        assert eventually(lambda: mirror.is_revoked(jti, "x"))
+        assert eventually(lambda: mirror.is_revoked(jti, "x", 0))
         clock_offset[0] = 31
-        assert mirror.is_revoked(jti, "x") is False
+        assert mirror.is_revoked(jti, "x", 0) is False
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + jti)
+        raw.delete(KEYS.key("jti", jti))
 
 
 def test_own_revocations_are_visible_at_once(redis_url: str, raw: Any) -> None:
@@ -140,11 +138,11 @@ def test_own_revocations_are_visible_at_once(redis_url: str, raw: Any) -> None:
     try:
         assert mirror.wait_synced(5)
         mirror.revoke_jti(jti, 60)
-        assert mirror.is_revoked(jti, "x")
-        assert raw.exists(JTI_PREFIX + jti)
+        assert mirror.is_revoked(jti, "x", 0)
+        assert raw.exists(KEYS.key("jti", jti))
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + jti)
+        raw.delete(KEYS.key("jti", jti))
 
 
 def test_malformed_events_are_ignored(redis_url: str, writer: RedisDenylist, raw: Any) -> None:
@@ -153,14 +151,14 @@ def test_malformed_events_are_ignored(redis_url: str, writer: RedisDenylist, raw
     jti = unique("j")
     try:
         assert mirror.wait_synced(5)
-        raw.publish(EVENTS_CHANNEL, b"+j missing-until-" + jti.encode())
-        raw.publish(EVENTS_CHANNEL, b"\xff\xfe garbage")
+        raw.publish(KEYS.events, b"+j missing-until-" + jti.encode())
+        raw.publish(KEYS.events, b"\xff\xfe garbage")
         writer.revoke_jti(jti, 60)
         assert eventually(lambda: any(jti in e for e in seen))
-        assert mirror.synced and mirror.is_revoked(jti, "x")
+        assert mirror.synced and mirror.is_revoked(jti, "x", 0)
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + jti)
+        raw.delete(KEYS.key("jti", jti))
 
 
 # -- breaking the stream --------------------------------------------------------------
@@ -248,14 +246,14 @@ def test_broken_stream_fails_closed_then_resyncs(
         proxy.cut()  # Redis is gone for this process
         assert eventually(lambda: not mirror.synced)
         with pytest.raises(Unavailable):
-            mirror.is_revoked(unique("j"), "x")
+            mirror.is_revoked(unique("j"), "x", 0)
         writer.revoke_jti(missed, 60)  # published while the mirror cannot hear it
         proxy.mode = "open"
         assert mirror.wait_synced(10)
-        assert mirror.is_revoked(missed, "x")  # found by the reload
+        assert mirror.is_revoked(missed, "x", 0)  # found by the reload
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + missed)
+        raw.delete(KEYS.key("jti", missed))
 
 
 def test_broken_stream_with_fail_open_lets_tokens_through(proxy: FlakyProxy) -> None:
@@ -264,7 +262,7 @@ def test_broken_stream_with_fail_open_lets_tokens_through(proxy: FlakyProxy) -> 
         assert mirror.wait_synced(5)
         proxy.cut()
         assert eventually(lambda: not mirror.synced)
-        assert mirror.is_revoked(unique("j"), "x") is False
+        assert mirror.is_revoked(unique("j"), "x", 0) is False
     finally:
         mirror.close()
 
@@ -277,7 +275,7 @@ def test_silent_stream_stops_being_trusted(proxy: FlakyProxy) -> None:
         proxy.mode = "blackhole"  # connections stay up, nothing gets through
         assert eventually(lambda: not mirror.synced, timeout=3)
         with pytest.raises(Unavailable):
-            mirror.is_revoked(unique("j"), "x")
+            mirror.is_revoked(unique("j"), "x", 0)
     finally:
         mirror.close()
 
@@ -293,7 +291,7 @@ CHILD = textwrap.dedent(
     print("ready", flush=True)
     for line in sys.stdin:
         jti, sub = line.split()
-        print(int(mirror.is_revoked(jti, sub)), int(mirror.synced), flush=True)
+        print(int(mirror.is_revoked(jti, sub, 0)), int(mirror.synced), flush=True)
     """
 )
 
@@ -328,12 +326,12 @@ def test_revocation_reaches_another_process(
     finally:
         child.stdin.close()
         child.wait(10)
-        raw.delete(JTI_PREFIX + jti, SUB_PREFIX + sub)
+        raw.delete(KEYS.key("jti", jti), KEYS.key("block", sub))
 
 
 def _forked_worker(mirror: DenylistMirror, jti: str, out: Any) -> None:
     parent_thread = mirror._thread
-    revoked = eventually(lambda: mirror.is_revoked(jti, "x"))
+    revoked = eventually(lambda: mirror.is_revoked(jti, "x", 0))
     out.put((revoked, mirror.synced, mirror._pid == os.getpid(), parent_thread is None))
 
 
@@ -353,7 +351,7 @@ def test_a_forked_worker_starts_its_own_listener(
         result = out.get(timeout=15)
         worker.join(10)
         assert result == (True, True, True, True)
-        assert mirror.is_revoked(jti, "x")  # the parent's listener still works
+        assert mirror.is_revoked(jti, "x", 0)  # the parent's listener still works
     finally:
         mirror.close()
-        raw.delete(JTI_PREFIX + jti)
+        raw.delete(KEYS.key("jti", jti))

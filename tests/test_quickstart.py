@@ -207,3 +207,23 @@ def test_quickstart_on_the_embedded_default(tmp_path: Path) -> None:
     assert (instance / "licensechain.db").exists()
     assert (instance / "quickstart.json").exists()
     assert oct((instance / "licensechain.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_quickstart_restart_says_when_its_demo_license_no_longer_verifies(
+    tmp_path: Path,
+) -> None:
+    """A walkthrough that suspends or revokes the demo license leaves it so across restarts;
+    the next start must say so (and how to get a working one), not print it as usable."""
+    env = quickstart_env(tmp_path / "instance", free_port())
+    with quickstart(env) as first:
+        admin = {"Authorization": f"Bearer {first.field('admin API key')}"}
+        verified = json_of(first.curls()[0].send())
+        base = first.curls()[0].url.rsplit("/licenses/", 1)[0]
+        revoked = httpx.patch(f"{base}/licenses/{verified['id']}/revoke", json={}, headers=admin)
+        assert revoked.status_code == 200, revoked.text
+        assert "REVOKED" not in "\n".join(first.output)
+    with quickstart(env) as second:
+        shown = "\n".join(second.output)
+        assert "REVOKED: verify refuses it for good" in shown
+        assert f"create-license\n{' ' * 17}  --app-id {verified['appId']} --feature export" in shown
+        assert json_of(second.curls()[0].send())["valid"] is False

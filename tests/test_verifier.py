@@ -344,7 +344,7 @@ def test_tokens_signed_by_the_key_ring_verify() -> None:
 
 
 class DownDenylist(MemoryDenylist):
-    def is_revoked(self, jti: str, sub: str) -> bool:
+    def is_revoked(self, jti: str, sub: str, iat: int) -> bool:
         raise Unavailable(detail="denylist unreachable")
 
 

@@ -188,6 +188,32 @@ def median_sample(samples: list[Sample]) -> Sample:
     )
 
 
+Setups = dict[str, tuple[str, dict[str, str], int | None]]
+
+
+def measure(setups: Setups, args: argparse.Namespace) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each setup (url, headers, pid whose CPU counts) under wrk, interleaved over
+    ``args.rounds`` rounds: medians of the throughput and of the 1-connection runs."""
+    throughput: dict[str, list[Sample]] = {name: [] for name in setups}
+    latency: dict[str, list[Sample]] = {name: [] for name in setups}
+    for round_no in range(args.rounds):
+        # All throughput runs, then all latency runs: a 1-connection run never starts
+        # in the wake of a saturating run of the same server.
+        for name, (url, headers, pid) in setups.items():
+            throughput[name].append(wrk(url, args.connections, args.seconds, headers, pid))
+        for name, (url, headers, pid) in setups.items():
+            time.sleep(1)
+            latency[name].append(wrk(url, 1, args.seconds, headers, pid))
+        print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    return {
+        name: {
+            "throughput": median_sample(throughput[name]).__dict__,
+            "latency_1conn": median_sample(latency[name]).__dict__,
+        }
+        for name in setups
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--server", choices=["gunicorn", "uvicorn", "both"], default="gunicorn")
@@ -235,7 +261,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             process(["nginx", "-p", str(workdir), "-c", str(conf)], workdir / "nginx.log")
         )
         wait_for(f"{upstream}/")
-        setups: dict[str, tuple[str, dict[str, str], int | None]] = {
+        setups: Setups = {
             "a": (f"{upstream}/hello", {}, None),
             "d": (f"http://127.0.0.1:{proxy_port}/hello", {}, None),
         }
@@ -265,25 +291,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             for _ in range(50):
                 assert httpx.get(f"{base}/licensed/hello", headers=auth).status_code == 200
 
-        throughput: dict[str, list[Sample]] = {name: [] for name in setups}
-        latency: dict[str, list[Sample]] = {name: [] for name in setups}
-        for round_no in range(args.rounds):
-            # All throughput runs, then all latency runs: a 1-connection run never starts
-            # in the wake of a saturating run of the same server.
-            for name, (url, headers, pid) in setups.items():
-                throughput[name].append(wrk(url, args.connections, args.seconds, headers, pid))
-            for name, (url, headers, pid) in setups.items():
-                time.sleep(1)
-                latency[name].append(wrk(url, 1, args.seconds, headers, pid))
-            print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
-
-    results = {
-        name: {
-            "throughput": median_sample(throughput[name]).__dict__,
-            "latency_1conn": median_sample(latency[name]).__dict__,
-        }
-        for name in setups
-    }
+        results = measure(setups, args)
     report(results, servers, args)
     print(f"denylist: {args.redis_url or 'none'}; access log: {not args.no_access_log}")
     if args.json:

@@ -1,7 +1,9 @@
 """The other process of the propagation benchmark: a denylist mirror that notes when
 each revocation becomes visible, and prints those times as JSON when told "done".
 
-    python propagation_child.py REDIS_URL
+    python propagation_child.py REDIS_URL [NAMESPACE]
+
+(``benchmarks/revocation/run.py`` runs it too, on a namespace of its own.)
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import json
 import sys
 import time
 
-from flask_licensechain.core.denylist import RedisDenylist
-from flask_licensechain.core.mirror import DenylistMirror
+from flask_licensechain.core.denylist.mirror import DenylistMirror
+from flask_licensechain.core.denylist.redis import RedisDenylist
 
 seen: dict[str, float] = {}
 
@@ -24,7 +26,10 @@ def note(event: str) -> None:
 
 
 def main() -> None:
-    mirror = DenylistMirror(RedisDenylist.from_uri(sys.argv[1]), on_event=note)
+    backend = RedisDenylist.from_uri(
+        sys.argv[1], **({"namespace": sys.argv[2]} if sys.argv[2:] else {})
+    )
+    mirror = DenylistMirror(backend, on_event=note)
     if not mirror.wait_synced(10):
         sys.exit("mirror did not sync")
     print("ready", flush=True)

@@ -132,7 +132,8 @@ def register_admin_routes(
                 ttl = min(longest_deny, exp + leeway - time.time())
         assert jti is not None
         if ttl > 0:
-            state.denylist.revoke_jti(jti, ttl)
+            now = time.time()
+            store.revocations.revoke_token(jti, now + ttl, now, announce=state.denylist.publish)
         audit(store, "token.revoke", jti)
         return json_response({"revoked": True, "jti": jti}, 200, NO_STORE)
 

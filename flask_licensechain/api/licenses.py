@@ -1,8 +1,10 @@
 """Authenticated license endpoints: create, list, get, patch, status changes, devices.
 
-Revoke and suspend denylist the license id (``sub``) so gates refuse its outstanding tokens
-at once; activate lifts that. The denylist and the store are two systems, so every change
-is ordered to fail safe: a failed request leaves the store as it was.
+Every change goes through the store, which records in the same transaction the revocation
+it needs (revoke and suspend block the license's outstanding tokens, activate lifts that;
+a narrowing voids the tokens issued before it; see ``store/revocations.py``). The committed
+entries are then announced through the denylist, so gates refuse at once; the store stays
+the record that every denylist follows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from flask import Blueprint, Response, request
 from werkzeug.routing import BaseConverter
 
-from ..core.contract import LICENSE_STATUSES, LONGEST_TTL
+from ..core.contract import LICENSE_STATUSES
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..store import LicenseRecord
 from .admin import audit
@@ -38,8 +40,6 @@ MAX_DEVICES: Final = 10_000
 MAX_TEXT: Final = 200
 MAX_EMAIL: Final = 320
 MAX_FEATURES: Final = 100
-#: Slack on top of the longest token lifetime for issuances in flight during the change.
-DENY_SLACK_SECONDS: Final = 60
 
 #: PATCH/create field -> (accepted names, parser of a present value)
 _FieldParser = Callable[[Fields, tuple[str, ...]], Any]
@@ -162,10 +162,9 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
     store = state.store
     assert store is not None
     licenses = store.licenses
-    denylist = state.denylist
+    announce = state.denylist.publish
     max_body = state.settings.max_body_bytes
     requires = scope_guard(store.api_keys)
-    sub_deny_seconds = LONGEST_TTL + state.verifier.leeway + DENY_SLACK_SECONDS
 
     def one(lic: LicenseRecord | None, status: int = 200) -> Response:
         if lic is None:
@@ -248,7 +247,7 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
             lic = change_status(lic, status, reason=reason)
         if not changes:
             return one(lic)
-        updated = licenses.update(lic.id, **changes)
+        updated = licenses.update(lic.id, announce=announce, **changes)
         if updated is not None:
             audit(store, "license.update", updated.id, fields=sorted(changes))
         return one(updated)
@@ -271,32 +270,24 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
         lic: LicenseRecord, status: str, *, reason: str | None = None
     ) -> LicenseRecord:
         """The one path of every status change (/revoke, /suspend, /activate, DELETE,
-        PATCH with a status, /status): its 409 rules, denylist effects and audit event."""
+        PATCH with a status, /status): its 409 rules, its revocation records (the store
+        writes them with the change and announces them to the denylist) and audit event."""
         if status == "REVOKED":
-            # Denylist first: if the store write then fails, outstanding tokens are refused
-            # (fail safe) and the request can simply be retried.
-            denylist.revoke_sub(lic.id, sub_deny_seconds)
-            if lic.status != "REVOKED":
-                lic = _set_status(lic.id, "REVOKED")
+            previous = lic.status
+            lic = _set_status(lic.id, "REVOKED")
+            if previous != "REVOKED":
                 audit(store, "license.revoke", lic.id, reason=reason)
             return lic
         if status == "SUSPENDED":
             not_revoked(lic, "suspended")
-            denylist.revoke_sub(lic.id, sub_deny_seconds)
-            if lic.status != "SUSPENDED":
-                lic = _set_status(lic.id, "SUSPENDED")
+            previous = lic.status
+            lic = _set_status(lic.id, "SUSPENDED")
+            if previous != "SUSPENDED":
                 audit(store, "license.suspend", lic.id)
             return lic
         not_revoked(lic, "activated")
         previous = lic.status
-        # Lift the denylist entry first: when the denylist is down, nothing has changed.
-        denylist.unrevoke_sub(lic.id)
-        try:
-            lic = _set_status(lic.id, "ACTIVE")
-        except Exception:
-            if previous != "ACTIVE":  # the store failed: put the entry back
-                denylist.revoke_sub(lic.id, sub_deny_seconds)
-            raise
+        lic = _set_status(lic.id, "ACTIVE")
         if previous != "ACTIVE":
             audit(store, "license.activate", lic.id)
         return lic
@@ -352,13 +343,13 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
         expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
         lic = existing(ref)
         not_revoked(lic, "extended")
-        updated = licenses.update(lic.id, expires_at=expires_at)
+        updated = licenses.update(lic.id, announce=announce, expires_at=expires_at)
         audit(store, "license.extend", lic.id, expires_at=raw)
         return one(updated)
 
     def release(ref: str, hwuid: str) -> Response:
         lic = existing(ref)
-        if not licenses.release_device(lic.id, hwuid):
+        if not licenses.release_device(lic.id, hwuid, announce=announce):
             raise NotFound("That device is not bound to this license.")
         audit(store, "license.device_release", lic.id, hwuid=hwuid)
         return one(licenses.get(lic.id))
@@ -382,7 +373,7 @@ def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
         return release(ref, hwuid)
 
     def _set_status(license_id: str, status: str) -> LicenseRecord:
-        lic = licenses.set_status(license_id, status)
+        lic = licenses.set_status(license_id, status, announce=announce)
         if lic is None:
             raise NotFound("License not found.")
         return lic

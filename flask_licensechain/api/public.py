@@ -20,6 +20,7 @@ from ..client_ip import client_ip
 from ..core.contract import STATUS_REASON, TIER_TO_VT, Reason, build_claims
 from ..core.errors import InvalidToken, NotFound
 from ..store.analytics import VALID_OUTCOME
+from ..store.revocations import wait_until_issuable
 from .body import Fields, read_json_body
 from .http import NO_STORE, json_response
 from .ratelimit import PublicRateLimits
@@ -97,6 +98,7 @@ def register_public_routes(
                 invalid["status"] = decision.status
             return json_response(invalid, 200, NO_STORE)
         issuer, jwks_uri = urls.for_request()
+        now = wait_until_issuable(lic, now)
         iat = int(now.timestamp())
         claims = build_claims(
             issuer=issuer,

@@ -28,6 +28,7 @@ from .records import (
     LicenseRecord,
     SigningKeyRecord,
 )
+from .revocations import RevocationRepository
 from .signing_keys import SigningKeyRepository
 
 
@@ -38,7 +39,8 @@ class Store:
         self.engine = engine
         self.database = Database(engine)
         self.apps = AppRepository(self.database)
-        self.licenses = LicenseRepository(self.database)
+        self.revocations = RevocationRepository(self.database)
+        self.licenses = LicenseRepository(self.database, self.revocations)
         self.api_keys = ApiKeyRepository(self.database)
         self.signing_keys = SigningKeyRepository(self.database)
         self.audit = AuditRepository(self.database)
@@ -97,6 +99,7 @@ __all__ = [
     "DeviceRecord",
     "LicenseRecord",
     "LicenseRepository",
+    "RevocationRepository",
     "SchemaStatus",
     "SchemaVersionError",
     "SigningKeyRecord",

@@ -15,6 +15,7 @@ from . import validation as check
 from .database import Database
 from .fastpath import FastQuery
 from .records import AppRecord, BindOutcome, DeviceRecord, LicenseRecord
+from .revocations import Announce, RevocationRepository, narrowing
 from .schema import apps, devices, licenses, to_utc
 
 KEY_ALPHABET: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -197,8 +198,13 @@ class _JoinedReader:
 
 
 class LicenseRepository:
-    def __init__(self, db: Database) -> None:
+    """Licenses and their devices. A change that narrows a license or blocks it records the
+    revocation in the same transaction (``store/revocations.py``), then hands the entries to
+    ``announce`` (``Denylist.publish``) once committed."""
+
+    def __init__(self, db: Database, revocations: RevocationRepository) -> None:
         self._db = db
+        self._revocations = revocations
         self._verification: _JoinedReader | None = None
         self._slots: _JoinedReader | None = None
 
@@ -355,31 +361,50 @@ class LicenseRepository:
             row = conn.execute(statement).one()
         return {name: int(row._mapping[name]) for name in STATS_FIELDS}
 
-    def update(self, license_id: str, **changes: Any) -> LicenseRecord | None:
+    def update(
+        self, license_id: str, *, announce: Announce | None = None, **changes: Any
+    ) -> LicenseRecord | None:
         unknown = sorted(set(changes) - set(_UPDATABLE))
         if unknown:
             raise InvalidRequest(f"Unknown license field(s): {', '.join(unknown)}.")
         values = {
             _UPDATABLE[name][0]: _UPDATABLE[name][1](value) for name, value in changes.items()
         }
-        return self._change(license_id, values)
+        return self._change(license_id, values, announce)
 
-    def set_status(self, license_id: str, status: str) -> LicenseRecord | None:
+    def set_status(
+        self, license_id: str, status: str, *, announce: Announce | None = None
+    ) -> LicenseRecord | None:
         if status not in STORED_STATUSES:
             raise InvalidRequest("status must be one of ACTIVE, SUSPENDED, REVOKED.")
-        return self._change(license_id, {"status": status})
+        return self._change(license_id, {"status": status}, announce)
 
-    def _change(self, license_id: str, values: dict[str, Any]) -> LicenseRecord | None:
+    def _change(
+        self, license_id: str, values: dict[str, Any], announce: Announce | None
+    ) -> LicenseRecord | None:
         if not check.is_lookup(license_id):
             return None
-        values["updated_at"] = datetime.now(UTC)
+        now = datetime.now(UTC)
+        values["updated_at"] = now
         with self._db.write() as conn:
-            result = conn.execute(
-                sa.update(licenses).where(licenses.c.id == license_id).values(**values)
-            )
-            if result.rowcount == 0:
+            before = self._locked(conn, license_id)
+            if before is None:
                 return None
+            conn.execute(sa.update(licenses).where(licenses.c.id == license_id).values(**values))
             rows = conn.execute(_BY_ID, {"value": license_id}).mappings().all()
+            after = _license_record(rows[0], _joined_devices(rows))
+            entries = narrowing(before, after, now.timestamp())
+            self._revocations.record(conn, entries, now.timestamp())
+        if entries and announce is not None:
+            announce(entries)
+        return after
+
+    @staticmethod
+    def _locked(conn: sa.Connection, license_id: str) -> LicenseRecord | None:
+        """The license as it is before a change, its row locked for the transaction."""
+        if conn.scalar(_LOCK_LICENSE, {"license_id": license_id}) is None:
+            return None
+        rows = conn.execute(_BY_ID, {"value": license_id}).mappings().all()
         return _license_record(rows[0], _joined_devices(rows))
 
     def bind_device(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome:
@@ -428,13 +453,29 @@ class LicenseRepository:
             bound.append(DeviceRecord(hwuid, now, now))
             return BindOutcome("bound", tuple(bound))
 
-    def release_device(self, license_id: str, hwuid: str) -> bool:
+    def release_device(
+        self, license_id: str, hwuid: str, *, announce: Announce | None = None
+    ) -> bool:
+        """Unbind a device. Tokens issued before are void (a token may carry the binding)."""
         if not (check.is_lookup(license_id) and check.is_lookup(hwuid)):
             return False
+        now = datetime.now(UTC)
         with self._db.write() as conn:
+            before = self._locked(conn, license_id)
+            if before is None:
+                return False
             result = conn.execute(
                 sa.delete(devices).where(
                     devices.c.license_id == license_id, devices.c.hwuid == hwuid
                 )
             )
-        return result.rowcount > 0
+            if result.rowcount == 0:
+                return False
+            conn.execute(
+                sa.update(licenses).where(licenses.c.id == license_id).values(updated_at=now)
+            )
+            entries = narrowing(before, before, now.timestamp(), released=True)
+            self._revocations.record(conn, entries, now.timestamp())
+        if announce is not None:
+            announce(entries)
+        return True

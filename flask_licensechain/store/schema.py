@@ -152,6 +152,28 @@ audit_events = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
+# Revocations: the source of truth every denylist follows (see store/revocations.py).
+revocations = sa.Table(
+    "lc_revocations",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),  # jti, block, before
+    sa.Column("ident", sa.String(256), primary_key=True),  # a jti or a license id
+    sa.Column("not_before", sa.BigInteger, nullable=False),  # unix seconds (kind "before")
+    sa.Column("until", sa.Double, nullable=False),  # unix seconds; a lifted block: its lift time
+    sa.Column("seq", sa.BigInteger, nullable=False),  # the change counter of the last write
+    sa.Index("ix_lc_revocations_seq", "seq"),
+    sa.Index("ix_lc_revocations_until", "until"),
+)
+
+# One row: the change counter that denylists poll, and the store's name in Redis.
+revocation_counter = sa.Table(
+    "lc_revocation_counter",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("store_id", sa.String(32), nullable=False),
+)
+
 # Verification outcomes counted per UTC day (the analytics endpoints read them). No personal
 # data: an unknown key counts under empty app and license ids.
 verification_counts = sa.Table(

@@ -5,7 +5,7 @@
     from licensechain_middleware import GateConfig, LicenseGate, Rule
 
     config = GateConfig(
-        issuer="https://licenses.example.com",
+        issuer="https://licenses.example.com/v1",
         audience="app_123",
         jwks_url="https://licenses.example.com/v1/licenses/jwks",
         rules=[Rule("/health", public=True), Rule("/reports/**", features=("export",))],

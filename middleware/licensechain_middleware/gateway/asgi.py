@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 
 from ..asgi import LicenseGateASGI
+from .authz_asgi import AuthzASGI
 from .client import AsyncTransportHolder
 from .config import GatewayConfig, load_config
 from .front_asgi import ASGIApp, ASGIFront
@@ -30,19 +31,24 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> ASGIApp:
 def build_app(config: GatewayConfig) -> ASGIFront:
     settings = config.gateway
     configure_access_log(settings.access_log)
-    proxy = ASGIProxy(
-        settings.upstream_base,
-        AsyncTransportHolder(settings.limits),
-        forwarded=settings.forwarded_headers,
-        bodies=settings.bodies,
-    )
-    gate = LicenseGateASGI(proxy, config.gate)
+    app: LicenseGateASGI | AuthzASGI
+    if settings.mode == "authz":
+        app = AuthzASGI(config.gate)  # the forward-auth endpoint: decisions, no upstream
+    else:
+        proxy = ASGIProxy(
+            settings.upstream_base,
+            AsyncTransportHolder(settings.limits),
+            forwarded=settings.forwarded_headers,
+            bodies=settings.bodies,
+        )
+        app = LicenseGateASGI(proxy, config.gate)
+    engine = app.engine
 
     async def readiness() -> Mapping[str, bool]:
         # The synchronous checks (denylist ping, JWKS) block: run them off the loop;
         # the asynchronous rate-limit storage is pinged on the loop it belongs to.
-        checks = await asyncio.to_thread(gate.engine.readiness)
-        limiter = gate.engine.limiter
+        checks = await asyncio.to_thread(engine.readiness)
+        limiter = engine.limiter
         if limiter is not None and limiter.asynchronous:
             try:
                 checks["ratelimit"] = await limiter.ping_async()
@@ -51,10 +57,10 @@ def build_app(config: GatewayConfig) -> ASGIFront:
         return checks
 
     return ASGIFront(
-        gate,
+        app,
         OpsEndpoints(metrics_enabled=settings.metrics),
         readiness,
-        EngineCounters(gate.engine.verifier, gate.engine.keys),
+        EngineCounters(engine.verifier, engine.keys),
         access_log=settings.access_log,
         request_id_header=config.gate.request_id_header,
     )

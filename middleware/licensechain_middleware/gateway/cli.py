@@ -1,7 +1,11 @@
 """``licensechain-gateway``: run the license gateway in front of a service.
 
-    licensechain-gateway --config gateway.toml [--server gunicorn|uvicorn]
-                         [--workers N] [--bind 127.0.0.1:8080] [--check]
+    licensechain-gateway --config gateway.toml [--mode proxy|authz]
+                         [--server gunicorn|uvicorn] [--workers N]
+                         [--bind 127.0.0.1:8080] [--check]
+
+``--mode authz`` serves the forward-auth endpoint (``authz.py``) for nginx,
+Caddy, Traefik or Envoy instead of proxying.
 
 Command-line options beat ``LICENSECHAIN_GATEWAY_*`` variables, which beat the
 file. ``--check`` validates the configuration (and the key source it names) and
@@ -21,7 +25,7 @@ from collections.abc import Sequence
 from flask_licensechain.core.errors import LicenseChainError
 
 from .config import CONFIG_ENV, GatewayConfig, load_config, resolve_path
-from .settings import ENV_PREFIX, SERVERS, GatewayConfigError
+from .settings import ENV_PREFIX, MODES, SERVERS, GatewayConfigError
 
 EXIT_BAD_CONFIG = 2
 
@@ -32,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
         description="License-gating reverse proxy in front of an HTTP service.",
     )
     p.add_argument("--config", "-c", help=f"TOML file (default: ${CONFIG_ENV})")
+    p.add_argument(
+        "--mode", choices=MODES, help="proxy (gate and forward) or authz (forward-auth endpoint)"
+    )
     p.add_argument("--server", choices=SERVERS, help="gunicorn (WSGI) or uvicorn (ASGI)")
     p.add_argument("--workers", "-w", type=int, help="worker processes")
     p.add_argument("--threads", type=int, help="threads per gunicorn gthread worker")
@@ -43,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # CLI options become environment overrides so every worker process sees them too.
-    for name in ("server", "workers", "threads", "bind"):
+    for name in ("mode", "server", "workers", "threads", "bind"):
         value = getattr(args, name)
         if value is not None:
             os.environ[ENV_PREFIX + name.upper()] = str(value)

@@ -3,7 +3,7 @@
 The file's top-level keys and ``[[rules]]`` are the gate's (``GateConfig``); the
 ``[gateway]`` table holds the proxy's own settings (``GatewaySettings``)::
 
-    issuer = "https://licenses.example.com"
+    issuer = "https://licenses.example.com/v1"
     audience = "app_123"
     jwks_url = "https://licenses.example.com/v1/licenses/jwks"
 
@@ -92,6 +92,11 @@ def config_from_document(
         gate = GateConfig.from_mapping(gate_mapping(document, env))
     except ConfigError as exc:
         raise GatewayConfigError(f"{source}: {exc}") from None
+    if settings.mode == "authz" and not gate.trusted_proxies:
+        raise GatewayConfigError(
+            f"{source}: mode 'authz' needs trusted_proxies: the addresses of the proxies "
+            "that ask for decisions (no one else is answered)"
+        )
     return GatewayConfig(gateway=settings, gate=gate, source=source)
 
 

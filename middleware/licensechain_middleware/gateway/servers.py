@@ -62,6 +62,9 @@ def gunicorn_options(settings: GatewaySettings) -> dict[str, Any]:
         "accesslog": None,  # the gateway writes its own JSON access log
         "child_exit": _child_exit,
         "proc_name": "licensechain-gateway",
+        # Header names with "_" are dropped (gunicorn's default since 22, stated): CGI
+        # folds them into "-", so a client's X_Forwarded_Uri would read as X-Forwarded-Uri.
+        "header_map": "drop",
         # gunicorn 25+ opens a control socket at one fixed path per user; two gateways
         # on one host would fight over it, and the gateway does not use it.
         "control_socket_disable": True,

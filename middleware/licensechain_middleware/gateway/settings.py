@@ -20,6 +20,7 @@ from .urls import UpstreamBase
 
 ENV_PREFIX = "LICENSECHAIN_GATEWAY_"
 SERVERS = ("gunicorn", "uvicorn")
+MODES = ("proxy", "authz")
 WORKER_CLASSES = ("gevent", "gthread")
 
 
@@ -33,8 +34,14 @@ def _opt(default: Any, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class GatewaySettings:
+    mode: str = _opt(
+        "proxy",
+        "`proxy` (gate and forward to `upstream`) or `authz` (answer forward-auth requests "
+        "of nginx, Caddy, Traefik or Envoy; no upstream).",
+    )
     upstream: str = _opt(
-        "", "Base URL of the protected service (required), e.g. http://127.0.0.1:9000."
+        "",
+        "Base URL of the protected service (required in `proxy` mode), e.g. http://127.0.0.1:9000.",
     )
     server: str = _opt(
         "gunicorn", "`gunicorn` (WSGI, `worker_class` workers) or `uvicorn` (ASGI, WebSockets)."
@@ -87,12 +94,15 @@ class GatewaySettings:
     )
 
     def __post_init__(self) -> None:
-        if not self.upstream:
+        if self.mode not in MODES:
+            raise GatewayConfigError(f"[gateway] mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "proxy" and not self.upstream:
             raise GatewayConfigError("[gateway] upstream is required (the URL of the service)")
-        try:
-            UpstreamBase(self.upstream)
-        except ValueError as exc:
-            raise GatewayConfigError(f"[gateway] upstream: {exc}") from None
+        if self.upstream:
+            try:
+                UpstreamBase(self.upstream)
+            except ValueError as exc:
+                raise GatewayConfigError(f"[gateway] upstream: {exc}") from None
         if self.worker_class not in WORKER_CLASSES:
             raise GatewayConfigError(
                 f"[gateway] worker_class must be one of {WORKER_CLASSES}, got {self.worker_class!r}"

@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from ..wsgi import LicenseGate
+from .authz import AuthzApp
 from .client import SyncTransportHolder
 from .config import GatewayConfig, load_config
 from .front_wsgi import WSGIFront
@@ -33,18 +34,22 @@ def create_app(config_path: str | os.PathLike[str] | None = None) -> WSGIApplica
 def build_app(config: GatewayConfig) -> WSGIFront:
     settings = config.gateway
     configure_access_log(settings.access_log)
-    proxy = WSGIProxy(
-        settings.upstream_base,
-        SyncTransportHolder(settings.limits),
-        forwarded=settings.forwarded_headers,
-        bodies=settings.bodies,
-    )
-    gate = LicenseGate(proxy, config.gate)
+    app: LicenseGate | AuthzApp
+    if settings.mode == "authz":
+        app = AuthzApp(config.gate)  # the forward-auth endpoint: decisions, no upstream
+    else:
+        proxy = WSGIProxy(
+            settings.upstream_base,
+            SyncTransportHolder(settings.limits),
+            forwarded=settings.forwarded_headers,
+            bodies=settings.bodies,
+        )
+        app = LicenseGate(proxy, config.gate)
     return WSGIFront(
-        gate,
+        app,
         OpsEndpoints(metrics_enabled=settings.metrics),
-        gate.readiness,
-        EngineCounters(gate.engine.verifier, gate.engine.keys),
+        app.readiness,
+        EngineCounters(app.engine.verifier, app.engine.keys),
         access_log=settings.access_log,
         request_id_header=config.gate.request_id_header,
     )

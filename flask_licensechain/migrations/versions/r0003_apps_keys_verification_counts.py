@@ -1,7 +1,7 @@
 """App webhook URL and CORS origins, app-limited API keys, verification counts per day.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 
 - ``lc_apps.webhook_url`` (nullable) and ``lc_apps.allowed_origins`` (a JSON list; existing
   apps get ``[]``).
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision: str | None = "0001"
+revision = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | None = None
 depends_on: str | None = None
 
