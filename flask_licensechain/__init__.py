@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-# Defined before the imports: submodules (the API's health endpoint) read it.
-__version__ = "0.1.0"
-
 from .decorators import (
     current_license,
     get_current_license,
@@ -12,14 +9,18 @@ from .decorators import (
     requires_feature,
     requires_license,
 )
-from .extension import LicenseChain, LicenseChainState, get_state
+from .extension import LicenseChain
+from .state import IssuerState, LicenseChainState, get_issuer_state, get_state
+from .version import __version__
 
 __all__ = [
+    "IssuerState",
     "LicenseChain",
     "LicenseChainState",
     "__version__",
     "current_license",
     "get_current_license",
+    "get_issuer_state",
     "get_state",
     "requires_any_feature",
     "requires_feature",

@@ -50,7 +50,7 @@ from .core.gate import (
     render_refusal,
 )
 from .core.verifier import LicenseClaims
-from .extension import LicenseChainState, get_state
+from .state import LicenseChainState, get_state
 
 P = ParamSpec("P")
 R = TypeVar("R")

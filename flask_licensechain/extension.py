@@ -1,7 +1,7 @@
 """``LicenseChain(app)`` / ``LicenseChain().init_app(app)``.
 
 Nothing app-specific lives on the extension object: everything is in
-``app.extensions["licensechain"]`` (a ``LicenseChainState``), so one extension
+``app.extensions["licensechain"]`` (see ``flask_licensechain.state``), so one extension
 instance can serve several apps (application factory pattern).
 
 Two modes, chosen by configuration:
@@ -12,47 +12,33 @@ Two modes, chosen by configuration:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask
 
-from .authoritative import LiveStatusChecker, build_live_status_checker
+from .authoritative import build_live_status_checker
 from .config import Settings
-from .core.denylist import Denylist, RevocationSource, denylist_from_uri
+from .core.denylist import Denylist
 from .core.gate import TokenReader
 from .core.keysource import KeySource
 from .core.options import audience_set, check_audience_choice
 from .core.verifier import TokenVerifier
+from .integrator import build_key_source
+from .issuer import init_issuer
+from .revocation import build_denylist
+from .state import EXTENSION_KEY, LicenseChainState
 
-if TYPE_CHECKING:
-    from .api.ratelimit import PublicRateLimits
-    from .core.keyring import KeyRing
-    from .store import Store
-
-EXTENSION_KEY = "licensechain"
-
-
-@dataclass
-class LicenseChainState:
-    settings: Settings
-    verifier: TokenVerifier
-    denylist: Denylist
-    key_source: KeySource
-    store: Store | None = None
-    keyring: KeyRing | None = None
-    limiter: PublicRateLimits | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    #: the gate's token sources (``LICENSECHAIN_TOKEN_SOURCES``, ``..._TOKEN_COOKIE``)
-    token_reader: TokenReader = field(default_factory=lambda: TokenReader(("bearer",)))
-    #: app ids the gate accepts when a decorator names none; None: no default audience
-    gate_audience: frozenset[str] | None = None
-    #: authoritative mode's live-status check (``LICENSECHAIN_AUTHORITATIVE``)
-    live_status: LiveStatusChecker | None = None
+log = logging.getLogger("licensechain.extension")
 
 
 class LicenseChain:
-    """The Flask extension. Keyword options override ``app.config`` (``LICENSECHAIN_<NAME>``)."""
+    """The Flask extension.
+
+    Keyword ``options`` are settings by their lower-case names (``database_url=...``); they
+    override ``app.config`` (``LICENSECHAIN_<NAME>``), which overrides the defaults listed in
+    ``flask_licensechain.config.Settings``. Passing ``app`` calls ``init_app(app)`` at once.
+    """
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
         self._options = options
@@ -60,14 +46,40 @@ class LicenseChain:
             self.init_app(app)
 
     def init_app(self, app: Flask, **options: Any) -> None:
-        """Read and check every ``LICENSECHAIN_*`` setting, then build the app's state.
+        """Set LicenseChain up on ``app``; ``options`` override the constructor's.
 
-        :raises ConfigError: a bad value, an unknown ``LICENSECHAIN_*`` key in
-            ``app.config``, an integrator without ``LICENSECHAIN_AUDIENCE`` (unless
-            ``LICENSECHAIN_VERIFY_AUDIENCE`` is false), an issuer without an issuer URL
-            outside debug and testing, a missing optional driver, an unusable key source.
-        :raises TypeError: an unknown keyword option.
-        :raises RuntimeError: the app already has LicenseChain.
+        Reads every ``LICENSECHAIN_*`` key of ``app.config`` once, here, and checks it.
+        Builds the
+        denylist from ``LICENSECHAIN_DENYLIST_URL`` (or ``LICENSECHAIN_REDIS_URL``, else
+        ``memory://``). Then, in integrator mode (``LICENSECHAIN_JWKS_URL`` or
+        ``LICENSECHAIN_JWKS_FILE`` set), builds the verifier on that key source; otherwise
+        (issuer mode) opens the store at ``LICENSECHAIN_DATABASE_URL`` (default: SQLite
+        ``licensechain.db`` in ``app.instance_path``), creates the schema of an empty store,
+        creates the first signing key when there is none, loads the key ring, registers the
+        API blueprint at ``LICENSECHAIN_URL_PREFIX`` and adds the ``flask licensechain``
+        commands. In both modes it then sets up the gate: its token sources, its default
+        audience and, with ``LICENSECHAIN_AUTHORITATIVE``, the live-status check. The state
+        is stored in ``app.extensions["licensechain"]``.
+
+        Raises:
+            RuntimeError: LicenseChain is already registered on ``app``.
+            TypeError: an unknown option name.
+            flask_licensechain.core.errors.ConfigError: a bad value, an unknown
+                ``LICENSECHAIN_*`` key in ``app.config``, an integrator without
+                ``LICENSECHAIN_AUDIENCE`` (unless ``LICENSECHAIN_VERIFY_AUDIENCE`` is false),
+                a missing optional driver, an unusable key source, authoritative mode
+                without a status source.
+            ValueError: an unknown denylist URI scheme.
+            flask_licensechain.signing.IssuerConfigurationError: an unsafe issuer setup:
+                no issuer URL (``LICENSECHAIN_ISSUER`` or ``SERVER_NAME``) outside debug and
+                testing, a PostgreSQL store without ``LICENSECHAIN_ENCRYPTION_KEY``, or an
+                unreadable ``LICENSECHAIN_SIGNING_KEY_FILE``.
+            flask_licensechain.store.migrate.SchemaVersionError: the store's schema is
+                older or newer than this code; the message names the command to run.
+            flask_licensechain.core.errors.Unavailable: the store cannot be reached.
+            flask_licensechain.core.keys.KeyMaterialError: a malformed
+                ``LICENSECHAIN_ENCRYPTION_KEY``, or a stored or imported signing key that is
+                unusable (wrong encryption key, not an RSA key, a bad key size).
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError("LicenseChain is already registered on this app.")
@@ -79,13 +91,22 @@ class LicenseChain:
                 audience_key="LICENSECHAIN_AUDIENCE",
                 verify_key="LICENSECHAIN_VERIFY_AUDIENCE",
             )
+        state: LicenseChainState
         if settings.integrator_mode:
-            from .integrator import build_key_source
-
-            state = self._state(settings, build_key_source(settings), build_denylist(settings))
+            if not settings.issuer:
+                log.warning(
+                    "LICENSECHAIN_ISSUER is not set: this gate accepts tokens of any issuer "
+                    "that its JWKS signs for; set it to the issuer's API base URL"
+                )
+            keys = build_key_source(settings)
+            denylist = build_denylist(settings)
+            state = LicenseChainState(
+                settings=settings,
+                verifier=make_verifier(settings, keys, denylist),
+                denylist=denylist,
+                key_source=keys,
+            )
         else:
-            from .issuer import init_issuer
-
             state = init_issuer(app, settings)
         state.token_reader = TokenReader(settings.token_sources, settings.token_cookie)
         state.gate_audience = audience_set(settings.audience) or None
@@ -93,29 +114,11 @@ class LicenseChain:
             state.live_status = build_live_status_checker(state.settings, state.store)
         app.extensions[EXTENSION_KEY] = state
 
-    @staticmethod
-    def _state(settings: Settings, keys: KeySource, denylist: Denylist) -> LicenseChainState:
-        return LicenseChainState(
-            settings=settings,
-            verifier=make_verifier(settings, keys, denylist),
-            denylist=denylist,
-            key_source=keys,
-        )
-
-
-def build_denylist(settings: Settings, source: RevocationSource | None = None) -> Denylist:
-    """The configured denylist; with ``source`` (the issuer's store) it follows the store."""
-    return denylist_from_uri(
-        settings.denylist_url or settings.redis_url or "memory://",
-        fail_open=settings.denylist_fail_open,
-        mirror=settings.denylist_mirror,
-        source=source,
-        poll_interval=settings.revocation_poll_interval,
-    )
-
 
 def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> TokenVerifier:
-    # The audience is the gate's to check, per call: a decorator may name its own.
+    """The token verifier of an app: its keys, its denylist, and the settings' issuer,
+    leeway (seconds), token size cap (bytes) and verified-token cache size. The audience
+    is the gate's to check, per call: a decorator may name its own."""
     return TokenVerifier(
         keys,
         issuer=settings.issuer,
@@ -125,16 +128,3 @@ def make_verifier(settings: Settings, keys: KeySource, denylist: Denylist) -> To
         denylist=denylist,
         cache_size=settings.verified_cache_size,
     )
-
-
-def get_state(app: Flask | None = None) -> LicenseChainState:
-    """The state of ``app`` (default: the current app), with a clear error if missing."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        state: LicenseChainState = app.extensions[EXTENSION_KEY]
-    except KeyError:
-        raise RuntimeError(
-            "LicenseChain is not registered on this Flask app. "
-            "Did you forget to call LicenseChain(app) or licensechain.init_app(app)?"
-        ) from None
-    return state

@@ -1,5 +1,5 @@
-"""The object shapes of CONTRACT.md §2, written out from the contract (not from our code),
-shared by the API and CLI tests."""
+"""The app and license objects of the wire contract, written out from the contract (not from
+our code), shared by the API and CLI tests."""
 
 from __future__ import annotations
 

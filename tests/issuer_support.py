@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from flask_licensechain import LicenseChain, LicenseChainState
+from flask_licensechain import IssuerState, LicenseChain
 from flask_licensechain.store import AppRecord, LicenseRecord
 from flask_licensechain.store.schema import metadata
 
@@ -28,7 +28,7 @@ NO_LIMITS = {"ratelimit_enabled": False}
 class Issuer:
     app: Flask
     client: FlaskClient
-    state: LicenseChainState
+    state: IssuerState
     admin_key: str
 
     @property
@@ -100,7 +100,7 @@ def make_issuer(tmp_path: Path, database_url: str | None = None, **options: Any)
     if database_url is not None and not database_url.startswith("sqlite"):
         settings.setdefault("encryption_key", TEST_ENCRYPTION_KEY)
     LicenseChain(app, **settings)
-    state: LicenseChainState = app.extensions["licensechain"]
+    state: IssuerState = app.extensions["licensechain"]
     assert state.store is not None
     _, admin = state.store.api_keys.create("admin", ["*"])
     return Issuer(app=app, client=app.test_client(), state=state, admin_key=admin)

@@ -1,6 +1,7 @@
 """``flask licensechain ...``: each command's JSON, its effect through the HTTP API, and its
-errors (one line on stderr, exit 1, no traceback). Store-sensitive commands run on SQLite and
-PostgreSQL; one test runs the real ``flask`` executable in a subprocess."""
+errors (one line on stderr, exit 1, no traceback; under ``--json`` one JSON object on
+stdout). Store-sensitive commands run on SQLite and PostgreSQL; one test runs the real
+``flask`` executable in a subprocess."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from issuer_support import Issuer, close_issuer, make_issuer
 
 from flask_licensechain import LicenseChain
 from flask_licensechain.cli import licensechain_cli
+from flask_licensechain.command import LicenseChainCommand, LicenseChainGroup
+from flask_licensechain.core.errors import NotFound
+from flask_licensechain.state import get_issuer_state
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -64,6 +68,26 @@ def assert_clean_error(result: Result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in result.stderr
+
+
+def assert_json_error(
+    stdout: str, stderr: str, exit_code: int, code: str, *fragments: str
+) -> dict[str, Any]:
+    """Under ``--json``: exit 1, and stdout is exactly one JSON error object
+    ``{"error", "message"}``; stderr holds at most log lines, no error text, no traceback."""
+    assert exit_code == 1, (stdout, stderr)
+    assert "Error:" not in stderr and "Traceback" not in stderr
+    error = json.loads(stdout)
+    assert set(error) == {"error", "message"}
+    assert error["error"] == code
+    for fragment in fragments:
+        assert fragment in error["message"]
+    return dict(error)
+
+
+def assert_clean_json_error(result: Result, code: str, *fragments: str) -> dict[str, Any]:
+    assert isinstance(result.exception, SystemExit)
+    return assert_json_error(result.stdout, result.stderr, result.exit_code, code, *fragments)
 
 
 # -- the group --------------------------------------------------------------------------
@@ -215,6 +239,8 @@ def test_create_license_human_output(sqlite_issuer: Issuer) -> None:
 def test_create_license_for_a_missing_app_fails_cleanly(issuer: Issuer) -> None:
     before = issuer.snapshot()
     result = run(issuer, "create-license", "--app-id", "app_000000000000000000000000", "--json")
+    assert_clean_json_error(result, "not_found", "App not found.")
+    result = run(issuer, "create-license", "--app-id", "app_000000000000000000000000")
     assert_clean_error(result, "App not found.")
     assert issuer.snapshot() == before
 
@@ -342,6 +368,8 @@ def test_integrator_mode_has_nothing_to_administer(tmp_path: Path) -> None:
     LicenseChain(app, jwks_file=str(jwks), audience="app_1")
     app.cli.add_command(licensechain_cli)
     result = app.test_cli_runner().invoke(args=["licensechain", "init", "--json"])
+    assert_clean_json_error(result, "command_failed", "integrator mode")
+    result = app.test_cli_runner().invoke(args=["licensechain", "init"])
     assert_clean_error(result, "integrator mode")
 
 
@@ -400,6 +428,10 @@ def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
     assert rotated["previousKid"] == kid
 
     failed = flask("create-license", "--app-id", "app_missing", "--json")
+    assert_json_error(
+        failed.stdout, failed.stderr, failed.returncode, "not_found", "App not found."
+    )
+    failed = flask("create-license", "--app-id", "app_missing")
     assert failed.returncode == 1
     assert failed.stdout == ""
     assert "Error: App not found." in failed.stderr
@@ -407,32 +439,79 @@ def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("environ", "message"),
+    ("environ", "code", "message"),
     [
         (
             {"LICENSECHAIN_DATABASE_URL": "postgresql://postgres@127.0.0.1:{port}/none"},
-            "Error: LICENSECHAIN_ENCRYPTION_KEY is required with a postgresql store",
+            "command_failed",
+            "LICENSECHAIN_ENCRYPTION_KEY is required with a postgresql store",
         ),
         (
             {
                 "LICENSECHAIN_DATABASE_URL": "postgresql://postgres@127.0.0.1:{port}/none",
                 "LICENSECHAIN_ENCRYPTION_KEY": "A" * 43,
             },
-            "Error: The service is temporarily unavailable. OperationalError",
+            "unavailable",
+            "The service is temporarily unavailable. OperationalError",
         ),
-        ({"LICENSECHAIN_KEY_SIZE": "1024"}, "Error: RSA key size must be one of"),
+        ({"LICENSECHAIN_KEY_SIZE": "1024"}, "key_error", "RSA key size must be one of"),
     ],
     ids=["no-encryption-key", "store-down", "bad-key-size"],
 )
 def test_an_app_that_cannot_start_is_one_clear_line(
-    tmp_path: Path, environ: dict[str, str], message: str
+    tmp_path: Path, environ: dict[str, str], code: str, message: str
 ) -> None:
     """Errors raised while the app loads (configuration, a dead store) are reported by the
-    command like any other: one line on stderr, exit 1, no traceback."""
+    command like any other: one line on stderr, exit 1, no traceback; under ``--json``, one
+    JSON object on stdout."""
     port = str(free_port())  # nothing listens there
     flask = flask_in(tmp_path, **{k: v.format(port=port) for k, v in environ.items()})
-    result = flask("init", "--json")
+    result = flask("init")
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert result.stdout == ""
-    assert message in result.stderr
+    assert "Error: " + message in result.stderr
     assert "Traceback" not in result.stderr
+    result = flask("init", "--json")
+    assert_json_error(result.stdout, result.stderr, result.returncode, code, message)
+
+
+def test_usage_errors_under_json_are_json(sqlite_issuer: Issuer) -> None:
+    result = run(sqlite_issuer, "create-api-key", "--name", "x", "--json")  # no --scope
+    assert result.exit_code == 2
+    assert result.stderr == ""
+    error = json.loads(result.stdout)
+    assert error["error"] == "usage_error"
+    assert "--scope" in error["message"]
+
+
+def test_commands_are_importable_module_level_objects() -> None:
+    from flask_licensechain import cli
+
+    names = {
+        "init": cli.init,
+        "create-app": cli.create_app,
+        "create-license": cli.create_license,
+        "create-api-key": cli.create_api_key,
+        "rotate-keys": cli.rotate_keys,
+    }
+    for name, command in names.items():
+        assert licensechain_cli.commands[name] is command
+        assert isinstance(command, LicenseChainCommand)
+
+
+def test_a_group_from_another_module_reports_errors_alike(sqlite_issuer: Issuer) -> None:
+    """Another module's group, added with one ``add_command``: JSON errors, app context."""
+    extra = LicenseChainGroup("extra-test", help="A group added by another module.")
+
+    @extra.command("fail")
+    def fail(as_json: bool) -> None:
+        assert get_issuer_state() is sqlite_issuer.state  # runs in the app's context
+        raise NotFound("Nothing here.")
+
+    licensechain_cli.add_command(extra)
+    try:
+        result = run(sqlite_issuer, "extra-test", "fail", "--json")
+        assert_clean_json_error(result, "not_found", "Nothing here.")
+        assert_clean_error(run(sqlite_issuer, "extra-test", "fail"), "Nothing here.")
+    finally:
+        del licensechain_cli.commands["extra-test"]

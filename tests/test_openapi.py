@@ -63,7 +63,7 @@ MAX_EXAMPLES = 25
 #: Huge limits: the rate-limit headers are present and checked, but no case is refused.
 HUGE_LIMITS = "1000000/second"
 
-#: Every endpoint of CONTRACT.md section 2 (plus the document itself and API-key creation).
+#: Every endpoint of the wire contract (plus the document itself and API-key creation).
 CONTRACT_OPERATIONS = {
     ("post", "/v1/licenses/verify"),
     ("post", "/v1/licenses/validate-hardware"),

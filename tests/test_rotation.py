@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from flask_licensechain.core.contract import LONGEST_TTL
 from flask_licensechain.core.keys import SigningKey, generate_private_key
-from flask_licensechain.issuer import rotate_signing_key, signing_keys_of
+from flask_licensechain.signing import rotate_signing_key
 
 pytest_plugins = ["issuer_fixtures"]  # the issuer fixtures
 
@@ -54,7 +54,7 @@ def test_rotation_keeps_the_old_key_until_its_tokens_expire(issuer: Issuer) -> N
 
     # the old key retires once every token it signed is dead: longest TTL, leeway and the
     # workers' reload interval after the rotation
-    keys = signing_keys_of(issuer.state)
+    keys = issuer.state.signing_keys
     assert keys.retire_after == timedelta(seconds=LONGEST_TTL + 30 + 5)
     assert result.previous_expires_at is not None
     record = issuer.store.signing_keys.get(old_kid)

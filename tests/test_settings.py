@@ -127,3 +127,28 @@ def test_a_missing_driver_gives_the_install_hint(monkeypatch: pytest.MonkeyPatch
         Settings.from_mapping({"LICENSECHAIN_DATABASE_URL": "postgresql://db.example/lc"})
     with pytest.raises(ConfigError, match=r"pip install 'flask-licensechain\[redis\]'"):
         Settings.from_mapping({"LICENSECHAIN_REDIS_URL": "redis://127.0.0.1:6379"})
+
+
+def test_an_integrator_without_an_issuer_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    with caplog.at_level(logging.WARNING, logger="licensechain.extension"):
+        start(tmp_path, LICENSECHAIN_JWKS_FILE=str(jwks), LICENSECHAIN_AUDIENCE="app_1")
+    assert "LICENSECHAIN_ISSUER is not set" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="licensechain.extension"):
+        start(
+            tmp_path,
+            LICENSECHAIN_JWKS_FILE=str(jwks),
+            LICENSECHAIN_AUDIENCE="app_1",
+            LICENSECHAIN_ISSUER="https://licenses.example.test/v1",
+        )
+    assert "LICENSECHAIN_ISSUER" not in caplog.text
+
+
+def test_an_issuer_refusal_is_a_config_error(tmp_path: Path) -> None:
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    with pytest.raises(ConfigError, match="LICENSECHAIN_ISSUER"):
+        LicenseChain(app)  # neither debug nor testing, and no issuer URL

@@ -812,3 +812,35 @@ def test_in_memory_sqlite_shares_one_database() -> None:
         assert store.licenses.find_for_verification(lic.key) == (lic, app)
     finally:
         store.dispose()
+
+
+def test_the_hot_path_reads_answer_alike_with_and_without_the_cursor_bypass(
+    store: Store, store_url: str
+) -> None:
+    """The verify reads on the driver's cursor decode exactly as SQLAlchemy's own path."""
+    app = store.apps.create("Twin", tier="business")
+    lic = store.licenses.create(
+        app.id,
+        plan="pro",
+        features=["a", "b"],
+        metadata={"n": 1},
+        max_devices=2,
+        expires_at=datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    now = datetime.now(UTC)
+    store.licenses.bind_device(lic.id, "hw-1", now)
+    public = open_store(store_url)
+    public.licenses.bypass_core = False
+    try:
+        bypassed = store.licenses.find_for_verification(lic.key)
+        assert bypassed is not None
+        assert public.licenses.find_for_verification(lic.key) == bypassed
+        assert bypassed[0].devices[0].hwuid == "hw-1"
+        assert public.licenses.find_for_verification("LC-AAAAAA-BBBBBB-CCCCCC") is None
+        assert public.licenses.bind_device(lic.id, "hw-1", now) == store.licenses.bind_device(
+            lic.id, "hw-1", now
+        )
+        assert public.licenses.bind_device(lic.id, "hw-2", now).ok
+        assert store.licenses.bind_device(lic.id, "hw-3", now).ok is False  # both slots used
+    finally:
+        public.dispose()

@@ -30,9 +30,9 @@ from run import AUDIENCE, ISSUER, make_tokens  # benchmarks/verifier/run.py
 
 from flask_licensechain.core import verifier as after
 from flask_licensechain.core.denylist import Denylist, MemoryDenylist, denylist_from_uri
+from flask_licensechain.core.denylist.mirror import DenylistMirror
 from flask_licensechain.core.keys import SigningKey
 from flask_licensechain.core.keysource import StaticKeySource
-from flask_licensechain.core.mirror import DenylistMirror
 
 REPO = Path(__file__).resolve().parents[2]
 

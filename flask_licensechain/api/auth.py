@@ -14,6 +14,7 @@ from typing import Any, Final, TypeVar, cast
 from flask import g, request
 
 from ..core.errors import InsufficientScope, NotFound, Unauthorized
+from ..state import get_issuer_state
 from ..store import ApiKeyRecord, ApiKeyRepository, LicenseRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,19 +25,29 @@ _MAX_CREDENTIALS: Final = 512
 
 
 class MissingApiKey(Unauthorized):
+    """401: no ``Authorization`` header."""
+
     description = "An API key is required: Authorization: Bearer <api key>."
 
 
 class InvalidApiKey(Unauthorized):
+    """401 ``invalid_token``: another scheme, a malformed, unknown or revoked key."""
+
     description = "The API key is invalid or revoked."
     bearer_error = "invalid_token"
 
 
 def grants(key: ApiKeyRecord, scope: str) -> bool:
+    """Whether ``key`` holds ``scope`` (or ``*``, every scope)."""
     return ALL_SCOPES in key.scopes or scope in key.scopes
 
 
 def presented_key() -> str:
+    """The API key of the request's ``Authorization: Bearer`` header (RFC 6750).
+
+    Raises ``MissingApiKey`` without the header, ``InvalidApiKey`` for another scheme, an
+    empty value or one over 512 characters.
+    """
     header = request.headers.get("Authorization")
     if not header:
         raise MissingApiKey()
@@ -48,6 +59,10 @@ def presented_key() -> str:
 
 
 def authenticate(api_keys: ApiKeyRepository, scope: str) -> ApiKeyRecord:
+    """The request's API key when it is valid and holds ``scope``; kept for ``current_api_key``.
+
+    Raises ``MissingApiKey``/``InvalidApiKey`` (401) or ``InsufficientScope`` (403).
+    """
     key = api_keys.authenticate(presented_key())
     if key is None:
         raise InvalidApiKey()
@@ -58,6 +73,7 @@ def authenticate(api_keys: ApiKeyRepository, scope: str) -> ApiKeyRecord:
 
 
 def current_api_key() -> ApiKeyRecord:
+    """The key that ``requires`` authenticated for this request (``MissingApiKey`` if none)."""
     key: ApiKeyRecord | None = g.get(_G_API_KEY)
     if key is None:  # a view forgot its @requires(scope): fail closed
         raise MissingApiKey()
@@ -99,18 +115,18 @@ def require_unrestricted(action: str) -> None:
         raise InsufficientScope(f"An app-limited API key cannot {action}.")
 
 
-def scope_guard(api_keys: ApiKeyRepository) -> Callable[[str], Callable[[F], F]]:
-    """``requires(scope)``: a view decorator that authenticates before anything else runs."""
+def requires(scope: str) -> Callable[[F], F]:
+    """A view decorator: authenticate the API key and check ``scope`` before the view runs.
 
-    def requires(scope: str) -> Callable[[F], F]:
-        def decorate(view: F) -> F:
-            @functools.wraps(view)
-            def guarded(*args: Any, **kwargs: Any) -> Any:
-                authenticate(api_keys, scope)
-                return view(*args, **kwargs)
+    Raises ``MissingApiKey`` or ``InvalidApiKey`` (401) and ``InsufficientScope`` (403).
+    """
 
-            return cast(F, guarded)
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            authenticate(get_issuer_state().store.api_keys, scope)
+            return view(*args, **kwargs)
 
-        return decorate
+        return cast(F, guarded)
 
-    return requires
+    return decorate

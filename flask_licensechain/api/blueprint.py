@@ -1,93 +1,87 @@
-"""The blueprint factory: a fresh blueprint per Flask app.
+"""The API's blueprints: ``bp`` (the API, at its prefix) and ``root_bp`` (``GET /health``
+outside the prefix, which LicenseChain's status monitor polls), with their error handlers,
+response headers and CORS.
 
-Its views close over that app's state (store, key ring, rate limits), so a
-request does no extension lookups.
+The view modules (``public``, ``admin``, ``licenses``, ``openapi``) add their routes to it
+when ``flask_licensechain.api`` is imported. The same blueprint serves every issuer app in
+the process: views find their app's state with ``get_issuer_state()``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from flask import Blueprint, Flask, Response, request
-from flask.sansio.blueprints import BlueprintSetupState
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException
 
-from . import BLUEPRINT_NAME
-from .admin import register_admin_routes
-from .cors import OriginAllowList, add_cors_headers, preflight
-from .http import install_error_handlers
-from .licenses import (
-    HWUID_CONVERTER,
-    LICENSE_CONVERTER,
-    HwuidConverter,
-    LicenseRefConverter,
-    register_license_routes,
+from ..core.errors import LicenseChainError
+from ..state import get_issuer_state
+from .converters import CONVERTERS
+from .cors import add_cors_headers, preflight
+from .http import (
+    contract_routing_error_hook,
+    finish_response,
+    render_http_exception,
+    render_licensechain_error,
+    render_unexpected,
 )
-from .public import health_response, register_public_routes
 
-if TYPE_CHECKING:
-    from ..extension import LicenseChainState
-
+BLUEPRINT_NAME: Final = "licensechain"
 ROOT_BLUEPRINT_NAME: Final = "licensechain_root"
-CORS_EXTRA: Final = "cors_origins"
-#: the public endpoints (no credentials): the only ones that answer CORS
-PUBLIC_VIEWS: Final = frozenset({"verify", "validate_hardware", "jwks", "introspect", "health"})
+#: the endpoints without credentials: the only ones that answer CORS
+PUBLIC_ENDPOINTS: Final = frozenset(
+    {
+        *(
+            f"{BLUEPRINT_NAME}.{view}"
+            for view in ("verify", "validate_hardware", "jwks", "introspect", "health")
+        ),
+        f"{ROOT_BLUEPRINT_NAME}.root_health",
+    }
+)
 
 
-def build_blueprint(state: LicenseChainState) -> Blueprint:
-    if state.limiter is None or state.store is None:
-        raise RuntimeError("the issuer API needs the app's store and rate limiter")
-    bp = Blueprint(BLUEPRINT_NAME, __name__)
-    # Before any route: license references, and hardware ids that may contain "/".
-    bp.record_once(_register_converters)
-    install_error_handlers(bp)
-    origins = _origins(state)
-    install_cors(bp, origins, {f"{BLUEPRINT_NAME}.{view}" for view in PUBLIC_VIEWS})
-    register_public_routes(bp, state, state.limiter)
-    register_admin_routes(bp, state, origins)
-    register_license_routes(bp, state)
-    return bp
+def _cors_preflight() -> Response | None:
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        return None
+    return preflight(get_issuer_state().cors_origins)
 
 
-def build_root_blueprint(state: LicenseChainState) -> Blueprint:
-    """``GET /health`` outside the API prefix (LicenseChain's status monitor polls it)."""
-    if state.store is None:
-        raise RuntimeError("the root health endpoint needs the app's store")
-    bp = Blueprint(ROOT_BLUEPRINT_NAME, __name__)
-    install_error_handlers(bp)
-    install_cors(bp, _origins(state), {f"{ROOT_BLUEPRINT_NAME}.health"})
-
-    @bp.get("/health")
-    def health() -> Response:
-        return health_response(state)
-
-    return bp
+def _cors_headers(response: Response) -> Response:
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        return response
+    return add_cors_headers(response, get_issuer_state().cors_origins)
 
 
-def install_cors(bp: Blueprint, origins: OriginAllowList, endpoints: set[str]) -> None:
-    """CORS (preflight and answer headers) on ``endpoints`` only; see ``api/cors.py``."""
-
-    def cors_preflight() -> Response | None:
-        return preflight(origins) if request.endpoint in endpoints else None
-
-    def cors_headers(response: Response) -> Response:
-        return add_cors_headers(response, origins) if request.endpoint in endpoints else response
-
-    bp.before_request(cors_preflight)
-    bp.after_request(cors_headers)
+def _blueprint(name: str) -> Blueprint:
+    made = Blueprint(name, __name__)
+    made.register_error_handler(LicenseChainError, render_licensechain_error)
+    made.register_error_handler(HTTPException, render_http_exception)
+    made.register_error_handler(Exception, render_unexpected)
+    made.before_request(_cors_preflight)
+    made.after_request(_cors_headers)
+    made.after_request(finish_response)
+    return made
 
 
-def _origins(state: LicenseChainState) -> OriginAllowList:
-    """The app's one CORS allow-list (both blueprints share it, so an app change made
-    through the API shows on both at once)."""
-    store = state.store
-    assert store is not None
-    found = state.extras.get(CORS_EXTRA)
-    if not isinstance(found, OriginAllowList):
-        found = state.extras[CORS_EXTRA] = OriginAllowList(store.apps.all_allowed_origins)
-    return found
+bp = _blueprint(BLUEPRINT_NAME)
+root_bp = _blueprint(ROOT_BLUEPRINT_NAME)
 
 
+@bp.record_once
 def _register_converters(setup: BlueprintSetupState) -> None:
+    """Before any route is added: license references, hardware ids that may contain "/"."""
     app: Flask = setup.app  # type: ignore[assignment]
-    app.url_map.converters.setdefault(HWUID_CONVERTER, HwuidConverter)
-    app.url_map.converters.setdefault(LICENSE_CONVERTER, LicenseRefConverter)
+    for name, converter in CONVERTERS.items():
+        app.url_map.converters.setdefault(name, converter)
+
+
+@bp.record
+def _answer_routing_errors_under_the_prefix(setup: BlueprintSetupState) -> None:
+    """404 and 405 under the blueprint's prefix get the contract's JSON body too.
+
+    A routing failure belongs to no blueprint, so the handlers above never see it, and an
+    app-wide 404 handler would replace the host app's own: an app ``before_request`` hook
+    answers it, for this prefix only.
+    """
+    setup.app.before_request(contract_routing_error_hook(setup.url_prefix or ""))

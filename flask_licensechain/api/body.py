@@ -6,18 +6,17 @@ deep nesting, NaN, huge numbers, bad UTF-8 and non-object bodies included.
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from flask import Request, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from ..core.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from ..serialize import parse_timestamp
 
 _ENVIRON_BODY: Final = "licensechain.json_body"
 _MISSING: Final = object()
@@ -60,11 +59,13 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
     cached: dict[str, Any] | None = environ.get(_ENVIRON_BODY)
     if cached is not None:
         return cached
-    raw = _read_body(req, environ, max_bytes)
+    raw = _read_body(req, max_bytes)
     if not raw:
         body: dict[str, Any] = {}
     else:
-        mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        # application/json or application/*+json (Werkzeug's ``is_json`` rule, without
+        # parsing the header's parameters, which the body's decoding ignores)
+        mimetype = (req.content_type or "").partition(";")[0].strip().lower()
         if mimetype != "application/json" and not (
             mimetype.startswith("application/") and mimetype.endswith("+json")
         ):
@@ -83,45 +84,21 @@ def read_json_body(max_bytes: int) -> dict[str, Any]:
     return body
 
 
-def _read_body(req: Request, environ: dict[str, Any], max_bytes: int) -> bytes:
-    """At most ``max_bytes`` of body, else ``PayloadTooLarge``."""
-    declared = environ.get("CONTENT_LENGTH")
-    if declared and declared.isdigit():
-        length = int(declared)
-        if length > max_bytes:
-            raise PayloadTooLarge()
-        # The common case, read straight from the WSGI stream: Werkzeug's stream wrapping
-        # costs more than the rest of the parsing. The body is put back as a fresh stream so
-        # anything reading it later still can.
-        raw = _read_exactly(environ["wsgi.input"], length)
-        if len(raw) == length:
-            environ["wsgi.input"] = io.BytesIO(raw)
-            return raw
-        if raw:
-            raise InvalidRequest("The request body is shorter than its Content-Length.")
-        # Nothing left: a host app hook read the stream first, and Werkzeug cached it.
-    # No (usable) Content-Length, e.g. chunked: let Werkzeug bound the read, one byte past
-    # the limit to tell "exactly at the limit" from "over it" (it stops quietly at the max).
+def _read_body(req: Request, max_bytes: int) -> bytes:
+    """At most ``max_bytes`` of body, else ``PayloadTooLarge``. Werkzeug reads and caches it,
+    so the host app can still read it (before or after us)."""
+    # One byte past the limit tells "exactly at the limit" from "over it": without a
+    # Content-Length, Werkzeug stops quietly at its maximum.
     req.max_content_length = max_bytes + 1
     try:
         raw = req.get_data(cache=True)
     except RequestEntityTooLarge:
         raise PayloadTooLarge() from None
+    except ClientDisconnected:
+        raise InvalidRequest("The request body is shorter than its Content-Length.") from None
     if len(raw) > max_bytes:
         raise PayloadTooLarge()
     return raw
-
-
-def _read_exactly(stream: Any, length: int) -> bytes:
-    chunks: list[bytes] = []
-    remaining = length
-    while remaining > 0:
-        chunk = stream.read(remaining)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 def peek_json_body(max_bytes: int) -> dict[str, Any] | None:
@@ -142,17 +119,24 @@ class Fields:
         self._data = data
 
     def raw(self, *names: str) -> Any:
+        """The value under the first of ``names`` present, else a private missing marker."""
         for name in names:
             if name in self._data:
                 return self._data[name]
         return _MISSING
 
     def present(self, *names: str) -> bool:
+        """Whether any of ``names`` is a member (JSON null included)."""
         return self.raw(*names) is not _MISSING
 
     def string(
         self, *names: str, required: bool = False, max_length: int = 256, allow_empty: bool = False
     ) -> str | None:
+        """A string of at most ``max_length`` characters without NUL, or ``None`` when absent.
+
+        An empty string counts as absent unless ``allow_empty``. Raises ``InvalidRequest``
+        for another type, a longer string, a NUL, or a missing ``required`` member.
+        """
         value = self.raw(*names)
         if value is _MISSING or value is None:
             if required:
@@ -171,11 +155,13 @@ class Fields:
         return value
 
     def required_string(self, *names: str, max_length: int = 256) -> str:
+        """As ``string(required=True)``: a non-empty string, else ``InvalidRequest``."""
         value = self.string(*names, required=True, max_length=max_length)
         assert value is not None
         return value
 
     def boolean(self, *names: str) -> bool | None:
+        """A JSON boolean, or ``None`` when absent; ``InvalidRequest`` for another type."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -184,6 +170,8 @@ class Fields:
         return value
 
     def integer(self, *names: str, minimum: int, maximum: int) -> int | None:
+        """An integer in ``minimum..maximum`` (not a boolean), or ``None``; else
+        ``InvalidRequest``."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -196,6 +184,8 @@ class Fields:
     def string_list(
         self, *names: str, max_items: int = 256, max_length: int = 128
     ) -> list[str] | None:
+        """At most ``max_items`` non-empty strings of at most ``max_length`` characters,
+        duplicates dropped (order kept), or ``None`` when absent; else ``InvalidRequest``."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -210,6 +200,8 @@ class Fields:
         return list(dict.fromkeys(value))  # de-duplicated, order kept
 
     def obj(self, *names: str, max_bytes: int = 16384) -> dict[str, Any] | None:
+        """A JSON object of at most ``max_bytes`` bytes as JSON, or ``None``; else
+        ``InvalidRequest``."""
         value = self.raw(*names)
         if value is _MISSING or value is None:
             return None
@@ -231,34 +223,12 @@ class Fields:
         return parse_timestamp(value, names[0])
 
     def unknown(self, known: set[str]) -> list[str]:
+        """The member names not in ``known``, sorted."""
         return sorted(set(self._data) - known)
 
 
-def parse_timestamp(value: Any, name: str) -> datetime:
-    if isinstance(value, bool):
-        raise InvalidRequest(f"'{name}' must be an ISO 8601 date-time.")
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value) or not 0 <= value <= 253402300799:  # up to year 9999
-            raise InvalidRequest(f"'{name}' is out of range.")
-        return datetime.fromtimestamp(value, UTC)
-    if not isinstance(value, str) or len(value) > 64:
-        raise InvalidRequest(f"'{name}' must be an ISO 8601 date-time.")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidRequest(f"'{name}' must be an ISO 8601 date-time.") from None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise InvalidRequest(f"'{name}' is out of range.") from None
-
-
 def reject_unknown(fields: Fields, known: set[str]) -> None:
+    """Raise ``InvalidRequest`` naming (up to five of) the members not in ``known``."""
     unknown = fields.unknown(known)
     if unknown:
         shown = ", ".join(repr(u[:40]) for u in unknown[:5])

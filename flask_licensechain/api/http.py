@@ -11,10 +11,12 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from flask import Blueprint, Flask, Response, request
+import sqlalchemy.exc as sa_exc
+from flask import Flask, Response, request
+from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from ..core.errors import LicenseChainError, Unavailable
@@ -60,6 +62,7 @@ def request_id() -> str:
 def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
+    """``data`` as compact UTF-8 JSON with ``status`` and extra ``headers``."""
     # A ready header list: Werkzeug then skips its per-header lookups and merging.
     header_list = [("Content-Type", "application/json")]
     if headers:
@@ -70,6 +73,7 @@ def json_response(
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
+    """The contract's error body ``{error, message, request_id}`` with ``X-Request-ID``."""
     body = {"error": code, "message": message, "request_id": request_id()}
     response = json_response(body, status, headers)
     response.headers[REQUEST_ID_HEADER] = request_id()
@@ -77,12 +81,17 @@ def error_response(
 
 
 def render_licensechain_error(exc: LicenseChainError) -> Response:
+    """A typed core error as its status, code, description and headers (``detail`` is only
+    logged)."""
     if exc.detail:
         log.info("%s (%s): %s", exc.code, exc.reason, exc.detail)
     return error_response(exc.status_code, exc.code, exc.description, exc.headers())
 
 
 def render_http_exception(exc: HTTPException) -> Response:
+    """A Werkzeug HTTP error (404, 405, 413...) as the contract's body; 405 keeps ``Allow``,
+    401 gets the RFC 6750 ``WWW-Authenticate: Bearer`` challenge.
+    """
     status = exc.code or 500
     code = _CODE_BY_STATUS.get(status) or _snake_case(exc.name)
     message = _MESSAGE_BY_STATUS.get(status) or exc.name + "."
@@ -110,9 +119,6 @@ def is_dependency_failure(exc: BaseException) -> bool:
 
 @functools.cache
 def _dependency_errors() -> tuple[type[BaseException], ...]:
-    import sqlalchemy.exc as sa_exc
-    from limits.errors import StorageError
-
     errors: list[type[BaseException]] = [
         sa_exc.OperationalError,
         sa_exc.InterfaceError,
@@ -145,19 +151,11 @@ def finish_response(response: Response) -> Response:
     return response
 
 
-def install_error_handlers(bp: Blueprint) -> None:
-    bp.register_error_handler(LicenseChainError, render_licensechain_error)
-    bp.register_error_handler(HTTPException, render_http_exception)
-    bp.register_error_handler(Exception, render_unexpected)
-    bp.after_request(finish_response)
+def contract_routing_error_hook(prefix: str) -> Callable[[], Response | None]:
+    """A ``before_request`` hook answering 404/405 under ``prefix`` with the contract body.
 
-
-def install_prefix_routing_errors(app: Flask, prefix: str) -> None:
-    """404/405 under the API prefix get the contract body.
-
-    A routing failure belongs to no blueprint, so blueprint error handlers never see it, and
-    an app-wide 404 handler would replace the host app's own. Flask records the routing
-    error before running ``before_request`` hooks, so a hook can answer it for our prefix only.
+    Flask records the routing error before it runs ``before_request`` hooks; the hook leaves
+    other paths, and requests that matched a route, alone (it returns ``None``).
     """
     prefix = prefix.rstrip("/")
 
@@ -170,8 +168,7 @@ def install_prefix_routing_errors(app: Flask, prefix: str) -> None:
             return None
         return render_http_exception(exc)
 
-    # First in line: nothing else (rate limits, auth) should run for a URL we do not serve.
-    app.before_request_funcs.setdefault(None, []).insert(0, contract_routing_error)
+    return contract_routing_error
 
 
 def install_json_errors(app: Flask) -> None:

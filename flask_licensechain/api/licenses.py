@@ -1,4 +1,9 @@
-"""Authenticated license endpoints: create, list, get, patch, status changes, devices.
+"""Authenticated license endpoints: create, list, get, update, status changes, statistics,
+analytics, devices. Every license route takes the license id or its key.
+
+Every status change (``/revoke``, ``/suspend``, ``/activate``, ``DELETE``, an update with a
+``status``, ``/status``) goes through ``change_status``: the same 409 rules, revocation
+records and audit events.
 
 Every change goes through the store, which records in the same transaction the revocation
 it needs (revoke and suspend block the license's outstanding tokens, activate lifts that;
@@ -9,56 +14,52 @@ the record that every denylist follows.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-from flask import Blueprint, Response, request
-from werkzeug.routing import BaseConverter
+from flask import Response, request
 
+from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES
 from ..core.errors import Conflict, InvalidRequest, NotFound
+from ..serialize import license_json, parse_timestamp
+from ..state import IssuerState, get_issuer_state
 from ..store import LicenseRecord
 from .admin import audit
 from .analytics_report import query_period, verification_report
-from .auth import app_filter, check_app_visible, scope_guard, visible_license
-from .body import Fields, parse_timestamp, read_json_body, reject_unknown
+from .auth import app_filter, check_app_visible, requires, visible_license
+from .blueprint import bp
+from .body import Fields, read_json_body, reject_unknown
 from .http import json_response
 from .query import query_app_id, query_int
-from .serialize import license_json
-
-if TYPE_CHECKING:
-    from ..extension import LicenseChainState
-
-log = logging.getLogger("licensechain.api")
-
-MAX_PAGE_SIZE: Final = 100
-DEFAULT_PAGE_SIZE: Final = 50
-MAX_PAGE: Final = 1_000_000
-MAX_DEVICES: Final = 10_000
-MAX_TEXT: Final = 200
-MAX_EMAIL: Final = 320
-MAX_FEATURES: Final = 100
 
 #: PATCH/create field -> (accepted names, parser of a present value)
 _FieldParser = Callable[[Fields, tuple[str, ...]], Any]
 _LICENSE_FIELDS: Final[dict[str, tuple[tuple[str, ...], _FieldParser]]] = {
-    "plan": (("plan",), lambda f, n: f.string(*n, max_length=MAX_TEXT)),
-    "issued_to": (("issuedTo", "issued_to"), lambda f, n: f.string(*n, max_length=MAX_TEXT)),
+    "plan": (("plan",), lambda f, n: f.string(*n, max_length=limits.PLAN)),
+    "issued_to": (
+        ("issuedTo", "issued_to"),
+        lambda f, n: f.string(*n, max_length=limits.ISSUED_TO),
+    ),
     "issued_email": (
         ("issuedEmail", "issued_email", "email"),
-        lambda f, n: f.string(*n, max_length=MAX_EMAIL),
+        lambda f, n: f.string(*n, max_length=limits.EMAIL),
     ),
     "expires_at": (("expiresAt", "expires_at"), lambda f, n: f.timestamp(*n)),
     "features": (
         ("features",),
-        lambda f, n: _non_null(f, n, f.string_list(*n, max_items=MAX_FEATURES, max_length=100)),
+        lambda f, n: _non_null(
+            f, n, f.string_list(*n, max_items=limits.FEATURES, max_length=limits.FEATURE)
+        ),
     ),
-    "metadata": (("metadata",), lambda f, n: f.obj(*n) or {}),
+    "metadata": (
+        ("metadata",),
+        lambda f, n: f.obj(*n, max_bytes=limits.METADATA_BYTES) or {},
+    ),
     "max_devices": (
         ("maxDevices", "max_devices"),
-        lambda f, n: _non_null(f, n, f.integer(*n, minimum=1, maximum=MAX_DEVICES)),
+        lambda f, n: _non_null(f, n, f.integer(*n, minimum=1, maximum=limits.MAX_DEVICES)),
     ),
     "require_hwuid": (
         ("requireHwuid", "require_hwuid"),
@@ -69,39 +70,8 @@ _KNOWN_NAMES: Final = {name for names, _ in _LICENSE_FIELDS.values() for name in
 #: the app id LicenseChain's clients repeat in a create body (it must equal the path's)
 APP_ID_NAMES: Final = ("appId", "app_id")
 EXPIRY_NAMES: Final = _LICENSE_FIELDS["expires_at"][0]
-#: status a client may set -> the status change it means (any case is accepted)
+#: the statuses a client may set (in any case); EXPIRED follows from expiresAt
 SETTABLE_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
-HWUID_CONVERTER: Final = "lc_hwuid"
-LICENSE_CONVERTER: Final = "lc_license"
-#: the fixed paths beside /licenses/<id or key>: never taken for a license reference, so
-#: a wrong method on them answers 405, not "license not found"
-RESERVED_LICENSE_PATHS: Final = (
-    "verify",
-    "validate-hardware",
-    "jwks",
-    "introspect",
-    "revoke-token",
-    "stats",
-)
-
-
-class LicenseRefConverter(BaseConverter):
-    """A license id or key in a URL path: one segment, not one of the fixed paths."""
-
-    regex = "(?!(?:" + "|".join(RESERVED_LICENSE_PATHS) + ")$)[^/]+"
-
-
-class HwuidConverter(BaseConverter):
-    """A hardware id in a URL path: the rest of the path, slashes and all.
-
-    Verify accepts any hardware id up to 256 characters, ``/`` included, so the release
-    route must take every one of them; the rule also turns off slash merging. A client that
-    normalizes dot segments (``.``, ``..``) cannot send those in a path: the query form
-    ``DELETE .../devices?hwuid=`` takes any hardware id.
-    """
-
-    regex = r"[\s\S]+"
-    part_isolating = False
 
 
 def _non_null(fields: Fields, names: tuple[str, ...], value: Any) -> Any:
@@ -111,7 +81,7 @@ def _non_null(fields: Fields, names: tuple[str, ...], value: Any) -> Any:
 
 
 def license_changes(fields: Fields, extra: set[str] | None = None) -> dict[str, Any]:
-    """The store's keyword arguments for the fields present in a create or PATCH body.
+    """The store's keyword arguments for the fields present in a create or update body.
 
     ``extra`` names members the caller reads itself. An empty ``expiresAt`` is "not given":
     LicenseChain's clients send ``""`` for "no expiry".
@@ -158,222 +128,260 @@ def _query_status() -> str | None:
     return status
 
 
-def register_license_routes(bp: Blueprint, state: LicenseChainState) -> None:
-    store = state.store
-    assert store is not None
-    licenses = store.licenses
-    announce = state.denylist.publish
-    max_body = state.settings.max_body_bytes
-    requires = scope_guard(store.api_keys)
+def _one(lic: LicenseRecord | None, status: int = 200) -> Response:
+    if lic is None:
+        raise NotFound("License not found.")
+    return json_response(license_json(lic, datetime.now(UTC)), status)
 
-    def one(lic: LicenseRecord | None, status: int = 200) -> Response:
-        if lic is None:
-            raise NotFound("License not found.")
-        return json_response(license_json(lic, datetime.now(UTC)), status)
 
-    def existing(ref: str) -> LicenseRecord:
-        """The license ``ref`` names (its id or its key) that the caller may see."""
-        return visible_license(licenses.get_by_id_or_key(ref))
+def _existing(state: IssuerState, ref: str) -> LicenseRecord:
+    """The license ``ref`` names (its id or its key) that the caller may see, else 404."""
+    return visible_license(state.store.licenses.get_by_id_or_key(ref))
 
-    def page(app_id: str | None) -> Response:
-        number = query_int("page", 1, MAX_PAGE)
-        size = query_int("limit", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        now = datetime.now(UTC)
-        records, total = licenses.list(
-            app_id=app_id, status=_query_status(), page=number, limit=size, now=now
-        )
-        return json_response(
-            {
-                "licenses": [license_json(lic, now) for lic in records],
-                "total": total,
-                "page": number,
-                "limit": size,
-            }
-        )
 
-    @bp.post("/apps/<app_id>/licenses")
-    @requires("licenses:write")
-    def create_license(app_id: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        changes = license_changes(fields, set(APP_ID_NAMES))
-        check_body_app_id(fields, app_id)
-        check_app_visible(app_id)
-        lic = licenses.create(app_id, **changes)
-        audit(store, "license.create", lic.id, app_id=app_id)
-        return one(lic, 201)
+def _page(state: IssuerState, app_id: str | None) -> Response:
+    number = query_int("page", 1, limits.PAGE)
+    size = query_int("limit", limits.DEFAULT_PAGE_SIZE, limits.PAGE_SIZE)
+    now = datetime.now(UTC)
+    records, total = state.store.licenses.list(
+        app_id=app_id, status=_query_status(), page=number, limit=size, now=now
+    )
+    return json_response(
+        {
+            "licenses": [license_json(lic, now) for lic in records],
+            "total": total,
+            "page": number,
+            "limit": size,
+        }
+    )
 
-    @bp.get("/apps/<app_id>/licenses")
-    @requires("licenses:read")
-    def app_licenses(app_id: str) -> Response:
-        check_app_visible(app_id)
-        if store.apps.get(app_id) is None:
-            raise NotFound("App not found.")
-        return page(app_id)
 
-    @bp.get("/licenses")
-    @requires("licenses:read")
-    def list_licenses() -> Response:
-        return page(app_filter(query_app_id()))
+def _not_revoked(lic: LicenseRecord, action: str) -> None:
+    if lic.status == "REVOKED":
+        raise Conflict(f"A revoked license cannot be {action}.")
 
-    @bp.get("/licenses/stats")
-    @requires("licenses:read")
-    def license_stats() -> Response:
-        app_id = app_filter(query_app_id())
-        if app_id is not None and store.apps.get(app_id) is None:
-            raise NotFound("App not found.")
-        return json_response(licenses.stats(app_id=app_id))
 
-    @bp.get("/licenses/<lc_license:ref>")
-    @requires("licenses:read")
-    def get_license(ref: str) -> Response:
-        return one(existing(ref))
+def _set_status(state: IssuerState, license_id: str, status: str) -> LicenseRecord:
+    lic = state.store.licenses.set_status(license_id, status, announce=state.denylist.publish)
+    if lic is None:
+        raise NotFound("License not found.")
+    return lic
 
-    @bp.get("/licenses/<lc_license:ref>/analytics")
-    @requires("licenses:read")
-    def license_analytics(ref: str) -> Response:
-        period = query_period()
-        lic = existing(ref)
-        report = verification_report(store.verification_tally, period, license_id=lic.id)
-        return json_response({"licenseId": lic.id, "appId": lic.app_id, **report})
 
-    def update(ref: str) -> Response:
-        """PATCH and PUT: the fields present, and a ``status`` through ``change_status``."""
-        fields = Fields(read_json_body(max_body))
-        changes = license_changes(fields, {"status", "reason"})
-        status = requested_status(fields)
-        reason = fields.string("reason", max_length=2000)
-        lic = existing(ref)
-        if status is not None:
-            lic = change_status(lic, status, reason=reason)
-        if not changes:
-            return one(lic)
-        updated = licenses.update(lic.id, announce=announce, **changes)
-        if updated is not None:
-            audit(store, "license.update", updated.id, fields=sorted(changes))
-        return one(updated)
+def change_status(
+    state: IssuerState, lic: LicenseRecord, status: str, *, reason: str | None = None
+) -> LicenseRecord:
+    """The one path of every status change: its 409 rules (a revoked license stays revoked;
+    revoking twice is fine), the revocation records the store writes with the change and
+    announces to the denylist, and the audit event."""
+    if status != "REVOKED":
+        _not_revoked(lic, "suspended" if status == "SUSPENDED" else "activated")
+    previous = lic.status
+    lic = _set_status(state, lic.id, status)
+    if previous != status:
+        action = {"REVOKED": "revoke", "SUSPENDED": "suspend", "ACTIVE": "activate"}[status]
+        data = {"reason": reason} if status == "REVOKED" else {}
+        audit(state.store, f"license.{action}", lic.id, **data)
+    return lic
 
-    @bp.patch("/licenses/<lc_license:ref>")
-    @requires("licenses:write")
-    def update_license(ref: str) -> Response:
-        return update(ref)
 
-    @bp.put("/licenses/<lc_license:ref>")
-    @requires("licenses:write")
-    def replace_license(ref: str) -> Response:
-        return update(ref)
+@bp.post("/apps/<app_id>/licenses")
+@requires("licenses:write")
+def create_license(app_id: str) -> Response:
+    """A new license of the app; 201 with the license object. ``appId``/``app_id`` in the
+    body may repeat the path's app id (400 when it differs)."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    changes = license_changes(fields, set(APP_ID_NAMES))
+    check_body_app_id(fields, app_id)
+    check_app_visible(app_id)
+    lic = state.store.licenses.create(app_id, **changes)
+    audit(state.store, "license.create", lic.id, app_id=app_id)
+    return _one(lic, 201)
 
-    def not_revoked(lic: LicenseRecord, action: str) -> None:
-        if lic.status == "REVOKED":
-            raise Conflict(f"A revoked license cannot be {action}.")
 
-    def change_status(
-        lic: LicenseRecord, status: str, *, reason: str | None = None
-    ) -> LicenseRecord:
-        """The one path of every status change (/revoke, /suspend, /activate, DELETE,
-        PATCH with a status, /status): its 409 rules, its revocation records (the store
-        writes them with the change and announces them to the denylist) and audit event."""
-        if status == "REVOKED":
-            previous = lic.status
-            lic = _set_status(lic.id, "REVOKED")
-            if previous != "REVOKED":
-                audit(store, "license.revoke", lic.id, reason=reason)
-            return lic
-        if status == "SUSPENDED":
-            not_revoked(lic, "suspended")
-            previous = lic.status
-            lic = _set_status(lic.id, "SUSPENDED")
-            if previous != "SUSPENDED":
-                audit(store, "license.suspend", lic.id)
-            return lic
-        not_revoked(lic, "activated")
-        previous = lic.status
-        lic = _set_status(lic.id, "ACTIVE")
-        if previous != "ACTIVE":
-            audit(store, "license.activate", lic.id)
-        return lic
+@bp.get("/apps/<app_id>/licenses")
+@requires("licenses:read")
+def app_licenses(app_id: str) -> Response:
+    """One page of an app's licenses (``page``, ``limit``, ``status`` query parameters)."""
+    state = get_issuer_state()
+    check_app_visible(app_id)
+    if state.store.apps.get(app_id) is None:
+        raise NotFound("App not found.")
+    return _page(state, app_id)
 
-    def revoke(ref: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        reject_unknown(fields, {"reason"})
-        reason = fields.string("reason", max_length=2000)
-        return one(change_status(existing(ref), "REVOKED", reason=reason))
 
-    @bp.patch("/licenses/<lc_license:ref>/revoke")
-    @requires("licenses:write")
-    def revoke_license(ref: str) -> Response:
-        return revoke(ref)
+@bp.get("/licenses")
+@requires("licenses:read")
+def list_licenses() -> Response:
+    """One page of licenses, of every app or of ``app_id``."""
+    return _page(get_issuer_state(), app_filter(query_app_id()))
 
-    @bp.delete("/licenses/<lc_license:ref>")
-    @requires("licenses:write")
-    def delete_license(ref: str) -> Response:
-        """LicenseChain's "delete": a revocation; the record is kept."""
-        return revoke(ref)
 
-    @bp.patch("/licenses/<lc_license:ref>/suspend")
-    @requires("licenses:write")
-    def suspend_license(ref: str) -> Response:
-        reject_unknown(Fields(read_json_body(max_body)), set())
-        return one(change_status(existing(ref), "SUSPENDED"))
+@bp.get("/licenses/stats")
+@requires("licenses:read")
+def license_stats() -> Response:
+    """License counts by status, of every app or of ``app_id`` (404 for an unknown app)."""
+    state = get_issuer_state()
+    app_id = app_filter(query_app_id())
+    if app_id is not None and state.store.apps.get(app_id) is None:
+        raise NotFound("App not found.")
+    return json_response(state.store.licenses.stats(app_id=app_id))
 
-    @bp.patch("/licenses/<lc_license:ref>/activate")
-    @requires("licenses:write")
-    def activate_license(ref: str) -> Response:
-        reject_unknown(Fields(read_json_body(max_body)), set())
-        return one(change_status(existing(ref), "ACTIVE"))
 
-    @bp.patch("/licenses/<lc_license:ref>/status")
-    @requires("licenses:write")
-    def set_license_status(ref: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        reject_unknown(fields, {"status", "reason"})
-        status = requested_status(fields)
-        if status is None:
-            raise InvalidRequest("'status' is required.")
-        reason = fields.string("reason", max_length=2000)
-        return one(change_status(existing(ref), status, reason=reason))
+@bp.get("/licenses/<lc_license:ref>")
+@requires("licenses:read")
+def get_license(ref: str) -> Response:
+    """One license, by id or key."""
+    return _one(_existing(get_issuer_state(), ref))
 
-    @bp.patch("/licenses/<lc_license:ref>/extend")
-    @requires("licenses:write")
-    def extend_license(ref: str) -> Response:
-        fields = Fields(read_json_body(max_body))
-        reject_unknown(fields, {"expiresAt", "expires_at"})
-        if not fields.present("expiresAt", "expires_at"):
-            raise InvalidRequest("'expiresAt' is required (null makes the license perpetual).")
-        raw = fields.raw("expiresAt", "expires_at")
-        expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
-        lic = existing(ref)
-        not_revoked(lic, "extended")
-        updated = licenses.update(lic.id, announce=announce, expires_at=expires_at)
-        audit(store, "license.extend", lic.id, expires_at=raw)
-        return one(updated)
 
-    def release(ref: str, hwuid: str) -> Response:
-        lic = existing(ref)
-        if not licenses.release_device(lic.id, hwuid, announce=announce):
-            raise NotFound("That device is not bound to this license.")
-        audit(store, "license.device_release", lic.id, hwuid=hwuid)
-        return one(licenses.get(lic.id))
+@bp.get("/licenses/<lc_license:ref>/analytics")
+@requires("licenses:read")
+def license_analytics(ref: str) -> Response:
+    """The license's verifications by outcome per day over ``period``."""
+    state = get_issuer_state()
+    period = query_period()
+    lic = _existing(state, ref)
+    report = verification_report(state.store.verification_tally, period, license_id=lic.id)
+    return json_response({"licenseId": lic.id, "appId": lic.app_id, **report})
 
-    @bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)
-    @requires("licenses:write")
-    def release_device(ref: str, hwuid: str) -> Response:
-        return release(ref, hwuid)
 
-    @bp.delete("/licenses/<lc_license:ref>/devices")
-    @requires("licenses:write")
-    def release_device_by_query(ref: str) -> Response:
-        """The hardware id as ``?hwuid=`` or ``{"hwuid"}``: any id, untouched by URL rules."""
-        hwuid = request.args.get("hwuid")
-        if not hwuid:
-            fields = Fields(read_json_body(max_body))
-            reject_unknown(fields, {"hwuid", "hardwareId"})
-            hwuid = fields.string("hwuid", "hardwareId", max_length=256)
-        if not hwuid:
-            raise InvalidRequest("'hwuid' is required (query parameter or body).")
-        return release(ref, hwuid)
+def _update(ref: str) -> Response:
+    """PATCH and PUT: the fields present (camelCase or snake_case names), and a ``status``
+    through ``change_status``."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    changes = license_changes(fields, {"status", "reason"})
+    status = requested_status(fields)
+    reason = fields.string("reason", max_length=limits.REASON)
+    lic = _existing(state, ref)
+    if status is not None:
+        lic = change_status(state, lic, status, reason=reason)
+    if not changes:
+        return _one(lic)
+    updated = state.store.licenses.update(lic.id, announce=state.denylist.publish, **changes)
+    if updated is not None:
+        audit(state.store, "license.update", updated.id, fields=sorted(changes))
+    return _one(updated)
 
-    def _set_status(license_id: str, status: str) -> LicenseRecord:
-        lic = licenses.set_status(license_id, status, announce=announce)
-        if lic is None:
-            raise NotFound("License not found.")
-        return lic
+
+@bp.patch("/licenses/<lc_license:ref>")
+@requires("licenses:write")
+def update_license(ref: str) -> Response:
+    """Change the fields present; a ``status`` changes as /revoke, /suspend, /activate."""
+    return _update(ref)
+
+
+@bp.put("/licenses/<lc_license:ref>")
+@requires("licenses:write")
+def replace_license(ref: str) -> Response:
+    """The same as PATCH (LicenseChain's SDKs update with PUT)."""
+    return _update(ref)
+
+
+def _revoke(ref: str) -> Response:
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    reject_unknown(fields, {"reason"})
+    reason = fields.string("reason", max_length=limits.REASON)
+    return _one(change_status(state, _existing(state, ref), "REVOKED", reason=reason))
+
+
+@bp.patch("/licenses/<lc_license:ref>/revoke")
+@requires("licenses:write")
+def revoke_license(ref: str) -> Response:
+    """Revoke for good; the license's outstanding tokens are refused at once."""
+    return _revoke(ref)
+
+
+@bp.delete("/licenses/<lc_license:ref>")
+@requires("licenses:write")
+def delete_license(ref: str) -> Response:
+    """LicenseChain's "delete": the same as /revoke; the record is kept."""
+    return _revoke(ref)
+
+
+@bp.patch("/licenses/<lc_license:ref>/suspend")
+@requires("licenses:write")
+def suspend_license(ref: str) -> Response:
+    """Suspend (reversible); the license's outstanding tokens are refused at once."""
+    state = get_issuer_state()
+    reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
+    return _one(change_status(state, _existing(state, ref), "SUSPENDED"))
+
+
+@bp.patch("/licenses/<lc_license:ref>/activate")
+@requires("licenses:write")
+def activate_license(ref: str) -> Response:
+    """Lift a suspension (a revoked license stays revoked: 409)."""
+    state = get_issuer_state()
+    reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
+    return _one(change_status(state, _existing(state, ref), "ACTIVE"))
+
+
+@bp.patch("/licenses/<lc_license:ref>/status")
+@requires("licenses:write")
+def set_license_status(ref: str) -> Response:
+    """Set the status (``ACTIVE``, ``SUSPENDED``, ``REVOKED``, any case) as the routes
+    above do."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    reject_unknown(fields, {"status", "reason"})
+    status = requested_status(fields)
+    if status is None:
+        raise InvalidRequest("'status' is required.")
+    reason = fields.string("reason", max_length=limits.REASON)
+    return _one(change_status(state, _existing(state, ref), status, reason=reason))
+
+
+@bp.patch("/licenses/<lc_license:ref>/extend")
+@requires("licenses:write")
+def extend_license(ref: str) -> Response:
+    """Set the expiry (``expiresAt``; null makes the license perpetual)."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    reject_unknown(fields, set(EXPIRY_NAMES))
+    if not fields.present(*EXPIRY_NAMES):
+        raise InvalidRequest("'expiresAt' is required (null makes the license perpetual).")
+    raw = fields.raw(*EXPIRY_NAMES)
+    expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
+    lic = _existing(state, ref)
+    _not_revoked(lic, "extended")
+    updated = state.store.licenses.update(
+        lic.id, announce=state.denylist.publish, expires_at=expires_at
+    )
+    audit(state.store, "license.extend", lic.id, expires_at=raw)
+    return _one(updated)
+
+
+def _release(ref: str, hwuid: str) -> Response:
+    state = get_issuer_state()
+    lic = _existing(state, ref)
+    if not state.store.licenses.release_device(lic.id, hwuid, announce=state.denylist.publish):
+        raise NotFound("That device is not bound to this license.")
+    audit(state.store, "license.device_release", lic.id, hwuid=hwuid)
+    return _one(state.store.licenses.get(lic.id))
+
+
+@bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)
+@requires("licenses:write")
+def release_device(ref: str, hwuid: str) -> Response:
+    """Unbind a hardware id (percent-encoded in the path, ``/`` included)."""
+    return _release(ref, hwuid)
+
+
+@bp.delete("/licenses/<lc_license:ref>/devices")
+@requires("licenses:write")
+def release_device_by_query(ref: str) -> Response:
+    """Unbind a hardware id given as ``?hwuid=`` or ``{"hwuid"}``: any id, untouched by URL
+    normalization."""
+    hwuid = request.args.get("hwuid")
+    if not hwuid:
+        state = get_issuer_state()
+        fields = Fields(read_json_body(state.settings.max_body_bytes))
+        reject_unknown(fields, {"hwuid", "hardwareId"})
+        hwuid = fields.string("hwuid", "hardwareId", max_length=limits.HWUID)
+    if not hwuid:
+        raise InvalidRequest("'hwuid' is required (query parameter or body).")
+    return _release(ref, hwuid)

@@ -1,24 +1,32 @@
-"""The OpenAPI 3.1 document of the HTTP API (CONTRACT.md section 2).
+"""The OpenAPI 3.1 document of the HTTP API.
 
 ``openapi_document(prefix)`` builds it for the blueprint's URL prefix; the API serves it at
 ``GET {prefix}/openapi.json``. It is the contract in machine-readable form:
 tests/test_openapi.py runs schemathesis against the app with it, so every status code,
 header and body shape written here is what the endpoints really send. Field limits are read
-from the endpoint modules, so the document cannot drift from the checks they make.
+from ``flask_licensechain.field_limits``, the table the endpoints and the store check
+against, so the document cannot drift from them.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from functools import lru_cache
 from typing import Any
 
+from flask import Response
+
+from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES, SELLER_TIERS, TOKEN_USE, TTL_BY_VT, Reason
-from ..store import validation as store_checks
+from ..state import get_issuer_state
 from ..store.analytics import VALID_OUTCOME
 from ..store.api_keys import API_KEY_SCOPES, ENVIRONMENTS
 from ..store.licenses import STATS_FIELDS
-from . import admin, analytics_report, cors, licenses, public, query
+from ..version import __version__
+from . import admin, analytics_report, converters, cors, licenses, public
+from .blueprint import bp
+from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
 
 Schema = dict[str, Any]
 
@@ -120,9 +128,9 @@ TIMESTAMP_IN: Schema = {
 
 
 def _public_schemas() -> dict[str, Schema]:
-    key = _aliases(public.KEY_FIELDS, _text(public.MAX_KEY_LENGTH))
-    hwuid = _aliases(public.HWUID_FIELDS, _text(public.MAX_HWUID_LENGTH))
-    app_id = _aliases(public.APP_ID_FIELDS, _text(public.MAX_APP_ID_LENGTH))
+    key = _aliases(KEY_FIELDS, _text(limits.LICENSE_KEY))
+    hwuid = _aliases(HWUID_FIELDS, _text(limits.HWUID))
+    app_id = _aliases(APP_ID_FIELDS, _text(limits.APP_ID))
     token_claims: dict[str, Schema] = {
         "iss": STRING,
         "sub": STRING,
@@ -145,13 +153,13 @@ def _public_schemas() -> dict[str, Schema]:
             {**key, **hwuid, **app_id},
             description="`key` (aliases `licenseKey`, `license_key`), optional `hwuid` "
             "(alias `hardwareId`) and `app_id` (alias `appId`). Other members are ignored.",
-            **_one_of_names(*public.KEY_FIELDS),
+            **_one_of_names(*KEY_FIELDS),
         ),
         "ValidateHardwareRequest": _obj(
             [],
             {**key, **hwuid, **app_id},
             description="Like verify, but the hardware id is required.",
-            allOf=[_one_of_names(*public.KEY_FIELDS), _one_of_names(*public.HWUID_FIELDS)],
+            allOf=[_one_of_names(*KEY_FIELDS), _one_of_names(*HWUID_FIELDS)],
         ),
         "VerifyMetadata": _obj(
             ["ipAddress", "userAgent", "verifiedAt"],
@@ -234,9 +242,9 @@ def _public_schemas() -> dict[str, Schema]:
         "Jwks": _obj(["keys"], {"keys": {"type": "array", "items": _schema("Jwk"), "minItems": 1}}),
         "IntrospectRequest": _obj(
             [],
-            _aliases(public.TOKEN_FIELDS, {"type": "string", "minLength": 1}),
+            _aliases(TOKEN_FIELDS, {"type": "string", "minLength": 1}),
             description="`license_token` (alias `token`).",
-            **_one_of_names(*public.TOKEN_FIELDS),
+            **_one_of_names(*TOKEN_FIELDS),
         ),
         "IntrospectActive": _obj(
             ["active", "iss", "sub", "aud", "iat", "exp", "jti", "token_use", "status"],
@@ -280,20 +288,19 @@ def _public_schemas() -> dict[str, Schema]:
 
 def _license_fields() -> dict[str, Schema]:
     """The members of a license create or PATCH body: camelCase or snake_case names."""
-    text = _nullable(_text(licenses.MAX_TEXT))
-    max_devices = {"type": "integer", "minimum": 1, "maximum": licenses.MAX_DEVICES}
+    max_devices = {"type": "integer", "minimum": 1, "maximum": limits.MAX_DEVICES}
     features = {
         "type": "array",
-        "items": _text(100),
-        "maxItems": licenses.MAX_FEATURES,
+        "items": _text(limits.FEATURE),
+        "maxItems": limits.FEATURES,
         "description": "Feature names (duplicates are dropped).",
     }
     return {
-        "plan": text,
-        **_aliases(("issuedTo", "issued_to"), text),
+        "plan": _nullable(_text(limits.PLAN)),
+        **_aliases(("issuedTo", "issued_to"), _nullable(_text(limits.ISSUED_TO))),
         **_aliases(
             ("issuedEmail", "issued_email", "email"),
-            _nullable(_text(licenses.MAX_EMAIL)),
+            _nullable(_text(limits.EMAIL)),
         ),
         **_aliases(
             licenses.EXPIRY_NAMES,
@@ -304,7 +311,10 @@ def _license_fields() -> dict[str, Schema]:
             },
         ),
         "features": features,
-        "metadata": {"type": "object", "description": "Any JSON object up to 16 KiB."},
+        "metadata": {
+            "type": "object",
+            "description": f"Any JSON object up to {limits.METADATA_BYTES} bytes.",
+        },
         **_aliases(("maxDevices", "max_devices"), max_devices),
         **_aliases(("requireHwuid", "require_hwuid"), {"type": "boolean"}),
     }
@@ -313,10 +323,10 @@ def _license_fields() -> dict[str, Schema]:
 def _app_fields() -> dict[str, Schema]:
     origins = {
         "type": "array",
-        "maxItems": store_checks.MAX_ORIGINS,
+        "maxItems": limits.ORIGINS,
         "items": {
             "type": "string",
-            "maxLength": store_checks.MAX_ORIGIN,
+            "maxLength": limits.ORIGIN,
             "description": "A web origin: scheme, host and optional port "
             "(`https://shop.example`); normalized to lower case without a default port.",
         },
@@ -324,14 +334,14 @@ def _app_fields() -> dict[str, Schema]:
     }
     webhook = {
         "anyOf": [
-            {"type": "string", "format": "uri", "maxLength": store_checks.MAX_URL},
+            {"type": "string", "format": "uri", "maxLength": limits.WEBHOOK_URL},
             {"type": "null"},
         ],
         "description": "An absolute http(s) URL without credentials; the app's events go there.",
     }
     return {
-        "name": _text(admin.MAX_NAME_LENGTH),
-        "description": _nullable(_text(admin.MAX_DESCRIPTION_LENGTH, 0)),
+        "name": _text(limits.NAME),
+        "description": _nullable(_text(limits.DESCRIPTION, 0)),
         "tier": {**TIER, "default": "free"},
         **_aliases(admin.APP_FIELD_NAMES["webhook_url"], webhook),
         **_aliases(admin.APP_FIELD_NAMES["allowed_origins"], _nullable(origins)),
@@ -411,12 +421,12 @@ def _admin_schemas() -> dict[str, Schema]:
         "RevokeTokenRequest": _obj(
             [],
             {
-                "jti": _text(admin.MAX_JTI_LENGTH),
-                **_aliases(public.TOKEN_FIELDS, {"type": "string", "minLength": 1}),
+                "jti": _text(limits.JTI),
+                **_aliases(TOKEN_FIELDS, {"type": "string", "minLength": 1}),
             },
             description="`jti`, or `license_token` (alias `token`); the token need not be "
             "valid, only a JWT.",
-            **_one_of_names("jti", *public.TOKEN_FIELDS),
+            **_one_of_names("jti", *TOKEN_FIELDS),
         ),
         "RevokeTokenResponse": _obj(
             ["revoked", "jti"], {"revoked": {"const": True}, "jti": STRING}
@@ -510,7 +520,7 @@ def _admin_schemas() -> dict[str, Schema]:
                     "description": "Changes the status through the path of /revoke, /suspend "
                     "and /activate (the same denylist effects and 409 rules).",
                 },
-                "reason": _nullable(_text(2000, 0)),
+                "reason": _nullable(_text(limits.REASON, 0)),
             },
             description="Partial update (PATCH or PUT), camelCase or snake_case names.",
         ),
@@ -518,17 +528,17 @@ def _admin_schemas() -> dict[str, Schema]:
             **_closed(
                 {
                     "status": _any_case(*licenses.SETTABLE_STATUSES),
-                    "reason": _nullable(_text(2000, 0)),
+                    "reason": _nullable(_text(limits.REASON, 0)),
                 },
                 description="The new status, in any case.",
             ),
             "required": ["status"],
         },
         "DeviceRelease": _closed(
-            _aliases(("hwuid", "hardwareId"), _text(256)),
+            _aliases(HWUID_FIELDS, _text(limits.HWUID)),
             description="The hardware id, when it is not given as `?hwuid=`.",
         ),
-        "RevokeLicenseRequest": _closed({"reason": _nullable(_text(2000, 0))}),
+        "RevokeLicenseRequest": _closed({"reason": _nullable(_text(limits.REASON, 0))}),
         "EmptyRequest": _closed({}, description="No members (an empty body is fine too)."),
         "ExtendLicenseRequest": _closed(
             _aliases(("expiresAt", "expires_at"), _nullable(TIMESTAMP_IN)),
@@ -602,7 +612,7 @@ def _admin_schemas() -> dict[str, Schema]:
         "ApiKeyCreate": {
             **_closed(
                 {
-                    "name": _text(admin.MAX_NAME_LENGTH),
+                    "name": _text(limits.NAME),
                     "scopes": {
                         "type": "array",
                         "items": {"type": "string", "enum": list(API_KEY_SCOPES)},
@@ -874,12 +884,12 @@ def _page_params() -> list[Schema]:
         {
             "name": "page",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": licenses.MAX_PAGE},
+            "schema": {"type": "integer", "minimum": 1, "maximum": limits.PAGE},
         },
         {
             "name": "limit",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": licenses.MAX_PAGE_SIZE},
+            "schema": {"type": "integer", "minimum": 1, "maximum": limits.PAGE_SIZE},
         },
     ]
 
@@ -973,7 +983,7 @@ def _public_paths(p: str) -> dict[str, Schema]:
 
 
 def _license_param(name: str = "license") -> Schema:
-    reserved = "|".join(licenses.RESERVED_LICENSE_PATHS)
+    reserved = "|".join(converters.RESERVED_LICENSE_PATHS)
     return {
         "name": name,
         "in": "path",
@@ -982,7 +992,7 @@ def _license_param(name: str = "license") -> Schema:
         "schema": {
             "type": "string",
             "minLength": 1,
-            "maxLength": 256,
+            "maxLength": limits.LOOKUP,
             "pattern": f"^(?!(?:{reserved})$)[^/\\x00]+$",
         },
     }
@@ -1007,7 +1017,7 @@ def _analytics_params() -> list[Schema]:
 
 def _app_filter_params() -> list[Schema]:
     return [
-        _query(name, _text(query.MAX_APP_ID), "Only this app (404 when there is none).")
+        _query(name, _text(limits.APP_ID), "Only this app (404 when there is none).")
         for name in ("app_id", "appId")
     ]
 
@@ -1019,7 +1029,12 @@ def _admin_paths(p: str) -> dict[str, Schema]:
         **_path_param("hwuid", "A bound hardware id."),
         "description": "A bound hardware id, percent-encoded; it may contain `/`. Clients "
         "that normalize `.` and `..` path segments cannot send those: use the query form.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\x00]+$"},
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.HWUID,
+            "pattern": "^[^\\x00]+$",
+        },
     }
     lic = _schema("License")
 
@@ -1087,12 +1102,10 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 _schema("AppList"),
                 errors=(400,),
                 parameters=[
-                    _query(
-                        "page", {"type": "integer", "minimum": 1, "maximum": admin.MAX_APPS_PAGE}
-                    ),
+                    _query("page", {"type": "integer", "minimum": 1, "maximum": limits.PAGE}),
                     _query(
                         "limit",
-                        {"type": "integer", "minimum": 1, "maximum": admin.MAX_APPS_PAGE_SIZE},
+                        {"type": "integer", "minimum": 1, "maximum": limits.PAGE_SIZE},
                     ),
                 ],
             ),
@@ -1288,7 +1301,7 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 body_required=False,
                 parameters=[
                     _license_param("licenseId"),
-                    _query("hwuid", _text(256), "The hardware id (any, `/` included)."),
+                    _query("hwuid", _text(limits.HWUID), "The hardware id (any, `/` included)."),
                 ],
             )
         },
@@ -1324,8 +1337,6 @@ def _admin_paths(p: str) -> dict[str, Schema]:
 
 @lru_cache(maxsize=8)
 def _build(prefix: str) -> Schema:
-    from .. import __version__
-
     p = "/" + prefix.strip("/") if prefix.strip("/") else ""
     paths = {**_public_paths(p), **_admin_paths(p)}
     if p:
@@ -1380,3 +1391,13 @@ def _build(prefix: str) -> Schema:
 def openapi_document(prefix: str = "/v1") -> dict[str, Any]:
     """The OpenAPI 3.1 document for an API mounted at ``prefix`` (a fresh copy)."""
     return copy.deepcopy(_build(prefix))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """This document, for the app's URL prefix (built on the first request, then kept)."""
+    state = get_issuer_state()
+    payload = state.openapi_json
+    if payload is None:
+        payload = state.openapi_json = json.dumps(openapi_document(state.settings.url_prefix))
+    return Response(payload, mimetype="application/json")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from flask import request
 
+from .. import field_limits as limits
 from ..core.errors import InvalidRequest
-
-#: the longest app id a filter may name (ids are far shorter)
-MAX_APP_ID = 200
 
 
 def query_int(name: str, default: int, maximum: int) -> int:
@@ -27,6 +25,6 @@ def query_int(name: str, default: int, maximum: int) -> int:
 def query_app_id() -> str | None:
     """The ``app_id`` (alias ``appId``) filter, ``None`` when absent; 400 when too long."""
     app_id = request.args.get("app_id") or request.args.get("appId") or None
-    if app_id is not None and len(app_id) > MAX_APP_ID:
+    if app_id is not None and len(app_id) > limits.APP_ID:
         raise InvalidRequest("'app_id' is too long.")
     return app_id

@@ -31,21 +31,24 @@ from limits.strategies import FixedWindowRateLimiter, RateLimiter
 from ..client_ip import client_ip
 from ..config import Settings
 from ..core.ratelimit import LimitExceeded, StoreFallback
+from ..state import get_issuer_state
 from .body import peek_json_body
 from .http import RATELIMIT_HEADERS_ENVIRON_KEY
+from .names import KEY_FIELDS
 
 log = logging.getLogger("licensechain.ratelimit")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 KEY_PREFIX: Final = "licensechain"
-LICENSE_KEY_FIELDS: Final = ("key", "licenseKey", "license_key")
 _REDIS_SCHEMES: Final = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
 
 RateLimitHeaders = dict[str, str]
 
 
 def ratelimit_storage_uri(settings: Settings) -> str:
+    """``LICENSECHAIN_RATELIMIT_STORAGE_URL``, else ``LICENSECHAIN_REDIS_URL``, else
+    ``memory://``."""
     return settings.ratelimit_storage_url or settings.redis_url or "memory://"
 
 
@@ -66,7 +69,7 @@ class PublicRateLimits:
         self.storage_uri = ratelimit_storage_uri(settings)
         self.per_ip: tuple[RateLimitItem, ...] = tuple(parse_many(settings.ratelimit_per_ip))
         self.per_key: tuple[RateLimitItem, ...] = tuple(parse_many(settings.ratelimit_per_key))
-        self._max_body = settings.max_body_bytes
+        self.max_body = settings.max_body_bytes
         options: dict[str, Any] = {"wrap_exceptions": True}
         if self.storage_uri.split("://", 1)[0].lower() in _REDIS_SCHEMES:
             # A dead Redis must cost a request one second at most, not a hang.
@@ -118,37 +121,11 @@ class PublicRateLimits:
         stats = strategy.get_window_stats(first, *ip_ids)
         return _headers(first, stats.remaining, stats.reset_time)
 
-    # -- the view decorator ----------------------------------------------------------------
-
-    def guard(self, endpoint: str, *, per_license_key: bool = False) -> Callable[[F], F]:
-        """Limit a view per client IP (and per license key in the JSON body)."""
-        if not self.enabled:
-            return _unlimited
-        max_body = self._max_body
-
-        def decorate(view: F) -> F:
-            @functools.wraps(view)
-            def limited(*args: Any, **kwargs: Any) -> Any:
-                bucket = license_key_bucket(max_body) if per_license_key else None
-                headers = self.hit(endpoint, client_ip(), bucket)
-                request.environ[RATELIMIT_HEADERS_ENVIRON_KEY] = headers
-                return view(*args, **kwargs)
-
-            return cast(F, limited)
-
-        return decorate
-
     # -- operations ------------------------------------------------------------------------
 
     def check_storage(self) -> bool:
         """Whether the storage answers (for health); ``True`` when limits are off."""
         return self.storage is None or bool(self.storage.check())
-
-    def reset(self) -> None:
-        """Forget every counter (tests, and an operator's escape hatch)."""
-        if self.storage is not None:
-            self.storage.reset()
-        self._fallback.reset()
 
 
 def license_key_bucket(max_body: int) -> str | None:
@@ -156,7 +133,7 @@ def license_key_bucket(max_body: int) -> str | None:
     body = peek_json_body(max_body)
     if body is None:
         return None
-    for name in LICENSE_KEY_FIELDS:
+    for name in KEY_FIELDS:
         value = body.get(name)
         if isinstance(value, str) and value.strip():
             # Same normalisation as the store's key lookup: one budget per license.
@@ -164,5 +141,25 @@ def license_key_bucket(max_body: int) -> str | None:
     return None
 
 
-def _unlimited(view: F) -> F:
-    return view
+def rate_limited(endpoint: str, *, per_license_key: bool = False) -> Callable[[F], F]:
+    """Limit a view per client IP, and per license key in the JSON body when asked.
+
+    The limits are the current app's (``LICENSECHAIN_RATELIMIT_*``); ``endpoint`` names the
+    per-IP counter. A refused request raises ``LimitExceeded`` (429) or ``Unavailable``
+    (503) before the view runs; an allowed one leaves its ``X-RateLimit-*`` headers for the
+    response.
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            limiter = get_issuer_state().limiter
+            if limiter.enabled:
+                bucket = license_key_bucket(limiter.max_body) if per_license_key else None
+                headers = limiter.hit(endpoint, client_ip(), bucket)
+                request.environ[RATELIMIT_HEADERS_ENVIRON_KEY] = headers
+            return view(*args, **kwargs)
+
+        return cast(F, limited)
+
+    return decorate

@@ -1,4 +1,5 @@
-"""The license token contract (CONTRACT.md section 1) as constants and one claim builder."""
+"""The license token contract (the claims, lifetimes and refusal reasons that the issuer,
+the in-app gate and the middleware share) as constants and one claim builder."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``RemoteJWKS``: the key source of integrator mode, a JWKS fetched from a URL.
 
-Caching rules (issue 3):
+Caching rules:
 - a fetched set lives ``cache_ttl`` seconds (default 300), or the response's
   ``Cache-Control: max-age`` clamped to ``min_ttl``..``max_ttl`` (60 s..1 day);
 - a ``kid`` that is not in the set triggers one refetch; concurrent refetches

@@ -1,4 +1,4 @@
-"""The one offline verifier of license tokens (CONTRACT.md section 1).
+"""The one offline verifier of license tokens (RS256 JWTs, `token_use` licensechain_license_v1).
 
 The server's introspect endpoint, ``@requires_feature`` and the middleware all
 call ``TokenVerifier.verify``. The RS256 signature is checked by PyJWT's RSA

@@ -29,7 +29,7 @@ from .schema import api_keys, apps
 
 log = logging.getLogger(__name__)
 
-#: The scopes of CONTRACT.md section 2; ``*`` grants all of them.
+#: The scopes an admin API key can hold, one per endpoint family; ``*`` grants all of them.
 API_KEY_SCOPES: Final = (
     "apps:read",
     "apps:write",

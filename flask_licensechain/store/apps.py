@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from .. import field_limits as limits
 from ..core.contract import SELLER_TIERS
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from . import validation as check
@@ -48,7 +49,7 @@ def _tier(value: object) -> str:
 #: updatable field -> validator of its new value
 _UPDATABLE: Final[Mapping[str, Callable[[Any], Any]]] = {
     "name": lambda v: check.required_text(v, "name").strip(),
-    "description": lambda v: check.optional_text(v, "description", max_length=check.MAX_TEXT),
+    "description": lambda v: check.optional_text(v, "description", max_length=limits.DESCRIPTION),
     "tier": _tier,
     "webhook_url": check.webhook_url,
     "allowed_origins": check.origins,

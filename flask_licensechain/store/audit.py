@@ -9,12 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .. import field_limits as limits
 from . import validation as check
 from .database import Database
 from .records import AuditRecord
 from .schema import audit_events
-
-MAX_AUDIT_PAGE = 1000
 
 
 def _record(row: Any) -> AuditRecord:
@@ -52,7 +51,7 @@ class AuditRepository:
 
     def list(self, limit: int = 100) -> builtins.list[AuditRecord]:
         """Newest first."""
-        limit = check.integer(limit, "limit", minimum=1, maximum=MAX_AUDIT_PAGE)
+        limit = check.integer(limit, "limit", minimum=1, maximum=limits.AUDIT_PAGE)
         statement = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
         with self._db.single() as conn:
             rows = conn.execute(statement).all()

@@ -1,11 +1,20 @@
 """A Core statement compiled once and run straight on a pooled DBAPI connection.
 
-For the verify hot path only. SQLAlchemy's Connection/Result machinery costs more than the
-query itself (about 100 µs against 15 µs on SQLite), so the statement is built with Core,
-compiled once per dialect, and executed on the raw driver cursor; the result values still go
-through the columns' own SQLAlchemy result processors, so they come back exactly as the
-Core path returns them. On PostgreSQL the statement runs in autocommit: one round trip,
-no BEGIN/ROLLBACK.
+For the verify hot path only (``LicenseRepository.find_for_verification`` and the slot
+read of ``bind_device``). This bypasses SQLAlchemy's ``Connection``/``Result`` machinery:
+the statement is built with Core, compiled once per dialect, and executed on the driver's
+cursor from ``Engine.raw_connection()``; the values still go through the columns' own
+result processors, so they come back exactly as the Core path returns them (a test checks
+both paths answer alike). On PostgreSQL the statement runs in autocommit: one round trip,
+no BEGIN/ROLLBACK. It relies on ``SQLCompiler.positiontup``, ``Dialect.loaded_dbapi``,
+``Dialect.is_disconnect`` and ``DBAPIError.instance`` to bind and to fail as SQLAlchemy
+would.
+
+Why the bypass is kept: ``benchmarks/verify_endpoint/run.py`` runs the whole verify request
+both ways side by side (``LicenseRepository.bypass_core = False`` is the public path). The
+bypass saved 107-212 µs of CPU per request: 17-25 % of the request without it on SQLite and
+15-19 % on PostgreSQL (2 shared cores, load average 6-20, 2026-11-30), above the 10 % that
+justifies leaving a library's public API.
 """
 
 from __future__ import annotations
@@ -16,25 +25,34 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..core.errors import Unavailable
-from .database import translate_error
+from .database import Database, translate_error
 
 Row = Sequence[Any]
 Decoder = Callable[[Row], dict[str, Any]]
 
 
 class FastQuery:
-    """``statement`` for one engine. Parameters must be driver-native values (``str``...)."""
+    """``statement`` on one database. Parameters must be driver-native values (``str``...).
 
-    def __init__(self, statement: sa.Select[Any], engine: sa.Engine) -> None:
+    ``bypass=False`` runs it through SQLAlchemy's ``Connection`` instead (the public path,
+    rows decoded by SQLAlchemy): ``benchmarks/verify_endpoint`` measures the two side by side.
+    """
+
+    def __init__(self, statement: sa.Select[Any], db: Database, *, bypass: bool = True) -> None:
+        engine = db.engine
         dialect = engine.dialect
         compiled = statement.compile(dialect=dialect)
+        self._db = db
+        self._statement = statement
+        self._bypass = bypass
         self._engine = engine
         self._sql = str(compiled)
         self._order = compiled.positiontup if compiled.positional else None
         columns = statement.selected_columns
         self._index = {str(column.key): position for position, column in enumerate(columns)}
         self._processors: tuple[Callable[[Any], Any] | None, ...] = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            column.type.dialect_impl(dialect).result_processor(dialect, None) if bypass else None
+            for column in columns
         )
         self._autocommit = dialect.name == "postgresql"
         self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
@@ -60,7 +78,14 @@ class FastQuery:
         return decode
 
     def rows(self, params: Mapping[str, Any]) -> list[Row]:
-        """Every row, raw as the driver returns it (decode with ``decoder``)."""
+        """Every row, raw as the driver returns it (decode with ``decoder``).
+
+        Raises ``Unavailable`` when the database cannot be reached, and the store's typed
+        error for any other database failure it knows (``translate_error``).
+        """
+        if not self._bypass:
+            with self._db.single() as conn:
+                return list(conn.execute(self._statement, params).all())
         bound: Any = params if self._order is None else tuple(params[k] for k in self._order)
         try:
             proxied = self._engine.raw_connection()

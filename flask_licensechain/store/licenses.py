@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from .. import field_limits as limits
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from . import validation as check
 from .database import Database
@@ -26,7 +27,6 @@ _MAX_KEY_INPUT = 64  # longer input cannot be a key: answer "no" without a query
 STORED_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
 #: the members of ``LicenseRepository.stats``
 STATS_FIELDS: Final = ("total", "active", "expired", "revoked", "suspended")
-MAX_PAGE_SIZE = 1000
 #: a known device's last_seen_at is refreshed at most this often (a write per verify is too dear)
 LAST_SEEN_RESOLUTION: Final = timedelta(minutes=1)
 
@@ -151,18 +151,21 @@ def _status_filter(status: str, now: datetime) -> sa.ColumnElement[bool]:
 
 #: updatable field -> (column, validator)
 _UPDATABLE: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
-    "plan": ("plan", lambda v: check.optional_text(v, "plan")),
-    "issued_to": ("issued_to", lambda v: check.optional_text(v, "issued_to")),
+    "plan": ("plan", lambda v: check.optional_text(v, "plan", max_length=limits.PLAN)),
+    "issued_to": (
+        "issued_to",
+        lambda v: check.optional_text(v, "issued_to", max_length=limits.ISSUED_TO),
+    ),
     "issued_email": (
         "issued_email",
-        lambda v: check.optional_text(v, "issued_email", max_length=check.MAX_EMAIL),
+        lambda v: check.optional_text(v, "issued_email", max_length=limits.EMAIL),
     ),
     "expires_at": ("expires_at", lambda v: check.optional_datetime(v, "expires_at")),
     "features": ("features", lambda v: list(check.features(v))),
     "metadata": ("meta", check.metadata),
     "max_devices": (
         "max_devices",
-        lambda v: check.integer(v, "max_devices", minimum=1, maximum=check.MAX_DEVICES_LIMIT),
+        lambda v: check.integer(v, "max_devices", minimum=1, maximum=limits.MAX_DEVICES),
     ),
     "require_hwuid": ("require_hwuid", lambda v: check.boolean(v, "require_hwuid")),
 }
@@ -183,8 +186,8 @@ class _JoinedReader:
     """A hot-path query over ``parent LEFT JOIN devices``: the parent's columns are decoded
     from the first row only, the device columns from every row that has a device."""
 
-    def __init__(self, statement: sa.Select[Any], engine: sa.Engine) -> None:
-        self.query = FastQuery(statement, engine)
+    def __init__(self, statement: sa.Select[Any], db: Database, *, bypass: bool) -> None:
+        self.query = FastQuery(statement, db, bypass=bypass)
         device_keys = [str(column.key) for column in _DEVICE_COLUMNS]
         parent_keys = [
             str(c.key) for c in statement.selected_columns if str(c.key) not in device_keys
@@ -200,7 +203,15 @@ class _JoinedReader:
 class LicenseRepository:
     """Licenses and their devices. A change that narrows a license or blocks it records the
     revocation in the same transaction (``store/revocations.py``), then hands the entries to
-    ``announce`` (``Denylist.publish``) once committed."""
+    ``announce`` (``Denylist.publish``) once committed.
+
+    ``bypass_core``: the verify hot path's two reads (``find_for_verification`` and the
+    slot check of ``bind_device``) run on the driver's cursor (``store/fastpath.py``, where
+    the measured saving is given). ``False``, set before the first such read, runs them
+    through SQLAlchemy's ``Connection``; the answers are the same.
+    """
+
+    bypass_core: bool = True
 
     def __init__(self, db: Database, revocations: RevocationRepository) -> None:
         self._db = db
@@ -211,12 +222,12 @@ class LicenseRepository:
     def _verification_reader(self) -> _JoinedReader:
         # Compiled on first use, once the dialect has met the server.
         if self._verification is None:
-            self._verification = _JoinedReader(_FOR_VERIFICATION, self._db.engine)
+            self._verification = _JoinedReader(_FOR_VERIFICATION, self._db, bypass=self.bypass_core)
         return self._verification
 
     def _slots_reader(self) -> _JoinedReader:
         if self._slots is None:
-            self._slots = _JoinedReader(_SLOTS_OF_LICENSE, self._db.engine)
+            self._slots = _JoinedReader(_SLOTS_OF_LICENSE, self._db, bypass=self.bypass_core)
         return self._slots
 
     def create(
@@ -308,11 +319,11 @@ class LicenseRepository:
         app_id: str | None = None,
         status: str | None = None,
         page: int = 1,
-        limit: int = 50,
+        limit: int = limits.DEFAULT_PAGE_SIZE,
         now: datetime | None = None,
     ) -> tuple[builtins.list[LicenseRecord], int]:
-        page = check.integer(page, "page", minimum=1, maximum=10**9)
-        limit = check.integer(limit, "limit", minimum=1, maximum=MAX_PAGE_SIZE)
+        page = check.integer(page, "page", minimum=1, maximum=limits.PAGE)
+        limit = check.integer(limit, "limit", minimum=1, maximum=limits.PAGE_SIZE)
         now = to_utc(now) if now is not None else datetime.now(UTC)
         conditions: builtins.list[sa.ColumnElement[bool]] = []
         if app_id is not None:
@@ -414,7 +425,7 @@ class LicenseRepository:
         known-and-recent or a full answer comes from one consistent read without taking the
         write lock, so repeated verifies (or a flood of foreign hwuids) cost no write.
         """
-        hwuid = check.required_text(hwuid, "hwuid", max_length=check.MAX_HWUID)
+        hwuid = check.required_text(hwuid, "hwuid", max_length=limits.HWUID)
         now = to_utc(now)
         if not check.is_lookup(license_id):
             raise NotFound("License not found.")

@@ -15,21 +15,10 @@ from datetime import datetime
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
+from .. import field_limits as limits
 from ..core.errors import InvalidRequest
 from .schema import to_utc
 
-MAX_NAME = 200
-MAX_TEXT = 2000
-MAX_EMAIL = 320
-MAX_HWUID = 256
-MAX_FEATURES = 200
-MAX_FEATURE = 100
-MAX_METADATA_BYTES = 16 * 1024
-MAX_DEVICES_LIMIT = 100_000
-MAX_LOOKUP = 256  # ids, keys and kids are far shorter
-MAX_URL = 2048
-MAX_ORIGINS = 100
-MAX_ORIGIN = 255
 #: an origin as a browser sends it (RFC 6454): scheme, host, optional port, nothing else
 _ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 
@@ -41,10 +30,10 @@ def new_id(prefix: str) -> str:
 
 def is_lookup(value: object) -> TypeGuard[str]:
     """Whether ``value`` can name a stored row; anything else simply matches nothing."""
-    return isinstance(value, str) and len(value) <= MAX_LOOKUP and "\x00" not in value
+    return isinstance(value, str) and len(value) <= limits.LOOKUP and "\x00" not in value
 
 
-def text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
+def text(value: object, name: str, *, max_length: int = limits.NAME) -> str:
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string.")
     if "\x00" in value:
@@ -54,14 +43,14 @@ def text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
     return value
 
 
-def required_text(value: object, name: str, *, max_length: int = MAX_NAME) -> str:
+def required_text(value: object, name: str, *, max_length: int = limits.NAME) -> str:
     result = text(value, name, max_length=max_length)
     if not result.strip():
         raise InvalidRequest(f"{name} must not be empty.")
     return result
 
 
-def optional_text(value: object, name: str, *, max_length: int = MAX_NAME) -> str | None:
+def optional_text(value: object, name: str, *, max_length: int = limits.NAME) -> str | None:
     return None if value is None else text(value, name, max_length=max_length)
 
 
@@ -91,11 +80,11 @@ def features(value: object) -> tuple[str, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidRequest("features must be a list of strings.")
     items = tuple(value)
-    if len(items) > MAX_FEATURES:
-        raise InvalidRequest(f"features must have at most {MAX_FEATURES} entries.")
+    if len(items) > limits.FEATURES:
+        raise InvalidRequest(f"features must have at most {limits.FEATURES} entries.")
     result: list[str] = []
     for item in items:
-        feature = required_text(item, "each feature", max_length=MAX_FEATURE)
+        feature = required_text(item, "each feature", max_length=limits.FEATURE)
         if feature not in result:  # keep the order, drop duplicates
             result.append(feature)
     return tuple(result)
@@ -111,8 +100,8 @@ def metadata(value: object, name: str = "metadata") -> dict[str, Any]:
         encoded = json.dumps(data, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
         raise InvalidRequest(f"{name} must be plain JSON (no NaN or Infinity).") from error
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise InvalidRequest(f"{name} must be at most {MAX_METADATA_BYTES} bytes as JSON.")
+    if len(encoded.encode()) > limits.METADATA_BYTES:
+        raise InvalidRequest(f"{name} must be at most {limits.METADATA_BYTES} bytes as JSON.")
     return data
 
 
@@ -120,7 +109,7 @@ def webhook_url(value: object, name: str = "webhook_url") -> str | None:
     """An absolute ``http``/``https`` URL without credentials, or ``None``."""
     if value is None:
         return None
-    url = text(value, name, max_length=MAX_URL).strip()
+    url = text(value, name, max_length=limits.WEBHOOK_URL).strip()
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port out of range
@@ -141,7 +130,7 @@ def origin(value: object, name: str = "allowed_origins") -> str:
     An origin is what browsers send in the ``Origin`` header (RFC 6454): a scheme, a host and
     an optional port; a path, query, credentials or the wildcard ``*`` is refused.
     """
-    raw = text(value, f"each of {name}", max_length=MAX_ORIGIN).strip().lower().rstrip("/")
+    raw = text(value, f"each of {name}", max_length=limits.ORIGIN).strip().lower().rstrip("/")
     match = _ORIGIN.fullmatch(raw)
     if match is None:
         raise InvalidRequest(
@@ -167,6 +156,6 @@ def origins(value: object, name: str = "allowed_origins") -> tuple[str, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise InvalidRequest(f"{name} must be a list of origins.")
     items = tuple(value)
-    if len(items) > MAX_ORIGINS:
-        raise InvalidRequest(f"{name} must have at most {MAX_ORIGINS} entries.")
+    if len(items) > limits.ORIGINS:
+        raise InvalidRequest(f"{name} must have at most {limits.ORIGINS} entries.")
     return tuple(dict.fromkeys(origin(item, name) for item in items))

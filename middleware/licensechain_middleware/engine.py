@@ -23,6 +23,7 @@ from flask_licensechain.core.gate import (
     authorize,
     authorize_async,
 )
+from flask_licensechain.core.jwks import RemoteJWKS
 from flask_licensechain.core.keysource import KeySource, StaticKeySource
 from flask_licensechain.core.verifier import LicenseClaims, TokenVerifier
 
@@ -315,9 +316,6 @@ def _key_source(config: GateConfig) -> KeySource:
     if config.jwks_file is not None:
         return StaticKeySource(config.jwks_file)
     assert config.jwks_url is not None
-    # Imported here: the remote key source pulls in httpx, which a static setup never needs.
-    from flask_licensechain.core.jwks import RemoteJWKS
-
     source: KeySource = RemoteJWKS(
         config.jwks_url,
         cache_ttl=config.jwks_cache_ttl,

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from flask_licensechain.core.errors import LicenseChainError
 
 from .config import CONFIG_ENV, GatewayConfig, load_config, resolve_path
+from .metrics_env import MULTIPROC_ENV
+from .servers import run_gunicorn, run_uvicorn
 from .settings import ENV_PREFIX, MODES, SERVERS, GatewayConfigError
 
 EXIT_BAD_CONFIG = 2
@@ -72,8 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         print(f"licensechain-gateway: {config.source} is valid", file=sys.stderr)
         return 0
-    from .servers import run_gunicorn, run_uvicorn
-
     if config.gateway.server == "gunicorn":
         run_gunicorn(config.gateway)
     else:
@@ -98,8 +98,6 @@ def _multiprocess_metrics(config: GatewayConfig) -> None:
 
     Must run before ``prometheus_client`` is first imported in this process.
     """
-    from .metrics_env import MULTIPROC_ENV
-
     if not config.gateway.metrics or config.gateway.workers < 2 or os.environ.get(MULTIPROC_ENV):
         return
     directory = tempfile.mkdtemp(prefix="licensechain-gateway-metrics-")

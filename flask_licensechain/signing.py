@@ -1,0 +1,203 @@
+"""The issuer's signing keys: kept sealed in the store, loaded into the key ring, rotated.
+
+``SigningKeys`` is the key ring's loader and the one place keys are created, imported and
+rotated; the HTTP API, the CLI and start-up all go through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from .config import Settings
+from .core.contract import LONGEST_TTL, clamp_leeway
+from .core.errors import ConfigError, Conflict
+from .core.keyring import RingKey
+from .core.keys import (
+    KeyMaterialError,
+    SigningKey,
+    load_private_pem,
+    seal_private_key,
+    thumbprint,
+    unseal_private_key,
+)
+from .store import SigningKeyRecord, Store
+from .store.signing_keys import ACTIVE
+
+if TYPE_CHECKING:
+    from .state import IssuerState
+
+log = logging.getLogger("licensechain.issuer")
+
+
+class IssuerConfigurationError(ConfigError, RuntimeError):
+    """The issuer cannot start safely with this configuration.
+
+    A ``ConfigError`` like every other refused setting (and a ``RuntimeError``, as before)."""
+
+
+# -- signing keys ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """A rotation: the new active ``kid``, and the previous key with the time it leaves the JWKS."""
+
+    kid: str
+    previous_kid: str | None
+    previous_expires_at: datetime | None
+
+
+class SigningKeys:
+    """Loads the key ring from the store and creates, imports and rotates signing keys.
+
+    Public keys and the unsealed active key are cached by ``kid``: a ring reload costs one
+    query and no RSA or AES work unless a key is new.
+    """
+
+    def __init__(self, store: Store, sealing_key: bytes, settings: Settings) -> None:
+        self._store = store
+        self._sealing_key = sealing_key
+        self._key_size = settings.key_size
+        # A rotated-out key must verify every token it signed: the longest TTL, the verifiers'
+        # leeway, and the time other workers may keep signing with it before they reload.
+        self.retire_after = timedelta(
+            seconds=LONGEST_TTL + clamp_leeway(settings.leeway) + settings.key_refresh_interval
+        )
+        self._public: dict[str, rsa.RSAPublicKey] = {}
+        self._private: dict[str, SigningKey] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SigningKeys(kids={sorted(self._public)!r})"
+
+    # KeyRing loader
+    def load(self) -> list[RingKey]:
+        """The trusted keys for the key ring, unsealing only the keys not seen before.
+
+        Raises ``Unavailable`` when the store is down, ``KeyMaterialError`` when a stored key is
+        unusable (its kid is not its thumbprint, or it cannot be unsealed with this key).
+        """
+        records = self._store.signing_keys.trusted(datetime.now(UTC))
+        with self._lock:
+            ring = [self._ring_key(record) for record in records]
+            live = {key.kid for key in ring}
+            for cache in (self._public, self._private):
+                for kid in [kid for kid in cache if kid not in live]:
+                    del cache[kid]
+        return ring
+
+    def _ring_key(self, record: SigningKeyRecord) -> RingKey:
+        public = self._public.get(record.kid)
+        if public is None:
+            public = _public_key_of(record)
+            self._public[record.kid] = public
+        signing: SigningKey | None = None
+        if record.state == ACTIVE:
+            signing = self._private.get(record.kid)
+            if signing is None:
+                if record.sealed_private_key is None:
+                    raise KeyMaterialError(detail=f"active key {record.kid} has no private key")
+                private = unseal_private_key(
+                    record.sealed_private_key, record.kid, self._sealing_key
+                )
+                signing = SigningKey(kid=record.kid, private_key=private)
+                self._private[record.kid] = signing
+        return RingKey(kid=record.kid, public_key=public, signing_key=signing)
+
+    # Lifecycle
+    def ensure_active(self, signing_key_file: str | None) -> None:
+        """First start: create (or import) the active key. Workers racing here are fine: the
+        store admits one active key, and the losers use the winner's."""
+        imported = _import_key_file(signing_key_file) if signing_key_file else None
+        active = self._store.signing_keys.active()
+        if active is None:
+            key = imported or SigningKey.generate(self._key_size)
+            try:
+                self._store.signing_keys.add(self._record(key, datetime.now(UTC)))
+                log.info("created signing key %s", key.kid)
+            except Conflict:
+                log.info("another worker created the first signing key")
+        elif imported is not None and active.kid != imported.kid:
+            if self._store.signing_keys.get(imported.kid) is not None:
+                log.warning(
+                    "LICENSECHAIN_SIGNING_KEY_FILE holds key %s, which was rotated out; "
+                    "keeping the active key %s",
+                    imported.kid,
+                    active.kid,
+                )
+            else:
+                try:
+                    self.rotate(imported)
+                except Conflict:
+                    log.info("another worker imported signing key %s", imported.kid)
+        self._store.signing_keys.retire_expired(datetime.now(UTC))
+
+    def rotate(self, new_key: SigningKey | None = None) -> RotationResult:
+        """Make ``new_key`` (default: a fresh one) the active key; the previous one is retired
+        and stays trusted for ``retire_after``. Raises ``Conflict`` when another process rotated
+        at the same moment, ``Unavailable`` when the store is down.
+        """
+        key = new_key or SigningKey.generate(self._key_size)
+        now = datetime.now(UTC)
+        previous = self._store.signing_keys.active()
+        expires_at = now + self.retire_after
+        self._store.signing_keys.rotate(self._record(key, now), now=now, old_expires_at=expires_at)
+        self._store.signing_keys.retire_expired(now)
+        log.info("rotated signing key: %s is active", key.kid)
+        return RotationResult(
+            kid=key.kid,
+            previous_kid=previous.kid if previous else None,
+            previous_expires_at=expires_at if previous else None,
+        )
+
+    def _record(self, key: SigningKey, now: datetime) -> SigningKeyRecord:
+        return SigningKeyRecord(
+            kid=key.kid,
+            public_jwk=key.jwk(),
+            sealed_private_key=seal_private_key(key.private_key, key.kid, self._sealing_key),
+            state=ACTIVE,
+            created_at=now,
+            retired_at=None,
+            expires_at=None,
+        )
+
+
+def _public_key_of(record: SigningKeyRecord) -> rsa.RSAPublicKey:
+    jwk = record.public_jwk
+    if thumbprint(jwk) != record.kid:
+        raise KeyMaterialError(detail=f"stored key {record.kid}: kid is not its thumbprint")
+    key = jwt.algorithms.RSAAlgorithm.from_jwk(dict(jwk))
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise KeyMaterialError(detail=f"stored key {record.kid} is not an RSA public key")
+    return key
+
+
+def _import_key_file(path: str) -> SigningKey:
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise IssuerConfigurationError(
+            f"cannot read LICENSECHAIN_SIGNING_KEY_FILE {path}: {exc.strerror}"
+        ) from exc
+    return SigningKey.from_private_key(load_private_pem(pem))
+
+
+def rotate_signing_key(state: IssuerState) -> RotationResult:
+    """Make a new active signing key; the old one stays in the JWKS until its last token
+    expires (``SigningKeys.retire_after``). This worker signs with the new key at once; the
+    others within ``LICENSECHAIN_KEY_REFRESH_INTERVAL`` seconds.
+
+    Raises ``Unavailable`` when the store is down and ``Conflict`` when another process
+    rotated at the same moment.
+    """
+    result = state.signing_keys.rotate()
+    state.keyring.reload()
+    return result
