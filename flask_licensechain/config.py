@@ -16,6 +16,7 @@ from typing import Any
 from .core.errors import ConfigError
 from .core.gate import DEFAULT_TOKEN_COOKIE, DEFAULT_TOKEN_SOURCES, check_cookie_name
 from .core.gate import check_token_sources as _token_sources
+from .core.keys import ALLOWED_KEY_SIZES
 from .core.options import (
     SHARED_OPTIONS,
     check_audience,
@@ -110,6 +111,13 @@ def _database_url(value: Any, key: str) -> str | None:
     return text
 
 
+def _key_size(value: Any, key: str) -> int:
+    bits = parse_int(value, key)
+    if bits not in ALLOWED_KEY_SIZES:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, ALLOWED_KEY_SIZES))}")
+    return bits
+
+
 def _rate_limit(value: Any, key: str) -> str:
     return check_rate_limit(value, key)
 
@@ -160,7 +168,7 @@ class Settings:
         None, "PEM file of an RSA private key to import as the active signing key.", _text
     )
     key_size: int = _opt(
-        2048, "RSA modulus size for generated signing keys (2048, 3072 or 4096).", parse_int
+        2048, "RSA modulus size for generated signing keys (2048, 3072 or 4096).", _key_size
     )
     key_refresh_interval: float = _opt(
         5.0,
@@ -289,7 +297,8 @@ def _check_unknown_keys(
     for key in mapping:
         if not isinstance(key, str) or not key.startswith(PREFIX):
             continue
-        if key[len(PREFIX) :].lower() in fields or key.startswith(_FOREIGN_PREFIXES):
+        # Only the upper-case spelling is read: another case would be silently ignored.
+        if key in known or key.startswith(_FOREIGN_PREFIXES):
             continue
         message = f"unknown setting {key}{closest(key, known)}"
         if environment:
@@ -307,11 +316,8 @@ def config_from_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """
     fields = {f.name for f in dataclasses.fields(Settings)}
     _check_unknown_keys(environ, fields, environment=True)
-    return {
-        k: v
-        for k, v in environ.items()
-        if k.startswith(PREFIX) and k[len(PREFIX) :].lower() in fields
-    }
+    known = {PREFIX + name.upper() for name in fields}
+    return {k: v for k, v in environ.items() if k in known}
 
 
 def settings_table() -> str:

@@ -23,8 +23,9 @@ Audience: ``audience=`` on the decorator, else ``LICENSECHAIN_AUDIENCE``. A gate
 that knows neither raises ``RuntimeError`` unless ``LICENSECHAIN_VERIFY_AUDIENCE`` is
 false (integrator apps are refused at ``init_app`` already).
 
-CORS preflight requests (``OPTIONS``) carry no credentials, so they pass through to the
-view (or Flask's automatic ``OPTIONS`` answer) unchecked.
+CORS preflight requests (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``)
+carry no credentials, so they pass through to the view (or Flask's automatic ``OPTIONS``
+answer) unchecked; any other ``OPTIONS`` is gated.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from .core.gate import (
     authorize,
     check_same_origin,
     environ_request_id,
+    is_cors_preflight,
     render_refusal,
 )
 from .core.verifier import LicenseClaims
@@ -209,8 +211,11 @@ def check_request(
 ) -> Response | None:
     """Check the current request; None lets the view run, a response refuses it."""
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
-    if req.method == "OPTIONS":
-        return None  # CORS preflight: browsers never send credentials with it
+    environ = req.environ
+    if is_cors_preflight(
+        req.method, environ.get("HTTP_ORIGIN"), environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+    ):
+        return None  # browsers never send credentials with it
     state = get_state()
     try:
         claims = authorize_request(req, state, requirement, audience)
@@ -240,6 +245,7 @@ def authorize_request(
             sec_fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
             csrf_header=environ.get(_CSRF_ENVIRON),
             cookies=cookies,
+            upgrade=environ.get("HTTP_UPGRADE"),
         )
     claims = authorize(state.verifier, token, requirement, audience=_audience(state, audience))
     if state.live_status is not None and token is not None:

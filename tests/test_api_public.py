@@ -306,7 +306,8 @@ def test_device_slots(issuer: Issuer) -> None:
     assert issuer.verify(key=lic.key, hwuid="a").get_json()["hwBound"] is True
     assert issuer.verify(key=lic.key, hwuid="b").get_json()["hwBound"] is True
     assert issuer.verify(key=lic.key, hwuid="c").get_json()["reason"] == "hardware_id_mismatch"
-    assert issuer.verify(key=lic.key, hwuid="a").get_json()["valid"] is True  # bound: passes
+    again = issuer.verify(key=lic.key, hwuid="a").get_json()  # bound: passes, still bound
+    assert (again["valid"], again["hwBound"]) == (True, True)
     assert issuer.verify(key=lic.key).get_json()["hwBound"] is False  # no hwuid, not required
     bound = [d.hwuid for d in issuer.store.licenses.get(lic.id).devices]
     assert sorted(bound) == ["a", "b"]

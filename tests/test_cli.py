@@ -454,7 +454,12 @@ def test_the_flask_executable_runs_the_commands(tmp_path: Path) -> None:
             "unavailable",
             "The service is temporarily unavailable. OperationalError",
         ),
-        ({"LICENSECHAIN_KEY_SIZE": "1024"}, "key_error", "RSA key size must be one of"),
+        # refused as the setting, before a stored key could hide it until the next rotation
+        (
+            {"LICENSECHAIN_KEY_SIZE": "1024"},
+            "command_failed",
+            "LICENSECHAIN_KEY_SIZE must be one of",
+        ),
     ],
     ids=["no-encryption-key", "store-down", "bad-key-size"],
 )

@@ -18,6 +18,7 @@ from flask import Flask
 from issuer_support import TEST_ENCRYPTION_KEY, close_issuer, make_issuer
 
 from flask_licensechain import LicenseChain, LicenseChainState, get_state
+from flask_licensechain.core.errors import ConfigError
 from flask_licensechain.core.keys import KeyMaterialError
 from flask_licensechain.issuer import (
     DB_FILENAME,
@@ -230,7 +231,8 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
         LicenseChain(issuer_flask("x", instance_path=str(tmp_path)), no_such_option=1)
     with pytest.raises(KeyMaterialError):
         LicenseChain(issuer_flask("y", instance_path=str(tmp_path / "y")), encryption_key="short")
-    with pytest.raises(KeyMaterialError):
+    # refused as a setting, before a key exists: a stored key would hide it until rotation
+    with pytest.raises(ConfigError, match="LICENSECHAIN_KEY_SIZE"):
         LicenseChain(issuer_flask("z", instance_path=str(tmp_path / "z")), key_size=1024)
 
 

@@ -347,3 +347,10 @@ def test_vector_controls_pass_the_gate(name: str, tmp_path: Any) -> None:
     response = raw_get(vector_app(case, tmp_path), "/licensed", "Bearer " + case.token)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["sub"] == case.claims["sub"]
+
+
+def test_control_vector_list_is_not_empty() -> None:
+    # An empty list would let the parametrised control test above pass by running nothing.
+    assert {"valid_default", "valid_aud_list_with_expected", "valid_with_license_exp"} <= set(
+        CONTROL_NAMES
+    )

@@ -64,11 +64,14 @@ class JWKSServer:
     def __init__(self) -> None:
         self.reply: Callable[[str], Reply] = lambda path: Reply(body=jwks_body(KEY_A))
         self.requests: list[str] = []
+        #: the request headers of each request, names in lower case
+        self.request_headers: list[dict[str, str]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(self.path)
+                server.request_headers.append({k.lower(): v for k, v in self.headers.items()})
                 reply = server.reply(self.path)
                 if reply.delay:
                     time.sleep(reply.delay)

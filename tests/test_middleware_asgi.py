@@ -37,6 +37,7 @@ from middleware_support import (
     call_asgi,
     gate_config,
 )
+from websockets.typing import Origin
 
 from flask_licensechain.core.keysource import StaticKeySource
 
@@ -317,11 +318,21 @@ def uvicorn_server(issuer: Issuer) -> Iterator[str]:
 def test_real_websocket_handshake_is_gated(issuer: Issuer, uvicorn_server: str) -> None:
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
         websockets.sync.client.connect(f"ws://{uvicorn_server}/ws", open_timeout=5)
-    assert refused.value.response.status_code in (401, 403)
+    assert refused.value.response.status_code == 401  # no token: RFC 6750 invalid_request
     token = issuer.token(sub="lic_real_ws")
+    cookie = {"Cookie": f"license_token={token}"}
+    with pytest.raises(websockets.exceptions.InvalidStatus) as cross_site:
+        websockets.sync.client.connect(
+            f"ws://{uvicorn_server}/ws",
+            additional_headers=cookie,
+            origin=Origin("http://evil.example"),
+            open_timeout=5,
+        )
+    assert cross_site.value.response.status_code == 403
     with websockets.sync.client.connect(
         f"ws://{uvicorn_server}/ws",
-        additional_headers={"Cookie": f"license_token={token}"},
+        additional_headers=cookie,
+        origin=Origin(f"http://{uvicorn_server}"),  # a browser sends it on every handshake
         open_timeout=5,
     ) as ws:
         assert ws.recv(timeout=5) == "lic_real_ws"

@@ -20,7 +20,6 @@ from issuer_support import (
 )
 from werkzeug.serving import make_server
 
-from flask_licensechain.core.contract import LONGEST_TTL
 from flask_licensechain.core.keys import SigningKey, generate_private_key
 from flask_licensechain.signing import rotate_signing_key
 
@@ -55,7 +54,8 @@ def test_rotation_keeps_the_old_key_until_its_tokens_expire(issuer: Issuer) -> N
     # the old key retires once every token it signed is dead: longest TTL, leeway and the
     # workers' reload interval after the rotation
     keys = issuer.state.signing_keys
-    assert keys.retire_after == timedelta(seconds=LONGEST_TTL + 30 + 5)
+    # a day (the longest TTL) + the leeway + the key refresh interval
+    assert keys.retire_after == timedelta(seconds=86400 + 30 + 5)
     assert result.previous_expires_at is not None
     record = issuer.store.signing_keys.get(old_kid)
     assert record.state == "retiring"

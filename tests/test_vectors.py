@@ -99,6 +99,19 @@ def test_tokens_are_built_for_the_time_they_are_used() -> None:
     assert fixed.claims["iat"] == 1_700_000_120
 
 
+def test_control_vectors_are_present() -> None:
+    # An empty list would let test_control_vector_verifies pass by running nothing.
+    assert {c.name for c in CONTROLS} >= {
+        "valid_default",
+        "valid_jku_is_ignored",
+        "valid_aud_list_with_expected",
+        "valid_exp_within_leeway",
+        "valid_nbf_within_leeway",
+        "valid_without_nbf",
+        "valid_with_license_exp",
+    }
+
+
 def test_every_case_documents_its_origin() -> None:
     for case in CASES + CONTROLS:
         assert case.description and case.origin, case.name

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping
+from sys import getsizeof
 from types import MappingProxyType
 from typing import Any
 
@@ -263,13 +264,16 @@ def test_large_tokens_are_verified_but_not_cached() -> None:
 
 
 def test_cache_is_bounded_by_estimated_bytes_too() -> None:
-    heavy = [
-        make_token(sub=f"lic_{i}", features=[f"{n:02d}" for n in range(100)]) for i in range(6)
-    ]
+    features = [f"{n:02d}" for n in range(100)]
+    heavy = [make_token(sub=f"lic_{i}", features=features) for i in range(6)]
     probe = make_verifier()
     probe.verify(heavy[0])
     one = probe.cache_bytes
-    assert one > 10_000  # a hundred tiny features cost far more than the token's length
+    # A hundred tiny features cost far more than the token's length: the estimate counts at
+    # least the token, each feature string and their frozenset (a floor computed here, not by
+    # the estimator, so an estimator that skips or undercounts objects fails).
+    floor = getsizeof(heavy[0]) + sum(map(getsizeof, features)) + getsizeof(frozenset(features))
+    assert one >= floor > 2 * len(heavy[0])
     verifier = make_verifier(cache_max_bytes=one * 3)
     for token in heavy:
         verifier.verify(token)

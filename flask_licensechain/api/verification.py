@@ -28,10 +28,6 @@ class Decision:
     license_id: str | None = None
     app_id: str | None = None
 
-    @property
-    def valid(self) -> bool:
-        return self.reason is None
-
 
 NOT_FOUND: Final = Decision(Reason.LICENSE_NOT_FOUND)
 

@@ -12,10 +12,12 @@ What lives here, and only here:
   2.1), ``x-license-token`` (the ``X-License-Token`` header) and ``cookie`` (one
   cookie, ``license_token`` by default), read in the configured order, each value
   trimmed one way, cookies parsed by one parser; ``TokenReader``;
-* **cookie CSRF** -- an unsafe method (RFC 9110 section 9.2.1) authenticated by
-  the cookie alone must prove it is same-origin (OWASP CSRF cheat sheet: a
-  same-origin ``Origin``, ``Sec-Fetch-Site: same-origin``, or a double-submit
-  ``X-CSRF-Token`` header equal to the ``license_csrf`` cookie);
+* **cookie CSRF** -- an unsafe method (RFC 9110 section 9.2.1) or a WebSocket
+  handshake authenticated by the cookie alone must prove it is same-origin (OWASP
+  CSRF cheat sheet: ``Sec-Fetch-Site: same-origin``, or, without a ``Sec-Fetch-Site``
+  saying otherwise, a same-origin ``Origin``, or a double-submit ``X-CSRF-Token``
+  header equal to the ``license_csrf`` cookie);
+* **the CORS preflight** (``is_cors_preflight``) that passes every gate unchecked;
 * **the requirement** of a route (features, all or any; plans) and its check;
 * ``authorize``: token -> verified claims that meet the requirement, or a typed error;
 * **the reason class** a refused token is given (``missing``, ``malformed``,
@@ -202,20 +204,27 @@ def check_same_origin(
     sec_fetch_site: str | None,
     csrf_header: str | None,
     cookies: str | None,
+    upgrade: str | None = None,
 ) -> None:
     """Raise ``CrossSiteRequest`` unless a cookie-authenticated request is safe or same-origin.
 
-    Call it only when the token came from the cookie. Safe methods pass. An unsafe one
-    passes with ``Sec-Fetch-Site: same-origin``, an ``Origin`` whose host and port are
-    the request's ``Host``, or an ``X-CSRF-Token`` header equal to the ``license_csrf``
-    cookie (double submit; compared in constant time).
+    Call it only when the token came from the cookie. Safe methods pass, except a
+    WebSocket handshake (``upgrade`` names ``websocket``): browsers send cookies on a
+    cross-site one and no CORS applies (cross-site WebSocket hijacking). The rest pass
+    with ``Sec-Fetch-Site: same-origin``; or, unless ``Sec-Fetch-Site`` says otherwise
+    (the browser compares schemes, which ``Host`` cannot tell), with an ``Origin`` whose
+    host and port (a default port only for its own scheme) are the request's ``Host``;
+    or with an ``X-CSRF-Token`` header equal to the ``license_csrf`` cookie (double
+    submit; compared in constant time).
     """
-    if method in SAFE_METHODS:
+    if method in SAFE_METHODS and (upgrade is None or "websocket" not in upgrade.lower()):
         return
-    if sec_fetch_site is not None and sec_fetch_site.strip().lower() == "same-origin":
+    fetch_site = sec_fetch_site.strip().lower() if sec_fetch_site is not None else None
+    if fetch_site == "same-origin":
         return
-    if origin is not None and host and _origin_host(origin) == _plain_host(host):
-        return
+    if fetch_site is None and origin is not None and host:
+        if _origin_host(origin) == _plain_host(host):
+            return
     if csrf_header and cookies:
         expected = cookie_value(cookies, CSRF_COOKIE)
         if expected and hmac.compare_digest(expected.encode(), csrf_header.strip().encode()):
@@ -223,18 +232,38 @@ def check_same_origin(
     raise CrossSiteRequest(f"{method} with the cookie only; origin={str(origin)[:100]!r}")
 
 
+_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
+
+
 def _origin_host(origin: str) -> str | None:
     scheme, sep, rest = origin.strip().partition("://")
-    if not sep or not rest or "/" in rest or scheme.lower() not in ("http", "https"):
+    scheme = scheme.lower()
+    if not sep or not rest or "/" in rest or scheme not in _DEFAULT_PORTS:
         return None  # "null" and anything that is not http(s)://host[:port]
-    return _plain_host(rest)
+    rest = rest.lower()
+    name, colon, port = rest.rpartition(":")
+    # Only the scheme's own default port is implied: http://host:443 is another origin.
+    return name if colon and "]" not in port and port == _DEFAULT_PORTS[scheme] else rest
 
 
 def _plain_host(host: str) -> str:
-    """``host[:port]`` lower-cased, a default port (80, 443) dropped."""
+    """``Host`` lower-cased, a default port (80, 443) dropped: it does not say the scheme."""
     host = host.strip().lower()
     name, sep, port = host.rpartition(":")
     return name if sep and port in ("80", "443") else host
+
+
+# -- CORS preflight ------------------------------------------------------------------------
+
+
+def is_cors_preflight(
+    method: str, origin: str | None, access_control_request_method: str | None
+) -> bool:
+    """Whether a request is a CORS preflight (Fetch standard, section 3.2.2): ``OPTIONS``
+    with ``Origin`` and ``Access-Control-Request-Method``. Browsers never attach
+    credentials to one, so every gate lets it through unchecked; any other ``OPTIONS``
+    is gated like every method."""
+    return method == "OPTIONS" and origin is not None and access_control_request_method is not None
 
 
 # -- the requirement -------------------------------------------------------------------

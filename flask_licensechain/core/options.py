@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import ipaddress
+import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -68,6 +70,10 @@ STORAGE_SCHEMES: Final = (
     "redis+unix",
 )
 _REDIS_SCHEMES: Final = frozenset(STORAGE_SCHEMES[1:])
+#: Numbers as written in ASCII; Python's int()/float() also take other scripts' digits,
+#: ``_`` separators, ``nan`` and ``inf``, none of which a setting means.
+_INTEGER: Final = re.compile(r"[+-]?[0-9]+")
+_DECIMAL: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def parse_bool(value: Any, key: str) -> bool:
@@ -85,29 +91,35 @@ def parse_bool(value: Any, key: str) -> bool:
 
 
 def parse_int(value: Any, key: str) -> int:
+    """An ``int``, or a string of ASCII digits with an optional sign (spaces around)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        return int(value.strip())
     raise ConfigError(f"{key} must be an integer, got {value!r}")
 
 
 def parse_float(value: Any, key: str) -> float:
+    """A finite number, or a string of one in ASCII decimal notation (``1.5``, ``2e3``)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise ConfigError(f"{key} must be a number, got {value!r}")
+        number = float(value)
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        number = float(value.strip())
+    else:
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if not math.isfinite(number):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    return number
 
 
 def check_positive(value: float, key: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    """A finite number above 0 (``nan`` and ``inf`` compare their own way: refused)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ConfigError(f"{key} must be a positive number, got {value!r}")
 
 
@@ -222,6 +234,9 @@ def redact_url(url: str) -> str:
 
 
 def closest(name: str, known: Iterable[str]) -> str:
-    """`` (did you mean X?)`` for the closest known name, or an empty string."""
-    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    """`` (did you mean X?)`` for the closest known name (the same name in another case
+    first), or an empty string."""
+    names = list(known)
+    same = [k for k in names if k.lower() == name.lower()]
+    match = same or difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean {match[0]}?)" if match else ""

@@ -15,7 +15,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -69,7 +69,8 @@ def _record(row: Any) -> ApiKeyRecord:
 
 
 def _scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(scopes, str | bytes) or not isinstance(scopes, Iterable):
+    # A string or a mapping is iterable too ("*" as one "*"): only a collection of scopes counts.
+    if isinstance(scopes, str | bytes | Mapping) or not isinstance(scopes, Iterable):
         raise InvalidRequest("scopes must be a list of strings.")
     result: list[str] = []
     for scope in scopes:

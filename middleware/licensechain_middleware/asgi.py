@@ -37,6 +37,7 @@ from flask_licensechain.core.gate import (
     COOKIE,
     REQUEST_ID_ENVIRON,
     check_same_origin,
+    is_cors_preflight,
     render_refusal,
     request_id,
     without_cookie,
@@ -103,7 +104,7 @@ class _Scan:
         self.transfer_encoding = False
         self.forwarded_for: str | None = None
         self.request_id: str | None = None
-        self.preflight_method = False
+        self.preflight_method: str | None = None
         self.origin: str | None = None
         self.host: str | None = None
         self.fetch_site: str | None = None
@@ -157,8 +158,8 @@ class LicenseGateASGI:
                 scan.token,
                 client[0] if client else None,
                 scan.forwarded_for,
-                method == "OPTIONS" and scan.preflight_method and scan.origin is not None,
-                _same_origin(scan, method) if scan.source == COOKIE else None,
+                is_cors_preflight(method, scan.origin, scan.preflight_method),
+                _same_origin(scan, method, kind) if scan.source == COOKIE else None,
             )
         except LicenseChainError as exc:
             client = scope.get("client")
@@ -196,8 +197,10 @@ class LicenseGateASGI:
                 size += len(name) + len(value)
             if b"_" in key:
                 # never read; dropped when a WSGI app would take it for a managed header
-                if key.replace(b"_", b"-") not in _MANAGED and key not in named:
-                    keep((name, value))
+                dashed = key.replace(b"_", b"-")
+                if dashed not in _MANAGED and dashed != self._request_id_name:
+                    if key not in named:
+                        keep((name, value))
                 continue
             if key in _REMOVED or key in named:
                 if key == b"connection" and scan.connection is None:
@@ -205,34 +208,32 @@ class LicenseGateASGI:
                 elif key == b"transfer-encoding":
                     scan.transfer_encoding = True
                 continue
+            # Repeated lines are read as one value, joined as WSGI servers join them
+            # (RFC 9110 5.3), so both gates judge the same text: never the first or last.
             if key == b"authorization":
-                text = value.decode("latin-1")
-                if reader.is_token_authorization(text):
-                    if scan.authorization is None:
-                        scan.authorization = text
-                    if strip:
+                if reader.uses_bearer:
+                    text = value.decode("latin-1")
+                    scan.authorization = _fold(scan.authorization, text)
+                    if strip and reader.is_token_authorization(text):
                         continue
             elif key == b"x-license-token":
                 if reader.uses_x_header:
-                    if scan.x_token is None:
-                        scan.x_token = value.decode("latin-1")
+                    scan.x_token = _fold(scan.x_token, value.decode("latin-1"))
                     if strip:
                         continue
             elif key == b"cookie":
-                if reader.uses_cookie and self._cookie_b in value:
+                if reader.uses_cookie:
                     text = value.decode("latin-1")
-                    if scan.cookies is None:
-                        scan.cookies = text
-                    if strip:
+                    # HTTP/2 splits one Cookie into lines joined by "; " (RFC 9113 8.2.3)
+                    scan.cookies = text if scan.cookies is None else scan.cookies + "; " + text
+                    if strip and self._cookie_b in value:
                         rest = without_cookie(text, self._cookie)
                         if rest:
                             keep((name, rest.encode("latin-1")))
                         continue
             elif key == b"x-forwarded-for":
-                # several lines are one list, in order (RFC 9110 5.3): the rightmost hop counts
-                hops = value.decode("latin-1")
-                previous = scan.forwarded_for
-                scan.forwarded_for = hops if previous is None else previous + ", " + hops
+                # one list, in order: the rightmost hop counts
+                scan.forwarded_for = _fold(scan.forwarded_for, value.decode("latin-1"), ", ")
             elif key == b"content-length":
                 if scan.content_length is not None and scan.content_length != value:
                     raise BadFraming("two different Content-Length values")
@@ -242,15 +243,15 @@ class LicenseGateASGI:
                     scan.request_id = value.decode("latin-1")
                 continue  # forwarded as the id the gate settles on
             elif key == b"access-control-request-method":
-                scan.preflight_method = True
+                scan.preflight_method = value.decode("latin-1")
             elif key == b"origin":
-                scan.origin = value.decode("latin-1")
+                scan.origin = _fold(scan.origin, value.decode("latin-1"))
             elif key == b"host":
-                scan.host = value.decode("latin-1")
+                scan.host = _fold(scan.host, value.decode("latin-1"))
             elif key == b"sec-fetch-site":
-                scan.fetch_site = value.decode("latin-1")
+                scan.fetch_site = _fold(scan.fetch_site, value.decode("latin-1"))
             elif key == b"x-csrf-token":
-                scan.csrf = value.decode("latin-1")
+                scan.csrf = _fold(scan.csrf, value.decode("latin-1"))
             keep((name, value))
         if size > self._max_header_bytes:
             raise HeadersTooLarge(f"{size} bytes of header fields")
@@ -359,11 +360,15 @@ class LicenseGateASGI:
         self.engine.close()
 
 
+def _fold(previous: str | None, value: str, separator: str = ",") -> str:
+    return value if previous is None else previous + separator + value
+
+
 def _raw_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
     return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
-def _same_origin(scan: _Scan, method: str) -> SameOriginCheck:
+def _same_origin(scan: _Scan, method: str, kind: str) -> SameOriginCheck:
     def check() -> None:
         check_same_origin(
             method,
@@ -372,6 +377,7 @@ def _same_origin(scan: _Scan, method: str) -> SameOriginCheck:
             sec_fetch_site=scan.fetch_site,
             csrf_header=scan.csrf,
             cookies=scan.cookies,
+            upgrade="websocket" if kind == "websocket" else None,
         )
 
     return check

@@ -14,7 +14,8 @@ from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-#: Longest X-Forwarded-For value looked at; longer ones fall back to the peer.
+#: Characters of X-Forwarded-For looked at, from the right: the hops that matter are the
+#: last ones (appended by the trusted proxies), whatever a client writes before them.
 MAX_FORWARDED_FOR = 2048
 
 
@@ -44,7 +45,8 @@ class ClientAddress:
         if not self._networks or not forwarded_for or not self.is_trusted(peer):
             return peer
         if len(forwarded_for) > MAX_FORWARDED_FOR:
-            return peer
+            # keep the tail, without the hop the cut may have split
+            forwarded_for = forwarded_for[-MAX_FORWARDED_FOR:].partition(",")[2]
         hops = [h.strip() for h in forwarded_for.split(",")]
         for hop in reversed(hops):
             if not hop:

@@ -208,8 +208,12 @@ class GateConfig:
         check_positive(self.jwks_timeout, "jwks_timeout")
         check_leeway(self.leeway)
         check_positive(self.max_token_bytes, "max_token_bytes")
-        if self.verified_cache_size < 0:
-            raise ConfigError("verified_cache_size must be >= 0")
+        if (
+            isinstance(self.verified_cache_size, bool)
+            or not isinstance(self.verified_cache_size, int)
+            or self.verified_cache_size < 0
+        ):
+            raise ConfigError("verified_cache_size must be an integer >= 0")
         object.__setattr__(self, "token_sources", check_token_sources(self.token_sources))
         check_cookie_name(self.token_cookie)
 

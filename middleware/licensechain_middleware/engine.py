@@ -85,6 +85,11 @@ class GateEngine:
             if config.denylist_url
             else None
         )
+        if self.denylist is None:
+            log.warning(
+                "denylist_url is not set: this gate checks no revocations, so a revoked "
+                "token or license passes until the token expires"
+            )
         self.verifier = TokenVerifier(
             self.keys,
             issuer=config.issuer,

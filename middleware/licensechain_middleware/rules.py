@@ -23,7 +23,6 @@ class CompiledRule:
     """A rule with what the hot path needs precomputed."""
 
     rule: Rule | None  # None: the default policy for unmatched paths
-    index: int  # position in the rule list; -1 for the default
     public: bool
     deny: bool
     requirement: Requirement
@@ -67,7 +66,6 @@ class RuleTable:
         self.compiled = tuple(
             CompiledRule(
                 rule=r,
-                index=i,
                 public=r.public,
                 deny=False,
                 requirement=Requirement(
@@ -75,11 +73,10 @@ class RuleTable:
                 ),
                 rate_limit=limit_of(r.rate_limit),
             )
-            for i, r in enumerate(rules)
+            for r in rules
         )
         self.default = CompiledRule(
             rule=None,
-            index=-1,
             public=default_policy == "public",
             deny=default_policy == "deny",
             requirement=Requirement(),

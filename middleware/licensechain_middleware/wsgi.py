@@ -52,6 +52,7 @@ from flask_licensechain.core.gate import (
     CSRF_HEADER,
     check_same_origin,
     environ_request_id,
+    is_cors_preflight,
     render_refusal,
     without_cookie,
 )
@@ -108,6 +109,7 @@ class LicenseGate:
         self._match = self.engine.rules.match
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        upgrade = environ.get("HTTP_UPGRADE")  # hop-by-hop: removed by _prepare
         try:
             path = self._prepare(environ)
             method = environ.get("REQUEST_METHOD", "GET")
@@ -125,8 +127,13 @@ class LicenseGate:
                 token,
                 environ.get("REMOTE_ADDR"),
                 environ.get("HTTP_X_FORWARDED_FOR"),
-                method == "OPTIONS" and _is_preflight(environ),
-                _same_origin(environ, method, cookies) if source == COOKIE else None,
+                method == "OPTIONS"  # spares the look-ups on every other request
+                and is_cors_preflight(
+                    method,
+                    environ.get("HTTP_ORIGIN"),
+                    environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"),
+                ),
+                _same_origin(environ, method, cookies, upgrade) if source == COOKIE else None,
             )
         except LicenseChainError as exc:
             client_ip = self.engine.client_ip(
@@ -272,12 +279,9 @@ class LicenseGate:
         self.engine.close()
 
 
-def _is_preflight(environ: WSGIEnvironment) -> bool:
-    """A CORS preflight: browsers never attach credentials to it."""
-    return "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ and "HTTP_ORIGIN" in environ
-
-
-def _same_origin(environ: WSGIEnvironment, method: str, cookies: str | None) -> SameOriginCheck:
+def _same_origin(
+    environ: WSGIEnvironment, method: str, cookies: str | None, upgrade: str | None
+) -> SameOriginCheck:
     def check() -> None:
         check_same_origin(
             method,
@@ -286,6 +290,7 @@ def _same_origin(environ: WSGIEnvironment, method: str, cookies: str | None) -> 
             sec_fetch_site=environ.get("HTTP_SEC_FETCH_SITE"),
             csrf_header=environ.get(_CSRF_ENVIRON),
             cookies=cookies,
+            upgrade=upgrade,
         )
 
     return check

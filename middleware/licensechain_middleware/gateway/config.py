@@ -23,11 +23,15 @@ Environment overrides (read at start):
   Rules come from the file only.
 * ``LICENSECHAIN_REDIS_URL`` is the default of ``denylist_url`` and
   ``ratelimit_storage_url`` when neither the file nor their own variable sets them.
+* Any other ``LICENSECHAIN_*`` variable is logged as a warning with the closest known
+  name, as the Flask extension does: LicenseChain's SDKs read their own from the same
+  environment, but a misspelt ``LICENSECHAIN_DENYLIST_URL`` must not pass unnoticed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -35,8 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flask_licensechain.core.options import closest
+
 from ..config import ConfigError, GateConfig
 from .settings import ENV_PREFIX, GatewayConfigError, GatewaySettings, parse_env_value
+
+log = logging.getLogger("licensechain.gateway")
 
 CONFIG_ENV = "LICENSECHAIN_GATEWAY_CONFIG"
 GATE_ENV_PREFIX = "LICENSECHAIN_"
@@ -84,6 +92,7 @@ def config_from_document(
     if not isinstance(table, Mapping):
         raise GatewayConfigError(f"{source}: 'gateway' must be a table ([gateway])")
     _reject_unknown_gateway_env(env)
+    _warn_unknown_gate_env(env)
     try:
         settings = GatewaySettings.from_table(table, env)
     except GatewayConfigError as exc:
@@ -132,6 +141,23 @@ def _reject_unknown_gateway_env(env: Mapping[str, str]) -> None:
     unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
     if unknown:
         raise GatewayConfigError(f"unknown environment variable(s): {', '.join(unknown)}")
+
+
+def _warn_unknown_gate_env(env: Mapping[str, str]) -> None:
+    known = {
+        GATE_ENV_PREFIX + f.name.upper()
+        for f in dataclasses.fields(GateConfig)
+        if f.name not in _NOT_FROM_ENV
+    }
+    known.add(REDIS_URL_ENV)
+    for key in sorted(env):
+        if key.startswith(GATE_ENV_PREFIX) and not key.startswith(ENV_PREFIX):
+            if key not in known:
+                log.warning(
+                    "unknown setting %s%s (ignored: other LicenseChain tools may read it)",
+                    key,
+                    closest(key, known),
+                )
 
 
 def resolve_path(path: str | os.PathLike[str]) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask_licensechain.core.errors import ConfigError
-from flask_licensechain.core.options import parse_bool, parse_float, parse_int
+from flask_licensechain.core.options import check_positive, parse_bool, parse_float, parse_int
 
 from .bodies import BodyPolicy
 from .client import UpstreamLimits
@@ -118,8 +118,11 @@ class GatewaySettings:
             if getattr(self, name) < 1:
                 raise GatewayConfigError(f"[gateway] {name} must be at least 1")
         for f in dataclasses.fields(self):
-            if f.type == "float" and getattr(self, f.name) <= 0:
-                raise GatewayConfigError(f"[gateway] {f.name} must be positive")
+            if f.type == "float":
+                try:
+                    check_positive(getattr(self, f.name), f.name)
+                except ConfigError:  # nan and inf too: a deadline that is never reached
+                    raise GatewayConfigError(f"[gateway] {f.name} must be positive") from None
 
     @property
     def upstream_base(self) -> UpstreamBase:
