@@ -232,6 +232,12 @@ class Settings:
     register_blueprint: bool = _opt(
         True, "Issuer mode: register the /v1 API blueprint.", parse_bool
     )
+    json_errors: bool = _opt(
+        True,
+        "Issuer mode: every HTTP error of the app (unknown paths included) answers the JSON "
+        "error body, never HTML. The host app's own error handlers keep precedence.",
+        parse_bool,
+    )
 
     @classmethod
     def from_mapping(

@@ -52,3 +52,8 @@ PAGE_SIZE: Final = 100
 DEFAULT_PAGE_SIZE: Final = 50
 #: audit events per store read
 AUDIT_PAGE: Final = 1000
+#: an app's webhook URL
+WEBHOOK_URL: Final = 2048
+#: an app's allowed CORS origins, and characters per origin
+ORIGINS: Final = 100
+ORIGIN: Final = 255

@@ -17,6 +17,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from .api import bp as api_blueprint
+from .api import root_bp as root_blueprint
+from .api.cors import OriginAllowList
+from .api.http import install_json_errors
 from .api.ratelimit import PublicRateLimits
 from .api.urls import BaseUrls
 from .cli import licensechain_cli
@@ -131,7 +134,8 @@ def resolve_issuer(app: Flask, settings: Settings) -> Settings:
 
 def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     """Open the store, make sure a signing key is active, load the key ring, and register
-    the /v1 blueprint (unless ``LICENSECHAIN_REGISTER_BLUEPRINT`` is false) and the CLI.
+    the /v1 blueprint (unless ``LICENSECHAIN_REGISTER_BLUEPRINT`` is false), ``GET /health``
+    outside the prefix, the app-wide JSON errors (``LICENSECHAIN_JSON_ERRORS``) and the CLI.
 
     Raises ``IssuerConfigurationError`` for an unsafe or unreadable configuration,
     ``Unavailable`` when the store cannot be reached, ``KeyMaterialError`` when a stored
@@ -171,9 +175,15 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         limiter=PublicRateLimits(settings),
         signing_keys=signing_keys,
         urls=BaseUrls(settings.issuer, settings.url_prefix),
+        cors_origins=OriginAllowList(store.apps.all_allowed_origins),
     )
     if settings.register_blueprint:
+        has_root_health = any(rule.rule == "/health" for rule in app.url_map.iter_rules())
         app.register_blueprint(api_blueprint, url_prefix=settings.url_prefix)
+        if settings.url_prefix.strip("/") and not has_root_health:
+            app.register_blueprint(root_blueprint)
+        if settings.json_errors:
+            install_json_errors(app)
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state

@@ -78,6 +78,8 @@ def app_json(app: AppRecord) -> dict[str, Any]:
         "description": app.description,
         "tier": app.tier,
         "verificationType": verification_type(app.tier),
+        "webhookUrl": app.webhook_url,
+        "allowedOrigins": list(app.allowed_origins),
         "createdAt": iso(app.created_at),
         "updatedAt": iso(app.updated_at),
     }

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from .core.gate import TokenReader
 
 if TYPE_CHECKING:
+    from .api.cors import OriginAllowList
     from .api.ratelimit import PublicRateLimits
     from .api.urls import BaseUrls
     from .authoritative import LiveStatusChecker
@@ -67,6 +68,8 @@ class IssuerState(LicenseChainState):
     limiter: PublicRateLimits
     signing_keys: SigningKeys
     urls: BaseUrls
+    #: the public endpoints' CORS allow-list (the apps' ``allowed_origins``)
+    cors_origins: OriginAllowList
     jwks_json: tuple[Any, str, str] = (None, "", "")
     openapi_json: str | None = None
 

@@ -4,7 +4,19 @@ our code), shared by the API and CLI tests."""
 from __future__ import annotations
 
 APP_FIELDS = frozenset(
-    {"id", "name", "slug", "description", "tier", "verificationType", "createdAt", "updatedAt"}
+    {
+        "id",
+        "name",
+        "slug",
+        "description",
+        "tier",
+        "verificationType",
+        # POST /v1/apps accepts webhook_url and allowed_origins; the app object gives them back
+        "webhookUrl",
+        "allowedOrigins",
+        "createdAt",
+        "updatedAt",
+    }
 )
 
 LICENSE_FIELDS = frozenset(

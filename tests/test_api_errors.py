@@ -202,7 +202,7 @@ def test_body_at_the_limit_is_accepted(tmp_path: Path) -> None:
         ("POST", "/v1/licenses/verify/extra"),
         ("GET", "/v1"),
         ("DELETE", "/v1/apps/x/y/z"),
-        ("GET", "/v1/licenses/lic_x/devices"),
+        ("GET", "/v1/licenses/lic_x/gadgets"),
     ],
 )
 def test_unknown_urls_under_the_prefix_get_the_contract_404(
@@ -215,9 +215,11 @@ def test_unknown_urls_under_the_prefix_get_the_contract_404(
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        # /licenses/<ref> also matches these paths, for GET and PATCH
-        ("DELETE", "/v1/licenses/verify", "GET, HEAD, OPTIONS, PATCH, POST"),
-        ("PUT", "/v1/licenses/jwks", "GET, HEAD, OPTIONS, PATCH"),
+        # /licenses/<id or key> never takes the fixed paths beside it
+        ("DELETE", "/v1/licenses/verify", "OPTIONS, POST"),
+        ("PUT", "/v1/licenses/jwks", "GET, HEAD, OPTIONS"),
+        ("PATCH", "/v1/licenses/stats", "GET, HEAD, OPTIONS"),
+        ("GET", "/v1/licenses/lic_x/devices", "DELETE, OPTIONS"),
         ("POST", "/v1/health", "GET, HEAD, OPTIONS"),
         ("PUT", "/v1/licenses/lic_x/revoke", "OPTIONS, PATCH"),
         ("GET", "/v1/signing-keys/rotate", "OPTIONS, POST"),

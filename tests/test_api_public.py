@@ -37,6 +37,9 @@ VALID_FIELDS = {
     "license_token",
     "license_token_expires_at",
     "license_jwks_uri",
+    # for LicenseChain's SDK helpers: the nested license and a top-level expires_at
+    "license",
+    "expires_at",
 }
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -87,6 +87,26 @@ CONTRACT_OPERATIONS = {
     ("delete", "/v1/licenses/{licenseId}/devices/{hwuid}"),
     ("post", "/v1/signing-keys/rotate"),
     ("post", "/v1/api-keys"),
+    # LicenseChain's clients: status through update, PUT, DELETE, stats, analytics, apps
+    ("put", "/v1/licenses/{license}"),
+    ("delete", "/v1/licenses/{license}"),
+    ("patch", "/v1/licenses/{licenseId}/status"),
+    ("get", "/v1/licenses/stats"),
+    ("get", "/v1/licenses/{licenseId}/analytics"),
+    ("get", "/v1/analytics/stats"),
+    ("get", "/v1/analytics/usage"),
+    ("delete", "/v1/licenses/{licenseId}/devices"),
+    ("patch", "/v1/apps/{appId}"),
+    ("delete", "/v1/apps/{appId}"),
+    ("post", "/v1/apps/{appId}/regenerate-key"),
+    ("get", "/health"),
+    # CORS preflight of the public endpoints
+    ("options", "/v1/licenses/verify"),
+    ("options", "/v1/licenses/validate-hardware"),
+    ("options", "/v1/licenses/jwks"),
+    ("options", "/v1/licenses/introspect"),
+    ("options", "/v1/health"),
+    ("options", "/health"),
 }
 
 
@@ -109,8 +129,14 @@ class Planted:
         self.token = self.issuer.token_for(lic.key, hwuid=self.hwuid)
 
     def plant(self, case: Any) -> None:
+        if self.issuer.store.apps.get(self.app.id) is None:  # DELETE /apps/{appId} ran
+            self.app = self.issuer.new_app(tier="business", name="Schemathesis App")
+            self.fresh_license()
         if self.issuer.store.licenses.get(self.license_id).status == "REVOKED":
             self.fresh_license()
+        query = case.query or {}
+        if "hwuid" in query:
+            query["hwuid"] = self.hwuid
         params = case.path_parameters or {}
         for name, value in (
             ("appId", self.app.id),
@@ -130,6 +156,8 @@ class Planted:
                 ("appId", self.app.id),
                 ("license_token", self.token),
                 ("token", self.token),
+                ("hwuid", self.hwuid),
+                ("hardwareId", self.hwuid),
             ):
                 if name in body:
                     body[name] = value
@@ -214,7 +242,9 @@ def test_every_route_of_the_blueprint_is_documented(issuer: Issuer) -> None:
 def test_document_follows_the_prefix() -> None:
     paths = openapi_document("/api/v2/")["paths"]
     assert "/api/v2/licenses/verify" in paths
-    assert not [p for p in paths if not p.startswith("/api/v2/")]
+    assert not [p for p in paths if not p.startswith("/api/v2/") and p != "/health"]
+    at_root = openapi_document("/")["paths"]
+    assert "/licenses/verify" in at_root and "/health" in at_root  # the API's own /health
 
 
 def test_served_document_is_the_module_document(issuer: Issuer) -> None:
@@ -259,14 +289,15 @@ def _documented_rules(document: dict[str, Any]) -> set[tuple[str, str]]:
     rules = set()
     for path, item in document["paths"].items():
         shape = "/".join("<>" if part.startswith("{") else part for part in path.split("/"))
-        rules |= {(method.upper(), shape) for method in item}
+        rules |= {(method.upper(), shape) for method in item if method != "options"}
     return rules
 
 
 def _served_rules(app: Flask, prefix: str) -> set[tuple[str, str]]:
+    """Every rule of the extension's blueprints (the API's, and the root /health)."""
     rules = set()
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith(prefix + "/"):
+        if not rule.endpoint.startswith(("licensechain.", "licensechain_root.")):
             continue
         shape = "/".join("<>" if part.startswith("<") else part for part in rule.rule.split("/"))
         methods = (rule.methods or set()) - {"HEAD", "OPTIONS"}

@@ -87,7 +87,9 @@ def test_license_server_snippet_and_its_cli_commands_run_as_written(tmp_path: Pa
     no_issuer = "".join(line + "\n" for line in embedded.splitlines() if "ISSUER" not in line)
     (tmp_path / "app.py").write_text(no_issuer, encoding="utf-8")
     refused = _flask(tmp_path, "init", "--json")
-    assert refused.returncode != 0 and "LICENSECHAIN_ISSUER" in refused.stderr, refused
+    # under --json the error is one JSON object on stdout, like every answer
+    assert refused.returncode != 0, refused
+    assert "LICENSECHAIN_ISSUER" in json.loads(refused.stdout)["message"], refused
     (tmp_path / "app.py").write_text(embedded, encoding="utf-8")
     commands = README.split("```sh\nflask --app app licensechain init", 1)[1].split("```", 1)[0]
     lines = ["flask --app app licensechain init" + commands.splitlines()[0]]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -27,51 +25,9 @@ from flask_licensechain.store import (
 from flask_licensechain.store import licenses as licenses_module
 from flask_licensechain.store.licenses import LAST_SEEN_RESOLUTION
 from flask_licensechain.store.schema import api_keys, devices, licenses
-from flask_licensechain.store.schema import metadata as schema_metadata
 
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+pytest_plugins = ["store_fixtures"]  # store_url, store (SQLite and PostgreSQL)
 KEY_RE = re.compile(r"LC-[A-Z0-9]{6}-[A-Z0-9]{6}-[A-Z0-9]{6}")
-
-
-@pytest.fixture(scope="module")
-def module_postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """One PostgreSQL database for this module (emptied after each test): creating a
-    database per test would cost more than the tests themselves."""
-    name = "lc_store_" + secrets.token_hex(6)
-    admin = sa.create_engine(
-        postgres_server_url.replace("postgresql://", "postgresql+psycopg://", 1),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{postgres_server_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("module_postgres_url")
-    return url
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    opened.upgrade_schema()
-    try:
-        yield opened
-    finally:
-        if opened.backend == "postgresql":
-            tables = ", ".join(table.name for table in schema_metadata.sorted_tables)
-            with opened.engine.begin() as conn:
-                conn.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-        opened.dispose()
 
 
 def is_utc(value: datetime | None) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Final
 
 import jwt
 from flask import Response
@@ -14,13 +14,58 @@ from ..core.contract import LONGEST_TTL
 from ..core.errors import InsufficientScope, InvalidRequest, NotFound
 from ..serialize import api_key_json, app_json, iso
 from ..signing import rotate_signing_key
-from ..state import get_issuer_state
-from ..store import Store
-from .auth import current_api_key, grants, requires
+from ..state import IssuerState, get_issuer_state
+from ..store import AppRecord, Store
+from .analytics_report import query_period, verification_report
+from .auth import (
+    app_filter,
+    check_app_visible,
+    current_api_key,
+    grants,
+    require_unrestricted,
+    requires,
+)
 from .blueprint import bp
 from .body import Fields, read_json_body, reject_unknown
 from .http import NO_STORE, json_response
 from .names import TOKEN_FIELDS
+from .query import query_app_id, query_int
+
+#: the scopes of the key ``POST /apps/<id>/regenerate-key`` makes (limited to that app)
+APP_KEY_SCOPES: Final = ("apps:read", "licenses:read", "licenses:write")
+#: app field -> its accepted names (snake_case as LicenseChain's SDKs send, or camelCase)
+APP_FIELD_NAMES: Final = {
+    "name": ("name",),
+    "description": ("description",),
+    "tier": ("tier",),
+    "webhook_url": ("webhook_url", "webhookUrl"),
+    "allowed_origins": ("allowed_origins", "allowedOrigins"),
+}
+_APP_NAMES: Final = {name for names in APP_FIELD_NAMES.values() for name in names}
+
+
+def app_changes(fields: Fields, *, creating: bool) -> dict[str, Any]:
+    """The store's keyword arguments for the app members present (``None`` clears
+    ``description`` and ``webhook_url`` and empties ``allowed_origins``)."""
+    reject_unknown(fields, _APP_NAMES)
+    changes: dict[str, Any] = {}
+    if creating or fields.present("name"):
+        changes["name"] = fields.required_string("name", max_length=limits.NAME)
+    if fields.present("description"):
+        changes["description"] = fields.string(
+            "description", max_length=limits.DESCRIPTION, allow_empty=True
+        )
+    if fields.present("tier"):
+        tier = fields.string("tier", max_length=32)
+        if tier is None and not creating:
+            raise InvalidRequest("'tier' must not be null.")
+        changes["tier"] = tier or "free"
+    for field in ("webhook_url", "allowed_origins"):
+        names = APP_FIELD_NAMES[field]
+        if fields.present(*names):
+            changes[field] = fields.raw(*names)  # the store checks and normalizes them
+    return changes
+
 
 log = logging.getLogger("licensechain.api")
 
@@ -52,6 +97,8 @@ def revoke_token() -> Response:
     token = fields.string(*TOKEN_FIELDS, max_length=max_body)
     if jti is None and token is None:
         raise InvalidRequest("'jti' or 'license_token' is required.")
+    if token is None:  # a bare jti says nothing of its app
+        require_unrestricted("revoke a token by its jti alone; send the token")
     ttl: float = longest_deny
     if token is not None:
         # The token need not be valid to be revoked: only its jti and exp are used, and
@@ -65,6 +112,11 @@ def revoke_token() -> Response:
             raise InvalidRequest("The token has no usable 'jti'.")
         if jti is not None and jti != token_jti:
             raise InvalidRequest("'jti' does not match the token's jti.")
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        own = current_api_key().app_id
+        if own is not None and own not in audiences:
+            raise NotFound("The token is not for this key's app.")
         jti = token_jti
         exp = claims.get("exp")
         if isinstance(exp, int) and not isinstance(exp, bool):
@@ -83,15 +135,13 @@ def revoke_token() -> Response:
 @bp.post("/apps")
 @requires("apps:write")
 def create_app() -> Response:
-    """Create an app; 201 with the app object."""
+    """Create an app (``webhook_url`` and ``allowed_origins`` as LicenseChain's SDKs send
+    them); 201 with the app object."""
     state = get_issuer_state()
-    fields = Fields(read_json_body(state.settings.max_body_bytes))
-    reject_unknown(fields, {"name", "description", "tier"})
-    app = state.store.apps.create(
-        fields.required_string("name", max_length=limits.NAME),
-        fields.string("description", max_length=limits.DESCRIPTION, allow_empty=True),
-        fields.string("tier", max_length=32) or "free",
-    )
+    changes = app_changes(Fields(read_json_body(state.settings.max_body_bytes)), creating=True)
+    require_unrestricted("create apps")
+    app = state.store.apps.create(**changes)
+    state.cors_origins.invalidate()
     audit(state.store, "app.create", app.id, name=app.name, tier=app.tier)
     return json_response(app_json(app), 201)
 
@@ -99,19 +149,128 @@ def create_app() -> Response:
 @bp.get("/apps")
 @requires("apps:read")
 def list_apps() -> Response:
-    """Every app."""
-    apps = get_issuer_state().store.apps.list()
-    return json_response({"apps": [app_json(app) for app in apps]})
+    """One page of apps (``page``, ``limit``); an app-limited key sees its own app."""
+    store = get_issuer_state().store
+    number = query_int("page", 1, limits.PAGE)
+    size = query_int("limit", limits.PAGE_SIZE, limits.PAGE_SIZE)
+    own = app_filter(None)
+    apps = store.apps.list(page=number, limit=size, app_id=own)
+    return json_response(
+        {
+            "apps": [app_json(app) for app in apps],
+            "total": store.apps.count(app_id=own),
+            "page": number,
+            "limit": size,
+        }
+    )
+
+
+def _visible_app(state: IssuerState, app_id: str) -> AppRecord:
+    check_app_visible(app_id)
+    app = state.store.apps.get(app_id)
+    if app is None:
+        raise NotFound("App not found.")
+    return app
 
 
 @bp.get("/apps/<app_id>")
 @requires("apps:read")
 def get_app(app_id: str) -> Response:
     """One app, or 404."""
-    app = get_issuer_state().store.apps.get(app_id)
+    return json_response(app_json(_visible_app(get_issuer_state(), app_id)))
+
+
+@bp.patch("/apps/<app_id>")
+@requires("apps:write")
+def update_app(app_id: str) -> Response:
+    """Change the members present; the slug stays."""
+    state = get_issuer_state()
+    changes = app_changes(Fields(read_json_body(state.settings.max_body_bytes)), creating=False)
+    _visible_app(state, app_id)
+    store = state.store
+    app = store.apps.update(app_id, **changes) if changes else store.apps.get(app_id)
     if app is None:
         raise NotFound("App not found.")
+    if changes:
+        state.cors_origins.invalidate()
+        audit(store, "app.update", app.id, fields=sorted(changes))
     return json_response(app_json(app))
+
+
+@bp.delete("/apps/<app_id>")
+@requires("apps:write")
+def delete_app(app_id: str) -> Response:
+    """Delete an app whose licenses are all revoked (409 otherwise); its app keys are
+    revoked with it."""
+    state = get_issuer_state()
+    reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
+    check_app_visible(app_id)
+    app = state.store.apps.delete(app_id)
+    state.cors_origins.invalidate()
+    audit(state.store, "app.delete", app.id, name=app.name)
+    return json_response({**app_json(app), "deleted": True})
+
+
+@bp.post("/apps/<app_id>/regenerate-key")
+@requires("api-keys:write")
+def regenerate_app_key(app_id: str) -> Response:
+    """A new API key limited to the app, shown once (201); the app's previous keys are
+    revoked in the same transaction."""
+    state = get_issuer_state()
+    reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
+    app = _visible_app(state, app_id)
+    caller = current_api_key()
+    beyond = [scope for scope in APP_KEY_SCOPES if not grants(caller, scope)]
+    if beyond:
+        raise InsufficientScope(
+            "An API key can only grant scopes it holds: " + ", ".join(beyond) + "."
+        )
+    record, plaintext, revoked = state.store.api_keys.replace_app_key(
+        app.id, f"{app.name[:150]} (app key)", APP_KEY_SCOPES, environment=caller.environment
+    )
+    audit(state.store, "api_key.create", record.id, app_id=app.id, revoked=revoked)
+    body = {
+        **api_key_json(record),
+        "appId": app.id,
+        "key": plaintext,
+        "apiKey": plaintext,
+        "revokedKeyIds": revoked,
+    }
+    return json_response(body, 201, NO_STORE)
+
+
+# -- analytics -------------------------------------------------------------------------
+
+
+def _app_report(state: IssuerState) -> tuple[str | None, dict[str, Any]]:
+    """The ``app_id`` filter (404 for an unknown app) and the verification report of the
+    ``period`` asked for."""
+    period = query_period()
+    app_id = app_filter(query_app_id())
+    if app_id is not None and state.store.apps.get(app_id) is None:
+        raise NotFound("App not found.")
+    report = verification_report(state.store.verification_tally, period, app_id=app_id)
+    return app_id, {"appId": app_id, **report}
+
+
+@bp.get("/analytics/stats")
+@requires("licenses:read")
+def analytics_stats() -> Response:
+    """Verifications by outcome per day, with the license counts and the number of apps."""
+    state = get_issuer_state()
+    app_id, report = _app_report(state)
+    counts = {
+        "licenses": state.store.licenses.stats(app_id=app_id),
+        "apps": state.store.apps.count(app_id=app_id),
+    }
+    return json_response({**report, **counts})
+
+
+@bp.get("/analytics/usage")
+@requires("licenses:read")
+def analytics_usage() -> Response:
+    """Verifications by outcome per day, of every app or of ``app_id``."""
+    return json_response(_app_report(get_issuer_state())[1])
 
 
 # -- signing keys ----------------------------------------------------------------------
@@ -122,6 +281,7 @@ def get_app(app_id: str) -> Response:
 def rotate_keys() -> Response:
     """A new active signing key; the previous one stays in the JWKS until it expires."""
     state = get_issuer_state()
+    require_unrestricted("rotate the signing key")
     result = rotate_signing_key(state)
     audit(state.store, "signing_key.rotate", result.kid, previous=result.previous_kid)
     return json_response(
@@ -155,6 +315,9 @@ def create_api_key() -> Response:
             "An API key can only grant scopes it holds: " + ", ".join(beyond) + "."
         )
     environment = fields.string("environment", max_length=8) or "live"
-    record, plaintext = state.store.api_keys.create(name, scopes, environment=environment)
+    # An app-limited key makes keys limited to the same app, never wider ones.
+    record, plaintext = state.store.api_keys.create(
+        name, scopes, environment=environment, app_id=caller.app_id
+    )
     audit(state.store, "api_key.create", record.id, scopes=list(record.scopes))
     return json_response({**api_key_json(record), "key": plaintext}, 201, NO_STORE)

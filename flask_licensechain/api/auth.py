@@ -13,9 +13,9 @@ from typing import Any, Final, TypeVar, cast
 
 from flask import g, request
 
-from ..core.errors import InsufficientScope, Unauthorized
+from ..core.errors import InsufficientScope, NotFound, Unauthorized
 from ..state import get_issuer_state
-from ..store import ApiKeyRecord, ApiKeyRepository
+from ..store import ApiKeyRecord, ApiKeyRepository, LicenseRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +78,41 @@ def current_api_key() -> ApiKeyRecord:
     if key is None:  # a view forgot its @requires(scope): fail closed
         raise MissingApiKey()
     return key
+
+
+def app_filter(requested: str | None) -> str | None:
+    """The app a listing or a count must keep to: ``requested`` for an unrestricted key, the
+    key's own app for an app-limited key. ``NotFound`` when an app-limited key asks for
+    another app (it cannot tell whether that app exists)."""
+    own = current_api_key().app_id
+    if own is None:
+        return requested
+    if requested is not None and requested != own:
+        raise NotFound("App not found.")
+    return own
+
+
+def check_app_visible(app_id: str) -> None:
+    """``NotFound`` when the current key is limited to another app."""
+    own = current_api_key().app_id
+    if own is not None and own != app_id:
+        raise NotFound("App not found.")
+
+
+def visible_license(lic: LicenseRecord | None) -> LicenseRecord:
+    """``lic`` when it exists and the current key may see its app, else ``NotFound``."""
+    if lic is None:
+        raise NotFound("License not found.")
+    own = current_api_key().app_id
+    if own is not None and own != lic.app_id:
+        raise NotFound("License not found.")
+    return lic
+
+
+def require_unrestricted(action: str) -> None:
+    """``InsufficientScope`` for an app-limited key: ``action`` reaches beyond one app."""
+    if current_api_key().app_id is not None:
+        raise InsufficientScope(f"An app-limited API key cannot {action}.")
 
 
 def requires(scope: str) -> Callable[[F], F]:

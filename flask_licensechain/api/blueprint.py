@@ -1,4 +1,6 @@
-"""The API's one blueprint, ``bp``: its error handlers and response headers.
+"""The API's blueprints: ``bp`` (the API, at its prefix) and ``root_bp`` (``GET /health``
+outside the prefix, which LicenseChain's status monitor polls), with their error handlers,
+response headers and CORS.
 
 The view modules (``public``, ``admin``, ``licenses``, ``openapi``) add their routes to it
 when ``flask_licensechain.api`` is imported. The same blueprint serves every issuer app in
@@ -9,11 +11,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from flask import Blueprint
+from flask import Blueprint, Flask, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
 
 from ..core.errors import LicenseChainError
+from ..state import get_issuer_state
+from .converters import CONVERTERS
+from .cors import add_cors_headers, preflight
 from .http import (
     contract_routing_error_hook,
     finish_response,
@@ -23,12 +28,52 @@ from .http import (
 )
 
 BLUEPRINT_NAME: Final = "licensechain"
+ROOT_BLUEPRINT_NAME: Final = "licensechain_root"
+#: the endpoints without credentials: the only ones that answer CORS
+PUBLIC_ENDPOINTS: Final = frozenset(
+    {
+        *(
+            f"{BLUEPRINT_NAME}.{view}"
+            for view in ("verify", "validate_hardware", "jwks", "introspect", "health")
+        ),
+        f"{ROOT_BLUEPRINT_NAME}.root_health",
+    }
+)
 
-bp = Blueprint(BLUEPRINT_NAME, __name__)
-bp.register_error_handler(LicenseChainError, render_licensechain_error)
-bp.register_error_handler(HTTPException, render_http_exception)
-bp.register_error_handler(Exception, render_unexpected)
-bp.after_request(finish_response)
+
+def _cors_preflight() -> Response | None:
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        return None
+    return preflight(get_issuer_state().cors_origins)
+
+
+def _cors_headers(response: Response) -> Response:
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        return response
+    return add_cors_headers(response, get_issuer_state().cors_origins)
+
+
+def _blueprint(name: str) -> Blueprint:
+    made = Blueprint(name, __name__)
+    made.register_error_handler(LicenseChainError, render_licensechain_error)
+    made.register_error_handler(HTTPException, render_http_exception)
+    made.register_error_handler(Exception, render_unexpected)
+    made.before_request(_cors_preflight)
+    made.after_request(_cors_headers)
+    made.after_request(finish_response)
+    return made
+
+
+bp = _blueprint(BLUEPRINT_NAME)
+root_bp = _blueprint(ROOT_BLUEPRINT_NAME)
+
+
+@bp.record_once
+def _register_converters(setup: BlueprintSetupState) -> None:
+    """Before any route is added: license references, hardware ids that may contain "/"."""
+    app: Flask = setup.app  # type: ignore[assignment]
+    for name, converter in CONVERTERS.items():
+        app.url_map.converters.setdefault(name, converter)
 
 
 @bp.record

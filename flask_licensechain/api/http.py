@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import sqlalchemy.exc as sa_exc
-from flask import Response, request
+from flask import Flask, Response, request
 from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
@@ -169,6 +169,25 @@ def contract_routing_error_hook(prefix: str) -> Callable[[], Response | None]:
         return render_http_exception(exc)
 
     return contract_routing_error
+
+
+def install_json_errors(app: Flask) -> None:
+    """Every HTTP error of the whole app (an unknown path, a wrong method, an error page)
+    answers the contract's JSON body instead of Werkzeug's HTML page.
+
+    The host app's own handlers keep precedence: a handler for a status code always wins
+    over this catch-all (Flask looks code handlers up first), and a catch-all for
+    ``HTTPException`` that the host registered before stays (one registered after replaces
+    this one).
+    """
+    # Flask keeps these as nested defaultdicts: a lookup creates the (empty) entries.
+    if HTTPException not in app.error_handler_spec[None][None]:
+        app.register_error_handler(HTTPException, render_app_http_exception)
+
+
+def render_app_http_exception(exc: HTTPException) -> Response:
+    """An HTTP error outside the API's views: the contract body, ``X-Request-ID``, no-store."""
+    return finish_response(render_http_exception(exc))
 
 
 def _snake_case(name: str) -> str:

@@ -1,4 +1,9 @@
-"""Authenticated license endpoints: create, list, get, patch, status changes, devices.
+"""Authenticated license endpoints: create, list, get, update, status changes, statistics,
+analytics, devices. Every license route takes the license id or its key.
+
+Every status change (``/revoke``, ``/suspend``, ``/activate``, ``DELETE``, an update with a
+``status``, ``/status``) goes through ``change_status``: the same 409 rules, revocation
+records and audit events.
 
 Every change goes through the store, which records in the same transaction the revocation
 it needs (revoke and suspend block the license's outstanding tokens, activate lifts that;
@@ -22,10 +27,12 @@ from ..serialize import license_json, parse_timestamp
 from ..state import IssuerState, get_issuer_state
 from ..store import LicenseRecord
 from .admin import audit
-from .auth import requires
+from .analytics_report import query_period, verification_report
+from .auth import app_filter, check_app_visible, requires, visible_license
 from .blueprint import bp
 from .body import Fields, read_json_body, reject_unknown
 from .http import json_response
+from .query import query_app_id, query_int
 
 #: PATCH/create field -> (accepted names, parser of a present value)
 _FieldParser = Callable[[Fields, tuple[str, ...]], Any]
@@ -60,6 +67,11 @@ _LICENSE_FIELDS: Final[dict[str, tuple[tuple[str, ...], _FieldParser]]] = {
     ),
 }
 _KNOWN_NAMES: Final = {name for names, _ in _LICENSE_FIELDS.values() for name in names}
+#: the app id LicenseChain's clients repeat in a create body (it must equal the path's)
+APP_ID_NAMES: Final = ("appId", "app_id")
+EXPIRY_NAMES: Final = _LICENSE_FIELDS["expires_at"][0]
+#: the statuses a client may set (in any case); EXPIRED follows from expiresAt
+SETTABLE_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
 
 
 def _non_null(fields: Fields, names: tuple[str, ...], value: Any) -> Any:
@@ -68,26 +80,42 @@ def _non_null(fields: Fields, names: tuple[str, ...], value: Any) -> Any:
     return value
 
 
-def license_changes(fields: Fields) -> dict[str, Any]:
-    """The store's keyword arguments for the fields present in a create or PATCH body."""
-    reject_unknown(fields, _KNOWN_NAMES)
+def license_changes(fields: Fields, extra: set[str] | None = None) -> dict[str, Any]:
+    """The store's keyword arguments for the fields present in a create or update body.
+
+    ``extra`` names members the caller reads itself. An empty ``expiresAt`` is "not given":
+    LicenseChain's clients send ``""`` for "no expiry".
+    """
+    reject_unknown(fields, _KNOWN_NAMES | (extra or set()))
     changes: dict[str, Any] = {}
     for field, (names, parse) in _LICENSE_FIELDS.items():
+        if field == "expires_at" and fields.raw(*names) == "":
+            continue
         if fields.present(*names):
             changes[field] = parse(fields, names)
     return changes
 
 
-def _query_int(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 10:
-        raise InvalidRequest(f"'{name}' must be a positive integer.")
-    value = int(raw)
-    if not 1 <= value <= maximum:
-        raise InvalidRequest(f"'{name}' must be between 1 and {maximum}.")
-    return value
+def requested_status(fields: Fields) -> str | None:
+    """The ``status`` member (any case) as a stored status, ``None`` when absent."""
+    if not fields.present("status"):
+        return None
+    raw = fields.raw("status")
+    wanted = raw.upper() if isinstance(raw, str) else None
+    if wanted not in SETTABLE_STATUSES:
+        raise InvalidRequest(
+            f"'status' must be one of {', '.join(SETTABLE_STATUSES)} (any case); "
+            "EXPIRED follows from expiresAt."
+        )
+    return wanted
+
+
+def check_body_app_id(fields: Fields, app_id: str) -> None:
+    """``appId``/``app_id`` in a create body may only repeat the path's app id."""
+    for name in APP_ID_NAMES:
+        value = fields.raw(name)
+        if fields.present(name) and value is not None and value != app_id:
+            raise InvalidRequest(f"'{name}' must equal the app id in the path.")
 
 
 def _query_status() -> str | None:
@@ -106,16 +134,14 @@ def _one(lic: LicenseRecord | None, status: int = 200) -> Response:
     return json_response(license_json(lic, datetime.now(UTC)), status)
 
 
-def _existing(state: IssuerState, license_id: str) -> LicenseRecord:
-    lic = state.store.licenses.get(license_id)
-    if lic is None:
-        raise NotFound("License not found.")
-    return lic
+def _existing(state: IssuerState, ref: str) -> LicenseRecord:
+    """The license ``ref`` names (its id or its key) that the caller may see, else 404."""
+    return visible_license(state.store.licenses.get_by_id_or_key(ref))
 
 
 def _page(state: IssuerState, app_id: str | None) -> Response:
-    number = _query_int("page", 1, limits.PAGE)
-    size = _query_int("limit", limits.DEFAULT_PAGE_SIZE, limits.PAGE_SIZE)
+    number = query_int("page", 1, limits.PAGE)
+    size = query_int("limit", limits.DEFAULT_PAGE_SIZE, limits.PAGE_SIZE)
     now = datetime.now(UTC)
     records, total = state.store.licenses.list(
         app_id=app_id, status=_query_status(), page=number, limit=size, now=now
@@ -142,12 +168,33 @@ def _set_status(state: IssuerState, license_id: str, status: str) -> LicenseReco
     return lic
 
 
+def change_status(
+    state: IssuerState, lic: LicenseRecord, status: str, *, reason: str | None = None
+) -> LicenseRecord:
+    """The one path of every status change: its 409 rules (a revoked license stays revoked;
+    revoking twice is fine), the revocation records the store writes with the change and
+    announces to the denylist, and the audit event."""
+    if status != "REVOKED":
+        _not_revoked(lic, "suspended" if status == "SUSPENDED" else "activated")
+    previous = lic.status
+    lic = _set_status(state, lic.id, status)
+    if previous != status:
+        action = {"REVOKED": "revoke", "SUSPENDED": "suspend", "ACTIVE": "activate"}[status]
+        data = {"reason": reason} if status == "REVOKED" else {}
+        audit(state.store, f"license.{action}", lic.id, **data)
+    return lic
+
+
 @bp.post("/apps/<app_id>/licenses")
 @requires("licenses:write")
 def create_license(app_id: str) -> Response:
-    """A new license of the app; 201 with the license object."""
+    """A new license of the app; 201 with the license object. ``appId``/``app_id`` in the
+    body may repeat the path's app id (400 when it differs)."""
     state = get_issuer_state()
-    changes = license_changes(Fields(read_json_body(state.settings.max_body_bytes)))
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    changes = license_changes(fields, set(APP_ID_NAMES))
+    check_body_app_id(fields, app_id)
+    check_app_visible(app_id)
     lic = state.store.licenses.create(app_id, **changes)
     audit(state.store, "license.create", lic.id, app_id=app_id)
     return _one(lic, 201)
@@ -158,6 +205,7 @@ def create_license(app_id: str) -> Response:
 def app_licenses(app_id: str) -> Response:
     """One page of an app's licenses (``page``, ``limit``, ``status`` query parameters)."""
     state = get_issuer_state()
+    check_app_visible(app_id)
     if state.store.apps.get(app_id) is None:
         raise NotFound("App not found.")
     return _page(state, app_id)
@@ -167,94 +215,138 @@ def app_licenses(app_id: str) -> Response:
 @requires("licenses:read")
 def list_licenses() -> Response:
     """One page of licenses, of every app or of ``app_id``."""
-    app_id = request.args.get("app_id") or request.args.get("appId") or None
-    if app_id is not None and len(app_id) > limits.APP_ID:
-        raise InvalidRequest("'app_id' is too long.")
-    return _page(get_issuer_state(), app_id)
+    return _page(get_issuer_state(), app_filter(query_app_id()))
 
 
-@bp.get("/licenses/<ref>")
+@bp.get("/licenses/stats")
+@requires("licenses:read")
+def license_stats() -> Response:
+    """License counts by status, of every app or of ``app_id`` (404 for an unknown app)."""
+    state = get_issuer_state()
+    app_id = app_filter(query_app_id())
+    if app_id is not None and state.store.apps.get(app_id) is None:
+        raise NotFound("App not found.")
+    return json_response(state.store.licenses.stats(app_id=app_id))
+
+
+@bp.get("/licenses/<lc_license:ref>")
 @requires("licenses:read")
 def get_license(ref: str) -> Response:
     """One license, by id or key."""
-    return _one(get_issuer_state().store.licenses.get_by_id_or_key(ref))
+    return _one(_existing(get_issuer_state(), ref))
 
 
-@bp.patch("/licenses/<license_id>")
-@requires("licenses:write")
-def update_license(license_id: str) -> Response:
-    """Change the fields present in the body (camelCase or snake_case names)."""
+@bp.get("/licenses/<lc_license:ref>/analytics")
+@requires("licenses:read")
+def license_analytics(ref: str) -> Response:
+    """The license's verifications by outcome per day over ``period``."""
+    state = get_issuer_state()
+    period = query_period()
+    lic = _existing(state, ref)
+    report = verification_report(state.store.verification_tally, period, license_id=lic.id)
+    return json_response({"licenseId": lic.id, "appId": lic.app_id, **report})
+
+
+def _update(ref: str) -> Response:
+    """PATCH and PUT: the fields present (camelCase or snake_case names), and a ``status``
+    through ``change_status``."""
     state = get_issuer_state()
     fields = Fields(read_json_body(state.settings.max_body_bytes))
-    if fields.present("status"):
-        raise InvalidRequest("Change the status with /revoke, /suspend, /activate or /extend.")
-    changes = license_changes(fields)
+    changes = license_changes(fields, {"status", "reason"})
+    status = requested_status(fields)
+    reason = fields.string("reason", max_length=limits.REASON)
+    lic = _existing(state, ref)
+    if status is not None:
+        lic = change_status(state, lic, status, reason=reason)
     if not changes:
-        return _one(_existing(state, license_id))
-    lic = state.store.licenses.update(license_id, announce=state.denylist.publish, **changes)
-    if lic is not None:
-        audit(state.store, "license.update", lic.id, fields=sorted(changes))
-    return _one(lic)
+        return _one(lic)
+    updated = state.store.licenses.update(lic.id, announce=state.denylist.publish, **changes)
+    if updated is not None:
+        audit(state.store, "license.update", updated.id, fields=sorted(changes))
+    return _one(updated)
 
 
-@bp.patch("/licenses/<license_id>/revoke")
+@bp.patch("/licenses/<lc_license:ref>")
 @requires("licenses:write")
-def revoke_license(license_id: str) -> Response:
-    """Revoke for good; the license's outstanding tokens are refused at once."""
+def update_license(ref: str) -> Response:
+    """Change the fields present; a ``status`` changes as /revoke, /suspend, /activate."""
+    return _update(ref)
+
+
+@bp.put("/licenses/<lc_license:ref>")
+@requires("licenses:write")
+def replace_license(ref: str) -> Response:
+    """The same as PATCH (LicenseChain's SDKs update with PUT)."""
+    return _update(ref)
+
+
+def _revoke(ref: str) -> Response:
     state = get_issuer_state()
     fields = Fields(read_json_body(state.settings.max_body_bytes))
     reject_unknown(fields, {"reason"})
     reason = fields.string("reason", max_length=limits.REASON)
-    lic = _existing(state, license_id)
-    previous = lic.status
-    lic = _set_status(state, lic.id, "REVOKED")
-    if previous != "REVOKED":
-        audit(state.store, "license.revoke", lic.id, reason=reason)
-    return _one(lic)
+    return _one(change_status(state, _existing(state, ref), "REVOKED", reason=reason))
 
 
-@bp.patch("/licenses/<license_id>/suspend")
+@bp.patch("/licenses/<lc_license:ref>/revoke")
 @requires("licenses:write")
-def suspend_license(license_id: str) -> Response:
+def revoke_license(ref: str) -> Response:
+    """Revoke for good; the license's outstanding tokens are refused at once."""
+    return _revoke(ref)
+
+
+@bp.delete("/licenses/<lc_license:ref>")
+@requires("licenses:write")
+def delete_license(ref: str) -> Response:
+    """LicenseChain's "delete": the same as /revoke; the record is kept."""
+    return _revoke(ref)
+
+
+@bp.patch("/licenses/<lc_license:ref>/suspend")
+@requires("licenses:write")
+def suspend_license(ref: str) -> Response:
     """Suspend (reversible); the license's outstanding tokens are refused at once."""
     state = get_issuer_state()
     reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
-    lic = _existing(state, license_id)
-    _not_revoked(lic, "suspended")
-    previous = lic.status
-    lic = _set_status(state, lic.id, "SUSPENDED")
-    if previous != "SUSPENDED":
-        audit(state.store, "license.suspend", lic.id)
-    return _one(lic)
+    return _one(change_status(state, _existing(state, ref), "SUSPENDED"))
 
 
-@bp.patch("/licenses/<license_id>/activate")
+@bp.patch("/licenses/<lc_license:ref>/activate")
 @requires("licenses:write")
-def activate_license(license_id: str) -> Response:
+def activate_license(ref: str) -> Response:
     """Lift a suspension (a revoked license stays revoked: 409)."""
     state = get_issuer_state()
     reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
-    lic = _existing(state, license_id)
-    _not_revoked(lic, "activated")
-    previous = lic.status
-    lic = _set_status(state, lic.id, "ACTIVE")
-    if previous != "ACTIVE":
-        audit(state.store, "license.activate", lic.id)
-    return _one(lic)
+    return _one(change_status(state, _existing(state, ref), "ACTIVE"))
 
 
-@bp.patch("/licenses/<license_id>/extend")
+@bp.patch("/licenses/<lc_license:ref>/status")
 @requires("licenses:write")
-def extend_license(license_id: str) -> Response:
+def set_license_status(ref: str) -> Response:
+    """Set the status (``ACTIVE``, ``SUSPENDED``, ``REVOKED``, any case) as the routes
+    above do."""
+    state = get_issuer_state()
+    fields = Fields(read_json_body(state.settings.max_body_bytes))
+    reject_unknown(fields, {"status", "reason"})
+    status = requested_status(fields)
+    if status is None:
+        raise InvalidRequest("'status' is required.")
+    reason = fields.string("reason", max_length=limits.REASON)
+    return _one(change_status(state, _existing(state, ref), status, reason=reason))
+
+
+@bp.patch("/licenses/<lc_license:ref>/extend")
+@requires("licenses:write")
+def extend_license(ref: str) -> Response:
     """Set the expiry (``expiresAt``; null makes the license perpetual)."""
     state = get_issuer_state()
     fields = Fields(read_json_body(state.settings.max_body_bytes))
-    reject_unknown(fields, {"expiresAt", "expires_at"})
-    if not fields.present("expiresAt", "expires_at"):
+    reject_unknown(fields, set(EXPIRY_NAMES))
+    if not fields.present(*EXPIRY_NAMES):
         raise InvalidRequest("'expiresAt' is required (null makes the license perpetual).")
-    raw = fields.raw("expiresAt", "expires_at")
+    raw = fields.raw(*EXPIRY_NAMES)
     expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
-    lic = _existing(state, license_id)
+    lic = _existing(state, ref)
     _not_revoked(lic, "extended")
     updated = state.store.licenses.update(
         lic.id, announce=state.denylist.publish, expires_at=expires_at
@@ -263,13 +355,33 @@ def extend_license(license_id: str) -> Response:
     return _one(updated)
 
 
-@bp.delete("/licenses/<license_id>/devices/<hwuid>")
-@requires("licenses:write")
-def release_device(license_id: str, hwuid: str) -> Response:
-    """Unbind a hardware id, freeing its device slot."""
+def _release(ref: str, hwuid: str) -> Response:
     state = get_issuer_state()
-    _existing(state, license_id)
-    if not state.store.licenses.release_device(license_id, hwuid, announce=state.denylist.publish):
+    lic = _existing(state, ref)
+    if not state.store.licenses.release_device(lic.id, hwuid, announce=state.denylist.publish):
         raise NotFound("That device is not bound to this license.")
-    audit(state.store, "license.device_release", license_id, hwuid=hwuid)
-    return _one(state.store.licenses.get(license_id))
+    audit(state.store, "license.device_release", lic.id, hwuid=hwuid)
+    return _one(state.store.licenses.get(lic.id))
+
+
+@bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)
+@requires("licenses:write")
+def release_device(ref: str, hwuid: str) -> Response:
+    """Unbind a hardware id (percent-encoded in the path, ``/`` included)."""
+    return _release(ref, hwuid)
+
+
+@bp.delete("/licenses/<lc_license:ref>/devices")
+@requires("licenses:write")
+def release_device_by_query(ref: str) -> Response:
+    """Unbind a hardware id given as ``?hwuid=`` or ``{"hwuid"}``: any id, untouched by URL
+    normalization."""
+    hwuid = request.args.get("hwuid")
+    if not hwuid:
+        state = get_issuer_state()
+        fields = Fields(read_json_body(state.settings.max_body_bytes))
+        reject_unknown(fields, {"hwuid", "hardwareId"})
+        hwuid = fields.string("hwuid", "hardwareId", max_length=limits.HWUID)
+    if not hwuid:
+        raise InvalidRequest("'hwuid' is required (query parameter or body).")
+    return _release(ref, hwuid)

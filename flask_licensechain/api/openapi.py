@@ -20,9 +20,11 @@ from flask import Response
 from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES, SELLER_TIERS, TOKEN_USE, TTL_BY_VT, Reason
 from ..state import get_issuer_state
+from ..store.analytics import VALID_OUTCOME
 from ..store.api_keys import API_KEY_SCOPES, ENVIRONMENTS
+from ..store.licenses import STATS_FIELDS
 from ..version import __version__
-from . import public
+from . import admin, analytics_report, converters, cors, licenses, public
 from .blueprint import bp
 from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
 
@@ -103,6 +105,14 @@ def _one_of_names(*names: str) -> Schema:
     return {"anyOf": [{"required": [n]} for n in names]}
 
 
+def _any_case(*words: str) -> Schema:
+    """One of ``words`` in any letter case (ECMA-262 patterns have no case flag)."""
+    alternatives = "|".join(
+        "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word) for word in words
+    )
+    return {"type": "string", "pattern": f"^(?:{alternatives})$"}
+
+
 STRING: Schema = {"type": "string"}
 DATE_TIME: Schema = {"type": "string", "format": "date-time"}
 UNIX: Schema = {"type": "integer", "description": "Unix seconds."}
@@ -175,6 +185,8 @@ def _public_schemas() -> dict[str, Schema]:
                 "license_token",
                 "license_token_expires_at",
                 "license_jwks_uri",
+                "license",
+                "expires_at",
             ],
             {
                 "valid": {"const": True},
@@ -191,6 +203,19 @@ def _public_schemas() -> dict[str, Schema]:
                 "license_token": {"type": "string", "description": "An RS256 license JWT."},
                 "license_token_expires_at": DATE_TIME,
                 "license_jwks_uri": {"type": "string", "format": "uri"},
+                "license": _obj(
+                    ["id", "key", "status", "expires_at", "features", "plan"],
+                    {
+                        "id": STRING,
+                        "key": STRING,
+                        "status": {"const": "ACTIVE"},
+                        "expires_at": _nullable(DATE_TIME),
+                        "features": {"type": "array", "items": STRING},
+                        "plan": _nullable(STRING),
+                    },
+                    description="The license as LicenseChain's SDK helpers read it.",
+                ),
+                "expires_at": {**_nullable(DATE_TIME), "description": "The same as `expiresAt`."},
             },
         ),
         "VerifyInvalid": _obj(
@@ -277,7 +302,14 @@ def _license_fields() -> dict[str, Schema]:
             ("issuedEmail", "issued_email", "email"),
             _nullable(_text(limits.EMAIL)),
         ),
-        **_aliases(("expiresAt", "expires_at"), _nullable(TIMESTAMP_IN)),
+        **_aliases(
+            licenses.EXPIRY_NAMES,
+            {
+                "anyOf": [TIMESTAMP_IN, {"type": "null"}, {"const": ""}],
+                "description": "ISO 8601 date-time or unix seconds; null or an empty string: "
+                "no expiry.",
+            },
+        ),
         "features": features,
         "metadata": {
             "type": "object",
@@ -285,6 +317,102 @@ def _license_fields() -> dict[str, Schema]:
         },
         **_aliases(("maxDevices", "max_devices"), max_devices),
         **_aliases(("requireHwuid", "require_hwuid"), {"type": "boolean"}),
+    }
+
+
+def _app_fields() -> dict[str, Schema]:
+    origins = {
+        "type": "array",
+        "maxItems": limits.ORIGINS,
+        "items": {
+            "type": "string",
+            "maxLength": limits.ORIGIN,
+            "description": "A web origin: scheme, host and optional port "
+            "(`https://shop.example`); normalized to lower case without a default port.",
+        },
+        "description": "Browser origins allowed to call the public endpoints (CORS).",
+    }
+    webhook = {
+        "anyOf": [
+            {"type": "string", "format": "uri", "maxLength": limits.WEBHOOK_URL},
+            {"type": "null"},
+        ],
+        "description": "An absolute http(s) URL without credentials; the app's events go there.",
+    }
+    return {
+        "name": _text(limits.NAME),
+        "description": _nullable(_text(limits.DESCRIPTION, 0)),
+        "tier": {**TIER, "default": "free"},
+        **_aliases(admin.APP_FIELD_NAMES["webhook_url"], webhook),
+        **_aliases(admin.APP_FIELD_NAMES["allowed_origins"], _nullable(origins)),
+    }
+
+
+def _count(description: str = "") -> Schema:
+    schema: Schema = {"type": "integer", "minimum": 0}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _analytics_schemas() -> dict[str, Schema]:
+    outcomes: Schema = {
+        "type": "object",
+        "additionalProperties": _count(),
+        "description": f"Counts by outcome: `{VALID_OUTCOME}` or the verify refusal reason.",
+    }
+    totals = _obj(
+        ["total", "valid", "invalid"],
+        {"total": _count(), "valid": _count(), "invalid": _count()},
+    )
+    report: dict[str, Schema] = {
+        "period": {"type": "string", "enum": list(analytics_report.PERIODS)},
+        "from": {"type": "string", "format": "date", "description": "First day (UTC)."},
+        "to": {"type": "string", "format": "date", "description": "Last day (UTC): today."},
+        "days": {
+            "type": "array",
+            "items": _obj(
+                ["date", "total", "valid", "invalid", "outcomes"],
+                {
+                    "date": {"type": "string", "format": "date"},
+                    "total": _count(),
+                    "valid": _count(),
+                    "invalid": _count(),
+                    "outcomes": outcomes,
+                },
+            ),
+            "description": "Every day of the period, oldest first.",
+        },
+        "totals": totals,
+        "outcomes": outcomes,
+    }
+    required = list(report)
+    return {
+        "LicenseStats": _obj(
+            list(STATS_FIELDS),
+            {name: _count() for name in STATS_FIELDS},
+            description="License counts by status (EXPIRED: active with a past expiry).",
+        ),
+        "AnalyticsStats": _obj(
+            [*required, "appId", "licenses", "apps"],
+            {
+                **report,
+                "appId": _nullable(STRING),
+                "licenses": _schema("LicenseStats"),
+                "apps": _count("Apps counted."),
+            },
+            description="Verifications by outcome per day, with the license and app counts.",
+        ),
+        "AnalyticsUsage": _obj(
+            [*required, "appId"],
+            {**report, "appId": _nullable(STRING)},
+            description="Verifications by outcome per day, of one app when `app_id` is given.",
+        ),
+        "LicenseAnalytics": _obj(
+            [*required, "licenseId", "appId"],
+            {**report, "licenseId": STRING, "appId": STRING},
+            description="Verifications of one license by outcome per day.",
+        ),
     }
 
 
@@ -305,14 +433,17 @@ def _admin_schemas() -> dict[str, Schema]:
         ),
         "AppCreate": {
             **_closed(
-                {
-                    "name": _text(limits.NAME),
-                    "description": _nullable(_text(limits.DESCRIPTION, 0)),
-                    "tier": {**TIER, "default": "free"},
-                }
+                _app_fields(),
+                description="`webhook_url` and `allowed_origins` as LicenseChain's SDKs send "
+                "them (camelCase accepted too).",
             ),
             "required": ["name"],
         },
+        "AppUpdate": _closed(
+            {**_app_fields(), "tier": TIER},
+            description="Partial update; the slug stays. null clears `description` and "
+            "`webhook_url`, and empties `allowed_origins`.",
+        ),
         "App": _obj(
             [
                 "id",
@@ -321,6 +452,8 @@ def _admin_schemas() -> dict[str, Schema]:
                 "description",
                 "tier",
                 "verificationType",
+                "webhookUrl",
+                "allowedOrigins",
                 "createdAt",
                 "updatedAt",
             ],
@@ -331,18 +464,81 @@ def _admin_schemas() -> dict[str, Schema]:
                 "description": _nullable(STRING),
                 "tier": TIER,
                 "verificationType": VT,
+                "webhookUrl": _nullable(STRING),
+                "allowedOrigins": {"type": "array", "items": STRING},
                 "createdAt": DATE_TIME,
                 "updatedAt": DATE_TIME,
             },
         ),
-        "AppList": _obj(["apps"], {"apps": {"type": "array", "items": _schema("App")}}),
-        "LicenseCreate": _closed(_license_fields()),
-        "LicenseUpdate": _closed(
-            _license_fields(),
-            description="Partial update. The status changes through /revoke, /suspend, "
-            "/activate and /extend.",
+        "AppDeleted": {
+            "allOf": [
+                _schema("App"),
+                _obj(["deleted"], {"deleted": {"const": True}}),
+            ],
+            "description": "The app as it was; its (revoked) licenses went with it.",
+        },
+        "AppList": _obj(
+            ["apps", "total", "page", "limit"],
+            {
+                "apps": {"type": "array", "items": _schema("App")},
+                "total": _count(),
+                "page": {"type": "integer", "minimum": 1},
+                "limit": {"type": "integer", "minimum": 1},
+            },
         ),
-        "RevokeLicenseRequest": _closed({"reason": _nullable(_text(2000, 0))}),
+        "AppKeyCreated": {
+            "allOf": [
+                _schema("ApiKeyCreated"),
+                _obj(
+                    ["appId", "apiKey", "revokedKeyIds"],
+                    {
+                        "appId": STRING,
+                        "apiKey": {"type": "string", "description": "The same as `key`."},
+                        "revokedKeyIds": {
+                            "type": "array",
+                            "items": STRING,
+                            "description": "The app's previous keys, revoked now.",
+                        },
+                    },
+                ),
+            ],
+            "description": f"A key limited to the app, with the scopes "
+            f"{', '.join(admin.APP_KEY_SCOPES)}; shown once.",
+        },
+        "LicenseCreate": _closed(
+            {
+                **_license_fields(),
+                **_aliases(licenses.APP_ID_NAMES, {**_nullable(STRING)}),
+            },
+            description="`appId` (alias `app_id`), when given, must equal the path's app id.",
+        ),
+        "LicenseUpdate": _closed(
+            {
+                **_license_fields(),
+                "status": {
+                    **_any_case(*licenses.SETTABLE_STATUSES),
+                    "description": "Changes the status through the path of /revoke, /suspend "
+                    "and /activate (the same denylist effects and 409 rules).",
+                },
+                "reason": _nullable(_text(limits.REASON, 0)),
+            },
+            description="Partial update (PATCH or PUT), camelCase or snake_case names.",
+        ),
+        "LicenseStatusRequest": {
+            **_closed(
+                {
+                    "status": _any_case(*licenses.SETTABLE_STATUSES),
+                    "reason": _nullable(_text(limits.REASON, 0)),
+                },
+                description="The new status, in any case.",
+            ),
+            "required": ["status"],
+        },
+        "DeviceRelease": _closed(
+            _aliases(HWUID_FIELDS, _text(limits.HWUID)),
+            description="The hardware id, when it is not given as `?hwuid=`.",
+        ),
+        "RevokeLicenseRequest": _closed({"reason": _nullable(_text(limits.REASON, 0))}),
         "EmptyRequest": _closed({}, description="No members (an empty body is fine too)."),
         "ExtendLicenseRequest": _closed(
             _aliases(("expiresAt", "expires_at"), _nullable(TIMESTAMP_IN)),
@@ -466,6 +662,7 @@ def _schemas() -> dict[str, Schema]:
         ),
         **_public_schemas(),
         **_admin_schemas(),
+        **_analytics_schemas(),
     }
 
 
@@ -500,6 +697,36 @@ def _headers() -> dict[str, Schema]:
             "required": True,
             "schema": {"type": "string", "pattern": '^Bearer realm="licensechain"'},
         },
+        "AccessControlAllowOrigin": {
+            "description": "The request's `Origin`, when an app lists it in `allowed_origins`.",
+            "schema": {"type": "string"},
+        },
+        "AccessControlExposeHeaders": {
+            "description": "With an allowed origin: the headers a browser script may read.",
+            "schema": {"type": "string", "const": cors.EXPOSED_HEADERS},
+        },
+        "AccessControlAllowMethods": {
+            "description": "With an allowed origin: the methods of this path.",
+            "schema": {"type": "string"},
+        },
+        "AccessControlAllowHeaders": {
+            "description": "With an allowed origin: the request headers allowed.",
+            "schema": {"type": "string", "const": cors.ALLOWED_REQUEST_HEADERS},
+        },
+        "AccessControlMaxAge": {
+            "description": "With an allowed origin: seconds a browser may cache the answer.",
+            "schema": {"type": "string", "const": cors.PREFLIGHT_MAX_AGE},
+        },
+        "Vary": {
+            "description": "Always names `Origin` on the public endpoints.",
+            "required": True,
+            "schema": {"type": "string", "pattern": "Origin"},
+        },
+        "Allow": {
+            "description": "The methods of this path.",
+            "required": True,
+            "schema": {"type": "string"},
+        },
         "RateLimitLimit": {"schema": {"type": "integer"}},
         "RateLimitRemaining": {"schema": {"type": "integer"}},
         "RateLimitReset": {"schema": {"type": "integer"}},
@@ -528,6 +755,11 @@ _RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": _ref("headers", "RateLimitLimit"),
     "X-RateLimit-Remaining": _ref("headers", "RateLimitRemaining"),
     "X-RateLimit-Reset": _ref("headers", "RateLimitReset"),
+}
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": _ref("headers", "AccessControlAllowOrigin"),
+    "Access-Control-Expose-Headers": _ref("headers", "AccessControlExposeHeaders"),
+    "Vary": _ref("headers", "Vary"),
 }
 _BODY_ERRORS = (400, 413, 415)
 _AUTH_ERRORS = (401, 403, 503)
@@ -560,8 +792,45 @@ def _public_post(summary: str, description: str, request: str, response: str) ->
         "security": [],
         "requestBody": _body(request),
         "responses": {
-            "200": _ok("The outcome.", _schema(response), {**_NO_STORE, **_RATE_LIMIT_HEADERS}),
+            "200": _ok(
+                "The outcome.",
+                _schema(response),
+                {**_NO_STORE, **_RATE_LIMIT_HEADERS, **_CORS_HEADERS},
+            ),
             **_errors(*_BODY_ERRORS, 429, 503),
+        },
+    }
+
+
+def _preflight() -> Schema:
+    return {
+        "summary": "CORS preflight",
+        "description": "Answers browsers for the origins that some app lists in "
+        "`allowed_origins`; any other origin gets no `Access-Control-Allow-Origin`. "
+        "Credentials are never allowed.",
+        "tags": ["public"],
+        "security": [],
+        "parameters": [
+            {"name": "Origin", "in": "header", "schema": {"type": "string"}},
+            {
+                "name": "Access-Control-Request-Method",
+                "in": "header",
+                "schema": {"type": "string"},
+            },
+        ],
+        "responses": {
+            "204": {
+                "description": "No body; the CORS headers when the origin is allowed.",
+                "headers": {
+                    "X-Request-ID": _ref("headers", "RequestId"),
+                    "Allow": _ref("headers", "Allow"),
+                    "Vary": _ref("headers", "Vary"),
+                    "Access-Control-Allow-Origin": _ref("headers", "AccessControlAllowOrigin"),
+                    "Access-Control-Allow-Methods": _ref("headers", "AccessControlAllowMethods"),
+                    "Access-Control-Allow-Headers": _ref("headers", "AccessControlAllowHeaders"),
+                    "Access-Control-Max-Age": _ref("headers", "AccessControlMaxAge"),
+                },
+            }
         },
     }
 
@@ -625,6 +894,27 @@ def _page_params() -> list[Schema]:
     ]
 
 
+def _health(root: bool = False) -> Schema:
+    where = " Also served without the prefix, as `GET /health`." if not root else ""
+    return {
+        "get": {
+            "summary": "Health of the server and its dependencies",
+            "description": "The same answer with or without the API prefix." + where,
+            "tags": ["public"],
+            "security": [],
+            "responses": {
+                "200": _ok("Healthy (`status: ok`).", _schema("Health"), _CORS_HEADERS),
+                "503": _ok(
+                    "A dependency is down (`status: degraded`, `failing` names it).",
+                    _schema("Health"),
+                    _CORS_HEADERS,
+                ),
+            },
+        },
+        "options": _preflight(),
+    }
+
+
 def _public_paths(p: str) -> dict[str, Schema]:
     return {
         f"{p}/licenses/verify": {
@@ -635,7 +925,8 @@ def _public_paths(p: str) -> dict[str, Schema]:
                 "per license key.",
                 "VerifyRequest",
                 "VerifyResponse",
-            )
+            ),
+            "options": _preflight(),
         },
         f"{p}/licenses/validate-hardware": {
             "post": _public_post(
@@ -643,7 +934,8 @@ def _public_paths(p: str) -> dict[str, Schema]:
                 "The binding rules and response shape of verify; `hwBound: true` on success.",
                 "ValidateHardwareRequest",
                 "VerifyResponse",
-            )
+            ),
+            "options": _preflight(),
         },
         f"{p}/licenses/introspect": {
             "post": _public_post(
@@ -653,7 +945,8 @@ def _public_paths(p: str) -> dict[str, Schema]:
                 "token that could not be checked.",
                 "IntrospectRequest",
                 "IntrospectResponse",
-            )
+            ),
+            "options": _preflight(),
         },
         f"{p}/licenses/jwks": {
             "get": {
@@ -669,26 +962,15 @@ def _public_paths(p: str) -> dict[str, Schema]:
                         {
                             "Cache-Control": _ref("headers", "JwksCacheControl"),
                             **_RATE_LIMIT_HEADERS,
+                            **_CORS_HEADERS,
                         },
                     ),
                     **_errors(429, 503),
                 },
-            }
+            },
+            "options": _preflight(),
         },
-        f"{p}/health": {
-            "get": {
-                "summary": "Health of the server and its dependencies",
-                "tags": ["public"],
-                "security": [],
-                "responses": {
-                    "200": _ok("Healthy (`status: ok`).", _schema("Health")),
-                    "503": _ok(
-                        "A dependency is down (`status: degraded`, `failing` names it).",
-                        _schema("Health"),
-                    ),
-                },
-            }
-        },
+        f"{p}/health": _health(),
         f"{p}/openapi.json": {
             "get": {
                 "summary": "This document",
@@ -700,10 +982,60 @@ def _public_paths(p: str) -> dict[str, Schema]:
     }
 
 
+def _license_param(name: str = "license") -> Schema:
+    reserved = "|".join(converters.RESERVED_LICENSE_PATHS)
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": "License id (`lic_...`) or license key (`LC-...`, any case).",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.LOOKUP,
+            "pattern": f"^(?!(?:{reserved})$)[^/\\x00]+$",
+        },
+    }
+
+
+def _query(name: str, schema: Schema, description: str = "") -> Schema:
+    parameter: Schema = {"name": name, "in": "query", "schema": schema}
+    if description:
+        parameter["description"] = description
+    return parameter
+
+
+def _analytics_params() -> list[Schema]:
+    return [
+        _query(
+            "period",
+            {"type": "string", "enum": list(analytics_report.PERIODS)},
+            f"Days up to today (UTC); default {analytics_report.DEFAULT_PERIOD}.",
+        )
+    ]
+
+
+def _app_filter_params() -> list[Schema]:
+    return [
+        _query(name, _text(limits.APP_ID), "Only this app (404 when there is none).")
+        for name in ("app_id", "appId")
+    ]
+
+
 def _admin_paths(p: str) -> dict[str, Schema]:
     app_id = _path_param("appId", "App id.")
-    license_id = _path_param("licenseId", "License id.")
-    hwuid = _path_param("hwuid", "A bound hardware id.")
+    license_ref = _license_param()
+    hwuid = {
+        **_path_param("hwuid", "A bound hardware id."),
+        "description": "A bound hardware id, percent-encoded; it may contain `/`. Clients "
+        "that normalize `.` and `..` path segments cannot send those: use the query form.",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limits.HWUID,
+            "pattern": "^[^\\x00]+$",
+        },
+    }
     lic = _schema("License")
 
     def status_change(
@@ -719,10 +1051,27 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 errors=(404, 409),
                 body=body,
                 body_required=required,
-                parameters=[license_id],
+                parameters=[_license_param("licenseId")],
             )
         }
 
+    def analytics(summary: str, schema: str) -> Schema:
+        return {
+            "get": _admin(
+                summary,
+                "licenses:read",
+                200,
+                "The report.",
+                _schema(schema),
+                errors=(400, 404),
+                parameters=[*_analytics_params(), *_app_filter_params()],
+            )
+        }
+
+    update = {
+        "summary": "Update a license (a `status` changes it as /revoke, /suspend, /activate)",
+        "result": "The updated license.",
+    }
     return {
         f"{p}/licenses/revoke-token": {
             "post": _admin(
@@ -731,6 +1080,7 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 200,
                 "Revoked (idempotent).",
                 _schema("RevokeTokenResponse"),
+                errors=(404,),
                 body="RevokeTokenRequest",
             )
         },
@@ -744,7 +1094,21 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 errors=(409,),
                 body="AppCreate",
             ),
-            "get": _admin("List apps", "apps:read", 200, "All apps.", _schema("AppList")),
+            "get": _admin(
+                "List apps, a page at a time",
+                "apps:read",
+                200,
+                "A page of apps (an app-limited key sees its own).",
+                _schema("AppList"),
+                errors=(400,),
+                parameters=[
+                    _query("page", {"type": "integer", "minimum": 1, "maximum": limits.PAGE}),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": limits.PAGE_SIZE},
+                    ),
+                ],
+            ),
         },
         f"{p}/apps/{{appId}}": {
             "get": _admin(
@@ -754,6 +1118,41 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 "The app.",
                 _schema("App"),
                 errors=(404,),
+                parameters=[app_id],
+            ),
+            "patch": _admin(
+                "Update an app",
+                "apps:write",
+                200,
+                "The updated app.",
+                _schema("App"),
+                errors=(404,),
+                body="AppUpdate",
+                body_required=False,
+                parameters=[app_id],
+            ),
+            "delete": _admin(
+                "Delete an app (409 while one of its licenses is not revoked)",
+                "apps:write",
+                200,
+                "The deleted app; its revoked licenses and its app keys went with it.",
+                _schema("AppDeleted"),
+                errors=(404, 409),
+                body="EmptyRequest",
+                body_required=False,
+                parameters=[app_id],
+            ),
+        },
+        f"{p}/apps/{{appId}}/regenerate-key": {
+            "post": _admin(
+                "A new API key limited to the app; the app's previous keys are revoked",
+                "api-keys:write",
+                201,
+                "The new key, shown once.",
+                _schema("AppKeyCreated"),
+                errors=(404,),
+                body="EmptyRequest",
+                body_required=False,
                 parameters=[app_id],
             )
         },
@@ -786,9 +1185,9 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 200,
                 "A page of licenses.",
                 _schema("LicenseList"),
-                errors=(400,),
+                errors=(400, 404),
                 parameters=[
-                    {"name": "app_id", "in": "query", "schema": _text(limits.APP_ID)},
+                    *_app_filter_params(),
                     {
                         "name": "status",
                         "in": "query",
@@ -799,6 +1198,17 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 ],
             )
         },
+        f"{p}/licenses/stats": {
+            "get": _admin(
+                "License counts by status",
+                "licenses:read",
+                200,
+                "The counts.",
+                _schema("LicenseStats"),
+                errors=(400, 404),
+                parameters=_app_filter_params(),
+            )
+        },
         f"{p}/licenses/{{license}}": {
             "get": _admin(
                 "One license, by id or by key",
@@ -807,17 +1217,38 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 "The license.",
                 lic,
                 errors=(404,),
-                parameters=[_path_param("license", "License id or license key.")],
+                parameters=[license_ref],
             ),
             "patch": _admin(
-                "Update a license",
+                update["summary"],
                 "licenses:write",
                 200,
-                "The updated license.",
+                update["result"],
                 lic,
                 errors=(404, 409),
                 body="LicenseUpdate",
-                parameters=[_path_param("license", "License id.")],
+                parameters=[license_ref],
+            ),
+            "put": _admin(
+                update["summary"] + "; the same as PATCH",
+                "licenses:write",
+                200,
+                update["result"],
+                lic,
+                errors=(404, 409),
+                body="LicenseUpdate",
+                parameters=[license_ref],
+            ),
+            "delete": _admin(
+                "Revoke a license, as /revoke does (the record is kept)",
+                "licenses:write",
+                200,
+                "The revoked license.",
+                lic,
+                errors=(404, 409),
+                body="RevokeLicenseRequest",
+                body_required=False,
+                parameters=[license_ref],
             ),
         },
         f"{p}/licenses/{{licenseId}}/revoke": status_change(
@@ -828,9 +1259,25 @@ def _admin_paths(p: str) -> dict[str, Schema]:
             "Suspend a license (its outstanding tokens are refused at once)"
         ),
         f"{p}/licenses/{{licenseId}}/activate": status_change("Reactivate a suspended license"),
+        f"{p}/licenses/{{licenseId}}/status": status_change(
+            "Set the status (any case), as /revoke, /suspend or /activate would",
+            "LicenseStatusRequest",
+            required=True,
+        ),
         f"{p}/licenses/{{licenseId}}/extend": status_change(
             "Set a new expiry", "ExtendLicenseRequest", required=True
         ),
+        f"{p}/licenses/{{licenseId}}/analytics": {
+            "get": _admin(
+                "Verifications of one license by outcome per day",
+                "licenses:read",
+                200,
+                "The report.",
+                _schema("LicenseAnalytics"),
+                errors=(400, 404),
+                parameters=[_license_param("licenseId"), *_analytics_params()],
+            )
+        },
         f"{p}/licenses/{{licenseId}}/devices/{{hwuid}}": {
             "delete": _admin(
                 "Release a device slot",
@@ -839,9 +1286,29 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 "The license without that device.",
                 lic,
                 errors=(404,),
-                parameters=[license_id, hwuid],
+                parameters=[_license_param("licenseId"), hwuid],
             )
         },
+        f"{p}/licenses/{{licenseId}}/devices": {
+            "delete": _admin(
+                "Release a device slot, the hardware id as `?hwuid=` or in the body",
+                "licenses:write",
+                200,
+                "The license without that device.",
+                lic,
+                errors=(404,),
+                body="DeviceRelease",
+                body_required=False,
+                parameters=[
+                    _license_param("licenseId"),
+                    _query("hwuid", _text(limits.HWUID), "The hardware id (any, `/` included)."),
+                ],
+            )
+        },
+        f"{p}/analytics/stats": analytics(
+            "Verifications by outcome per day, with license and app counts", "AnalyticsStats"
+        ),
+        f"{p}/analytics/usage": analytics("Verifications by outcome per day", "AnalyticsUsage"),
         f"{p}/signing-keys/rotate": {
             "post": _admin(
                 "Rotate the signing key",
@@ -872,6 +1339,8 @@ def _admin_paths(p: str) -> dict[str, Schema]:
 def _build(prefix: str) -> Schema:
     p = "/" + prefix.strip("/") if prefix.strip("/") else ""
     paths = {**_public_paths(p), **_admin_paths(p)}
+    if p:
+        paths["/health"] = _health(root=True)
     for item in paths.values():  # every operation takes the client's X-Request-ID
         for operation in item.values():
             operation["parameters"] = [

@@ -22,9 +22,10 @@ from ..core.contract import STATUS_REASON, TIER_TO_VT, Reason, build_claims
 from ..core.errors import InvalidToken
 from ..serialize import iso, iso_from_unix
 from ..state import IssuerState, get_issuer_state
+from ..store.analytics import VALID_OUTCOME
 from ..store.revocations import wait_until_issuable
 from ..version import __version__
-from .blueprint import bp
+from .blueprint import bp, root_bp
 from .body import Fields, read_json_body
 from .http import NO_STORE, json_response
 from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
@@ -60,6 +61,7 @@ def _answer(state: IssuerState, decision: Decision, now: datetime) -> Response:
     )
     token = state.keyring.sign(claims)
     user_agent = request.environ.get("HTTP_USER_AGENT")
+    expires_at = iso(lic.expires_at)
     body = {
         "valid": True,
         "status": "ACTIVE",
@@ -67,7 +69,7 @@ def _answer(state: IssuerState, decision: Decision, now: datetime) -> Response:
         "appId": lic.app_id,
         "plan": lic.plan,
         "features": list(lic.features),
-        "expiresAt": iso(lic.expires_at),
+        "expiresAt": expires_at,
         "email": lic.issued_email,
         "verificationType": TIER_TO_VT[app.tier],
         "hwBound": decision.hw_bound,
@@ -79,6 +81,16 @@ def _answer(state: IssuerState, decision: Decision, now: datetime) -> Response:
         "license_token": token,
         "license_token_expires_at": iso_from_unix(claims["exp"]),
         "license_jwks_uri": jwks_uri,
+        # LicenseChain's SDK helpers (LicenseValidator) read these two
+        "license": {
+            "id": lic.id,
+            "key": lic.key,
+            "status": "ACTIVE",
+            "expires_at": expires_at,
+            "features": list(lic.features),
+            "plan": lic.plan,
+        },
+        "expires_at": expires_at,
     }
     return json_response(body, 200, NO_STORE)
 
@@ -91,6 +103,12 @@ def _verify_request(*, hwuid_required: bool) -> Response:
     app_id = fields.string(*APP_ID_FIELDS, max_length=limits.APP_ID)
     now = datetime.now(UTC)
     decision = decide(state.store.licenses, key, app_id=app_id, hwuid=hwuid, now=now)
+    state.store.verification_tally.record(
+        outcome=decision.reason or VALID_OUTCOME,
+        now=now,
+        app_id=decision.app_id,
+        license_id=decision.license_id,
+    )
     return _answer(state, decision, now)
 
 
@@ -172,6 +190,16 @@ def _revoked_reason(state: IssuerState, token: str) -> str | None:
 @bp.get("/health")
 def health() -> Response:
     """``ok``, or 503 ``degraded`` naming the dependencies that are down."""
+    return _health_response()
+
+
+@root_bp.get("/health")
+def root_health() -> Response:
+    """``GET /health`` without the API prefix: the same answer as ``{prefix}/health``."""
+    return _health_response()
+
+
+def _health_response() -> Response:
     checks = _health_checks(get_issuer_state())
     failing = [name for name, ok in checks.items() if not ok]
     body: dict[str, Any] = {

@@ -24,10 +24,12 @@ class Decision:
     license: LicenseRecord | None = None
     app: AppRecord | None = None
     hw_bound: bool = False
+    #: the license the key named and its app, when known (a refusal too): analytics count it
+    license_id: str | None = None
+    app_id: str | None = None
 
 
 NOT_FOUND: Final = Decision(Reason.LICENSE_NOT_FOUND)
-APP_MISMATCH: Final = Decision(Reason.APP_MISMATCH)
 
 
 def decide(
@@ -43,15 +45,20 @@ def decide(
         return NOT_FOUND
     lic, app = found
     if app_id is not None and app_id != lic.app_id:
-        return APP_MISMATCH
+        return _refused(Reason.APP_MISMATCH, None, lic)
     status = lic.effective_status(now)
     if status != "ACTIVE":
-        return Decision(STATUS_REASON[status], status)
+        return _refused(STATUS_REASON[status], status, lic)
     if hwuid is None:
         if lic.require_hwuid:
-            return Decision(Reason.HARDWARE_ID_REQUIRED, status)
-        return Decision(None, status, lic, app, hw_bound=False)
+            return _refused(Reason.HARDWARE_ID_REQUIRED, status, lic)
+        return Decision(None, status, lic, app, False, lic.id, lic.app_id)
     return _check_device(licenses, lic, app, hwuid, now)
+
+
+def _refused(reason: str, status: str | None, lic: LicenseRecord) -> Decision:
+    """A refusal of a known license (the analytics count it under the license)."""
+    return Decision(reason, status, license_id=lic.id, app_id=lic.app_id)
 
 
 def _check_device(
@@ -60,7 +67,7 @@ def _check_device(
     known = next((d for d in lic.devices if d.hwuid == hwuid), None)
     # lastSeenAt is refreshed at most once per resolution: a repeat verify stays a pure read.
     if known is not None and now - known.last_seen_at < LAST_SEEN_RESOLUTION:
-        return Decision(None, "ACTIVE", lic, app, hw_bound=True)
+        return Decision(None, "ACTIVE", lic, app, True, lic.id, lic.app_id)
     # New device, or a known one due for a lastSeenAt refresh: the store binds atomically,
     # so parallel requests never bind more than maxDevices.
     try:
@@ -68,5 +75,7 @@ def _check_device(
     except NotFound:  # deleted since we read it
         return NOT_FOUND
     if not outcome.ok:
-        return Decision(Reason.HARDWARE_ID_MISMATCH, "ACTIVE")
-    return Decision(None, "ACTIVE", replace(lic, devices=outcome.devices), app, hw_bound=True)
+        return _refused(Reason.HARDWARE_ID_MISMATCH, "ACTIVE", lic)
+    return Decision(
+        None, "ACTIVE", replace(lic, devices=outcome.devices), app, True, lic.id, lic.app_id
+    )

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 
 from ..core.errors import LicenseChainError, Unavailable
+from .analytics import VerificationCountRepository, VerificationTally
 from .api_keys import API_KEY_SCOPES, ApiKeyRepository
 from .apps import AppRepository
 from .audit import AuditRepository
@@ -43,6 +44,9 @@ class Store:
         self.api_keys = ApiKeyRepository(self.database)
         self.signing_keys = SigningKeyRepository(self.database)
         self.audit = AuditRepository(self.database)
+        self.verification_counts = VerificationCountRepository(self.database)
+        #: this process's verification outcomes, written to ``verification_counts`` in batches
+        self.verification_tally = VerificationTally(self.verification_counts)
 
     @property
     def backend(self) -> str:
@@ -71,6 +75,7 @@ class Store:
             raise Unavailable(detail=f"{type(error).__name__}: {error}") from error
 
     def dispose(self) -> None:
+        self.verification_tally.close()
         self.engine.dispose()
 
 
@@ -100,6 +105,8 @@ __all__ = [
     "SigningKeyRecord",
     "SigningKeyRepository",
     "Store",
+    "VerificationCountRepository",
+    "VerificationTally",
     "normalize_url",
     "open_store",
 ]

@@ -21,11 +21,11 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from ..core.errors import InvalidRequest, LicenseChainError
+from ..core.errors import InvalidRequest, LicenseChainError, NotFound
 from . import validation as check
 from .database import Database
 from .records import ApiKeyRecord
-from .schema import api_keys
+from .schema import api_keys, apps
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ def _record(row: Any) -> ApiKeyRecord:
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
         environment=row.environment,
+        app_id=row.app_id,
     )
 
 
@@ -92,13 +93,61 @@ class ApiKeyRepository:
         self._db = db
 
     def create(
-        self, name: str, scopes: Iterable[str], *, environment: str = "live"
+        self,
+        name: str,
+        scopes: Iterable[str],
+        *,
+        environment: str = "live",
+        app_id: str | None = None,
     ) -> tuple[ApiKeyRecord, str]:
-        """A new key and its plaintext, which is never stored and cannot be shown again."""
+        """A new key and its plaintext, which is never stored and cannot be shown again.
+
+        ``app_id`` limits the key to that one app. ``InvalidRequest`` for a bad name, scope
+        or environment.
+        """
+        record, plaintext = self._new(name, scopes, environment, app_id)
+        with self._db.write() as conn:
+            self._insert(conn, record, plaintext)
+        return record, plaintext
+
+    def replace_app_key(
+        self, app_id: str, name: str, scopes: Iterable[str], *, environment: str = "live"
+    ) -> tuple[ApiKeyRecord, str, builtins.list[str]]:
+        """A new key limited to ``app_id``, and every live key limited to it revoked, in one
+        transaction: ``(record, plaintext, revoked key ids)``. ``NotFound`` without the app."""
+        record, plaintext = self._new(name, scopes, environment, app_id)
+        with self._db.write() as conn:
+            # The app row's lock queues concurrent replacements (PostgreSQL; SQLite writers
+            # are serialized anyway), so exactly one new key stays live.
+            locked = sa.select(apps.c.id).where(apps.c.id == app_id).with_for_update()
+            if conn.scalar(locked) is None:
+                raise NotFound("App not found.")
+            previous = builtins.list(
+                conn.scalars(
+                    sa.select(api_keys.c.id).where(
+                        api_keys.c.app_id == app_id, api_keys.c.revoked_at.is_(None)
+                    )
+                )
+            )
+            if previous:
+                conn.execute(
+                    sa.update(api_keys)
+                    .where(api_keys.c.id.in_(previous), api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=record.created_at)
+                )
+            self._insert(conn, record, plaintext)
+        return record, plaintext, previous
+
+    @staticmethod
+    def _new(
+        name: str, scopes: Iterable[str], environment: str, app_id: str | None
+    ) -> tuple[ApiKeyRecord, str]:
         name = check.required_text(name, "name").strip()
         granted = _scopes(scopes)
         if environment not in ENVIRONMENTS:
             raise InvalidRequest("environment must be 'live' or 'test'.")
+        if app_id is not None and not check.is_lookup(app_id):
+            raise NotFound("App not found.")
         plaintext = f"lc_{environment}_{secrets.token_urlsafe(_RANDOM_BYTES)}"
         record = ApiKeyRecord(
             id=check.new_id("key"),
@@ -107,20 +156,24 @@ class ApiKeyRepository:
             scopes=granted,
             created_at=datetime.now(UTC),
             environment=environment,
+            app_id=app_id,
         )
-        with self._db.write() as conn:
-            conn.execute(
-                sa.insert(api_keys).values(
-                    id=record.id,
-                    name=record.name,
-                    prefix=record.prefix,
-                    key_hash=hash_api_key(plaintext),
-                    environment=environment,
-                    scopes=list(granted),
-                    created_at=record.created_at,
-                )
-            )
         return record, plaintext
+
+    @staticmethod
+    def _insert(conn: sa.Connection, record: ApiKeyRecord, plaintext: str) -> None:
+        conn.execute(
+            sa.insert(api_keys).values(
+                id=record.id,
+                name=record.name,
+                prefix=record.prefix,
+                key_hash=hash_api_key(plaintext),
+                environment=record.environment,
+                scopes=builtins.list(record.scopes),
+                app_id=record.app_id,
+                created_at=record.created_at,
+            )
+        )
 
     def authenticate(self, plaintext: str) -> ApiKeyRecord | None:
         """The live key for ``plaintext``, or ``None``. Malformed input never raises."""

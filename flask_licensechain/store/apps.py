@@ -7,18 +7,19 @@ import dataclasses
 import re
 import secrets
 import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 
 from .. import field_limits as limits
 from ..core.contract import SELLER_TIERS
-from ..core.errors import Conflict, InvalidRequest
+from ..core.errors import Conflict, InvalidRequest, NotFound
 from . import validation as check
 from .database import Database
 from .records import AppRecord
-from .schema import apps
+from .schema import api_keys, apps, licenses
 
 _SLUG_MAX = 64
 _SLUG_ATTEMPTS = 5
@@ -34,7 +35,25 @@ def app_record(row: Any) -> AppRecord:
         tier=row.tier,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        webhook_url=row.webhook_url,
+        allowed_origins=tuple(row.allowed_origins or ()),
     )
+
+
+def _tier(value: object) -> str:
+    if value not in SELLER_TIERS:
+        raise InvalidRequest(f"tier must be one of: {', '.join(SELLER_TIERS)}.")
+    return str(value)
+
+
+#: updatable field -> validator of its new value
+_UPDATABLE: Final[Mapping[str, Callable[[Any], Any]]] = {
+    "name": lambda v: check.required_text(v, "name").strip(),
+    "description": lambda v: check.optional_text(v, "description", max_length=limits.DESCRIPTION),
+    "tier": _tier,
+    "webhook_url": check.webhook_url,
+    "allowed_origins": check.origins,
+}
 
 
 def slugify(name: str) -> str:
@@ -58,24 +77,34 @@ class AppRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, name: str, description: str | None = None, tier: str = "free") -> AppRecord:
-        name = check.required_text(name, "name").strip()
-        description = check.optional_text(description, "description", max_length=limits.DESCRIPTION)
-        if tier not in SELLER_TIERS:
-            raise InvalidRequest(f"tier must be one of: {', '.join(SELLER_TIERS)}.")
+    def create(
+        self,
+        name: str,
+        description: str | None = None,
+        tier: str = "free",
+        *,
+        webhook_url: str | None = None,
+        allowed_origins: Iterable[str] | None = None,
+    ) -> AppRecord:
+        """A new app. ``InvalidRequest`` for a bad field, ``Conflict`` when no slug is free."""
+        name = _UPDATABLE["name"](name)
+        extra = {
+            "description": _UPDATABLE["description"](description),
+            "tier": _tier(tier),
+            "webhook_url": check.webhook_url(webhook_url),
+            "allowed_origins": check.origins(allowed_origins),
+        }
         base = slugify(name)
         for attempt in range(_SLUG_ATTEMPTS):
             try:
-                return self._insert(name, description, tier, base, randomize=attempt > 0)
+                return self._insert(name, extra, base, randomize=attempt > 0)
             except Conflict:
                 # Another writer took the same slug between our read and our insert
                 # (PostgreSQL only; SQLite writers are serialized by BEGIN IMMEDIATE).
                 continue
         raise Conflict("Could not find a free slug for this app name.")
 
-    def _insert(
-        self, name: str, description: str | None, tier: str, base: str, *, randomize: bool
-    ) -> AppRecord:
+    def _insert(self, name: str, extra: dict[str, Any], base: str, *, randomize: bool) -> AppRecord:
         now = datetime.now(UTC)
         with self._db.write() as conn:
             if randomize:
@@ -94,12 +123,13 @@ class AppRepository:
                 id=check.new_id("app"),
                 name=name,
                 slug=slug,
-                description=description,
-                tier=tier,
                 created_at=now,
                 updated_at=now,
+                **extra,
             )
-            conn.execute(sa.insert(apps).values(**dataclasses.asdict(record)))
+            row = dataclasses.asdict(record)
+            row["allowed_origins"] = list(record.allowed_origins)
+            conn.execute(sa.insert(apps).values(**row))
         return record
 
     def get(self, app_id: str) -> AppRecord | None:
@@ -109,7 +139,86 @@ class AppRepository:
             row = conn.execute(_SELECT.where(apps.c.id == app_id)).first()
         return None if row is None else app_record(row)
 
-    def list(self) -> builtins.list[AppRecord]:
+    def list(
+        self, *, page: int | None = None, limit: int | None = None, app_id: str | None = None
+    ) -> builtins.list[AppRecord]:
+        """Apps, oldest first; one page of ``limit`` when both are given; only ``app_id``
+        when given (an app-limited caller)."""
+        statement = _SELECT.order_by(apps.c.created_at, apps.c.id)
+        if app_id is not None:
+            statement = statement.where(apps.c.id == check.text(app_id, "app_id"))
+        if page is not None and limit is not None:
+            page = check.integer(page, "page", minimum=1, maximum=10**9)
+            limit = check.integer(limit, "limit", minimum=1, maximum=1000)
+            statement = statement.limit(limit).offset((page - 1) * limit)
         with self._db.single() as conn:
-            rows = conn.execute(_SELECT.order_by(apps.c.created_at, apps.c.id)).all()
+            rows = conn.execute(statement).all()
         return [app_record(row) for row in rows]
+
+    def count(self, *, app_id: str | None = None) -> int:
+        statement = sa.select(sa.func.count()).select_from(apps)
+        if app_id is not None:
+            statement = statement.where(apps.c.id == check.text(app_id, "app_id"))
+        with self._db.single() as conn:
+            return int(conn.scalar(statement) or 0)
+
+    def all_allowed_origins(self) -> frozenset[str]:
+        """The union of every app's ``allowed_origins`` (the public endpoints' CORS list)."""
+        with self._db.single() as conn:
+            lists = conn.scalars(sa.select(apps.c.allowed_origins)).all()
+        return frozenset(entry for listed in lists for entry in (listed or ()))
+
+    def update(self, app_id: str, **changes: Any) -> AppRecord | None:
+        """Change the given fields (name, description, tier, webhook_url, allowed_origins).
+
+        ``None`` when there is no such app; ``InvalidRequest`` for an unknown field or a bad
+        value. The slug stays: URLs and integrations may use it.
+        """
+        unknown = sorted(set(changes) - set(_UPDATABLE))
+        if unknown:
+            raise InvalidRequest(f"Unknown app field(s): {', '.join(unknown)}.")
+        values = {name: _UPDATABLE[name](value) for name, value in changes.items()}
+        if "allowed_origins" in values:
+            values["allowed_origins"] = list(values["allowed_origins"])
+        if not check.is_lookup(app_id):
+            return None
+        values["updated_at"] = datetime.now(UTC)
+        with self._db.write() as conn:
+            result = conn.execute(sa.update(apps).where(apps.c.id == app_id).values(**values))
+            if result.rowcount == 0:
+                return None
+            row = conn.execute(_SELECT.where(apps.c.id == app_id)).one()
+        return app_record(row)
+
+    def delete(self, app_id: str) -> AppRecord:
+        """Delete an app whose licenses are all revoked (they go with it), and revoke the API
+        keys limited to it, in one transaction.
+
+        ``NotFound`` when there is no such app; ``Conflict`` while a license of the app is not
+        revoked (revoke it first: that denylists its outstanding tokens).
+        """
+        if not check.is_lookup(app_id):
+            raise NotFound("App not found.")
+        with self._db.write() as conn:
+            # The row lock makes a concurrent license insert (its foreign-key check needs a
+            # share lock on this row) wait, then fail: no license slips in under the delete.
+            row = conn.execute(_SELECT.where(apps.c.id == app_id).with_for_update()).first()
+            if row is None:
+                raise NotFound("App not found.")
+            live = conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(licenses)
+                .where(licenses.c.app_id == app_id, licenses.c.status != "REVOKED")
+            )
+            if live:
+                raise Conflict(
+                    f"The app still has {live} license(s) that are not revoked; revoke them first."
+                )
+            conn.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.app_id == app_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+            conn.execute(sa.delete(licenses).where(licenses.c.app_id == app_id))
+            conn.execute(sa.delete(apps).where(apps.c.id == app_id))
+        return app_record(row)

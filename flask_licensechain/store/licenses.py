@@ -25,6 +25,8 @@ _KEY_GROUP_LENGTH = 6
 _KEY_ATTEMPTS = 8
 _MAX_KEY_INPUT = 64  # longer input cannot be a key: answer "no" without a query
 STORED_STATUSES: Final = ("ACTIVE", "SUSPENDED", "REVOKED")
+#: the members of ``LicenseRepository.stats``
+STATS_FIELDS: Final = ("total", "active", "expired", "revoked", "suspended")
 #: a known device's last_seen_at is refreshed at most this often (a write per verify is too dear)
 LAST_SEEN_RESOLUTION: Final = timedelta(minutes=1)
 
@@ -129,6 +131,8 @@ def _prefixed_app(row: Mapping[Any, Any]) -> AppRecord:
         tier=row["app__tier"],
         created_at=row["app__created_at"],
         updated_at=row["app__updated_at"],
+        webhook_url=row["app__webhook_url"],
+        allowed_origins=tuple(row["app__allowed_origins"] or ()),
     )
 
 
@@ -344,6 +348,29 @@ class LicenseRepository:
                     by_license[device_row["license_id"]].append(_device(device_row))
         records = [_license_record(row._mapping, tuple(by_license[row.id])) for row in rows]
         return records, total
+
+    def stats(self, *, app_id: str | None = None, now: datetime | None = None) -> dict[str, int]:
+        """``{"total", "active", "expired", "revoked", "suspended"}``: license counts by
+        effective status (EXPIRED derived from ``expires_at``), of one app when given."""
+        now = to_utc(now) if now is not None else datetime.now(UTC)
+        expired = sa.and_(licenses.c.expires_at.is_not(None), licenses.c.expires_at <= now)
+
+        def count_of(condition: sa.ColumnElement[bool]) -> Any:
+            return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+        active = licenses.c.status == "ACTIVE"
+        statement = sa.select(
+            sa.func.count().label("total"),
+            count_of(sa.and_(active, sa.not_(expired))).label("active"),
+            count_of(sa.and_(active, expired)).label("expired"),
+            count_of(licenses.c.status == "REVOKED").label("revoked"),
+            count_of(licenses.c.status == "SUSPENDED").label("suspended"),
+        ).select_from(licenses)
+        if app_id is not None:
+            statement = statement.where(licenses.c.app_id == check.text(app_id, "app_id"))
+        with self._db.single() as conn:
+            row = conn.execute(statement).one()
+        return {name: int(row._mapping[name]) for name in STATS_FIELDS}
 
     def update(
         self, license_id: str, *, announce: Announce | None = None, **changes: Any

@@ -16,6 +16,9 @@ class AppRecord:
     tier: str  # seller tier: free / pro / business / enterprise
     created_at: datetime
     updated_at: datetime
+    webhook_url: str | None = None
+    #: browser origins (``scheme://host[:port]``) allowed to call the public endpoints
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class ApiKeyRecord:
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
     environment: str = "live"  # "live" or "test", from the key's lc_live_ / lc_test_ prefix
+    app_id: str | None = None  # the one app the key may act on; None: every app
 
     @property
     def revoked(self) -> bool:

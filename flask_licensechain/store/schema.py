@@ -59,6 +59,10 @@ apps = sa.Table(
     sa.Column("slug", sa.String(80), nullable=False, unique=True),
     sa.Column("description", sa.Text),
     sa.Column("tier", sa.String(20), nullable=False),
+    # Where the app's events go (the webhooks read it); NULL: nowhere.
+    sa.Column("webhook_url", sa.Text),
+    # Browser origins allowed to call the public endpoints for this app's licenses (CORS).
+    sa.Column("allowed_origins", sa.JSON, nullable=False, default=list),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -110,6 +114,8 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # SHA-256, hex
     sa.Column("environment", sa.String(8), nullable=False),
     sa.Column("scopes", sa.JSON, nullable=False),
+    # The one app this key may act on; NULL: every app.
+    sa.Column("app_id", sa.String(40), index=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_used_at", UTCDateTime),
     sa.Column("revoked_at", UTCDateTime),
@@ -166,4 +172,18 @@ revocation_counter = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
     sa.Column("store_id", sa.String(32), nullable=False),
+)
+
+# Verification outcomes counted per UTC day (the analytics endpoints read them). No personal
+# data: an unknown key counts under empty app and license ids.
+verification_counts = sa.Table(
+    "lc_verification_counts",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    sa.Column("app_id", sa.String(40), primary_key=True),
+    sa.Column("license_id", sa.String(40), primary_key=True),
+    sa.Column("outcome", sa.String(40), primary_key=True),  # "valid" or the refusal reason
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Index("ix_lc_verification_counts_app_day", "app_id", "day"),
+    sa.Index("ix_lc_verification_counts_license_day", "license_id", "day"),
 )

@@ -8,14 +8,19 @@ range), so a bad value becomes ``InvalidRequest`` here instead of a driver error
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from .. import field_limits as limits
 from ..core.errors import InvalidRequest
 from .schema import to_utc
+
+#: an origin as a browser sends it (RFC 6454): scheme, host, optional port, nothing else
+_ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?")
 
 
 def new_id(prefix: str) -> str:
@@ -98,3 +103,59 @@ def metadata(value: object, name: str = "metadata") -> dict[str, Any]:
     if len(encoded.encode()) > limits.METADATA_BYTES:
         raise InvalidRequest(f"{name} must be at most {limits.METADATA_BYTES} bytes as JSON.")
     return data
+
+
+def webhook_url(value: object, name: str = "webhook_url") -> str | None:
+    """An absolute ``http``/``https`` URL without credentials, or ``None``."""
+    if value is None:
+        return None
+    url = text(value, name, max_length=limits.WEBHOOK_URL).strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port out of range
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an absolute http(s) URL.") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise InvalidRequest(f"{name} must be an absolute http(s) URL.")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest(f"{name} must not carry credentials.")
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        raise InvalidRequest(f"{name} must not contain blanks or control characters.")
+    return url
+
+
+def origin(value: object, name: str = "allowed_origins") -> str:
+    """One web origin, normalized: lower case, no default port (``https://shop.example``).
+
+    An origin is what browsers send in the ``Origin`` header (RFC 6454): a scheme, a host and
+    an optional port; a path, query, credentials or the wildcard ``*`` is refused.
+    """
+    raw = text(value, f"each of {name}", max_length=limits.ORIGIN).strip().lower().rstrip("/")
+    match = _ORIGIN.fullmatch(raw)
+    if match is None:
+        raise InvalidRequest(
+            f"each of {name} must be an origin like https://shop.example or "
+            "http://localhost:3000 (scheme, host and port only)."
+        )
+    scheme, host, port = match.groups()
+    if port is not None:
+        number = int(port[1:])
+        if not 0 < number < 65536:
+            raise InvalidRequest(f"each of {name} must have a port between 1 and 65535.")
+        if (scheme, number) in (("http", 80), ("https", 443)):
+            port = None
+        else:
+            port = f":{number}"
+    return f"{scheme}://{host}{port or ''}"
+
+
+def origins(value: object, name: str = "allowed_origins") -> tuple[str, ...]:
+    """A list of origins (see ``origin``), normalized and de-duplicated; ``None`` is empty."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidRequest(f"{name} must be a list of origins.")
+    items = tuple(value)
+    if len(items) > limits.ORIGINS:
+        raise InvalidRequest(f"{name} must have at most {limits.ORIGINS} entries.")
+    return tuple(dict.fromkeys(origin(item, name) for item in items))
