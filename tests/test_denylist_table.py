@@ -217,6 +217,7 @@ class Source:
         self.calls: list[str] = []
         self.up = True
         self.changes: list[Revocation] = []
+        self.snapshot_at: list[float] = []
 
     def _check(self, what: str) -> None:
         self.calls.append(what)
@@ -233,6 +234,7 @@ class Source:
 
     def snapshot(self, now: float) -> tuple[int, list[Revocation]]:
         self._check("snapshot")
+        self.snapshot_at.append(now)
         return self.seq, list(self.entries)
 
 
@@ -330,6 +332,10 @@ def test_rebuild_reloads_the_table_and_sets_the_next_poll(fake_time: FakeTime) -
     assert {e.ident for e in denylist.table.entries()} == {"a"}
     assert denylist.is_revoked("a", "x", 0)
     assert source.calls == ["snapshot"]  # rebuilt: not due again for poll_interval
+    assert source.snapshot_at == [NOW]  # the live entries as of the clock's now
+    fake_time.t += 10
+    source.up = False  # a rebuilt copy is recent: a failed refresh keeps it
+    assert denylist.is_revoked("a", "x", 0) is True
     MemoryDenylist().rebuild()  # without a store: nothing to do
 
 
@@ -345,7 +351,10 @@ def test_a_failed_refresh_keeps_a_recent_copy_and_retries_soon(
         assert denylist.is_revoked("j", "x", 0) is True
     assert "keeping the copy" in caplog.text
     calls = len(source.calls)
-    fake_time.t += 0.1  # a retry after at most 0.1 s, not a whole poll interval
+    fake_time.t += 0.05
+    denylist.is_revoked("j", "x", 0)
+    assert len(source.calls) == calls  # no retry on every check
+    fake_time.t += 0.05  # a retry after at most 0.1 s, not a whole poll interval
     denylist.is_revoked("j", "x", 0)
     assert len(source.calls) == calls + 1
     fake_time.t += 1.9  # 3.0 s since the last good refresh: still within max_staleness
@@ -390,6 +399,32 @@ def test_the_copy_purges_expired_entries_once_a_minute(fake_time: FakeTime) -> N
     fake_time.t += 1
     denylist.refresh()
     assert len(denylist.table) == 0
+    denylist.publish([Revocation(KIND_JTI, "k", NOW + 150)])
+    fake_time.t += 1  # the next purge is a minute after the last one, not before
+    denylist.refresh()
+    assert len(denylist.table) == 1
+
+
+def test_an_empty_store_at_counter_zero_is_loaded_once(fake_time: FakeTime) -> None:
+    source = Source([])
+    source.seq = 0
+    denylist = copy_of(source, poll_interval=1, max_staleness=5)
+    denylist.is_revoked("j", "x", 0)
+    fake_time.t += 1
+    denylist.is_revoked("j", "x", 0)
+    assert source.calls == ["snapshot", "counter"]
+    source.up = False  # loaded at counter 0: a recent copy, kept
+    fake_time.t += 1
+    assert denylist.is_revoked("j", "x", 0) is False
+
+
+def test_a_forked_child_gets_free_locks() -> None:
+    denylist = MemoryDenylist()
+    denylist._poll_lock.acquire()
+    denylist.table.lock.acquire()
+    memory_module._reset_locks_after_fork()
+    assert denylist._poll_lock.acquire(blocking=False)
+    assert denylist.table.lock.acquire(blocking=False)
 
 
 def test_without_a_store_the_copy_is_its_own_list(fake_time: FakeTime) -> None:
