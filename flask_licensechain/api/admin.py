@@ -112,10 +112,8 @@ def revoke_token() -> Response:
             raise InvalidRequest("The token has no usable 'jti'.")
         if jti is not None and jti != token_jti:
             raise InvalidRequest("'jti' does not match the token's jti.")
-        aud = claims.get("aud")
-        audiences = aud if isinstance(aud, list) else [aud]
         own = current_api_key().app_id
-        if own is not None and own not in audiences:
+        if own is not None and own not in _signed_audiences(state, token):
             raise NotFound("The token is not for this key's app.")
         jti = token_jti
         exp = claims.get("exp")
@@ -127,6 +125,32 @@ def revoke_token() -> Response:
         state.store.revocations.revoke_token(jti, now + ttl, now, announce=state.denylist.publish)
     audit(state.store, "token.revoke", jti)
     return json_response({"revoked": True, "jti": jti}, 200, NO_STORE)
+
+
+def _signed_audiences(state: IssuerState, token: str) -> list[Any]:
+    """The ``aud`` of a token this issuer signed (RS256, RFC 7515), expired or not; ``[]``
+    for any other token, so an app-limited key cannot name its own app in a forged token."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = state.verifier.keys.current().get(kid) if isinstance(kid, str) else None
+        if key is None:
+            return []
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+            },
+        )
+    except jwt.PyJWTError:
+        return []
+    aud = claims.get("aud")
+    return aud if isinstance(aud, list) else [aud]
 
 
 # -- apps ------------------------------------------------------------------------------
