@@ -1,0 +1,196 @@
+"""Hostile changes to a license against its outstanding tokens: the changes that look like
+narrowings but are not (reorder, duplicates, equal bounds) void nothing; every route to a
+status change voids; a narrowing survives a later activation; bad revoke-token input is a
+400, never a 500."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from issuer_support import Issuer, decode_unverified, error_body
+
+from flask_licensechain.core.verifier import TokenRejected
+
+pytest_plugins = ["issuer_fixtures"]  # the issuer fixtures
+
+
+def _refused(issuer: Issuer, token: str) -> bool:
+    try:
+        issuer.state.verifier.verify(token)
+    except TokenRejected as refused:
+        assert refused.reason == "token_revoked", refused.check
+        return True
+    return False
+
+
+def _licensed(issuer: Issuer, **fields: Any) -> tuple[str, str]:
+    """A license with two bound devices and a token issued in an earlier second."""
+    fields.setdefault("plan", "pro")
+    fields.setdefault("features", ["export", "reports"])
+    fields.setdefault("max_devices", 2)
+    fields.setdefault("expires_at", datetime.now(UTC) + timedelta(days=30))
+    lic = issuer.new_license(issuer.new_app(tier="enterprise").id, **fields)
+    issuer.token_for(lic.key, hwuid="hw-1")
+    token = issuer.token_for(lic.key, hwuid="hw-2")
+    time.sleep(1.0)  # the change comes in a later second than the issuance
+    return lic.id, token
+
+
+NOT_NARROWINGS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "features reordered": ("PATCH", "", {"features": ["reports", "export"]}),
+    "features duplicated": ("PATCH", "", {"features": ["export", "reports", "export"]}),
+    "same plan again": ("PATCH", "", {"plan": "pro"}),
+    "maxDevices equal to the bound count": ("PATCH", "", {"maxDevices": 2}),
+    "same expiry again": ("PATCH", "", {}),
+    "PUT with the same rights": ("PUT", "", {"features": ["export", "reports"]}),
+    "activate an active license": ("PATCH", "/activate", {}),
+    "status ACTIVE in lower case": ("PATCH", "/status", {"status": "active"}),
+}
+
+
+@pytest.mark.parametrize("change", list(NOT_NARROWINGS))
+def test_a_change_that_takes_nothing_away_voids_nothing(sqlite_issuer: Issuer, change: str) -> None:
+    issuer = sqlite_issuer
+    lid, token = _licensed(issuer)
+    method, suffix, body = NOT_NARROWINGS[change]
+    response = issuer.client.open(
+        f"/v1/licenses/{lid}{suffix}", method=method, json=body, headers=issuer.auth()
+    )
+    assert response.status_code == 200, response.get_json()
+    assert not _refused(issuer, token)
+    assert issuer.introspect(token)["active"] is True
+
+
+def test_releasing_a_device_that_is_not_bound_voids_nothing(sqlite_issuer: Issuer) -> None:
+    issuer = sqlite_issuer
+    lid, token = _licensed(issuer)
+    response = issuer.client.delete(f"/v1/licenses/{lid}/devices/hw-9", headers=issuer.auth())
+    assert response.status_code == 404
+    assert not _refused(issuer, token)
+
+
+VOIDING_ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+    "PUT removes a feature": ("PUT", "", {"features": ["export"]}),
+    "feature case changed": ("PATCH", "", {"features": ["Export", "reports"]}),
+    "plan set to null": ("PATCH", "", {"plan": None}),
+    "PATCH status in lower case": ("PATCH", "", {"status": "suspended"}),
+    "PATCH /status": ("PATCH", "/status", {"status": "Revoked"}),
+    "DELETE": ("DELETE", "", None),
+    "expiry set in the past by PATCH": ("PATCH", "", {"expires_at": "2000-01-01T00:00:00Z"}),
+}
+
+
+@pytest.mark.parametrize("change", list(VOIDING_ROUTES))
+def test_every_route_that_narrows_voids(sqlite_issuer: Issuer, change: str) -> None:
+    issuer = sqlite_issuer
+    lid, token = _licensed(issuer)
+    method, suffix, body = VOIDING_ROUTES[change]
+    response = issuer.client.open(
+        f"/v1/licenses/{lid}{suffix}", method=method, json=body, headers=issuer.auth()
+    )
+    assert response.status_code == 200, response.get_json()
+    assert _refused(issuer, token)
+    print(change, issuer.introspect(token))
+    assert issuer.introspect(token)["active"] is False
+
+
+def test_expiry_removed_then_restored_voids_what_was_issued_meanwhile(
+    sqlite_issuer: Issuer,
+) -> None:
+    issuer = sqlite_issuer
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    lid, _ = _licensed(issuer, expires_at=soon)
+    assert (
+        issuer.client.patch(
+            f"/v1/licenses/{lid}", json={"expiresAt": None}, headers=issuer.auth()
+        ).status_code
+        == 200
+    )
+    key = issuer.store.licenses.get(lid).key
+    perpetual = issuer.token_for(key, hwuid="hw-1")  # exp: a full day, no license_exp
+    assert not _refused(issuer, perpetual)  # removing the expiry widened: nothing void
+    time.sleep(1.0)
+    response = issuer.client.patch(
+        f"/v1/licenses/{lid}", json={"expiresAt": soon.isoformat()}, headers=issuer.auth()
+    )
+    assert response.status_code == 200
+    assert _refused(issuer, perpetual)
+
+
+def test_activation_lifts_the_block_but_not_an_earlier_narrowing(sqlite_issuer: Issuer) -> None:
+    issuer = sqlite_issuer
+    lid, narrowed = _licensed(issuer)
+    key = issuer.store.licenses.get(lid).key
+    issuer.client.patch(f"/v1/licenses/{lid}", json={"features": ["export"]}, headers=issuer.auth())
+    fresh = issuer.token_for(key, hwuid="hw-1")
+    time.sleep(1.0)
+    for step in ("suspend", "activate"):
+        response = issuer.client.patch(f"/v1/licenses/{lid}/{step}", headers=issuer.auth())
+        assert response.status_code == 200, response.get_json()
+    assert not _refused(issuer, fresh)  # the suspension is lifted for it
+    assert _refused(issuer, narrowed)  # the narrowing before it stays
+    assert issuer.introspect(narrowed)["active"] is False
+
+
+def test_a_revoked_license_cannot_be_activated(sqlite_issuer: Issuer) -> None:
+    issuer = sqlite_issuer
+    lid, token = _licensed(issuer)
+    issuer.client.patch(f"/v1/licenses/{lid}/revoke", headers=issuer.auth())
+    for method, suffix, body in (
+        ("PATCH", "/activate", None),
+        ("PATCH", "/status", {"status": "ACTIVE"}),
+        ("PATCH", "", {"status": "active"}),
+        ("PUT", "", {"status": "ACTIVE"}),
+    ):
+        response = issuer.client.open(
+            f"/v1/licenses/{lid}{suffix}", method=method, json=body, headers=issuer.auth()
+        )
+        error_body(response, 409, "conflict")
+    assert _refused(issuer, token)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"jti": 5},
+        {"jti": ["a"]},
+        {"jti": {"a": 1}},
+        {"jti": True},
+        {"jti": ""},
+        {"jti": "x" * 100_000},
+        {"license_token": 7},
+        {"license_token": "not.a.jwt"},
+        {"token": ["a.b.c"]},
+    ],
+)
+def test_revoke_token_rejects_bad_input_with_400(sqlite_issuer: Issuer, body: Any) -> None:
+    issuer = sqlite_issuer
+    response = issuer.post("/v1/licenses/revoke-token", body, headers=issuer.auth())
+    assert response.status_code in {400, 413}, response.get_json()
+    assert response.get_json()["error"] in {"invalid_request", "payload_too_large"}
+
+
+def test_an_app_limited_key_cannot_revoke_another_apps_token(sqlite_issuer: Issuer) -> None:
+    """The jti of another app's token, in an unsigned token that names both apps."""
+    issuer = sqlite_issuer
+    mine, theirs = issuer.new_app(), issuer.new_app(name="Other App")
+    victim = issuer.token_for(issuer.new_license(theirs.id).key)
+    _, claims = decode_unverified(victim)
+    _, limited = issuer.store.api_keys.create("app key", ["tokens:revoke"], app_id=mine.id)
+    forged = jwt.encode({**claims, "aud": [mine.id, theirs.id]}, "k" * 32, algorithm="HS256")
+    response = issuer.post(
+        "/v1/licenses/revoke-token", {"license_token": forged}, headers=issuer.auth(limited)
+    )
+    assert response.status_code in {400, 404}, response.get_json()
+    assert not _refused(issuer, victim)
+    # Its own app's token it may revoke.
+    own = issuer.token_for(issuer.new_license(mine.id).key)
+    response = issuer.post(
+        "/v1/licenses/revoke-token", {"license_token": own}, headers=issuer.auth(limited)
+    )
+    assert response.status_code == 200, response.get_json()
+    assert _refused(issuer, own)
