@@ -5,6 +5,8 @@ status change voids; a narrowing survives a later activation; bad revoke-token i
 
 from __future__ import annotations
 
+import secrets
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -73,14 +75,19 @@ def test_releasing_a_device_that_is_not_bound_voids_nothing(sqlite_issuer: Issue
     assert not _refused(issuer, token)
 
 
-VOIDING_ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
-    "PUT removes a feature": ("PUT", "", {"features": ["export"]}),
-    "feature case changed": ("PATCH", "", {"features": ["Export", "reports"]}),
-    "plan set to null": ("PATCH", "", {"plan": None}),
-    "PATCH status in lower case": ("PATCH", "", {"status": "suspended"}),
-    "PATCH /status": ("PATCH", "/status", {"status": "Revoked"}),
-    "DELETE": ("DELETE", "", None),
-    "expiry set in the past by PATCH": ("PATCH", "", {"expires_at": "2000-01-01T00:00:00Z"}),
+VOIDING_ROUTES: dict[str, tuple[str, str, dict[str, Any] | None, str]] = {
+    "PUT removes a feature": ("PUT", "", {"features": ["export"]}, "token_revoked"),
+    "feature case changed": ("PATCH", "", {"features": ["Export", "reports"]}, "token_revoked"),
+    "plan set to null": ("PATCH", "", {"plan": None}, "token_revoked"),
+    "PATCH status in lower case": ("PATCH", "", {"status": "suspended"}, "license_suspended"),
+    "PATCH /status": ("PATCH", "/status", {"status": "Revoked"}, "license_revoked"),
+    "DELETE": ("DELETE", "", None, "license_revoked"),
+    "expiry set in the past by PATCH": (
+        "PATCH",
+        "",
+        {"expires_at": "2000-01-01T00:00:00Z"},
+        "license_expired",
+    ),
 }
 
 
@@ -88,14 +95,13 @@ VOIDING_ROUTES: dict[str, tuple[str, str, dict[str, Any] | None]] = {
 def test_every_route_that_narrows_voids(sqlite_issuer: Issuer, change: str) -> None:
     issuer = sqlite_issuer
     lid, token = _licensed(issuer)
-    method, suffix, body = VOIDING_ROUTES[change]
+    method, suffix, body, reason = VOIDING_ROUTES[change]
     response = issuer.client.open(
         f"/v1/licenses/{lid}{suffix}", method=method, json=body, headers=issuer.auth()
     )
     assert response.status_code == 200, response.get_json()
     assert _refused(issuer, token)
-    print(change, issuer.introspect(token))
-    assert issuer.introspect(token)["active"] is False
+    assert issuer.introspect(token) == {"active": False, "reason": reason}
 
 
 def test_expiry_removed_then_restored_voids_what_was_issued_meanwhile(
@@ -194,3 +200,41 @@ def test_an_app_limited_key_cannot_revoke_another_apps_token(sqlite_issuer: Issu
     )
     assert response.status_code == 200, response.get_json()
     assert _refused(issuer, own)
+
+
+def test_a_change_that_waits_for_the_write_lock_voids_tokens_issued_meanwhile(
+    sqlite_issuer: Issuer,
+) -> None:
+    """The mark's time is the change's, taken once it holds the license: a change queued
+    behind another writer must not date its mark from before the wait, when a verify
+    meanwhile issued a token with the old rights."""
+    issuer = sqlite_issuer
+    lic = issuer.new_license(features=["export", "reports"])
+    _, template = decode_unverified(issuer.token_for(lic.key))
+    db = issuer.store.licenses._db
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        with db.write():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    assert held.wait(30)
+    changer = threading.Thread(
+        target=lambda: issuer.store.licenses.update(lic.id, features=["export"])
+    )
+    changer.start()  # takes its time now, then queues behind the holder
+    time.sleep(1.2)
+    assert issuer.store.licenses.get(lic.id).features == ("export", "reports")  # not landed
+    # A verify now reads the old rights and issues a token with them.
+    iat = int(time.time())
+    token = issuer.state.keyring.sign(
+        {**template, "iat": iat, "nbf": iat, "exp": iat + 600, "jti": secrets.token_urlsafe(16)}
+    )
+    release.set()
+    holder.join(30)
+    changer.join(30)
+    assert issuer.store.licenses.get(lic.id).features == ("export",)
+    assert _refused(issuer, token)
