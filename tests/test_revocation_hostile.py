@@ -13,9 +13,14 @@ from typing import Any
 
 import jwt
 import pytest
+import redis as redis_lib
+import sqlalchemy as sa
 from issuer_support import Issuer, decode_unverified, error_body
 
+from flask_licensechain.core.denylist import MemoryDenylist
+from flask_licensechain.core.denylist.redis import RedisDenylist
 from flask_licensechain.core.verifier import TokenRejected
+from flask_licensechain.store.schema import revocation_counter
 
 pytest_plugins = ["issuer_fixtures"]  # the issuer fixtures
 
@@ -238,3 +243,71 @@ def test_a_change_that_waits_for_the_write_lock_voids_tokens_issued_meanwhile(
     changer.join(30)
     assert issuer.store.licenses.get(lic.id).features == ("export",)
     assert _refused(issuer, token)
+
+
+@pytest.mark.parametrize(
+    ("start", "body"),
+    [
+        ({"plan": None}, {"plan": None}),
+        ({"plan": None}, {"plan": ""}),
+        ({"plan": "pro"}, {"plan": "pro"}),
+        ({"features": []}, {"features": []}),
+        ({"expires_at": None}, {"expiresAt": None}),
+    ],
+)
+def test_a_no_op_in_another_spelling_voids_nothing(
+    sqlite_issuer: Issuer, start: dict[str, Any], body: dict[str, Any]
+) -> None:
+    issuer = sqlite_issuer
+    lid, token = _licensed(issuer, **start)
+    response = issuer.client.patch(f"/v1/licenses/{lid}", json=body, headers=issuer.auth())
+    assert response.status_code in {200, 400}, response.get_json()
+    assert not _refused(issuer, token)
+
+
+def test_a_copy_follows_a_store_whose_counter_went_back(sqlite_issuer: Issuer) -> None:
+    """The store restored from a backup (or its counter row recreated): the counter is lower
+    than the copy's, and the next revocations reuse change numbers the copy has seen."""
+    issuer = sqlite_issuer
+    revocations = issuer.store.revocations
+    now = time.time()
+    for n in range(3):
+        revocations.revoke_token(f"before-{n}", now + 600, now)
+    copy = MemoryDenylist(revocations, poll_interval=0.0)
+    assert copy.is_revoked("before-0", "lic", 0)
+    with issuer.store.licenses._db.write() as conn:  # the restore
+        conn.execute(sa.update(revocation_counter).values(value=0))
+    revocations.revoke_token("after-restore", now + 600, now)
+    assert copy.is_revoked("after-restore", "lic", 0)
+
+
+@pytest.mark.redis
+def test_redis_follows_a_store_whose_counter_went_back(
+    sqlite_issuer: Issuer, redis_url: str
+) -> None:
+    """The same restore, with Redis: a revocation written while Redis was away reaches it."""
+    issuer = sqlite_issuer
+    revocations = issuer.store.revocations
+    namespace = f"test-rev-hostile-{secrets.token_hex(6)}:"
+    redis_side = RedisDenylist.from_uri(redis_url, namespace=namespace)
+    try:
+        now = time.time()
+        for n in range(3):
+            revocations.revoke_token(f"before-{n}", now + 600, now)  # not announced
+        assert redis_side.sync_from(revocations) == 3
+        with issuer.store.licenses._db.write() as conn:  # the restore
+            conn.execute(sa.update(revocation_counter).values(value=0))
+        revocations.revoke_token("after-restore", now + 600, now)  # Redis was away
+        redis_side.sync_from(revocations)
+        assert redis_side.is_revoked("after-restore", "lic", 0)
+        for n in range(3):  # the counter climbs back past the number Redis had recorded
+            revocations.revoke_token(f"later-{n}", now + 600, now)
+        redis_side.sync_from(revocations)
+        assert all(redis_side.is_revoked(f"later-{n}", "lic", 0) for n in range(3))
+    finally:
+        raw = redis_lib.Redis.from_url(redis_url)
+        stale = list(raw.scan_iter(match=namespace + "*"))
+        if stale:
+            raw.delete(*stale)
+        raw.close()
+        redis_side.close()
