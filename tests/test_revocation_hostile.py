@@ -16,22 +16,13 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 from issuer_support import Issuer, decode_unverified, error_body
+from test_revocation import refuses
 
 from flask_licensechain.core.denylist import MemoryDenylist
 from flask_licensechain.core.denylist.redis import RedisDenylist
-from flask_licensechain.core.verifier import TokenRejected
 from flask_licensechain.store.schema import revocation_counter
 
 pytest_plugins = ["issuer_fixtures"]  # the issuer fixtures
-
-
-def _refused(issuer: Issuer, token: str) -> bool:
-    try:
-        issuer.state.verifier.verify(token)
-    except TokenRejected as refused:
-        assert refused.reason == "token_revoked", refused.check
-        return True
-    return False
 
 
 def _licensed(issuer: Issuer, **fields: Any) -> tuple[str, str]:
@@ -68,7 +59,7 @@ def test_a_change_that_takes_nothing_away_voids_nothing(sqlite_issuer: Issuer, c
         f"/v1/licenses/{lid}{suffix}", method=method, json=body, headers=issuer.auth()
     )
     assert response.status_code == 200, response.get_json()
-    assert not _refused(issuer, token)
+    assert not refuses(issuer, token)
     assert issuer.introspect(token)["active"] is True
 
 
@@ -77,7 +68,7 @@ def test_releasing_a_device_that_is_not_bound_voids_nothing(sqlite_issuer: Issue
     lid, token = _licensed(issuer)
     response = issuer.client.delete(f"/v1/licenses/{lid}/devices/hw-9", headers=issuer.auth())
     assert response.status_code == 404
-    assert not _refused(issuer, token)
+    assert not refuses(issuer, token)
 
 
 VOIDING_ROUTES: dict[str, tuple[str, str, dict[str, Any] | None, str]] = {
@@ -105,7 +96,7 @@ def test_every_route_that_narrows_voids(sqlite_issuer: Issuer, change: str) -> N
         f"/v1/licenses/{lid}{suffix}", method=method, json=body, headers=issuer.auth()
     )
     assert response.status_code == 200, response.get_json()
-    assert _refused(issuer, token)
+    assert refuses(issuer, token)
     assert issuer.introspect(token) == {"active": False, "reason": reason}
 
 
@@ -123,13 +114,13 @@ def test_expiry_removed_then_restored_voids_what_was_issued_meanwhile(
     )
     key = issuer.store.licenses.get(lid).key
     perpetual = issuer.token_for(key, hwuid="hw-1")  # exp: a full day, no license_exp
-    assert not _refused(issuer, perpetual)  # removing the expiry widened: nothing void
+    assert not refuses(issuer, perpetual)  # removing the expiry widened: nothing void
     time.sleep(1.0)
     response = issuer.client.patch(
         f"/v1/licenses/{lid}", json={"expiresAt": soon.isoformat()}, headers=issuer.auth()
     )
     assert response.status_code == 200
-    assert _refused(issuer, perpetual)
+    assert refuses(issuer, perpetual)
 
 
 def test_activation_lifts_the_block_but_not_an_earlier_narrowing(sqlite_issuer: Issuer) -> None:
@@ -142,8 +133,8 @@ def test_activation_lifts_the_block_but_not_an_earlier_narrowing(sqlite_issuer: 
     for step in ("suspend", "activate"):
         response = issuer.client.patch(f"/v1/licenses/{lid}/{step}", headers=issuer.auth())
         assert response.status_code == 200, response.get_json()
-    assert not _refused(issuer, fresh)  # the suspension is lifted for it
-    assert _refused(issuer, narrowed)  # the narrowing before it stays
+    assert not refuses(issuer, fresh)  # the suspension is lifted for it
+    assert refuses(issuer, narrowed)  # the narrowing before it stays
     assert issuer.introspect(narrowed)["active"] is False
 
 
@@ -161,7 +152,7 @@ def test_a_revoked_license_cannot_be_activated(sqlite_issuer: Issuer) -> None:
             f"/v1/licenses/{lid}{suffix}", method=method, json=body, headers=issuer.auth()
         )
         error_body(response, 409, "conflict")
-    assert _refused(issuer, token)
+    assert refuses(issuer, token)
 
 
 @pytest.mark.parametrize(
@@ -197,14 +188,14 @@ def test_an_app_limited_key_cannot_revoke_another_apps_token(sqlite_issuer: Issu
         "/v1/licenses/revoke-token", {"license_token": forged}, headers=issuer.auth(limited)
     )
     assert response.status_code in {400, 404}, response.get_json()
-    assert not _refused(issuer, victim)
+    assert not refuses(issuer, victim)
     # Its own app's token it may revoke.
     own = issuer.token_for(issuer.new_license(mine.id).key)
     response = issuer.post(
         "/v1/licenses/revoke-token", {"license_token": own}, headers=issuer.auth(limited)
     )
     assert response.status_code == 200, response.get_json()
-    assert _refused(issuer, own)
+    assert refuses(issuer, own)
 
 
 def test_a_change_that_waits_for_the_write_lock_voids_tokens_issued_meanwhile(
@@ -242,7 +233,7 @@ def test_a_change_that_waits_for_the_write_lock_voids_tokens_issued_meanwhile(
     holder.join(30)
     changer.join(30)
     assert issuer.store.licenses.get(lic.id).features == ("export",)
-    assert _refused(issuer, token)
+    assert refuses(issuer, token)
 
 
 @pytest.mark.parametrize(
@@ -262,7 +253,7 @@ def test_a_no_op_in_another_spelling_voids_nothing(
     lid, token = _licensed(issuer, **start)
     response = issuer.client.patch(f"/v1/licenses/{lid}", json=body, headers=issuer.auth())
     assert response.status_code in {200, 400}, response.get_json()
-    assert not _refused(issuer, token)
+    assert not refuses(issuer, token)
 
 
 def test_a_copy_follows_a_store_whose_counter_went_back(sqlite_issuer: Issuer) -> None:
