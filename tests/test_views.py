@@ -67,7 +67,8 @@ def test_each_app_reads_its_own_state_and_caches(two: tuple[Issuer, Issuer]) -> 
     assert first.verify(key=lic.key).get_json()["valid"] is True
     other = second.client.post("/licensing/licenses/verify", json={"key": lic.key})
     assert other.get_json() == {"valid": False, "reason": "license_not_found"}
-    # Routing errors under each prefix get the contract body; other paths stay the host's.
+    # Routing errors get the contract body, under each prefix and (every path answers JSON)
+    # outside it too.
     assert first.client.get("/v1/nope").get_json()["error"] == "not_found"
     assert second.client.get("/licensing/nope").get_json()["error"] == "not_found"
-    assert second.client.get("/v1/nope").mimetype != "application/json"
+    assert second.client.get("/v1/nope").get_json()["error"] == "not_found"

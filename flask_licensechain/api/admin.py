@@ -10,7 +10,7 @@ import jwt
 from flask import Response
 
 from .. import field_limits as limits
-from ..core.contract import ALGORITHM, LONGEST_TTL
+from ..core.contract import LONGEST_TTL
 from ..core.errors import InsufficientScope, InvalidRequest, NotFound
 from ..serialize import api_key_json, app_json, iso
 from ..signing import rotate_signing_key
@@ -82,28 +82,6 @@ def audit(store: Store, action: str, target: str | None, **data: Any) -> None:
 # -- token revocation ------------------------------------------------------------------
 
 
-def _signed_for(state: IssuerState, token: str, app_id: str) -> bool:
-    """Whether ``token`` carries our signature and names ``app_id`` in ``aud``: an
-    app-limited key trusts a token's ``aud`` (and so its ``jti``) only once it is signed
-    (RFC 7515), since a token id is not bound to an app anywhere else. Expiry is not checked:
-    an expired token may be revoked."""
-    try:
-        kid = jwt.get_unverified_header(token).get("kid")
-        key = state.verifier.keys.current().get(kid) if isinstance(kid, str) else None
-        if key is None:
-            return False
-        jwt.decode(
-            token,
-            key,
-            algorithms=[ALGORITHM],
-            audience=app_id,
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False},
-        )
-    except jwt.PyJWTError:
-        return False
-    return True
-
-
 @bp.post("/licenses/revoke-token")
 @requires("tokens:revoke")
 def revoke_token() -> Response:
@@ -135,7 +113,7 @@ def revoke_token() -> Response:
         if jti is not None and jti != token_jti:
             raise InvalidRequest("'jti' does not match the token's jti.")
         own = current_api_key().app_id
-        if own is not None and not _signed_for(state, token, own):
+        if own is not None and own not in _signed_audiences(state, token):
             raise NotFound("The token is not for this key's app.")
         jti = token_jti
         exp = claims.get("exp")
@@ -147,6 +125,32 @@ def revoke_token() -> Response:
         state.store.revocations.revoke_token(jti, now + ttl, now, announce=state.denylist.publish)
     audit(state.store, "token.revoke", jti)
     return json_response({"revoked": True, "jti": jti}, 200, NO_STORE)
+
+
+def _signed_audiences(state: IssuerState, token: str) -> list[Any]:
+    """The ``aud`` of a token this issuer signed (RS256, RFC 7515), expired or not; ``[]``
+    for any other token, so an app-limited key cannot name its own app in a forged token."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = state.verifier.keys.current().get(kid) if isinstance(kid, str) else None
+        if key is None:
+            return []
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=["RS256"],
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+            },
+        )
+    except jwt.PyJWTError:
+        return []
+    aud = claims.get("aud")
+    return aud if isinstance(aud, list) else [aud]
 
 
 # -- apps ------------------------------------------------------------------------------
