@@ -171,6 +171,13 @@ _UPDATABLE: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
 }
 
 
+def _change_time() -> datetime:
+    """The time of a change, read once the change holds the license's row: a verify that
+    read the license before the change landed issued its token no later than this, so the
+    change's mark (``before_mark``) voids it whatever the wait for the write lock was."""
+    return datetime.now(UTC)
+
+
 def _settled_without_write(
     bound: tuple[DeviceRecord, ...], max_devices: int, hwuid: str, now: datetime
 ) -> BindOutcome | None:
@@ -395,12 +402,12 @@ class LicenseRepository:
     ) -> LicenseRecord | None:
         if not check.is_lookup(license_id):
             return None
-        now = datetime.now(UTC)
-        values["updated_at"] = now
         with self._db.write() as conn:
             before = self._locked(conn, license_id)
             if before is None:
                 return None
+            now = _change_time()
+            values["updated_at"] = now
             conn.execute(sa.update(licenses).where(licenses.c.id == license_id).values(**values))
             rows = conn.execute(_BY_ID, {"value": license_id}).mappings().all()
             after = _license_record(rows[0], _joined_devices(rows))
@@ -470,11 +477,11 @@ class LicenseRepository:
         """Unbind a device. Tokens issued before are void (a token may carry the binding)."""
         if not (check.is_lookup(license_id) and check.is_lookup(hwuid)):
             return False
-        now = datetime.now(UTC)
         with self._db.write() as conn:
             before = self._locked(conn, license_id)
             if before is None:
                 return False
+            now = _change_time()
             result = conn.execute(
                 sa.delete(devices).where(
                     devices.c.license_id == license_id, devices.c.hwuid == hwuid

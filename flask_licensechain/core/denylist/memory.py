@@ -167,7 +167,12 @@ class MemoryDenylist:
             self._seen = seq
             log.info("denylist loaded from the store (%d entries)", len(self.table))
             return
-        if source.counter() == self._seen:
+        counter = source.counter()
+        if counter == self._seen:
+            return
+        if counter < self._seen:  # the store went back (restored): its numbers are reused
+            self._seen = -1
+            self._pull(source)
             return
         seq, entries = source.changes_since(self._seen)
         self.table.apply(entries, now)

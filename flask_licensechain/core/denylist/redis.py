@@ -63,12 +63,14 @@ end
 return 1
 """
 # Marks Redis complete only if the guard set before the copy survived it (no data loss).
+# The recorded counter only grows, except after a whole copy (ARGV[3] = '1'): that one is
+# exact even when the store went back.
 _FINISH_SYNC = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'NX')
 local current = tonumber(redis.call('GET', KEYS[3]) or '-1')
-if tonumber(ARGV[2]) > current then redis.call('SET', KEYS[3], ARGV[2]) end
+if ARGV[3] == '1' or tonumber(ARGV[2]) > current then redis.call('SET', KEYS[3], ARGV[2]) end
 return 1
 """
 
@@ -238,7 +240,8 @@ class RedisDenylist:
         keys = self.keys
         synced_key = keys.synced(source.store_id)
         generation, synced = self._redis.mget([keys.generation, synced_key])
-        if generation is not None and synced is not None and source.counter() <= int(synced):
+        counter = source.counter()
+        if generation is not None and synced is not None and counter == int(synced):
             return 0  # complete (the usual answer: one MGET and one counter read)
         token = secrets.token_hex(8)
         guard = keys.guard(token)
@@ -249,7 +252,10 @@ class RedisDenylist:
         pipe.set(guard, b"1", ex=600)
         pipe.mget([keys.generation, synced_key])
         _, (generation, synced) = pipe.execute()
-        if generation is not None and synced is not None:
+        # A counter behind the recorded one: the store went back (restored) and reuses
+        # change numbers, so only a whole copy is sure to hold its entries.
+        whole = not (generation is not None and synced is not None and int(synced) <= counter)
+        if not whole:
             seq, entries = source.changes_since(int(synced))
             self._write(entries, complete=False)  # announced: synced mirrors need them
         else:
@@ -259,7 +265,7 @@ class RedisDenylist:
             self._write(entries, complete=False, announce=False)
         new_generation = generation.decode() if isinstance(generation, bytes) else token
         finished = self._finish_sync(
-            keys=[guard, keys.generation, synced_key], args=[new_generation, seq]
+            keys=[guard, keys.generation, synced_key], args=[new_generation, seq, int(whole)]
         )
         if not finished:
             raise Unavailable(detail="Redis lost its data during the denylist copy; retrying")
