@@ -19,7 +19,7 @@ from flask import Flask, Response, request
 from limits.errors import StorageError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from ..core.errors import LicenseChainError, Unavailable
+from ..core.errors import LicenseChainError, Unavailable, bearer_challenge
 from ..core.gate import REQUEST_ID_HEADER, environ_request_id
 
 log = logging.getLogger("licensechain.api")
@@ -99,7 +99,7 @@ def render_http_exception(exc: HTTPException) -> Response:
     if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         headers["Allow"] = ", ".join(sorted(exc.valid_methods))
     if status == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="licensechain"'
+        headers["WWW-Authenticate"] = bearer_challenge()
     return error_response(status, code, message, headers)
 
 
