@@ -32,6 +32,8 @@ from .revocation import build_denylist
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
 from .store import open_store
+from .webhooks.runtime import WebhookRuntime, WebhookSettings
+from .webhooks.worker import BackgroundWorker
 
 log = logging.getLogger("licensechain.issuer")
 
@@ -177,6 +179,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         urls=BaseUrls(settings.issuer, settings.url_prefix),
         cors_origins=OriginAllowList(store.apps.all_allowed_origins),
     )
+    _init_webhooks(app, state, sealing_key)
     if settings.register_blueprint:
         has_root_health = any(rule.rule == "/health" for rule in app.url_map.iter_rules())
         app.register_blueprint(api_blueprint, url_prefix=settings.url_prefix)
@@ -187,3 +190,15 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state
+
+
+def _init_webhooks(app: Flask, state: IssuerState, sealing_key: bytes) -> None:
+    """The webhook outbox joins every unit of work (after the audit log); with
+    ``LICENSECHAIN_WEBHOOKS_BACKGROUND`` a worker thread starts with the first request."""
+    settings = WebhookSettings.from_settings(state.settings)
+    runtime = WebhookRuntime(state.store, sealing_key, settings)
+    runtime.install()
+    state.webhooks = runtime
+    if state.settings.webhooks_background:
+        state.webhook_worker = BackgroundWorker(runtime)
+        app.before_request(state.webhook_worker.ensure_started)

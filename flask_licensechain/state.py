@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .core.verifier import TokenVerifier
     from .signing import SigningKeys
     from .store import Store
+    from .webhooks.runtime import WebhookRuntime
+    from .webhooks.worker import BackgroundWorker
 
 EXTENSION_KEY: Final = "licensechain"
 
@@ -72,6 +74,9 @@ class IssuerState(LicenseChainState):
     cors_origins: OriginAllowList
     jwks_json: tuple[Any, str, str] = (None, "", "")
     openapi_json: str | None = None
+    #: the webhooks (issue 12): settings, outbox, sender; and the in-process worker, if any
+    webhooks: WebhookRuntime | None = None
+    webhook_worker: BackgroundWorker | None = None
 
 
 def get_state(app: Flask | None = None) -> LicenseChainState:

@@ -1,0 +1,706 @@
+"""Webhook endpoints, the outbox of events, and their deliveries (issue 12).
+
+Tables (on the store's one ``MetaData``, created by revision ``r0012a``):
+
+- ``lc_webhook_endpoints``: where events go. ``app_id`` NULL receives every app's events
+  (and those of no app); ``source`` is ``api`` (``POST /v1/webhooks``) or ``app`` (an
+  app's ``webhook_url``, kept in step by the outbox). The signing secret is kept sealed
+  (AES-256-GCM, ``flask_licensechain/webhooks/secrets.py``); during a rotation's overlap
+  the previous one too.
+- ``lc_webhook_events``: one row per event, its exact JSON payload (the bytes signed).
+- ``lc_webhook_deliveries``: one row per (event, endpoint): the outbox proper. Written in
+  the transaction of the change that caused it (``add_event``), claimed by workers
+  (``claim_due``), finished with ``finish``. A claim is a lease: ``next_attempt_at`` moves
+  to the lease's end and ``lease_owner`` names the worker, so a worker that dies mid-attempt
+  leaves the delivery due again when the lease ends (at-least-once), and a late result of a
+  lost lease is refused (fencing). PostgreSQL claims with ``FOR UPDATE SKIP LOCKED``.
+- ``lc_webhook_attempts``: each attempt: status code, latency (ms), error.
+- ``lc_license_expirations``: the license expiries already announced (the sweeper's memory:
+  one ``license.expire`` per license and expiry date).
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..core.errors import NotFound
+from .database import Database
+from .schema import UTCDateTime, metadata
+
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+webhook_endpoints = sa.Table(
+    "lc_webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("app_id", sa.String(40), sa.ForeignKey("lc_apps.id", ondelete="CASCADE")),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("source", sa.String(8), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("sealed_secret", sa.LargeBinary),
+    sa.Column("sealed_previous_secret", sa.LargeBinary),
+    sa.Column("previous_secret_expires_at", UTCDateTime),
+    sa.Column("failing_since", UTCDateTime),
+    sa.Column("disabled_at", UTCDateTime),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_lc_webhook_endpoints_app", "app_id"),
+)
+
+webhook_events = sa.Table(
+    "lc_webhook_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # the webhook-id header
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("app_id", sa.String(40)),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "lc_webhook_deliveries",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "endpoint_id",
+        sa.String(40),
+        sa.ForeignKey("lc_webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column(
+        "event_id",
+        sa.String(40),
+        sa.ForeignKey("lc_webhook_events.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("status", sa.String(16), nullable=False),  # pending / succeeded / dead
+    sa.Column("attempts", sa.Integer, nullable=False),  # in this run (a manual retry resets)
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),  # NULL once finished
+    sa.Column("lease_owner", sa.String(40)),
+    sa.Column("last_status_code", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_lc_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_lc_webhook_deliveries_endpoint", "endpoint_id", "id"),
+)
+
+webhook_attempts = sa.Table(
+    "lc_webhook_attempts",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        _ID,
+        sa.ForeignKey("lc_webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("attempted_at", UTCDateTime, nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("latency_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_lc_webhook_attempts_delivery", "delivery_id"),
+)
+
+license_expirations = sa.Table(
+    "lc_license_expirations",
+    metadata,
+    sa.Column(
+        "license_id",
+        sa.String(40),
+        sa.ForeignKey("lc_licenses.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+PENDING: Final = "pending"
+SUCCEEDED: Final = "succeeded"
+DEAD: Final = "dead"
+#: ``events`` member meaning every event type
+ALL_EVENTS: Final = "*"
+SOURCE_API: Final = "api"
+SOURCE_APP: Final = "app"
+
+
+@dataclass(frozen=True)
+class WebhookEndpointRecord:
+    id: str
+    app_id: str | None
+    url: str
+    description: str | None
+    events: tuple[str, ...]
+    source: str  # api / app
+    enabled: bool
+    sealed_secret: bytes | None = field(repr=False)
+    sealed_previous_secret: bytes | None = field(repr=False)
+    previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def subscribes(self, event_type: str) -> bool:
+        return ALL_EVENTS in self.events or event_type in self.events
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    id: int
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    created_at: datetime
+    history: tuple[AttemptRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery a worker holds the lease of, with what it needs to send it."""
+
+    id: int
+    endpoint_id: str
+    event_id: str
+    payload: str
+    created_at: datetime
+    attempts: int  # including this one
+    max_attempts: int
+    lease_owner: str
+
+
+def endpoint_record(row: Any) -> WebhookEndpointRecord:
+    return WebhookEndpointRecord(
+        id=row.id,
+        app_id=row.app_id,
+        url=row.url,
+        description=row.description,
+        events=tuple(row.events or ()),
+        source=row.source,
+        enabled=bool(row.enabled),
+        sealed_secret=row.sealed_secret,
+        sealed_previous_secret=row.sealed_previous_secret,
+        previous_secret_expires_at=row.previous_secret_expires_at,
+        failing_since=row.failing_since,
+        disabled_at=row.disabled_at,
+        disabled_reason=row.disabled_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+_DELIVERY_COLUMNS = (
+    webhook_deliveries.c.id,
+    webhook_deliveries.c.endpoint_id,
+    webhook_deliveries.c.event_id,
+    webhook_events.c.type.label("event_type"),
+    webhook_deliveries.c.status,
+    webhook_deliveries.c.attempts,
+    webhook_deliveries.c.max_attempts,
+    webhook_deliveries.c.next_attempt_at,
+    webhook_deliveries.c.last_status_code,
+    webhook_deliveries.c.last_error,
+    webhook_deliveries.c.last_attempt_at,
+    webhook_deliveries.c.created_at,
+)
+_DELIVERY_FROM = webhook_deliveries.join(
+    webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id
+)
+
+
+class WebhookRepository:
+    """Endpoints, events and deliveries. Methods taking ``conn`` run in the caller's
+    transaction (the outbox listener's unit of work); the others are their own."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def insert_endpoint(self, values: Mapping[str, Any]) -> WebhookEndpointRecord:
+        with self._db.write() as conn:
+            conn.execute(sa.insert(webhook_endpoints).values(**values))
+            row = conn.execute(
+                sa.select(webhook_endpoints).where(webhook_endpoints.c.id == values["id"])
+            ).one()
+        return endpoint_record(row)
+
+    def get_endpoint(self, endpoint_id: str) -> WebhookEndpointRecord | None:
+        with self._db.single() as conn:
+            row = conn.execute(
+                sa.select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+            ).one_or_none()
+        return None if row is None else endpoint_record(row)
+
+    def update_endpoint(
+        self,
+        endpoint_id: str,
+        values: Mapping[str, Any],
+        *,
+        only_if: sa.ColumnElement[bool] | None = None,
+    ) -> WebhookEndpointRecord | None:
+        """Set ``values``; ``None`` when the endpoint is gone (or ``only_if`` is false)."""
+        statement = sa.update(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+        if only_if is not None:
+            statement = statement.where(only_if)
+        with self._db.write() as conn:
+            if conn.execute(statement.values(**values)).rowcount == 0:
+                return None
+            row = conn.execute(
+                sa.select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+            ).one()
+        return endpoint_record(row)
+
+    def set_first_secret(self, endpoint_id: str, sealed: bytes) -> bytes:
+        """Give an endpoint without a secret ``sealed``; the endpoint's sealed secret after
+        (another worker's, when it was first). ``NotFound`` when the endpoint is gone."""
+        table = webhook_endpoints
+        with self._db.write() as conn:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.id == endpoint_id, table.c.sealed_secret.is_(None))
+                .values(sealed_secret=sealed)
+            )
+            stored = conn.execute(
+                sa.select(table.c.sealed_secret).where(table.c.id == endpoint_id)
+            ).scalar()
+        if stored is None:
+            raise NotFound("Webhook not found.")
+        return bytes(stored)
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        with self._db.write() as conn:
+            deleted = conn.execute(
+                sa.delete(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+            ).rowcount
+        if not deleted:
+            raise NotFound("Webhook not found.")
+
+    def list_endpoints(
+        self, *, app_id: str | None = None, page: int = 1, limit: int = 50
+    ) -> tuple[builtins.list[WebhookEndpointRecord], int]:
+        """One page of endpoints (oldest first) and the total, of ``app_id`` when given."""
+        where: builtins.list[sa.ColumnElement[bool]] = []
+        if app_id is not None:
+            where.append(webhook_endpoints.c.app_id == app_id)
+        query = (
+            sa.select(webhook_endpoints)
+            .where(*where)
+            .order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id)
+            .limit(limit)
+            .offset((page - 1) * limit)
+        )
+        count = sa.select(sa.func.count()).select_from(webhook_endpoints).where(*where)
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+            total = int(conn.execute(count).scalar_one())
+        return [endpoint_record(row) for row in rows], total
+
+    def endpoints_for(self, conn: sa.Connection, app_id: str | None) -> builtins.list[Any]:
+        """The enabled endpoints that receive events of ``app_id``: (id, events) rows."""
+        scope: sa.ColumnElement[bool] = webhook_endpoints.c.app_id.is_(None)
+        if app_id is not None:
+            scope = sa.or_(scope, webhook_endpoints.c.app_id == app_id)
+        query = sa.select(webhook_endpoints.c.id, webhook_endpoints.c.events).where(
+            webhook_endpoints.c.enabled.is_(True), scope
+        )
+        return list(conn.execute(query).all())
+
+    def app_endpoint_state(self, conn: sa.Connection, app_id: str) -> tuple[str | None, Any]:
+        """The app's ``webhook_url`` and its managed endpoint row (id, url) or ``None``."""
+        apps = metadata.tables["lc_apps"]
+        url = conn.execute(sa.select(apps.c.webhook_url).where(apps.c.id == app_id)).scalar()
+        row = conn.execute(
+            sa.select(webhook_endpoints.c.id, webhook_endpoints.c.url).where(
+                webhook_endpoints.c.app_id == app_id,
+                webhook_endpoints.c.source == SOURCE_APP,
+            )
+        ).first()
+        return url, row
+
+    def sync_app_endpoint(self, conn: sa.Connection, app_id: str, now: datetime) -> None:
+        """Keep the endpoint of the app's ``webhook_url`` in step with it, in the caller's
+        transaction: made when the URL is set (every event type; its secret is made at
+        first use), moved and enabled again when the URL changes, removed when cleared."""
+        url, row = self.app_endpoint_state(conn, app_id)
+        table = webhook_endpoints
+        if url is None:
+            if row is not None:
+                conn.execute(sa.delete(table).where(table.c.id == row.id))
+            return
+        if row is None:
+            conn.execute(
+                sa.insert(table).values(
+                    id=str(uuid.uuid4()),
+                    app_id=app_id,
+                    url=url,
+                    events=[ALL_EVENTS],
+                    source=SOURCE_APP,
+                    enabled=True,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        elif row.url != url:
+            conn.execute(
+                sa.update(table)
+                .where(table.c.id == row.id)
+                .values(
+                    url=url,
+                    enabled=True,
+                    failing_since=None,
+                    disabled_at=None,
+                    disabled_reason=None,
+                    updated_at=now,
+                )
+            )
+
+    # -- the outbox ----------------------------------------------------------------------
+
+    def add_event(
+        self,
+        conn: sa.Connection,
+        *,
+        event_id: str,
+        event_type: str,
+        app_id: str | None,
+        payload: str,
+        endpoint_ids: Sequence[str],
+        now: datetime,
+        max_attempts: int,
+    ) -> None:
+        """Queue ``payload`` for each of ``endpoint_ids``, in the caller's transaction."""
+        conn.execute(
+            sa.insert(webhook_events).values(
+                id=event_id, type=event_type, app_id=app_id, payload=payload, created_at=now
+            )
+        )
+        conn.execute(
+            sa.insert(webhook_deliveries),
+            [
+                {
+                    "endpoint_id": endpoint_id,
+                    "event_id": event_id,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "max_attempts": max_attempts,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+                for endpoint_id in endpoint_ids
+            ],
+        )
+
+    def claim_one(
+        self, endpoint_id: str, event_id: str, *, owner: str, now: datetime, lease: timedelta
+    ) -> ClaimedDelivery | None:
+        """Lease the pending delivery of ``event_id`` to ``endpoint_id`` (a test event,
+        sent at once, whether the endpoint is enabled or not)."""
+        found = self._claim(
+            [
+                webhook_deliveries.c.endpoint_id == endpoint_id,
+                webhook_deliveries.c.event_id == event_id,
+                webhook_deliveries.c.status == PENDING,
+            ],
+            owner,
+            now=now,
+            lease=lease,
+            limit=1,
+        )
+        return found[0] if found else None
+
+    def claim_due(
+        self, owner: str, *, now: datetime, lease: timedelta, limit: int
+    ) -> builtins.list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries of enabled endpoints to ``owner``.
+
+        Each claim counts as an attempt and moves ``next_attempt_at`` to ``now + lease``:
+        if the worker dies, the delivery is due again then. On PostgreSQL rows that another
+        worker is claiming are skipped (``FOR UPDATE SKIP LOCKED``), so workers never wait
+        on each other and never take the same delivery at the same time.
+        """
+        enabled = sa.select(webhook_endpoints.c.id).where(webhook_endpoints.c.enabled.is_(True))
+        return self._claim(
+            [
+                webhook_deliveries.c.status == PENDING,
+                webhook_deliveries.c.next_attempt_at <= now,
+                webhook_deliveries.c.endpoint_id.in_(enabled.scalar_subquery()),
+            ],
+            owner,
+            now=now,
+            lease=lease,
+            limit=limit,
+        )
+
+    def _claim(
+        self,
+        where: builtins.list[sa.ColumnElement[bool]],
+        owner: str,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+    ) -> builtins.list[ClaimedDelivery]:
+        due = (
+            sa.select(webhook_deliveries.c.id)
+            .where(*where)
+            .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
+            .limit(limit)
+        )
+        if not self._db.is_sqlite:
+            due = due.with_for_update(skip_locked=True)
+        with self._db.write() as conn:
+            ids = [row.id for row in conn.execute(due).all()]
+            if not ids:
+                return []
+            conn.execute(
+                sa.update(webhook_deliveries)
+                .where(webhook_deliveries.c.id.in_(ids))
+                .values(
+                    attempts=webhook_deliveries.c.attempts + 1,
+                    next_attempt_at=now + lease,
+                    lease_owner=owner,
+                )
+            )
+            rows = conn.execute(
+                sa.select(
+                    webhook_deliveries.c.id,
+                    webhook_deliveries.c.endpoint_id,
+                    webhook_deliveries.c.event_id,
+                    webhook_deliveries.c.attempts,
+                    webhook_deliveries.c.max_attempts,
+                    webhook_events.c.payload,
+                    webhook_events.c.created_at,
+                )
+                .select_from(_DELIVERY_FROM)
+                .where(webhook_deliveries.c.id.in_(ids))
+                .order_by(webhook_deliveries.c.id)
+            ).all()
+        return [
+            ClaimedDelivery(
+                id=row.id,
+                endpoint_id=row.endpoint_id,
+                event_id=row.event_id,
+                payload=row.payload,
+                created_at=row.created_at,
+                attempts=row.attempts,
+                max_attempts=row.max_attempts,
+                lease_owner=owner,
+            )
+            for row in rows
+        ]
+
+    def finish(
+        self,
+        delivery: ClaimedDelivery,
+        attempt: AttemptRecord,
+        *,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        """Record ``attempt`` and its outcome: succeeded (2xx), due again at
+        ``next_attempt_at``, or dead (``next_attempt_at`` None after a failure). Also keeps
+        the endpoint's ``failing_since``. False when the lease was lost (another worker
+        took the delivery over): the attempt is recorded, the state left to the new owner.
+        """
+        succeeded = attempt.status_code is not None and 200 <= attempt.status_code < 300
+        if succeeded:
+            status, next_at = SUCCEEDED, None
+        elif next_attempt_at is None:
+            status, next_at = DEAD, None
+        else:
+            status, next_at = PENDING, next_attempt_at
+        with self._db.write() as conn:
+            conn.execute(
+                sa.insert(webhook_attempts).values(
+                    delivery_id=delivery.id,
+                    attempted_at=attempt.attempted_at,
+                    status_code=attempt.status_code,
+                    latency_ms=attempt.latency_ms,
+                    error=attempt.error,
+                )
+            )
+            owned = conn.execute(
+                sa.update(webhook_deliveries)
+                .where(
+                    webhook_deliveries.c.id == delivery.id,
+                    webhook_deliveries.c.lease_owner == delivery.lease_owner,
+                )
+                .values(
+                    status=status,
+                    next_attempt_at=next_at,
+                    lease_owner=None,
+                    last_status_code=attempt.status_code,
+                    last_error=attempt.error,
+                    last_attempt_at=attempt.attempted_at,
+                )
+            ).rowcount
+            endpoint = webhook_endpoints.c
+            if succeeded:
+                conn.execute(
+                    sa.update(webhook_endpoints)
+                    .where(endpoint.id == delivery.endpoint_id, endpoint.failing_since.is_not(None))
+                    .values(failing_since=None)
+                )
+            else:
+                conn.execute(
+                    sa.update(webhook_endpoints)
+                    .where(endpoint.id == delivery.endpoint_id, endpoint.failing_since.is_(None))
+                    .values(failing_since=attempt.attempted_at)
+                )
+        return bool(owned)
+
+    def retry(self, endpoint_id: str, delivery_id: int, now: datetime) -> DeliveryRecord:
+        """Make a delivery of ``endpoint_id`` due now with a fresh run of attempts
+        (``NotFound`` for another endpoint's or an unknown delivery)."""
+        with self._db.write() as conn:
+            updated = conn.execute(
+                sa.update(webhook_deliveries)
+                .where(
+                    webhook_deliveries.c.id == delivery_id,
+                    webhook_deliveries.c.endpoint_id == endpoint_id,
+                )
+                .values(status=PENDING, attempts=0, next_attempt_at=now, lease_owner=None)
+            ).rowcount
+        if not updated:
+            raise NotFound("Delivery not found.")
+        found = self.get_delivery(endpoint_id, delivery_id)
+        assert found is not None
+        return found
+
+    def get_delivery(self, endpoint_id: str, delivery_id: int) -> DeliveryRecord | None:
+        found = self.list_deliveries(endpoint_id, only=delivery_id, limit=1)
+        return found[0] if found else None
+
+    def list_deliveries(
+        self,
+        endpoint_id: str,
+        *,
+        before: int | None = None,
+        only: int | None = None,
+        limit: int = 50,
+    ) -> builtins.list[DeliveryRecord]:
+        """Deliveries of ``endpoint_id``, newest first, with their attempts; ``before``: the
+        page after the delivery with that id (the cursor)."""
+        where = [webhook_deliveries.c.endpoint_id == endpoint_id]
+        if before is not None:
+            where.append(webhook_deliveries.c.id < before)
+        if only is not None:
+            where.append(webhook_deliveries.c.id == only)
+        query = (
+            sa.select(*_DELIVERY_COLUMNS)
+            .select_from(_DELIVERY_FROM)
+            .where(*where)
+            .order_by(webhook_deliveries.c.id.desc())
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+            ids = [row.id for row in rows]
+            history: dict[int, builtins.list[AttemptRecord]] = {}
+            if ids:
+                attempts = conn.execute(
+                    sa.select(webhook_attempts)
+                    .where(webhook_attempts.c.delivery_id.in_(ids))
+                    .order_by(webhook_attempts.c.id)
+                ).all()
+                for a in attempts:
+                    history.setdefault(a.delivery_id, []).append(
+                        AttemptRecord(a.attempted_at, a.status_code, a.latency_ms, a.error)
+                    )
+        return [
+            DeliveryRecord(
+                id=row.id,
+                endpoint_id=row.endpoint_id,
+                event_id=row.event_id,
+                event_type=row.event_type,
+                status=row.status,
+                attempts=row.attempts,
+                max_attempts=row.max_attempts,
+                next_attempt_at=row.next_attempt_at,
+                last_status_code=row.last_status_code,
+                last_error=row.last_error,
+                last_attempt_at=row.last_attempt_at,
+                created_at=row.created_at,
+                history=tuple(history.get(row.id, ())),
+            )
+            for row in rows
+        ]
+
+    def failing_endpoints(self, since: datetime) -> builtins.list[WebhookEndpointRecord]:
+        """Enabled endpoints failing without a success since before ``since``."""
+        query = sa.select(webhook_endpoints).where(
+            webhook_endpoints.c.enabled.is_(True),
+            webhook_endpoints.c.failing_since.is_not(None),
+            webhook_endpoints.c.failing_since <= since,
+        )
+        with self._db.read() as conn:
+            return [endpoint_record(row) for row in conn.execute(query).all()]
+
+    # -- license expiries ----------------------------------------------------------------
+
+    def unannounced_expiries(
+        self, now: datetime, limit: int
+    ) -> builtins.list[tuple[str, datetime]]:
+        """(license id, expiry) of active licenses past their expiry and not yet announced."""
+        lic = metadata.tables["lc_licenses"]
+        seen = license_expirations
+        query = (
+            sa.select(lic.c.id, lic.c.expires_at)
+            .select_from(lic.outerjoin(seen, seen.c.license_id == lic.c.id))
+            .where(
+                lic.c.status == "ACTIVE",
+                lic.c.expires_at.is_not(None),
+                lic.c.expires_at <= now,
+                sa.or_(seen.c.license_id.is_(None), seen.c.expires_at != lic.c.expires_at),
+            )
+            .order_by(lic.c.expires_at)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return [(row.id, row.expires_at) for row in conn.execute(query).all()]
+
+    def mark_expiry(
+        self, conn: sa.Connection, license_id: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        """Remember that ``license_id`` expired at ``expires_at``; False when it already was
+        (another worker announced it first)."""
+        values = {"license_id": license_id, "expires_at": expires_at, "recorded_at": now}
+        insert = (
+            sqlite.insert(license_expirations).values(**values)
+            if self._db.is_sqlite
+            else postgresql.insert(license_expirations).values(**values)
+        )
+        statement = insert.on_conflict_do_update(
+            index_elements=[license_expirations.c.license_id],
+            set_={"expires_at": insert.excluded.expires_at, "recorded_at": now},
+            where=license_expirations.c.expires_at != insert.excluded.expires_at,
+        )
+        return bool(conn.execute(statement).rowcount)

@@ -1,0 +1,130 @@
+"""What the webhooks of one issuer share: their settings, the store, the sealing key, the
+destination policy, the outbox and the HTTP sender. ``IssuerState.webhooks`` holds it; the
+services, the worker and the API read it. Nothing here needs a Flask app context.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from ..config import Settings
+from ..store import Store
+from ..store.webhooks import WebhookEndpointRecord
+from . import secret as secret_box
+from .delivery import Sender
+from .outbox import Outbox
+from .ssrf import DestinationPolicy
+
+#: a delay is drawn uniformly within this fraction of its nominal value (jitter)
+JITTER: Final = 0.2
+#: how far past the attempt timeout a claimed delivery stays leased to its worker
+LEASE_MARGIN: Final = 5.0
+
+_random = random.SystemRandom()
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The ``LICENSECHAIN_WEBHOOKS_*`` settings (seconds unless said otherwise; their
+    defaults and meaning: ``config.py``)."""
+
+    allow_private: bool
+    timeout: float
+    retry_schedule: tuple[float, ...]
+    disable_after: float
+    secret_overlap: float
+    poll_interval: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookSettings:
+        return cls(
+            allow_private=settings.webhooks_allow_private,
+            timeout=settings.webhooks_timeout,
+            retry_schedule=settings.webhooks_retry_schedule,
+            disable_after=settings.webhooks_disable_after,
+            secret_overlap=settings.webhooks_secret_overlap,
+            poll_interval=settings.webhooks_poll_interval,
+        )
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.retry_schedule) + 1
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.timeout + LEASE_MARGIN)
+
+
+class WebhookRuntime:
+    """See the module docstring. ``install()`` adds the outbox to the store's listeners."""
+
+    def __init__(self, store: Store, sealing_key: bytes, settings: WebhookSettings) -> None:
+        self.store = store
+        self.repository = store.webhooks
+        self.settings = settings
+        self.policy = DestinationPolicy(allow_private=settings.allow_private)
+        self.outbox = Outbox(self.repository, max_attempts=settings.max_attempts)
+        self._sealing_key = sealing_key
+        self._sender: Sender | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"WebhookRuntime(allow_private={self.settings.allow_private})"
+
+    def install(self) -> None:
+        self.store.changes.add_listener(self.outbox.listener)
+
+    @property
+    def sender(self) -> Sender:
+        """The HTTP sender, made on first use (one connection pool per process)."""
+        with self._lock:
+            if self._sender is None:
+                self._sender = Sender(self.policy, timeout=self.settings.timeout)
+            return self._sender
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sender is not None:
+                self._sender.close()
+                self._sender = None
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    def seal(self, secret: bytes, endpoint_id: str) -> bytes:
+        return secret_box.seal(secret, endpoint_id, self._sealing_key)
+
+    def signing_secrets(self, endpoint: WebhookEndpointRecord, now: datetime) -> list[bytes]:
+        """The secrets a delivery to ``endpoint`` is signed with now: the current one, and
+        the previous one during a rotation's overlap. An app endpoint's first secret is
+        made here (``KeyMaterialError`` when a sealed secret cannot be opened)."""
+        sealed = endpoint.sealed_secret
+        if sealed is None:
+            sealed = self._first_secret(endpoint.id)
+        found = [secret_box.unseal(sealed, endpoint.id, self._sealing_key)]
+        previous, until = endpoint.sealed_previous_secret, endpoint.previous_secret_expires_at
+        if previous is not None and until is not None and now < until:
+            found.append(secret_box.unseal(previous, endpoint.id, self._sealing_key))
+        return found
+
+    def _first_secret(self, endpoint_id: str) -> bytes:
+        from_row = self.repository.set_first_secret(
+            endpoint_id, self.seal(secret_box.new_secret(), endpoint_id)
+        )
+        return from_row
+
+    # -- retries ---------------------------------------------------------------------------
+
+    def next_attempt_at(self, attempts: int, max_attempts: int, now: datetime) -> datetime | None:
+        """When attempt ``attempts + 1`` is due after attempt ``attempts`` failed, with
+        jitter; ``None`` when that was the last one (the delivery is dead)."""
+        if attempts >= max_attempts:
+            return None
+        schedule: Sequence[float] = self.settings.retry_schedule
+        nominal = schedule[min(attempts, len(schedule)) - 1] if schedule else 0.0
+        delay = nominal * _random.uniform(1 - JITTER, 1 + JITTER)
+        return now + timedelta(seconds=delay)

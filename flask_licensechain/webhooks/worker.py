@@ -1,0 +1,228 @@
+"""The delivery worker: claims due deliveries, sends them, records each attempt, schedules
+retries, disables endpoints that keep failing, and sweeps license expiries.
+
+- ``Worker.run_once()`` delivers everything due now and returns (``flask licensechain
+  webhooks run --once``); ``Worker.run(stop)`` keeps going until ``stop`` is set (``flask
+  licensechain webhooks run``); ``BackgroundWorker`` runs it in a daemon thread of the
+  web process (``LICENSECHAIN_WEBHOOKS_BACKGROUND``, for the embedded default).
+- Each of ``threads`` threads claims one due delivery at a time (a lease of the attempt
+  timeout plus 5 s, ``store/webhooks.py``), sends it and records the attempt. Several
+  workers, in several processes, share the queue; on PostgreSQL with ``FOR UPDATE SKIP
+  LOCKED``, on SQLite behind its write lock.
+- Guarantees: at least once (a worker that dies mid-attempt leaves the delivery leased
+  until the lease ends; then another worker sends it again, with the same ``webhook-id``).
+  No order: deliveries are sent in parallel and retried on their own schedules, so a
+  receiver may see ``license.updated`` before ``license.created``; it should order by the
+  payload's ``timestamp`` or re-read the object.
+- A 2xx is success; otherwise the next attempt is scheduled with jitter
+  (``LICENSECHAIN_WEBHOOKS_RETRY_SCHEDULE``), and after the last one the delivery is dead
+  (visible, retryable by hand). An endpoint failing without a single success for
+  ``LICENSECHAIN_WEBHOOKS_DISABLE_AFTER`` seconds is disabled (``services.webhooks``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ..core.errors import LicenseChainError
+from ..services import webhooks as service
+from ..store.webhooks import ClaimedDelivery
+from .delivery import AttemptResult
+from .runtime import WebhookRuntime
+
+log = logging.getLogger("licensechain.webhooks")
+
+#: seconds between two license-expiry sweeps of a running worker
+SWEEP_INTERVAL = 30.0
+DEFAULT_THREADS = 8
+
+
+@dataclass
+class RunReport:
+    """What a run did: deliveries attempted, succeeded, failed; endpoints disabled;
+    license expiries announced."""
+
+    attempted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    disabled: int = 0
+    expired: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, ok: bool) -> None:
+        with self._lock:
+            self.attempted += 1
+            if ok:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "attempted": self.attempted,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "disabled": self.disabled,
+            "expired": self.expired,
+        }
+
+
+class Worker:
+    """See the module docstring. ``name`` identifies its leases (default: host pid and a
+    random part)."""
+
+    def __init__(
+        self, runtime: WebhookRuntime, *, threads: int = DEFAULT_THREADS, name: str | None = None
+    ) -> None:
+        self.runtime = runtime
+        self.threads = max(1, threads)
+        self.name = name or f"w{os.getpid()}-{secrets.token_hex(4)}"
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Look for due deliveries now rather than at the next poll."""
+        self._wake.set()
+
+    def run_once(self) -> RunReport:
+        """Sweep expiries, then deliver until nothing is due; return what was done."""
+        report = RunReport()
+        report.expired = self._sweep()
+        self._drain(report, threading.Event())
+        return report
+
+    def run(self, stop: threading.Event) -> RunReport:
+        """Deliver until ``stop`` is set, polling every ``poll_interval`` seconds."""
+        report = RunReport()
+        last_sweep = 0.0
+        poll = self.runtime.settings.poll_interval
+        while not stop.is_set():
+            if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
+                report.expired += self._sweep()
+                last_sweep = time.monotonic()
+            try:
+                self._drain(report, stop)
+            except LicenseChainError as exc:  # the store is down: try again later
+                log.warning("webhook worker: %s", exc.detail or exc)
+            self._wake.wait(poll)
+            self._wake.clear()
+        return report
+
+    def _sweep(self) -> int:
+        try:
+            return service.announce_expirations(self.runtime)
+        except LicenseChainError as exc:
+            log.warning("license expiry sweep failed: %s", exc.detail or exc)
+            return 0
+
+    def _drain(self, report: RunReport, stop: threading.Event) -> None:
+        if self.threads == 1:
+            self._loop(report, stop)
+            return
+        errors: list[BaseException] = []
+
+        def loop() -> None:
+            try:
+                self._loop(report, stop)
+            except BaseException as exc:  # reported by the caller's thread
+                errors.append(exc)
+
+        pool = [
+            threading.Thread(target=loop, name=f"{self.name}-{i}", daemon=True)
+            for i in range(self.threads)
+        ]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def _loop(self, report: RunReport, stop: threading.Event) -> None:
+        repository = self.runtime.repository
+        lease = self.runtime.settings.lease
+        while not stop.is_set():
+            claimed = repository.claim_due(self.name, now=datetime.now(UTC), lease=lease, limit=1)
+            if not claimed:
+                return
+            for delivery in claimed:
+                report.count(self.deliver(delivery, report))
+
+    def deliver(self, delivery: ClaimedDelivery, report: RunReport | None = None) -> bool:
+        """Send one claimed delivery and record the attempt; True on a 2xx."""
+        runtime = self.runtime
+        started = datetime.now(UTC)
+        endpoint = runtime.repository.get_endpoint(delivery.endpoint_id)
+        if endpoint is None:  # deleted meanwhile (its deliveries went with it)
+            return False
+        try:
+            result = service.attempt_delivery(
+                runtime, endpoint, delivery.event_id, delivery.payload
+            )
+        except LicenseChainError as exc:  # a secret that cannot be unsealed
+            log.error("webhook %s: %s", endpoint.id, exc.detail or exc)
+            result = AttemptResult(None, 0, "the signing secret cannot be unsealed")
+        next_at = None
+        if not result.ok:
+            next_at = runtime.next_attempt_at(delivery.attempts, delivery.max_attempts, started)
+        record = result.as_record(started)
+        owned = runtime.repository.finish(delivery, record, next_attempt_at=next_at)
+        if not owned:
+            log.info("delivery %s: lease lost; another worker took it over", delivery.id)
+        if not result.ok:
+            log.info(
+                "webhook %s delivery %s attempt %d failed: %s",
+                endpoint.id,
+                delivery.id,
+                delivery.attempts,
+                result.error,
+            )
+            limit = timedelta(seconds=runtime.settings.disable_after)
+            since = endpoint.failing_since
+            if since is not None and started - since >= limit:
+                reason = f"every delivery failed for {limit.total_seconds() / 86400:g} days"
+                if service.disable_failing(runtime, endpoint, reason=reason) is not None:
+                    log.warning("webhook %s disabled: %s", endpoint.id, reason)
+                    if report is not None:
+                        report.disabled += 1
+        return result.ok
+
+
+class BackgroundWorker:
+    """A ``Worker`` in a daemon thread of this process, started on first use (so a forked
+    web worker starts its own) and stopped with ``stop()``."""
+
+    def __init__(self, runtime: WebhookRuntime, *, threads: int = 2) -> None:
+        self.worker = Worker(runtime, threads=threads)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def ensure_started(self) -> None:
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            self._stop = threading.Event()
+            self._pid = os.getpid()
+            self._thread = threading.Thread(
+                target=self.worker.run,
+                args=(self._stop,),
+                name="licensechain-webhooks",
+                daemon=True,
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self.worker.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
