@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import click
 
+from .cli_console import users_cli
 from .cli_db import db_cli
 from .cli_webhooks import webhooks_cli
 from .command import LicenseChainGroup, audit, emit, issuer
@@ -37,6 +38,7 @@ licensechain_cli = LicenseChainGroup(
 )
 licensechain_cli.add_command(db_cli)
 licensechain_cli.add_command(webhooks_cli)
+licensechain_cli.add_command(users_cli)
 
 
 # -- commands ---------------------------------------------------------------------------
