@@ -4,7 +4,7 @@ or a real process verifying with the ``standardwebhooks`` library), and worker p
 Run as a script it is the receiver process::
 
     python tests/webhooks_support.py --port P --secret whsec_... --out FILE
-        [--fail-first N] [--hang-first]
+        [--fail-first N] [--hang-first] [--delay SECONDS]
 
 Each verified delivery is appended to FILE as one JSON line ``{"id", "type", "data",
 "signatures"}``; a delivery that does not verify gets 400 and a line ``{"invalid": ...}``.
@@ -272,7 +272,9 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> tuple[b
 # -- the receiver process ------------------------------------------------------------------
 
 
-def _serve(port: int, secret: str, out: Path, fail_first: int, hang_first: bool) -> None:
+def _serve(
+    port: int, secret: str, out: Path, fail_first: int, hang_first: bool, delay: float
+) -> None:
     from standardwebhooks.webhooks import Webhook  # the library itself, not our helper
 
     hook = Webhook(secret)
@@ -292,6 +294,9 @@ def _serve(port: int, secret: str, out: Path, fail_first: int, hang_first: bool)
                 with lock, out.open("a") as handle:
                     handle.write(json.dumps({"hanging": self.headers.get("webhook-id")}) + "\n")
                 time.sleep(3600)
+            started = time.time()
+            if delay:
+                time.sleep(delay)
             headers = {k: v for k, v in self.headers.items()}
             try:
                 event = hook.verify(body, headers)
@@ -300,6 +305,7 @@ def _serve(port: int, secret: str, out: Path, fail_first: int, hang_first: bool)
                     "type": event["type"],
                     "data": event["data"],
                     "signatures": len(self.headers["webhook-signature"].split(" ")),
+                    "started": started,
                     "at": time.time(),
                 }
                 status = 500 if number <= fail_first else 200
@@ -328,5 +334,13 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--fail-first", type=int, default=0)
     parser.add_argument("--hang-first", action="store_true")
+    parser.add_argument("--delay", type=float, default=0.0)
     options = parser.parse_args()
-    _serve(options.port, options.secret, options.out, options.fail_first, options.hang_first)
+    _serve(
+        options.port,
+        options.secret,
+        options.out,
+        options.fail_first,
+        options.hang_first,
+        options.delay,
+    )
