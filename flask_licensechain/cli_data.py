@@ -1,6 +1,8 @@
 """``flask licensechain ...`` data protection commands: the keys at rest, backups, retention.
 
     flask --app APP licensechain rotate-encryption-key   re-seal every secret under the first key
+    flask --app APP licensechain backup FILE [--method auto|native|logical]
+    flask --app APP licensechain restore FILE [--replace]
 
 Each takes ``--json`` (one JSON object on stdout, errors included) like every
 ``flask licensechain`` command (``flask_licensechain.command``); progress goes to stderr.
@@ -9,10 +11,13 @@ Each takes ``--json`` (one JSON object on stdout, errors included) like every
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from .command import LicenseChainGroup, audit, emit, issuer
-from .store.sealed import reseal_all
+from .command import CommandFailure, LicenseChainGroup, audit, emit, issuer
+from .store.backup import METHODS, BackupError, backup, restore
+from .store.sealed import key_ids_in_use, reseal_all
 
 #: Holds the commands until ``register_data_commands`` adds them to ``flask licensechain``.
 data_cli = LicenseChainGroup("data", help="Data protection commands.")
@@ -52,6 +57,70 @@ def rotate_encryption_key(as_json: bool) -> None:
         },
         human,
     )
+
+
+@data_cli.command(
+    "backup",
+    help="Write an encrypted backup of the store to FILE (SQLite: online backup API; "
+    "PostgreSQL: pg_dump when installed, else a logical export). Safe while serving.",
+)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--method",
+    type=click.Choice(METHODS),
+    default="auto",
+    show_default=True,
+    help="native: the SQLite backup API or pg_dump; logical: rows through SQLAlchemy.",
+)
+def backup_command(as_json: bool, file: Path, method: str) -> None:
+    state, store = issuer()
+    info = backup(store.database, state.sealer, file, method=method)
+    data = {"file": str(file), **info.as_dict()}
+    emit(
+        as_json,
+        data,
+        f"Backed up the {info.backend} store (schema {info.revision}) to {file} with "
+        f"{info.method}, encrypted under key {info.key_id!r}; sha256 {info.sha256}.",
+    )
+
+
+@data_cli.command(
+    "restore",
+    help="Restore an encrypted backup FILE into this app's store and migrate it to this "
+    "code's schema. Refuses a damaged file or a newer schema. Stop the servers first.",
+)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--replace", is_flag=True, help="Drop the store's LicenseChain tables even if it has data."
+)
+def restore_command(as_json: bool, file: Path, replace: bool) -> None:
+    state, store = issuer()
+    try:
+        result = restore(store.database, state.sealer, file, replace=replace)
+    except BackupError as exc:
+        raise CommandFailure(exc.code, exc.description) from exc
+    missing = sorted(set(key_ids_in_use(store.database)) - set(state.sealer.key_ids))
+    if missing:
+        raise CommandFailure(
+            "key_error",
+            f"restored, but the store's secrets are sealed under encryption key id(s) "
+            f"{', '.join(missing)}, which are not configured: add them to "
+            "LICENSECHAIN_ENCRYPTION_KEYS before starting the servers",
+        )
+    info = result.info
+    data = {
+        "file": str(file),
+        "method": info.method,
+        "backend": info.backend,
+        "createdAt": info.created_at,
+        "backupRevision": info.revision,
+        "migratedFrom": result.migrated_from,
+        "revision": result.revision,
+    }
+    human = f"Restored {file} ({info.method} of {info.created_at})"
+    if result.migrated_from:
+        human += f", migrated from schema {result.migrated_from} to {result.revision}"
+    emit(as_json, data, human + ". Start the servers.")
 
 
 def register_data_commands(group: click.Group) -> None:

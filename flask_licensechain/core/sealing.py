@@ -268,6 +268,36 @@ class Sealer:
                 "or moved"
             ) from None
 
+    def encrypt_blob(self, plaintext: bytes, *, context: bytes) -> tuple[str, bytes]:
+        """For large binary payloads (backups): ``(key id, nonce || ciphertext and tag)``
+        under the first key, associated data as in ``seal``. The caller keeps the key id.
+        ``plaintext`` is at most 2**31 - 1 bytes (``cryptography``'s limit per call)."""
+        key_id = self.primary_key_id
+        nonce = os.urandom(_NONCE_BYTES)
+        return key_id, nonce + self._keys[key_id].encrypt(nonce, plaintext, _aad(key_id, context))
+
+    def decrypt_blob(self, key_id: str, blob: bytes, *, context: bytes) -> bytes:
+        """The plaintext of ``encrypt_blob``'s output.
+
+        :raises UnknownSealingKey: ``key_id`` is not in the ring.
+        :raises KeyMaterialError: it does not authenticate.
+        """
+        aead = self._keys.get(key_id)
+        if aead is None:
+            raise UnknownSealingKey(
+                detail=f"encryption key id {key_id!r} is not configured "
+                f"(configured: {', '.join(self._keys)})"
+            )
+        if len(blob) < _NONCE_BYTES + _TAG_BYTES:
+            raise KeyMaterialError(detail="an encrypted payload is truncated")
+        try:
+            return aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(key_id, context))
+        except InvalidTag:
+            raise KeyMaterialError(
+                detail=f"an encrypted payload does not decrypt under encryption key {key_id!r}: "
+                "wrong key for that id, or the data or its header was altered"
+            ) from None
+
     def needs_reseal(self, sealed: str | bytes) -> bool:
         """Whether ``sealed`` is in the old format or under a key other than the first."""
         if isinstance(sealed, bytes | bytearray | memoryview) and bytes(sealed).startswith(
