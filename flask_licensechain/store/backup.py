@@ -434,8 +434,7 @@ def restore(db: Database, sealer: Sealer, path: Path, *, replace: bool = False) 
     backend = db.engine.dialect.name
     if info.method != "logical" and info.backend != backend:
         raise BackupError(
-            f"a {info.method} backup of a {info.backend} store cannot be restored into "
-            f"{backend}"
+            f"a {info.method} backup of a {info.backend} store cannot be restored into {backend}"
         )
     if info.method == "logical" and info.backend != backend:
         raise BackupError(f"a {info.backend} backup cannot be restored into {backend}")
