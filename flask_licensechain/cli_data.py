@@ -3,6 +3,7 @@
     flask --app APP licensechain rotate-encryption-key   re-seal every secret under the first key
     flask --app APP licensechain backup FILE [--method auto|native|logical]
     flask --app APP licensechain restore FILE [--replace]
+    flask --app APP licensechain maintenance run         retention and key clean-up (cron: daily)
 
 Each takes ``--json`` (one JSON object on stdout, errors included) like every
 ``flask licensechain`` command (``flask_licensechain.command``); progress goes to stderr.
@@ -16,6 +17,8 @@ from pathlib import Path
 import click
 
 from .command import CommandFailure, LicenseChainGroup, audit, emit, issuer
+from .maintenance import run_maintenance
+from .serialize import iso
 from .store.backup import METHODS, BackupError, backup, restore
 from .store.sealed import key_ids_in_use, reseal_all
 
@@ -121,6 +124,34 @@ def restore_command(as_json: bool, file: Path, replace: bool) -> None:
     if result.migrated_from:
         human += f", migrated from schema {result.migrated_from} to {result.revision}"
     emit(as_json, data, human + ". Start the servers.")
+
+
+maintenance_cli = LicenseChainGroup(
+    "maintenance", help="Periodic jobs: run `maintenance run` daily (cron, systemd timer)."
+)
+data_cli.add_command(maintenance_cli)
+
+
+@maintenance_cli.command(
+    "run",
+    help="Truncate client IPs and erase user agents older than LICENSECHAIN_RETENTION_DAYS_IP "
+    "days; retire signing keys whose last token has expired. Idempotent.",
+)
+def maintenance_run(as_json: bool) -> None:
+    state, _ = issuer()
+    report = run_maintenance(state)
+    reduced = sum(report.retention.values())
+    emit(
+        as_json,
+        {
+            "retention": report.retention,
+            "cutoff": iso(report.cutoff),
+            "retentionDaysIp": state.settings.retention_days_ip,
+            "retiredSigningKeys": report.retired_keys,
+        },
+        f"Retention: {reduced} IP or user-agent value(s) older than {iso(report.cutoff)} "
+        f"reduced; {report.retired_keys} signing key(s) retired.",
+    )
 
 
 def register_data_commands(group: click.Group) -> None:

@@ -180,6 +180,13 @@ class Settings:
         "set one of the two. See README, Data protection.",
         _key_list,
     )
+    retention_days_ip: int = _opt(
+        90,
+        "Days client IP addresses and user agents are kept as stored; older ones are "
+        "truncated (IP to its /24 or /48 network) or erased (user agent) by "
+        "`flask licensechain maintenance run`.",
+        _positive_int,
+    )
     signing_key_file: str | None = _opt(
         None, "PEM file of an RSA private key to import as the active signing key.", _text
     )
