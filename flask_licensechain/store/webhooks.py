@@ -34,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..core.errors import NotFound
 from .database import Database
 from .schema import UTCDateTime, metadata
+from .sealed import register_sealed_column
 
 _ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
@@ -113,6 +114,17 @@ webhook_attempts = sa.Table(
     sa.Column("error", sa.Text),
     sa.Index("ix_lc_webhook_attempts_delivery", "delivery_id"),
 )
+
+
+def secret_context(endpoint_id: str) -> bytes:
+    """The associated data of an endpoint's sealed secrets (``core/sealing.py``): a value
+    copied onto another endpoint does not unseal there."""
+    return b"lc_webhooks.secret:" + endpoint_id.encode()
+
+
+# The signing secrets are sealed: key rotation re-seals them, start-up checks their key ids.
+for _column in ("sealed_secret", "sealed_previous_secret"):
+    register_sealed_column(webhook_endpoints, _column, context=lambda row: secret_context(row.id))
 
 license_expirations = sa.Table(
     "lc_license_expirations",

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ..config import Settings
+from ..core.sealing import Sealer
 from ..store import Store
-from ..store.webhooks import WebhookEndpointRecord
+from ..store.webhooks import WebhookEndpointRecord, secret_context
 from . import secret as secret_box
 from .delivery import Sender
 from .outbox import Outbox
@@ -63,13 +64,13 @@ class WebhookSettings:
 class WebhookRuntime:
     """See the module docstring. ``install()`` adds the outbox to the store's listeners."""
 
-    def __init__(self, store: Store, sealing_key: bytes, settings: WebhookSettings) -> None:
+    def __init__(self, store: Store, sealer: Sealer, settings: WebhookSettings) -> None:
         self.store = store
         self.repository = store.webhooks
         self.settings = settings
         self.policy = DestinationPolicy(allow_private=settings.allow_private)
         self.outbox = Outbox(self.repository, max_attempts=settings.max_attempts)
-        self._sealing_key = sealing_key
+        self._sealer = sealer
         self._sender: Sender | None = None
         self._lock = threading.Lock()
 
@@ -96,7 +97,11 @@ class WebhookRuntime:
     # -- secrets ---------------------------------------------------------------------------
 
     def seal(self, secret: bytes, endpoint_id: str) -> bytes:
-        return secret_box.seal(secret, endpoint_id, self._sealing_key)
+        """``secret`` sealed for ``endpoint_id`` (the sealed text, as ASCII bytes)."""
+        return self._sealer.seal(secret, context=secret_context(endpoint_id)).encode("ascii")
+
+    def _unseal(self, sealed: bytes, endpoint_id: str) -> bytes:
+        return self._sealer.unseal(sealed, context=secret_context(endpoint_id))
 
     def signing_secrets(self, endpoint: WebhookEndpointRecord, now: datetime) -> list[bytes]:
         """The secrets a delivery to ``endpoint`` is signed with now: the current one, and
@@ -105,10 +110,10 @@ class WebhookRuntime:
         sealed = endpoint.sealed_secret
         if sealed is None:
             sealed = self._first_secret(endpoint.id)
-        found = [secret_box.unseal(sealed, endpoint.id, self._sealing_key)]
+        found = [self._unseal(sealed, endpoint.id)]
         previous, until = endpoint.sealed_previous_secret, endpoint.previous_secret_expires_at
         if previous is not None and until is not None and now < until:
-            found.append(secret_box.unseal(previous, endpoint.id, self._sealing_key))
+            found.append(self._unseal(previous, endpoint.id))
         return found
 
     def _first_secret(self, endpoint_id: str) -> bytes:
