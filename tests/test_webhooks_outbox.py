@@ -22,7 +22,7 @@ from webhooks_support import ThreadReceiver, worker_env
 
 from flask_licensechain.serialize import license_json
 from flask_licensechain.services import webhooks as service
-from flask_licensechain.store import Actor, Change
+from flask_licensechain.store import Actor, Change, migrate, open_store
 from flask_licensechain.store.changes import SYSTEM
 from flask_licensechain.store.webhooks import webhook_deliveries, webhook_events
 from flask_licensechain.webhooks.runtime import WebhookRuntime
@@ -171,7 +171,9 @@ def test_a_disabled_endpoint_gets_nothing(hooks: Issuer) -> None:
 
 
 def test_an_apps_webhook_url_receives_all_of_its_events(hooks: Issuer) -> None:
-    app = hooks.store.apps.create("Hooked", webhook_url="http://127.0.0.1:9/app-hook")
+    with hooks.store.unit_of_work(ACTOR) as unit:  # as the apps service records it
+        app = hooks.store.apps.create("Hooked", webhook_url="http://127.0.0.1:9/app-hook")
+        unit.record(Change(action="app.create", target=app.id, app_id=app.id, subject=app))
     other = hooks.new_app(name="Other")
     create_license(hooks, app.id)
     create_license(hooks, other.id)
@@ -194,7 +196,9 @@ def test_an_apps_webhook_url_receives_all_of_its_events(hooks: Issuer) -> None:
         hooks.client.delete(f"/v1/webhooks/{managed['id']}", headers=hooks.auth()).status_code
         == 409
     )
-    hooks.store.apps.update(app.id, webhook_url=None)
+    with hooks.store.unit_of_work(ACTOR) as unit:
+        cleared = hooks.store.apps.update(app.id, webhook_url=None)
+        unit.record(Change(action="app.update", target=app.id, app_id=app.id, subject=cleared))
     create_license(hooks, app.id)
     listed = hooks.client.get("/v1/webhooks", headers=hooks.auth()).get_json()["data"]
     assert [e for e in listed if e["source"] == "app"] == []
@@ -238,7 +242,7 @@ def test_a_crash_right_after_the_commit_loses_nothing(tmp_path: Path) -> None:
                 import os
                 from issuer_app import create_app
                 from flask_licensechain import get_state
-                from flask_licensechain.store import Actor, Change
+                from flask_licensechain.store import Actor, Change, migrate, open_store
                 state = get_state(create_app())
                 store = state.store
                 with store.unit_of_work(Actor(kind="cli", id="crasher")) as unit:
@@ -263,3 +267,32 @@ def test_a_crash_right_after_the_commit_loses_nothing(tmp_path: Path) -> None:
             assert (event["type"], event["data"]["plan"]) == ("license.created", "crash")
     finally:
         close_issuer(issuer)
+
+
+def test_apps_with_a_webhook_url_before_the_migration_get_their_endpoint(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        store.upgrade_schema()
+        migrate.downgrade(store.database, "0004")
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO lc_apps (id, name, slug, tier, webhook_url, allowed_origins, "
+                    "created_at, updated_at) VALUES ('app_old', 'Old', 'old', 'free', "
+                    "'https://old.example/hook', '[]', '2026-01-01 00:00:00.000000', "
+                    "'2026-01-01 00:00:00.000000')"
+                )
+            )
+        store.upgrade_schema()
+        [endpoint], _ = store.webhooks.list_endpoints()
+        assert (endpoint.app_id, endpoint.url, endpoint.source, endpoint.events) == (
+            "app_old",
+            "https://old.example/hook",
+            "app",
+            ("*",),
+        )
+        assert endpoint.sealed_secret is None  # made at first use, by the worker
+    finally:
+        store.dispose()

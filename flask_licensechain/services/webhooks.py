@@ -24,6 +24,7 @@ from ..store.webhooks import (
     SOURCE_API,
     SOURCE_APP,
     DeliveryRecord,
+    Outcome,
     WebhookEndpointRecord,
     webhook_endpoints,
 )
@@ -269,12 +270,11 @@ def send_test(
             max_attempts=1,
         )
     claimed = runtime.repository.claim_one(
-        endpoint.id, event_id, owner=new_event_id(), now=now, lease=runtime.settings.lease
+        endpoint.id, event_id, owner=new_event_id(), now=now, lease=runtime.settings.lease()
     )
     assert claimed is not None
-    fresh = runtime.repository.get_endpoint(endpoint.id) or endpoint
-    result = attempt_delivery(runtime, fresh, claimed.event_id, claimed.payload)
-    runtime.repository.finish(claimed, result.as_record(now), next_attempt_at=None)
+    result = attempt_delivery(runtime, claimed.endpoint, claimed.event_id, claimed.payload)
+    runtime.repository.finish([Outcome(claimed, result.as_record(now), None)])
     delivery = runtime.repository.get_delivery(endpoint.id, claimed.id)
     assert delivery is not None
     return delivery, result

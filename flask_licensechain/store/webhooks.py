@@ -203,10 +203,25 @@ class ClaimedDelivery:
     endpoint_id: str
     event_id: str
     payload: str
-    created_at: datetime
     attempts: int  # including this one
     max_attempts: int
     lease_owner: str
+    endpoint: WebhookEndpointRecord
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a claimed delivery's attempt: ``next_attempt_at`` when it failed and
+    is to be tried again, ``None`` when it succeeded or was the last."""
+
+    delivery: ClaimedDelivery
+    attempt: AttemptRecord
+    next_attempt_at: datetime | None
+
+    @property
+    def succeeded(self) -> bool:
+        code = self.attempt.status_code
+        return code is not None and 200 <= code < 300
 
 
 def endpoint_record(row: Any) -> WebhookEndpointRecord:
@@ -481,113 +496,110 @@ class WebhookRepository:
         lease: timedelta,
         limit: int,
     ) -> builtins.list[ClaimedDelivery]:
-        due = (
-            sa.select(webhook_deliveries.c.id)
-            .where(*where)
-            .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
-            .limit(limit)
-        )
+        d = webhook_deliveries.c
+        due = sa.select(d.id).where(*where).order_by(d.next_attempt_at, d.id).limit(limit)
         if not self._db.is_sqlite:
             due = due.with_for_update(skip_locked=True)
+        claim = (
+            sa.update(webhook_deliveries)
+            .where(d.id.in_(due.scalar_subquery()))
+            .values(attempts=d.attempts + 1, next_attempt_at=now + lease, lease_owner=owner)
+            .returning(d.id, d.event_id, d.attempts, d.max_attempts)
+        )
         with self._db.write() as conn:
-            ids = [row.id for row in conn.execute(due).all()]
-            if not ids:
+            claimed = {row.id: row for row in conn.execute(claim).all()}
+            if not claimed:
                 return []
-            conn.execute(
-                sa.update(webhook_deliveries)
-                .where(webhook_deliveries.c.id.in_(ids))
-                .values(
-                    attempts=webhook_deliveries.c.attempts + 1,
-                    next_attempt_at=now + lease,
-                    lease_owner=owner,
-                )
-            )
             rows = conn.execute(
                 sa.select(
-                    webhook_deliveries.c.id,
-                    webhook_deliveries.c.endpoint_id,
-                    webhook_deliveries.c.event_id,
-                    webhook_deliveries.c.attempts,
-                    webhook_deliveries.c.max_attempts,
-                    webhook_events.c.payload,
-                    webhook_events.c.created_at,
+                    d.id.label("delivery_id"),
+                    webhook_events.c.payload.label("event_payload"),
+                    webhook_endpoints,
                 )
-                .select_from(_DELIVERY_FROM)
-                .where(webhook_deliveries.c.id.in_(ids))
-                .order_by(webhook_deliveries.c.id)
+                .select_from(
+                    _DELIVERY_FROM.join(webhook_endpoints, webhook_endpoints.c.id == d.endpoint_id)
+                )
+                .where(d.id.in_(list(claimed)))
+                .order_by(d.id)
             ).all()
-        return [
-            ClaimedDelivery(
-                id=row.id,
-                endpoint_id=row.endpoint_id,
-                event_id=row.event_id,
-                payload=row.payload,
-                created_at=row.created_at,
-                attempts=row.attempts,
-                max_attempts=row.max_attempts,
-                lease_owner=owner,
+        found = []
+        for row in rows:
+            mine = claimed[row.delivery_id]
+            endpoint = endpoint_record(row)
+            found.append(
+                ClaimedDelivery(
+                    id=mine.id,
+                    endpoint_id=endpoint.id,
+                    event_id=mine.event_id,
+                    payload=row.event_payload,
+                    attempts=mine.attempts,
+                    max_attempts=mine.max_attempts,
+                    lease_owner=owner,
+                    endpoint=endpoint,
+                )
             )
-            for row in rows
-        ]
+        return found
 
-    def finish(
-        self,
-        delivery: ClaimedDelivery,
-        attempt: AttemptRecord,
-        *,
-        next_attempt_at: datetime | None,
-    ) -> bool:
-        """Record ``attempt`` and its outcome: succeeded (2xx), due again at
-        ``next_attempt_at``, or dead (``next_attempt_at`` None after a failure). Also keeps
-        the endpoint's ``failing_since``. False when the lease was lost (another worker
-        took the delivery over): the attempt is recorded, the state left to the new owner.
-        """
-        succeeded = attempt.status_code is not None and 200 <= attempt.status_code < 300
-        if succeeded:
-            status, next_at = SUCCEEDED, None
-        elif next_attempt_at is None:
-            status, next_at = DEAD, None
-        else:
-            status, next_at = PENDING, next_attempt_at
+    def finish(self, outcomes: Sequence[Outcome]) -> int:
+        """Record each attempt and its outcome in one transaction: succeeded, due again at
+        ``next_attempt_at``, or dead (failed with no next attempt); and keep each
+        endpoint's ``failing_since``. A delivery whose lease was lost (another worker took
+        it over) keeps the new owner's state; its attempt is still recorded. Returns how
+        many outcomes were applied."""
+        if not outcomes:
+            return 0
+        d = webhook_deliveries.c
+        e = webhook_endpoints.c
+        applied = 0
         with self._db.write() as conn:
             conn.execute(
-                sa.insert(webhook_attempts).values(
-                    delivery_id=delivery.id,
-                    attempted_at=attempt.attempted_at,
-                    status_code=attempt.status_code,
-                    latency_ms=attempt.latency_ms,
-                    error=attempt.error,
-                )
+                sa.insert(webhook_attempts),
+                [
+                    {
+                        "delivery_id": o.delivery.id,
+                        "attempted_at": o.attempt.attempted_at,
+                        "status_code": o.attempt.status_code,
+                        "latency_ms": o.attempt.latency_ms,
+                        "error": o.attempt.error,
+                    }
+                    for o in outcomes
+                ],
             )
-            owned = conn.execute(
-                sa.update(webhook_deliveries)
-                .where(
-                    webhook_deliveries.c.id == delivery.id,
-                    webhook_deliveries.c.lease_owner == delivery.lease_owner,
-                )
-                .values(
-                    status=status,
-                    next_attempt_at=next_at,
-                    lease_owner=None,
-                    last_status_code=attempt.status_code,
-                    last_error=attempt.error,
-                    last_attempt_at=attempt.attempted_at,
-                )
-            ).rowcount
-            endpoint = webhook_endpoints.c
-            if succeeded:
-                conn.execute(
-                    sa.update(webhook_endpoints)
-                    .where(endpoint.id == delivery.endpoint_id, endpoint.failing_since.is_not(None))
-                    .values(failing_since=None)
-                )
-            else:
-                conn.execute(
-                    sa.update(webhook_endpoints)
-                    .where(endpoint.id == delivery.endpoint_id, endpoint.failing_since.is_(None))
-                    .values(failing_since=attempt.attempted_at)
-                )
-        return bool(owned)
+            for o in outcomes:
+                if o.succeeded:
+                    status = SUCCEEDED
+                else:
+                    status = PENDING if o.next_attempt_at is not None else DEAD
+                applied += conn.execute(
+                    sa.update(webhook_deliveries)
+                    .where(d.id == o.delivery.id, d.lease_owner == o.delivery.lease_owner)
+                    .values(
+                        status=status,
+                        next_attempt_at=None if o.succeeded else o.next_attempt_at,
+                        lease_owner=None,
+                        last_status_code=o.attempt.status_code,
+                        last_error=o.attempt.error,
+                        last_attempt_at=o.attempt.attempted_at,
+                    )
+                ).rowcount
+            failing: dict[str, datetime | None] = {}
+            for o in outcomes:  # the last outcome per endpoint decides
+                failing[o.delivery.endpoint_id] = None if o.succeeded else o.attempt.attempted_at
+            known = {o.delivery.endpoint_id: o.delivery.endpoint.failing_since for o in outcomes}
+            for endpoint_id, since in failing.items():
+                if since is None and known[endpoint_id] is not None:
+                    conn.execute(
+                        sa.update(webhook_endpoints)
+                        .where(e.id == endpoint_id, e.failing_since.is_not(None))
+                        .values(failing_since=None)
+                    )
+                elif since is not None and known[endpoint_id] is None:
+                    conn.execute(
+                        sa.update(webhook_endpoints)
+                        .where(e.id == endpoint_id, e.failing_since.is_(None))
+                        .values(failing_since=since)
+                    )
+        return applied
 
     def retry(self, endpoint_id: str, delivery_id: int, now: datetime) -> DeliveryRecord:
         """Make a delivery of ``endpoint_id`` due now with a fresh run of attempts

@@ -7,8 +7,8 @@ writes one event row (the exact JSON payload that will be signed) and one delive
 enabled endpoint that subscribes to it: the endpoints of the change's app, and those of no
 app (every app). It runs inside the unit of work, so the event commits with the change or
 not at all: a rolled-back change sends nothing, and a crash after the commit loses nothing
-(the worker finds the rows). A change of an app also keeps the endpoint of the app's
-``webhook_url`` in step.
+(the worker finds the rows). ``app.create`` and ``app.update`` also keep the endpoint of
+the app's ``webhook_url`` in step (revision ``0012a`` made those of the apps before it).
 
 Payload: ``{"type": <event type>, "timestamp": <ISO 8601 UTC>, "data": <the changed object
 as the API returns it>}`` (``serialize.py``; a webhook endpoint without its secret).
@@ -84,9 +84,10 @@ class Outbox:
         if event_type is None and change.action not in _APP_ACTIONS:
             return
         now = datetime.now(UTC)
-        if change.app_id is not None:
-            self._repository.sync_app_endpoint(conn, change.app_id, now)
-        if event_type is None:
+        if event_type is None:  # an app was created or changed: its webhook_url may have
+            app_id = change.app_id or change.target
+            if app_id is not None:
+                self._repository.sync_app_endpoint(conn, app_id, now)
             return
         targets = [
             row.id

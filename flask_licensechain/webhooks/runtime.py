@@ -56,9 +56,10 @@ class WebhookSettings:
     def max_attempts(self) -> int:
         return len(self.retry_schedule) + 1
 
-    @property
-    def lease(self) -> timedelta:
-        return timedelta(seconds=self.timeout + LEASE_MARGIN)
+    def lease(self, batch: int = 1) -> timedelta:
+        """How long a worker holds ``batch`` claimed deliveries: one timeout each, plus a
+        margin for recording them."""
+        return timedelta(seconds=batch * self.timeout + LEASE_MARGIN)
 
 
 class WebhookRuntime:

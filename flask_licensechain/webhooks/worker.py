@@ -5,8 +5,9 @@ retries, disables endpoints that keep failing, and sweeps license expiries.
   webhooks run --once``); ``Worker.run(stop)`` keeps going until ``stop`` is set (``flask
   licensechain webhooks run``); ``BackgroundWorker`` runs it in a daemon thread of the
   web process (``LICENSECHAIN_WEBHOOKS_BACKGROUND``, for the embedded default).
-- Each of ``threads`` threads claims one due delivery at a time (a lease of the attempt
-  timeout plus 5 s, ``store/webhooks.py``), sends it and records the attempt. Several
+- Each of ``threads`` threads claims up to ``batch`` due deliveries at a time (a lease of
+  ``batch`` attempt timeouts plus 5 s, ``store/webhooks.py``), sends them one after the
+  other and records their attempts together. Several
   workers, in several processes, share the queue; on PostgreSQL with ``FOR UPDATE SKIP
   LOCKED``, on SQLite behind its write lock.
 - Guarantees: at least once (a worker that dies mid-attempt leaves the delivery leased
@@ -32,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..core.errors import LicenseChainError
 from ..services import webhooks as service
-from ..store.webhooks import ClaimedDelivery
+from ..store.webhooks import ClaimedDelivery, Outcome
 from .delivery import AttemptResult
 from .runtime import WebhookRuntime
 
@@ -41,6 +42,8 @@ log = logging.getLogger("licensechain.webhooks")
 #: seconds between two license-expiry sweeps of a running worker
 SWEEP_INTERVAL = 30.0
 DEFAULT_THREADS = 8
+#: deliveries one thread claims at a time (their results are recorded together)
+DEFAULT_BATCH = 4
 
 
 @dataclass
@@ -78,10 +81,16 @@ class Worker:
     random part)."""
 
     def __init__(
-        self, runtime: WebhookRuntime, *, threads: int = DEFAULT_THREADS, name: str | None = None
+        self,
+        runtime: WebhookRuntime,
+        *,
+        threads: int = DEFAULT_THREADS,
+        batch: int = DEFAULT_BATCH,
+        name: str | None = None,
     ) -> None:
         self.runtime = runtime
         self.threads = max(1, threads)
+        self.batch = max(1, batch)
         self.name = name or f"w{os.getpid()}-{secrets.token_hex(4)}"
         self._wake = threading.Event()
 
@@ -145,21 +154,25 @@ class Worker:
 
     def _loop(self, report: RunReport, stop: threading.Event) -> None:
         repository = self.runtime.repository
-        lease = self.runtime.settings.lease
+        settings = self.runtime.settings
         while not stop.is_set():
-            claimed = repository.claim_due(self.name, now=datetime.now(UTC), lease=lease, limit=1)
+            claimed = repository.claim_due(
+                self.name, now=datetime.now(UTC), lease=settings.lease(self.batch), limit=self.batch
+            )
             if not claimed:
                 return
-            for delivery in claimed:
-                report.count(self.deliver(delivery, report))
+            outcomes = [self.attempt(delivery) for delivery in claimed]
+            repository.finish(outcomes)
+            for outcome in outcomes:
+                report.count(outcome.succeeded)
+            self._disable_failing(outcomes, report)
 
-    def deliver(self, delivery: ClaimedDelivery, report: RunReport | None = None) -> bool:
-        """Send one claimed delivery and record the attempt; True on a 2xx."""
+    def attempt(self, delivery: ClaimedDelivery) -> Outcome:
+        """Send one claimed delivery: its outcome, with the next attempt's time when it
+        failed and has attempts left."""
         runtime = self.runtime
         started = datetime.now(UTC)
-        endpoint = runtime.repository.get_endpoint(delivery.endpoint_id)
-        if endpoint is None:  # deleted meanwhile (its deliveries went with it)
-            return False
+        endpoint = delivery.endpoint
         try:
             result = service.attempt_delivery(
                 runtime, endpoint, delivery.event_id, delivery.payload
@@ -170,11 +183,6 @@ class Worker:
         next_at = None
         if not result.ok:
             next_at = runtime.next_attempt_at(delivery.attempts, delivery.max_attempts, started)
-        record = result.as_record(started)
-        owned = runtime.repository.finish(delivery, record, next_attempt_at=next_at)
-        if not owned:
-            log.info("delivery %s: lease lost; another worker took it over", delivery.id)
-        if not result.ok:
             log.info(
                 "webhook %s delivery %s attempt %d failed: %s",
                 endpoint.id,
@@ -182,15 +190,23 @@ class Worker:
                 delivery.attempts,
                 result.error,
             )
-            limit = timedelta(seconds=runtime.settings.disable_after)
+        return Outcome(delivery, result.as_record(started), next_at)
+
+    def _disable_failing(self, outcomes: list[Outcome], report: RunReport) -> None:
+        limit = timedelta(seconds=self.runtime.settings.disable_after)
+        done: set[str] = set()
+        for outcome in outcomes:
+            endpoint = outcome.delivery.endpoint
             since = endpoint.failing_since
-            if since is not None and started - since >= limit:
-                reason = f"every delivery failed for {limit.total_seconds() / 86400:g} days"
-                if service.disable_failing(runtime, endpoint, reason=reason) is not None:
-                    log.warning("webhook %s disabled: %s", endpoint.id, reason)
-                    if report is not None:
-                        report.disabled += 1
-        return result.ok
+            if outcome.succeeded or endpoint.id in done or since is None:
+                continue
+            if outcome.attempt.attempted_at - since < limit:
+                continue
+            done.add(endpoint.id)
+            reason = f"every delivery failed for {limit.total_seconds() / 86400:g} days"
+            if service.disable_failing(self.runtime, endpoint, reason=reason) is not None:
+                log.warning("webhook %s disabled: %s", endpoint.id, reason)
+                report.disabled += 1
 
 
 class BackgroundWorker:

@@ -12,9 +12,15 @@ Revises: 0004
   (``next_attempt_at``, ``lease_owner``) and last outcome.
 - ``lc_webhook_attempts``: every attempt (status code, latency, error).
 - ``lc_license_expirations``: the sweeper's record of expiries already announced.
+
+Data: an app with a ``webhook_url`` gets its endpoint (every event type; its signing secret
+is made at first use, since the encryption key is not at hand here).
 """
 
 from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
@@ -113,6 +119,46 @@ def upgrade() -> None:
         sa.Column("expires_at", _UTC, nullable=False),
         sa.Column("recorded_at", _UTC, nullable=False),
     )
+    _endpoints_of_apps()
+
+
+def _endpoints_of_apps() -> None:
+    conn = op.get_bind()
+    apps = sa.table("lc_apps", sa.column("id", sa.String), sa.column("webhook_url", sa.Text))
+    endpoints = sa.table(
+        "lc_webhook_endpoints",
+        sa.column("id", sa.String),
+        sa.column("app_id", sa.String),
+        sa.column("url", sa.Text),
+        sa.column("events", sa.JSON),
+        sa.column("source", sa.String),
+        sa.column("enabled", sa.Boolean),
+        sa.column("created_at", _UTC),
+        sa.column("updated_at", _UTC),
+    )
+    now: object = datetime.now(UTC)
+    if conn.dialect.name == "sqlite":  # the store's fixed-width UTC text
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    rows = conn.execute(
+        sa.select(apps.c.id, apps.c.webhook_url).where(apps.c.webhook_url.is_not(None))
+    ).all()
+    if rows:
+        conn.execute(
+            sa.insert(endpoints),
+            [
+                {
+                    "id": str(uuid.uuid4()),
+                    "app_id": row.id,
+                    "url": row.webhook_url,
+                    "events": ["*"],
+                    "source": "app",
+                    "enabled": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for row in rows
+            ],
+        )
 
 
 def downgrade() -> None:
