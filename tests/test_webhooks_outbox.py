@@ -24,7 +24,7 @@ from flask_licensechain.serialize import license_json
 from flask_licensechain.services import webhooks as service
 from flask_licensechain.store import Actor, Change, migrate, open_store
 from flask_licensechain.store.changes import SYSTEM
-from flask_licensechain.store.webhooks import webhook_deliveries, webhook_events
+from flask_licensechain.store.webhooks import webhook_deliveries
 from flask_licensechain.webhooks.runtime import WebhookRuntime
 from flask_licensechain.webhooks.worker import Worker
 
@@ -59,13 +59,8 @@ def add_endpoint(issuer: Issuer, url: str, **fields: Any) -> dict[str, Any]:
 
 def queued(issuer: Issuer) -> list[dict[str, Any]]:
     """Every queued delivery: endpoint, event type and payload."""
-    query = sa.select(
-        webhook_deliveries.c.endpoint_id, webhook_events.c.type, webhook_events.c.payload
-    ).select_from(
-        webhook_deliveries.join(
-            webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id
-        )
-    )
+    d = webhook_deliveries.c
+    query = sa.select(d.endpoint_id, d.event_type.label("type"), d.payload)
     with issuer.store.engine.connect() as conn:
         rows = conn.execute(query.order_by(webhook_deliveries.c.id)).all()
     return [

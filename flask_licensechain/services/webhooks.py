@@ -265,9 +265,9 @@ def send_test(
             event_type=TEST_EVENT,
             app_id=endpoint.app_id,
             payload=payload,
-            endpoint_ids=[endpoint.id],
             now=now,
             max_attempts=1,
+            only=endpoint.id,
         )
     claimed = runtime.repository.claim_one(
         endpoint.id, event_id, owner=new_event_id(), now=now, lease=runtime.settings.lease()

@@ -7,9 +7,10 @@ Tables (on the store's one ``MetaData``, created by revision ``r0012a``):
   app's ``webhook_url``, kept in step by the outbox). The signing secret is kept sealed
   (AES-256-GCM, ``flask_licensechain/webhooks/secrets.py``); during a rotation's overlap
   the previous one too.
-- ``lc_webhook_events``: one row per event, its exact JSON payload (the bytes signed).
-- ``lc_webhook_deliveries``: one row per (event, endpoint): the outbox proper. Written in
-  the transaction of the change that caused it (``add_event``), claimed by workers
+- ``lc_webhook_deliveries``: one row per (event, endpoint), with the event's exact JSON
+  payload (the bytes signed): the outbox. Written in the transaction of the change that
+  caused it, with one ``INSERT ... SELECT`` over the subscribed endpoints (``add_event``),
+  claimed by workers
   (``claim_due``), finished with ``finish``. A claim is a lease: ``next_attempt_at`` moves
   to the lease's end and ``lease_owner`` names the worker, so a worker that dies mid-attempt
   leaves the delivery due again when the lease ends (at-least-once), and a late result of a
@@ -59,16 +60,6 @@ webhook_endpoints = sa.Table(
     sa.Index("ix_lc_webhook_endpoints_app", "app_id"),
 )
 
-webhook_events = sa.Table(
-    "lc_webhook_events",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),  # the webhook-id header
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("app_id", sa.String(40)),
-    sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-)
-
 webhook_deliveries = sa.Table(
     "lc_webhook_deliveries",
     metadata,
@@ -79,12 +70,12 @@ webhook_deliveries = sa.Table(
         sa.ForeignKey("lc_webhook_endpoints.id", ondelete="CASCADE"),
         nullable=False,
     ),
-    sa.Column(
-        "event_id",
-        sa.String(40),
-        sa.ForeignKey("lc_webhook_events.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    # the event: its id (the webhook-id header, the same for every endpoint and retry), type,
+    # app, and its exact JSON payload (the bytes signed)
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("app_id", sa.String(40)),
+    sa.Column("payload", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # pending / succeeded / dead
     sa.Column("attempts", sa.Integer, nullable=False),  # in this run (a manual retry resets)
     sa.Column("max_attempts", sa.Integer, nullable=False),
@@ -248,7 +239,7 @@ _DELIVERY_COLUMNS = (
     webhook_deliveries.c.id,
     webhook_deliveries.c.endpoint_id,
     webhook_deliveries.c.event_id,
-    webhook_events.c.type.label("event_type"),
+    webhook_deliveries.c.event_type,
     webhook_deliveries.c.status,
     webhook_deliveries.c.attempts,
     webhook_deliveries.c.max_attempts,
@@ -257,9 +248,6 @@ _DELIVERY_COLUMNS = (
     webhook_deliveries.c.last_error,
     webhook_deliveries.c.last_attempt_at,
     webhook_deliveries.c.created_at,
-)
-_DELIVERY_FROM = webhook_deliveries.join(
-    webhook_events, webhook_events.c.id == webhook_deliveries.c.event_id
 )
 
 
@@ -420,31 +408,61 @@ class WebhookRepository:
         event_type: str,
         app_id: str | None,
         payload: str,
-        endpoint_ids: Sequence[str],
         now: datetime,
         max_attempts: int,
-    ) -> None:
-        """Queue ``payload`` for each of ``endpoint_ids``, in the caller's transaction."""
-        conn.execute(
-            sa.insert(webhook_events).values(
-                id=event_id, type=event_type, app_id=app_id, payload=payload, created_at=now
-            )
-        )
-        conn.execute(
-            sa.insert(webhook_deliveries),
+        only: str | None = None,
+        exclude: str | None = None,
+    ) -> int:
+        """Queue ``payload`` for every enabled endpoint that subscribes to ``event_type``
+        among those of ``app_id`` and those of every app (or for endpoint ``only``), in
+        the caller's transaction: one ``INSERT ... SELECT``. Returns the deliveries made."""
+        e = webhook_endpoints.c
+        if only is not None:
+            where: builtins.list[sa.ColumnElement[bool]] = [e.id == only]
+        else:
+            scope: sa.ColumnElement[bool] = e.app_id.is_(None)
+            if app_id is not None:
+                scope = sa.or_(scope, e.app_id == app_id)
+            events = sa.cast(e.events, sa.Text)
+            where = [
+                e.enabled.is_(True),
+                scope,
+                sa.or_(
+                    events.contains(f'"{ALL_EVENTS}"', autoescape=True),
+                    events.contains(f'"{event_type}"', autoescape=True),
+                ),
+            ]
+            if exclude is not None:
+                where.append(e.id != exclude)
+        rows = sa.select(
+            e.id,
+            sa.literal(event_id, sa.String),
+            sa.literal(event_type, sa.String),
+            sa.literal(app_id, sa.String),
+            sa.literal(payload, sa.Text),
+            sa.literal(PENDING, sa.String),
+            sa.literal(0, sa.Integer),
+            sa.literal(max_attempts, sa.Integer),
+            sa.literal(now, UTCDateTime),
+            sa.literal(now, UTCDateTime),
+        ).where(*where)
+        d = webhook_deliveries.c
+        statement = sa.insert(webhook_deliveries).from_select(
             [
-                {
-                    "endpoint_id": endpoint_id,
-                    "event_id": event_id,
-                    "status": PENDING,
-                    "attempts": 0,
-                    "max_attempts": max_attempts,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                }
-                for endpoint_id in endpoint_ids
+                d.endpoint_id,
+                d.event_id,
+                d.event_type,
+                d.app_id,
+                d.payload,
+                d.status,
+                d.attempts,
+                d.max_attempts,
+                d.next_attempt_at,
+                d.created_at,
             ],
+            rows,
         )
+        return int(conn.execute(statement).rowcount)
 
     def claim_one(
         self, endpoint_id: str, event_id: str, *, owner: str, now: datetime, lease: timedelta
@@ -513,11 +531,13 @@ class WebhookRepository:
             rows = conn.execute(
                 sa.select(
                     d.id.label("delivery_id"),
-                    webhook_events.c.payload.label("event_payload"),
+                    d.payload.label("event_payload"),
                     webhook_endpoints,
                 )
                 .select_from(
-                    _DELIVERY_FROM.join(webhook_endpoints, webhook_endpoints.c.id == d.endpoint_id)
+                    webhook_deliveries.join(
+                        webhook_endpoints, webhook_endpoints.c.id == d.endpoint_id
+                    )
                 )
                 .where(d.id.in_(list(claimed)))
                 .order_by(d.id)
@@ -640,7 +660,7 @@ class WebhookRepository:
             where.append(webhook_deliveries.c.id == only)
         query = (
             sa.select(*_DELIVERY_COLUMNS)
-            .select_from(_DELIVERY_FROM)
+            .select_from(webhook_deliveries)
             .where(*where)
             .order_by(webhook_deliveries.c.id.desc())
             .limit(limit)

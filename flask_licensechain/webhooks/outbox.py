@@ -89,22 +89,14 @@ class Outbox:
             if app_id is not None:
                 self._repository.sync_app_endpoint(conn, app_id, now)
             return
-        targets = [
-            row.id
-            for row in self._repository.endpoints_for(conn, change.app_id)
-            if "*" in row.events or event_type in row.events
-        ]
-        if change.action == "webhook.disable":  # the disabled endpoint is told nothing
-            targets = [target for target in targets if target != change.target]
-        if not targets:
-            return
         self._repository.add_event(
             conn,
             event_id=new_event_id(),
             event_type=event_type,
             app_id=change.app_id,
             payload=payload_json(event_type, subject_json(change, now), now),
-            endpoint_ids=targets,
             now=now,
             max_attempts=self._max_attempts,
+            # the endpoint a webhook.disable is about hears nothing of it
+            exclude=change.target if change.action == "webhook.disable" else None,
         )

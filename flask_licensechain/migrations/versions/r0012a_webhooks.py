@@ -1,4 +1,4 @@
-"""Webhooks: endpoints, the outbox of events, deliveries and their attempts, and the
+"""Webhooks: endpoints, the outbox (deliveries of events) and their attempts, and the
 license expiries already announced.
 
 Revision ID: 0012a
@@ -7,9 +7,8 @@ Revises: 0004
 - ``lc_webhook_endpoints``: destinations (an app's, or every app's), subscribed event
   types, the sealed signing secret (and the previous one during a rotation's overlap),
   the failing/disabled state.
-- ``lc_webhook_events``: one row per event with its exact JSON payload.
-- ``lc_webhook_deliveries``: the outbox: one row per event and endpoint, with its lease
-  (``next_attempt_at``, ``lease_owner``) and last outcome.
+- ``lc_webhook_deliveries``: the outbox: one row per event and endpoint, with the event's
+  exact JSON payload, its lease (``next_attempt_at``, ``lease_owner``) and last outcome.
 - ``lc_webhook_attempts``: every attempt (status code, latency, error).
 - ``lc_license_expirations``: the sweeper's record of expiries already announced.
 
@@ -55,14 +54,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_lc_webhook_endpoints_app", "lc_webhook_endpoints", ["app_id"])
     op.create_table(
-        "lc_webhook_events",
-        sa.Column("id", sa.String(40), primary_key=True),
-        sa.Column("type", sa.String(64), nullable=False),
-        sa.Column("app_id", sa.String(40)),
-        sa.Column("payload", sa.Text, nullable=False),
-        sa.Column("created_at", _UTC, nullable=False),
-    )
-    op.create_table(
         "lc_webhook_deliveries",
         sa.Column("id", _ID, primary_key=True, autoincrement=True),
         sa.Column(
@@ -71,12 +62,10 @@ def upgrade() -> None:
             sa.ForeignKey("lc_webhook_endpoints.id", ondelete="CASCADE"),
             nullable=False,
         ),
-        sa.Column(
-            "event_id",
-            sa.String(40),
-            sa.ForeignKey("lc_webhook_events.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        sa.Column("event_id", sa.String(40), nullable=False),
+        sa.Column("event_type", sa.String(64), nullable=False),
+        sa.Column("app_id", sa.String(40)),
+        sa.Column("payload", sa.Text, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("max_attempts", sa.Integer, nullable=False),
@@ -168,6 +157,5 @@ def downgrade() -> None:
     op.drop_index("ix_lc_webhook_deliveries_endpoint", "lc_webhook_deliveries")
     op.drop_index("ix_lc_webhook_deliveries_due", "lc_webhook_deliveries")
     op.drop_table("lc_webhook_deliveries")
-    op.drop_table("lc_webhook_events")
     op.drop_index("ix_lc_webhook_endpoints_app", "lc_webhook_endpoints")
     op.drop_table("lc_webhook_endpoints")
