@@ -251,6 +251,57 @@ _DELIVERY_COLUMNS = (
 )
 
 
+def _like_escape(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _queue_statement(where: sa.ColumnElement[bool]) -> sa.Insert:
+    """``INSERT INTO deliveries SELECT <the event>, endpoint id FROM endpoints WHERE ...``:
+    built once, so SQLAlchemy keeps its compiled form and its cache key."""
+    d = webhook_deliveries.c
+    rows = sa.select(
+        webhook_endpoints.c.id,
+        sa.bindparam("event_id", type_=sa.String),
+        sa.bindparam("event_type", type_=sa.String),
+        sa.bindparam("app_id", type_=sa.String),
+        sa.bindparam("payload", type_=sa.Text),
+        sa.literal(PENDING, sa.String),
+        sa.literal(0, sa.Integer),
+        sa.bindparam("max_attempts", type_=sa.Integer),
+        sa.bindparam("now", type_=UTCDateTime),
+        sa.bindparam("now", type_=UTCDateTime),
+    ).where(where)
+    columns = [
+        d.endpoint_id,
+        d.event_id,
+        d.event_type,
+        d.app_id,
+        d.payload,
+        d.status,
+        d.attempts,
+        d.max_attempts,
+        d.next_attempt_at,
+        d.created_at,
+    ]
+    return sa.insert(webhook_deliveries).from_select(columns, rows)
+
+
+_e = webhook_endpoints.c
+_events_text = sa.cast(_e.events, sa.Text)
+_QUEUE_FOR_SUBSCRIBERS: Final = _queue_statement(
+    sa.and_(
+        _e.enabled.is_(True),
+        sa.or_(_e.app_id.is_(None), _e.app_id == sa.bindparam("app_id", type_=sa.String)),
+        sa.or_(
+            _events_text.like(f'%"{ALL_EVENTS}"%'),
+            _events_text.like(sa.bindparam("type_pattern", type_=sa.Text), escape="/"),
+        ),
+        _e.id != sa.bindparam("exclude", type_=sa.String),
+    )
+)
+_QUEUE_FOR_ONE: Final = _queue_statement(_e.id == sa.bindparam("only", type_=sa.String))
+
+
 class WebhookRepository:
     """Endpoints, events and deliveries. Methods taking ``conn`` run in the caller's
     transaction (the outbox listener's unit of work); the others are their own."""
@@ -414,55 +465,22 @@ class WebhookRepository:
         exclude: str | None = None,
     ) -> int:
         """Queue ``payload`` for every enabled endpoint that subscribes to ``event_type``
-        among those of ``app_id`` and those of every app (or for endpoint ``only``), in
-        the caller's transaction: one ``INSERT ... SELECT``. Returns the deliveries made."""
-        e = webhook_endpoints.c
+        among those of ``app_id`` and those of every app (or for endpoint ``only``, enabled
+        or not), except ``exclude``, in the caller's transaction: one ``INSERT ... SELECT``
+        (built once). Returns the deliveries made."""
+        params = {
+            "event_id": event_id,
+            "event_type": event_type,
+            "app_id": app_id,
+            "payload": payload,
+            "max_attempts": max_attempts,
+            "now": now,
+        }
         if only is not None:
-            where: builtins.list[sa.ColumnElement[bool]] = [e.id == only]
-        else:
-            scope: sa.ColumnElement[bool] = e.app_id.is_(None)
-            if app_id is not None:
-                scope = sa.or_(scope, e.app_id == app_id)
-            events = sa.cast(e.events, sa.Text)
-            where = [
-                e.enabled.is_(True),
-                scope,
-                sa.or_(
-                    events.contains(f'"{ALL_EVENTS}"', autoescape=True),
-                    events.contains(f'"{event_type}"', autoescape=True),
-                ),
-            ]
-            if exclude is not None:
-                where.append(e.id != exclude)
-        rows = sa.select(
-            e.id,
-            sa.literal(event_id, sa.String),
-            sa.literal(event_type, sa.String),
-            sa.literal(app_id, sa.String),
-            sa.literal(payload, sa.Text),
-            sa.literal(PENDING, sa.String),
-            sa.literal(0, sa.Integer),
-            sa.literal(max_attempts, sa.Integer),
-            sa.literal(now, UTCDateTime),
-            sa.literal(now, UTCDateTime),
-        ).where(*where)
-        d = webhook_deliveries.c
-        statement = sa.insert(webhook_deliveries).from_select(
-            [
-                d.endpoint_id,
-                d.event_id,
-                d.event_type,
-                d.app_id,
-                d.payload,
-                d.status,
-                d.attempts,
-                d.max_attempts,
-                d.next_attempt_at,
-                d.created_at,
-            ],
-            rows,
-        )
-        return int(conn.execute(statement).rowcount)
+            return int(conn.execute(_QUEUE_FOR_ONE, {**params, "only": only}).rowcount)
+        params["type_pattern"] = f'%"{_like_escape(event_type)}"%'
+        params["exclude"] = exclude or ""
+        return int(conn.execute(_QUEUE_FOR_SUBSCRIBERS, params).rowcount)
 
     def claim_one(
         self, endpoint_id: str, event_id: str, *, owner: str, now: datetime, lease: timedelta
