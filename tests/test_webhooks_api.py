@@ -5,6 +5,7 @@ signatures during the overlap."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -13,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from issuer_support import Issuer, close_issuer, error_body, make_issuer
 from standardwebhooks.webhooks import Webhook
 from webhooks_support import ThreadReceiver
 
 from flask_licensechain.store import Actor, Change
+from flask_licensechain.store.webhooks import webhook_endpoints
 from flask_licensechain.webhooks import InvalidWebhook, verify
 from flask_licensechain.webhooks.worker import Worker
 
@@ -199,6 +202,15 @@ def test_the_secret_never_shows_again(hooks: Issuer, caplog: pytest.LogCaptureFi
             assert s not in text
     actions = [e.action for e in hooks.store.audit.list()]
     assert {"webhook.create", "webhook.rotate_secret"} <= set(actions)
+    # at rest: sealed (core/sealing.py's format), never the secret's bytes
+    with hooks.store.engine.connect() as conn:
+        sealed = conn.execute(
+            sa.select(webhook_endpoints.c.sealed_secret, webhook_endpoints.c.sealed_previous_secret)
+        ).one()
+    raw = [base64.b64decode(x.removeprefix("whsec_")) for x in (secret, new_secret)]
+    for value in sealed:
+        assert value.startswith(b"lcs1.")
+        assert not any(r in value or base64.b64encode(r) in value for r in raw)
 
 
 def test_rotation_signs_with_both_secrets_during_the_overlap(hooks: Issuer) -> None:

@@ -118,6 +118,8 @@ class Worker:
                 self._drain(report, stop)
             except LicenseChainError as exc:  # the store is down: try again later
                 log.warning("webhook worker: %s", exc.detail or exc)
+            except Exception:  # a bug must not end a long-running worker silently
+                log.exception("webhook worker: unexpected error; going on")
             self._wake.wait(poll)
             self._wake.clear()
         return report
