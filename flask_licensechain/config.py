@@ -307,6 +307,12 @@ class Settings:
         "otherwise run `flask licensechain webhooks run`.",
         parse_bool,
     )
+    webhooks_retention_days: int = _opt(
+        30,
+        "Days finished webhook deliveries (with their payloads) are kept before the worker "
+        "deletes them.",
+        _positive_int,
+    )
     webhooks_poll_interval: float = _opt(
         1.0, "Seconds a webhook worker waits between two looks at the queue.", _positive_float
     )

@@ -218,3 +218,16 @@ def test_verify_enforces_five_minutes_of_tolerance() -> None:
         verify(b"\xff\xfe", fresh, secret)
     with pytest.raises(InvalidWebhook):
         verify(payload, fresh, "whsec_")
+
+
+def test_finished_deliveries_are_deleted_after_retention(hooks: Issuer) -> None:
+    with ThreadReceiver() as receiver:
+        made = endpoint(hooks, receiver.url)
+        record(hooks, hooks.new_app().id)
+        record(hooks, hooks.new_app().id)
+        Worker(runtime_of(hooks), threads=1).run_once()
+    repository = hooks.store.webhooks
+    assert len(repository.list_deliveries(made["id"])) == 2
+    assert repository.prune(datetime.now(UTC) - timedelta(days=30)) == 0
+    assert repository.prune(datetime.now(UTC) + timedelta(seconds=1)) == 2
+    assert repository.list_deliveries(made["id"]) == []

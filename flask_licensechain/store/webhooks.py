@@ -726,6 +726,16 @@ class WebhookRepository:
         with self._db.read() as conn:
             return [endpoint_record(row) for row in conn.execute(query).all()]
 
+    def prune(self, older_than: datetime) -> int:
+        """Delete finished deliveries (succeeded or dead) created before ``older_than``,
+        with their attempts: payloads hold personal data (a license's e-mail). Returns
+        how many were deleted."""
+        d = webhook_deliveries.c
+        with self._db.write() as conn:
+            old = sa.select(d.id).where(d.status.in_((SUCCEEDED, DEAD)), d.created_at < older_than)
+            conn.execute(sa.delete(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(old)))
+            return int(conn.execute(sa.delete(webhook_deliveries).where(d.id.in_(old))).rowcount)
+
     # -- license expiries ----------------------------------------------------------------
 
     def unannounced_expiries(

@@ -40,6 +40,7 @@ class WebhookSettings:
     disable_after: float
     secret_overlap: float
     poll_interval: float
+    retention_days: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSettings:
@@ -50,6 +51,7 @@ class WebhookSettings:
             disable_after=settings.webhooks_disable_after,
             secret_overlap=settings.webhooks_secret_overlap,
             poll_interval=settings.webhooks_poll_interval,
+            retention_days=settings.webhooks_retention_days,
         )
 
     @property

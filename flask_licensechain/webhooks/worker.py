@@ -15,6 +15,8 @@ retries, disables endpoints that keep failing, and sweeps license expiries.
   No order: deliveries are sent in parallel and retried on their own schedules, so a
   receiver may see ``license.updated`` before ``license.created``; it should order by the
   payload's ``timestamp`` or re-read the object.
+- Each sweep (at start, then every 30 s) also deletes finished deliveries older than
+  ``LICENSECHAIN_WEBHOOKS_RETENTION_DAYS``.
 - A 2xx is success; otherwise the next attempt is scheduled with jitter
   (``LICENSECHAIN_WEBHOOKS_RETRY_SCHEDULE``), and after the last one the delivery is dead
   (visible, retryable by hand). An endpoint failing without a single success for
@@ -125,10 +127,13 @@ class Worker:
         return report
 
     def _sweep(self) -> int:
+        """Announce license expiries, and delete finished deliveries past retention."""
         try:
+            retention = timedelta(days=self.runtime.settings.retention_days)
+            self.runtime.repository.prune(datetime.now(UTC) - retention)
             return service.announce_expirations(self.runtime)
         except LicenseChainError as exc:
-            log.warning("license expiry sweep failed: %s", exc.detail or exc)
+            log.warning("webhook sweep failed: %s", exc.detail or exc)
             return 0
 
     def _drain(self, report: RunReport, stop: threading.Event) -> None:
