@@ -20,7 +20,7 @@ from standardwebhooks.webhooks import Webhook
 from webhooks_support import ThreadReceiver
 
 from flask_licensechain.store import Actor, Change
-from flask_licensechain.store.webhooks import webhook_endpoints
+from flask_licensechain.store.webhooks import AttemptRecord, Outcome, webhook_endpoints
 from flask_licensechain.webhooks import InvalidWebhook, verify
 from flask_licensechain.webhooks.delivery import MAX_RESPONSE_BYTES, signature_headers
 from flask_licensechain.webhooks.runtime import JITTER, WebhookRuntime
@@ -231,3 +231,25 @@ def test_finished_deliveries_are_deleted_after_retention(hooks: Issuer) -> None:
     assert repository.prune(datetime.now(UTC) - timedelta(days=30)) == 0
     assert repository.prune(datetime.now(UTC) + timedelta(seconds=1)) == 2
     assert repository.list_deliveries(made["id"]) == []
+
+
+def test_a_late_result_of_a_lost_lease_does_not_overwrite_the_new_owner(hooks: Issuer) -> None:
+    """Fencing: worker A's lease ran out and B took the delivery over; A's late outcome is
+    recorded as an attempt but leaves B's lease alone."""
+    endpoint(hooks, "http://127.0.0.1:9/hook")
+    record(hooks, hooks.new_app().id)
+    repository = hooks.store.webhooks
+    now = datetime.now(UTC)
+    [mine] = repository.claim_due("worker-a", now=now, lease=timedelta(seconds=1), limit=5)
+    assert repository.claim_due("worker-b", now=now, lease=timedelta(seconds=1), limit=5) == []
+    later = now + timedelta(seconds=2)  # A's lease is over
+    [theirs] = repository.claim_due("worker-b", now=later, lease=timedelta(seconds=60), limit=5)
+    assert theirs.id == mine.id and theirs.attempts == 2
+    failed = AttemptRecord(later, 500, 3, "HTTP 500")
+    assert repository.finish([Outcome(mine, failed, later)]) == 0
+    [row] = repository.list_deliveries(mine.endpoint_id)
+    assert row.status == "pending" and len(row.history) == 1  # recorded, state untouched
+    ok = AttemptRecord(later, 200, 3, None)
+    assert repository.finish([Outcome(theirs, ok, None)]) == 1
+    [row] = repository.list_deliveries(mine.endpoint_id)
+    assert row.status == "succeeded" and len(row.history) == 2

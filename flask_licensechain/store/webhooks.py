@@ -299,6 +299,23 @@ _QUEUE_FOR_SUBSCRIBERS: Final = _queue_statement(
         _e.id != sa.bindparam("exclude", type_=sa.String),
     )
 )
+_d = webhook_deliveries.c
+#: a claimed delivery's outcome, only while its lease is still this worker's (fencing)
+_FINISH: Final = (
+    sa.update(webhook_deliveries)
+    .where(
+        _d.id == sa.bindparam("target", type_=_ID),
+        _d.lease_owner == sa.bindparam("owner", type_=sa.String),
+    )
+    .values(
+        status=sa.bindparam("status", type_=sa.String),
+        next_attempt_at=sa.bindparam("next_at", type_=UTCDateTime),
+        lease_owner=None,
+        last_status_code=sa.bindparam("code", type_=sa.Integer),
+        last_error=sa.bindparam("error", type_=sa.Text),
+        last_attempt_at=sa.bindparam("at", type_=UTCDateTime),
+    )
+)
 _QUEUE_FOR_ONE: Final = _queue_statement(_e.id == sa.bindparam("only", type_=sa.String))
 
 
@@ -586,9 +603,7 @@ class WebhookRepository:
         many outcomes were applied."""
         if not outcomes:
             return 0
-        d = webhook_deliveries.c
         e = webhook_endpoints.c
-        applied = 0
         with self._db.write() as conn:
             conn.execute(
                 sa.insert(webhook_attempts),
@@ -603,23 +618,23 @@ class WebhookRepository:
                     for o in outcomes
                 ],
             )
-            for o in outcomes:
-                if o.succeeded:
-                    status = SUCCEEDED
-                else:
-                    status = PENDING if o.next_attempt_at is not None else DEAD
-                applied += conn.execute(
-                    sa.update(webhook_deliveries)
-                    .where(d.id == o.delivery.id, d.lease_owner == o.delivery.lease_owner)
-                    .values(
-                        status=status,
-                        next_attempt_at=None if o.succeeded else o.next_attempt_at,
-                        lease_owner=None,
-                        last_status_code=o.attempt.status_code,
-                        last_error=o.attempt.error,
-                        last_attempt_at=o.attempt.attempted_at,
-                    )
-                ).rowcount
+            finished = [
+                {
+                    "target": o.delivery.id,
+                    "owner": o.delivery.lease_owner,
+                    "status": SUCCEEDED
+                    if o.succeeded
+                    else (PENDING if o.next_attempt_at is not None else DEAD),
+                    "next_at": None if o.succeeded else o.next_attempt_at,
+                    "code": o.attempt.status_code,
+                    "error": o.attempt.error,
+                    "at": o.attempt.attempted_at,
+                }
+                for o in outcomes
+            ]
+            # one statement, executed for every outcome (psycopg pipelines them)
+            result = conn.execute(_FINISH, finished)
+            applied = max(0, int(result.rowcount))
             failing: dict[str, datetime | None] = {}
             for o in outcomes:  # the last outcome per endpoint decides
                 failing[o.delivery.endpoint_id] = None if o.succeeded else o.attempt.attempted_at
