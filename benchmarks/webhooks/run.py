@@ -267,12 +267,14 @@ def main() -> None:
     if args.postgres:
         url_a, drop_a = postgres_db(args.postgres)
         url_b, drop_b = postgres_db(args.postgres)
+        url_c, drop_c = postgres_db(args.postgres)  # a queue holding only the measured events
         try:
             overhead("PostgreSQL", url_a, url_b, args.writes // 2, args.rounds)
-            throughput("PostgreSQL", url_b, args.events)
+            throughput("PostgreSQL", url_c, args.events)
         finally:
             drop_a()
             drop_b()
+            drop_c()
 
 
 if __name__ == "__main__":
