@@ -232,7 +232,8 @@ def worker_env(database_url: str, instance: Path, **settings: str) -> dict[str, 
         LICENSECHAIN_ISSUER="http://127.0.0.1/v1",
         LICENSECHAIN_WEBHOOKS_ALLOW_PRIVATE="true",
         LICENSECHAIN_WEBHOOKS_POLL_INTERVAL="0.1",
-        PYTHONPATH=str(HERE / "interop"),
+        # the code under test, whatever the virtualenv has installed
+        PYTHONPATH=os.pathsep.join([str(HERE / "interop"), str(ROOT), str(ROOT / "middleware")]),
     )
     if not database_url.startswith("sqlite"):
         env["LICENSECHAIN_ENCRYPTION_KEY"] = TEST_ENCRYPTION_KEY
