@@ -126,11 +126,15 @@ def side_by_side(
 def api_records_changes(state: IssuerState, app_id: str, key: str) -> bool:
     """Whether the API's license creation reaches the outbox (the service layer's unit of
     work): a delivery is queued for the benchmark's endpoint."""
-    with state.store.engine.connect() as conn:
-        count = sa.select(sa.func.count()).select_from(webhook_deliveries)
-        before = conn.execute(count).scalar_one()
-        api_write(state, app_id, key)(0)
-        return bool(conn.execute(count).scalar_one() > before)
+    count = sa.select(sa.func.count()).select_from(webhook_deliveries)
+
+    def queued() -> int:  # a new connection each time: a fresh snapshot
+        with state.store.engine.connect() as conn:
+            return int(conn.execute(count).scalar_one())
+
+    before = queued()
+    api_write(state, app_id, key)(0)
+    return queued() > before
 
 
 def overhead(label: str, url_a: str | None, url_b: str | None, calls: int, rounds: int) -> None:
