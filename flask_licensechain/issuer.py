@@ -32,6 +32,8 @@ from .revocation import build_denylist
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
 from .store import open_store
+from .store.audit import DEFAULT_KEY_ID as DEFAULT_AUDIT_KEY_ID
+from .store.audit import AuditKeys
 
 log = logging.getLogger("licensechain.issuer")
 
@@ -145,6 +147,8 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     database_url = settings.database_url or default_database_url(app)
     sealing_key = resolve_encryption_key(app, settings, database_url)
     store = open_store(database_url)
+    # The audit chain's MAC key comes from the encryption key (store/audit.py).
+    store.audit.use_keys(AuditKeys.derive([(DEFAULT_AUDIT_KEY_ID, sealing_key)]))
     store.prepare_schema()
     # The store records every revocation; the denylist follows it (and Redis, when set).
     denylist = build_denylist(settings, source=store.revocations)

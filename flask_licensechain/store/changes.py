@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from .database import Database
 
-ActorKind = Literal["api_key", "cli", "console", "system"]
-ACTOR_KINDS: Final = ("api_key", "cli", "console", "system")
+ActorKind = Literal["api_key", "cli", "console", "system", "client"]
+ACTOR_KINDS: Final = ("api_key", "cli", "console", "system", "client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,9 @@ class Actor:
     """Who makes a change.
 
     ``kind`` is ``api_key`` (``id``: the key id, ``name``: its name), ``cli`` (``id``: the
-    OS user), ``console`` (``id``: the console user id) or ``system`` (sweepers and workers).
+    OS user), ``console`` (``id``: the console user id), ``system`` (sweepers and workers)
+    or ``client`` (a license's client on the public endpoints, ``id``: the license id whose
+    key it presented; it binds devices).
     ``ip`` and ``user_agent`` are personal data: the audit log keeps them outside the part
     its hash chain covers, so that an erasure can blank them.
     """
