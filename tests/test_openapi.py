@@ -104,6 +104,7 @@ CONTRACT_OPERATIONS = {
     ("patch", "/v1/apps/{appId}"),
     ("delete", "/v1/apps/{appId}"),
     ("post", "/v1/apps/{appId}/regenerate-key"),
+    ("get", "/v1/audit-events"),
     ("get", "/health"),
     # webhooks (issue 12)
     ("post", "/v1/webhooks"),

@@ -270,7 +270,7 @@ def test_apps_with_a_webhook_url_before_the_migration_get_their_endpoint(
     store = open_store(f"sqlite:///{tmp_path / 'old.db'}")
     try:
         store.upgrade_schema()
-        migrate.downgrade(store.database, "0004")
+        migrate.downgrade(store.database, "0005")  # the revision before the webhooks
         with store.engine.begin() as conn:
             conn.execute(
                 sa.text(

@@ -7,7 +7,17 @@ its app's state with ``get_issuer_state()``.
 
 from __future__ import annotations
 
-from . import admin, licenses, openapi, public, webhooks
+from . import admin, audit_events, licenses, openapi, public, webhooks
 from .blueprint import BLUEPRINT_NAME, bp, root_bp
 
-__all__ = ["BLUEPRINT_NAME", "admin", "bp", "licenses", "openapi", "public", "root_bp", "webhooks"]
+__all__ = [
+    "BLUEPRINT_NAME",
+    "admin",
+    "audit_events",
+    "bp",
+    "licenses",
+    "openapi",
+    "public",
+    "root_bp",
+    "webhooks",
+]

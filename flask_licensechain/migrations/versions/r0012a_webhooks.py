@@ -2,7 +2,7 @@
 license expiries already announced.
 
 Revision ID: 0012a
-Revises: 0004
+Revises: 0005
 
 - ``lc_webhook_endpoints``: destinations (an app's, or every app's), subscribed event
   types, the sealed signing secret (and the previous one during a rotation's overlap),
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012a"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
 
