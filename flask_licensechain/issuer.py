@@ -262,5 +262,7 @@ def _init_webhooks(app: Flask, state: IssuerState) -> None:
     runtime.install()
     state.webhooks = runtime
     if state.settings.webhooks_background:
-        state.webhook_worker = BackgroundWorker(runtime)
-        app.before_request(state.webhook_worker.ensure_started)
+        background = BackgroundWorker(runtime)
+        state.webhook_worker = background
+        app.before_request(background.ensure_started)
+        state.store.changes.add_committed_listener(background.wake_for)

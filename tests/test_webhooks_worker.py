@@ -50,7 +50,7 @@ def test_the_background_thread_delivers_without_a_worker_command(tmp_path: Path)
         tmp_path,
         webhooks_allow_private=True,
         webhooks_background=True,
-        webhooks_poll_interval=0.1,
+        webhooks_poll_interval=30,  # the commit wakes the thread: no waiting for a poll
     )
     worker = issuer.state.webhook_worker
     assert worker is not None
@@ -58,7 +58,7 @@ def test_the_background_thread_delivers_without_a_worker_command(tmp_path: Path)
         with ThreadReceiver() as receiver:
             add_endpoint(issuer, receiver.url)  # the first request starts the thread
             license_id = record(issuer)
-            wait_for(lambda: receiver.received, 20, "a delivery from the background thread")
+            wait_for(lambda: receiver.received, 10, "a delivery from the background thread")
         event = json.loads(receiver.received[0].body)
         assert (event["type"], event["data"]["id"]) == ("license.created", license_id)
     finally:

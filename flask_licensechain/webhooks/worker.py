@@ -35,8 +35,10 @@ from datetime import UTC, datetime, timedelta
 
 from ..core.errors import LicenseChainError
 from ..services import webhooks as service
+from ..store import Actor, Change
 from ..store.webhooks import ClaimedDelivery, Outcome
 from .delivery import AttemptResult
+from .events import EVENT_TYPES
 from .runtime import WebhookRuntime
 
 log = logging.getLogger("licensechain.webhooks")
@@ -242,6 +244,11 @@ class BackgroundWorker:
                 daemon=True,
             )
             self._thread.start()
+
+    def wake_for(self, actor: Actor, change: Change) -> None:
+        """A committed-change listener: a change with an event wakes the thread at once."""
+        if change.action in EVENT_TYPES:
+            self.worker.wake()
 
     def stop(self, timeout: float = 15.0) -> None:
         self._stop.set()
