@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .core.keyring import KeyRing
     from .core.keysource import KeySource
     from .core.verifier import TokenVerifier
+    from .monitoring.signals import Monitoring
     from .signing import SigningKeys
     from .store import Store
 
@@ -72,6 +73,8 @@ class IssuerState(LicenseChainState):
     cors_origins: OriginAllowList
     jwks_json: tuple[Any, str, str] = (None, "", "")
     openapi_json: str | None = None
+    #: metrics and security signals (``flask_licensechain/monitoring``); None: not set up
+    monitoring: Monitoring | None = None
 
 
 def get_state(app: Flask | None = None) -> LicenseChainState:

@@ -23,6 +23,7 @@ from flask import Response, request
 from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES
 from ..core.errors import Conflict, InvalidRequest, NotFound
+from ..monitoring.signals import observe_device
 from ..serialize import license_json, parse_timestamp
 from ..state import IssuerState, get_issuer_state
 from ..store import LicenseRecord
@@ -360,6 +361,7 @@ def _release(ref: str, hwuid: str) -> Response:
     lic = _existing(state, ref)
     if not state.store.licenses.release_device(lic.id, hwuid, announce=state.denylist.publish):
         raise NotFound("That device is not bound to this license.")
+    observe_device("released", lic.id, lic.app_id)
     audit(state.store, "license.device_release", lic.id, hwuid=hwuid)
     return _one(state.store.licenses.get(lic.id))
 
