@@ -133,7 +133,8 @@ class SignalMonitor:
         self.thresholds = {s: t for s, t in thresholds.items() if t is not None}
         self.windows = windows
         self._fire = fire
-        self._flush_seconds = flush_seconds
+        #: seconds between the first note of a batch and its flush
+        self.flush_seconds = flush_seconds
         self._max_pending = max_pending
         self._clock = clock
         self._flush_lock = threading.Lock()
@@ -169,7 +170,7 @@ class SignalMonitor:
                 return  # the flusher is behind: drop rather than grow
             self._pending.append(note)
             if self._timer is None and not self._closed:
-                timer = threading.Timer(self._flush_seconds, self._on_timer)
+                timer = threading.Timer(self.flush_seconds, self._on_timer)
                 timer.daemon = True
                 self._timer = timer
                 timer.start()
