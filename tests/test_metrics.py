@@ -97,7 +97,9 @@ def test_what_is_counted(tmp_path: Path) -> None:
         "requests": _value(
             "licensechain_http_requests_total", endpoint=VERIFY_ROUTE, method="POST", status="200"
         ),
-        "latency": _value("licensechain_http_request_duration_seconds_count", endpoint=VERIFY_ROUTE),
+        "latency": _value(
+            "licensechain_http_request_duration_seconds_count", endpoint=VERIFY_ROUTE
+        ),
         "401": _value("licensechain_auth_failures_total", status="401"),
         "403": _value("licensechain_auth_failures_total", status="403"),
         "public_404": _value("licensechain_auth_failures_total", status="404"),
@@ -111,19 +113,26 @@ def test_what_is_counted(tmp_path: Path) -> None:
     for _ in range(2):
         client.post(VERIFY_ROUTE, json={"key": suspended.key})
     assert client.get("/v1/apps").status_code == 401
-    assert client.get("/v1/apps", headers={"Authorization": "Bearer lc_live_nope"}).status_code == 401
+    assert (
+        client.get("/v1/apps", headers={"Authorization": "Bearer lc_live_nope"}).status_code == 401
+    )
     assert client.get("/v1/apps", headers=admin_headers(app, "licenses:read")).status_code == 403
     reader = admin_headers(app, "licenses:read")
     assert client.get(f"/v1/licenses/{lic.key}", headers=reader).status_code == 200
 
-    assert _value("licensechain_verifications_total", outcome="valid", reason="none") == before["valid"] + 3
+    assert (
+        _value("licensechain_verifications_total", outcome="valid", reason="none")
+        == before["valid"] + 3
+    )
     assert (
         _value("licensechain_verifications_total", outcome="invalid", reason="license_suspended")
         == before["suspended"] + 2
     )
     assert _value("licensechain_tokens_issued_total") == before["tokens"] + 3
     assert (
-        _value("licensechain_http_requests_total", endpoint=VERIFY_ROUTE, method="POST", status="200")
+        _value(
+            "licensechain_http_requests_total", endpoint=VERIFY_ROUTE, method="POST", status="200"
+        )
         == before["requests"] + 5
     )
     assert (

@@ -89,28 +89,39 @@ def test_one_scrape_adds_up_every_worker(
 
         samples = _scrape(cluster.base_url, cluster.admin_key)
         verify = "/v1/licenses/verify"
-        assert samples[
-            ("licensechain_verifications_total", _labels(outcome="valid", reason="none"))
-        ] == VALID
-        assert samples[
-            (
-                "licensechain_verifications_total",
-                _labels(outcome="invalid", reason="license_suspended"),
-            )
-        ] == FAILED
+        assert (
+            samples[("licensechain_verifications_total", _labels(outcome="valid", reason="none"))]
+            == VALID
+        )
+        assert (
+            samples[
+                (
+                    "licensechain_verifications_total",
+                    _labels(outcome="invalid", reason="license_suspended"),
+                )
+            ]
+            == FAILED
+        )
         assert samples[("licensechain_tokens_issued_total", frozenset())] == VALID
-        assert samples[
-            (
-                "licensechain_http_requests_total",
-                _labels(endpoint=verify, method="POST", status="200"),
-            )
-        ] == VALID + FAILED
-        assert samples[
-            ("licensechain_http_request_duration_seconds_count", _labels(endpoint=verify))
-        ] == VALID + FAILED
+        assert (
+            samples[
+                (
+                    "licensechain_http_requests_total",
+                    _labels(endpoint=verify, method="POST", status="200"),
+                )
+            ]
+            == VALID + FAILED
+        )
+        assert (
+            samples[("licensechain_http_request_duration_seconds_count", _labels(endpoint=verify))]
+            == VALID + FAILED
+        )
         assert samples[("licensechain_auth_failures_total", _labels(status="401"))] == UNAUTHORIZED
-        assert samples[
-            ("licensechain_security_anomalies_total", _labels(signal="failed_verifications"))
-        ] == 1
+        assert (
+            samples[
+                ("licensechain_security_anomalies_total", _labels(signal="failed_verifications"))
+            ]
+            == 1
+        )
         # the files of more than one worker were read
         assert len(list(multiproc.glob("counter_*.db"))) >= 2

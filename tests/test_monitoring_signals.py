@@ -64,7 +64,10 @@ def _anomalies(app: Flask) -> list[Any]:
 
 
 def _fired(signal: str) -> float:
-    return REGISTRY.get_sample_value("licensechain_security_anomalies_total", {"signal": signal}) or 0.0
+    return (
+        REGISTRY.get_sample_value("licensechain_security_anomalies_total", {"signal": signal})
+        or 0.0
+    )
 
 
 def _license(app: Flask, **fields: Any) -> Any:
@@ -272,7 +275,9 @@ def test_the_timer_flushes_by_itself() -> None:
 
     fired: list[Anomaly] = []
     monitor = SignalMonitor(
-        {FAILED_VERIFICATIONS: Threshold(1, 60.0)}, MemoryWindows(), fired.append,
+        {FAILED_VERIFICATIONS: Threshold(1, 60.0)},
+        MemoryWindows(),
+        fired.append,
         flush_seconds=0.05,
     )
     monitor.observe_verification("lic", "app", "license_expired", "192.0.2.1")

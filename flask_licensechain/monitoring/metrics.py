@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -116,13 +116,36 @@ def multiprocess_mode() -> bool:
     return MULTIPROC_ENV in os.environ
 
 
+# ``labels()`` checks and locks on every call: the children of the request path's label
+# sets are kept here (bounded: route templates, methods, statuses and reasons are finite).
+_verification_children: dict[str | None, Any] = {}
+_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
 def count_verification(reason: str | None) -> None:
     """One verify answer: ``reason`` None is valid (a token was issued), else the refusal."""
+    child = _verification_children.get(reason)
+    if child is None:
+        child = VERIFICATIONS.labels(
+            VALID_OUTCOME if reason is None else INVALID_OUTCOME, reason or NO_REASON
+        )
+        _verification_children[reason] = child
+    child.inc()
     if reason is None:
-        VERIFICATIONS.labels(VALID_OUTCOME, NO_REASON).inc()
         TOKENS_ISSUED.inc()
-    else:
-        VERIFICATIONS.labels(INVALID_OUTCOME, reason).inc()
+
+
+def count_request(route: str, method: str, status: int, seconds: float | None) -> None:
+    """One answered request: ``route`` is the route template, ``seconds`` its latency (None
+    when the clock was not started)."""
+    key = (route, method, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (REQUESTS.labels(route, method, str(status)), LATENCY.labels(route))
+        _request_children[key] = children
+    children[0].inc()
+    if seconds is not None:
+        children[1].observe(seconds)
 
 
 def update_denylist_gauges(denylist: Denylist) -> None:

@@ -149,9 +149,7 @@ def _request_hook(
         status = response.status_code
         if metrics_on:
             method = request.method if request.method in _METHODS else "other"
-            metrics.REQUESTS.labels(route, method, str(status)).inc()
-            if elapsed is not None:
-                metrics.LATENCY.labels(route).observe(elapsed)
+            metrics.count_request(route, method, status, elapsed)
             if status in _AUTH_FAILURE_STATUSES and _is_admin_request():
                 metrics.AUTH_FAILURES.labels(str(status)).inc()
             if now >= next_gauges[0]:
