@@ -347,8 +347,7 @@ class Settings:
     )
     signal_key_sharing: str = _opt(
         "20/hour",
-        "Signal: distinct client IPs presenting one license key over `COUNT/PERIOD`, or "
-        "`off`.",
+        "Signal: distinct client IPs presenting one license key over `COUNT/PERIOD`, or `off`.",
         _signal_threshold,
     )
     signal_failed_verifications: str = _opt(
