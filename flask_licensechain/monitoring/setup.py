@@ -59,8 +59,9 @@ _GAUGE_PERIOD: Final = 1.0
 
 
 def install_monitoring(app: Flask, state: IssuerState) -> None:
-    """Set up what ``state.settings`` asks for on ``app`` (module docstring); sets
-    ``state.monitoring``. Raises ``ConfigError``-free: the settings were checked."""
+    """Set up what ``state.settings`` asks for on ``app`` (module docstring) and set
+    ``state.monitoring``. Raises nothing of its own (``init_app`` checked the settings);
+    a metrics port already taken is logged, not raised."""
     settings = state.settings
     if settings.security_headers:
         app.after_request(security_headers_hook(settings))

@@ -20,7 +20,8 @@ The request path only notes what happened: ``SignalMonitor.observe_*`` appends a
 list under a lock (no I/O). A timer thread, started when the first note of a batch arrives,
 takes the batch every ``flush_seconds`` (0.5 s), adds it to the windows (``windows.py``: in
 memory, or one Redis round trip) and fires what went over. A failure there is logged and
-never reaches a customer. A forked worker starts with an empty batch.
+never reaches a customer. A forked worker starts with an empty batch; a process that exits
+loses at most its last ``flush_seconds`` of notes (``close()`` counts them first).
 
 Personal data: client addresses are counted as keyed digests (BLAKE2b, keyed with the
 windows' salt, 16 bytes), never stored; the anomaly's ``data`` holds the signal, the
