@@ -21,7 +21,8 @@ list under a lock (no I/O). A timer thread, started when the first note of a bat
 takes the batch every ``flush_seconds`` (0.5 s), adds it to the windows (``windows.py``: in
 memory, or one Redis round trip) and fires what went over. A failure there is logged and
 never reaches a customer. A forked worker starts with an empty batch; a process that exits
-loses at most its last ``flush_seconds`` of notes (``close()`` counts them first).
+counts its pending notes at interpreter exit (``close()``); a killed one loses at most its
+last ``flush_seconds`` of notes.
 
 Personal data: client addresses are counted as keyed digests (BLAKE2b, keyed with the
 windows' salt, 16 bytes), never stored; the anomaly's ``data`` holds the signal, the
@@ -30,6 +31,7 @@ threshold and the window only, and its ``target`` is the license id.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import itertools
 import logging
@@ -37,6 +39,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -141,6 +144,7 @@ class SignalMonitor:
         self._flush_lock = threading.Lock()
         self._closed = False
         self._reset()
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -269,6 +273,12 @@ class SignalMonitor:
             self.flush()
         except Exception as error:
             log.warning("security signals not counted at close: %s", error)
+
+
+def _close_at_exit(ref: weakref.ref[SignalMonitor]) -> None:
+    monitor = ref()
+    if monitor is not None and not monitor._closed:
+        monitor.close()
 
 
 def _digest(salt: bytes, address: str) -> str:
