@@ -18,7 +18,7 @@ from .blueprint import add_nav, bp
 from .forms import ActionForm, ChangePasswordForm, TotpConfirmForm
 from .passwords import WeakPassword, check_new_password
 from .repository import ConsoleUser
-from .signin import actor_of
+from .signin import actor_of, finish_enrolment
 from .state import console_state
 
 add_nav("Account", "console.account")
@@ -75,7 +75,7 @@ def totp_enrol() -> Any:
                 state.store, "console.mfa_totp_enabled", actor=actor_of(user), target=actor_of(user)
             )
             if enrolling or state.repo.unused_backup_codes(user.id) == 0:
-                return _finish_enrolment(user, enrolling)
+                return finish_enrolment(user, enrolling=enrolling)
             flash("The authenticator app is on.", "info")
             return redirect(url_for("console.account"))
         form.code.errors = ["That code is not right. Check the time on your device and try again."]
@@ -93,30 +93,6 @@ def totp_enrol() -> Any:
         ),
         status,
     )
-
-
-def _finish_enrolment(user: ConsoleUser, enrolling: bool) -> Any:
-    """After the first second factor: backup codes (shown once) and, when enrolling, a
-    full session with a new id."""
-    state = console_state()
-    codes = mfa.regenerate_backup_codes(state, user)
-    audit_event(
-        state.store, "console.backup_codes_generated", actor=actor_of(user), target=actor_of(user)
-    )
-    if enrolling:
-        found = signed()
-        created = found.session.created_at if found is not None else None
-        sessions.issue(
-            state, user, stage=sessions.STAGE_FULL, mfa_at=state.clock(), created_at=created
-        )
-        audit_event(
-            state.store,
-            "console.login",
-            actor=actor_of(user),
-            target=actor_of(user),
-            method="enrolment",
-        )
-    return render_template("console/backup_codes.html", codes=codes)
 
 
 @bp.post("/account/totp/disable")
