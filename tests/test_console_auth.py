@@ -151,7 +151,9 @@ def test_session_fixation_new_id_at_each_step(app: Flask) -> None:
     for old in (planted, after_password):
         other = app.test_client()
         other.set_cookie(COOKIE_NAME, old, path="/")
-        assert other.get("/console/account").status_code == 302
+        response = other.get("/console/account")
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/console/login?")  # no session at all
 
 
 def test_idle_timeout(app: Flask, clock: Clock) -> None:

@@ -96,6 +96,7 @@ def _template_context() -> dict[str, Any]:
         "console_user": current_user(),
         "console_signed": signed(),
         "console_nav": _visible_nav(),
+        "console_sso": console_state().sso is not None,
         "console_base": request.script_root + console_state().settings.console_path.rstrip("/"),
     }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from flask import Flask, current_app
 
@@ -32,6 +32,8 @@ class ConsoleState:
     #: the key sealing TOTP secrets (``sealing.derive_console_key``)
     sealing_key: bytes = field(repr=False)
     clock: Callable[[], datetime] = utc_now
+    #: the OpenID Connect client registry (authlib) when SSO is configured
+    sso: Any = None
 
     @property
     def idle_timeout(self) -> timedelta:
