@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import click
 
 from .cli_console import users_cli
+from .cli_data import register_data_commands
 from .cli_db import db_cli
 from .command import LicenseChainGroup, audit, emit, issuer
 from .core.contract import SELLER_TIERS
@@ -37,6 +38,7 @@ licensechain_cli = LicenseChainGroup(
 )
 licensechain_cli.add_command(db_cli)
 licensechain_cli.add_command(users_cli)
+register_data_commands(licensechain_cli)
 
 
 # -- commands ---------------------------------------------------------------------------

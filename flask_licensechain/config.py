@@ -31,6 +31,7 @@ from .core.options import (
     parse_int,
     require_driver,
 )
+from .core.sealing import parse_key_list
 
 PREFIX = "LICENSECHAIN_"
 log = logging.getLogger("licensechain.config")
@@ -128,6 +129,12 @@ def _url_prefix(value: Any, key: str) -> str:
     return value
 
 
+def _key_list(value: Any, key: str) -> tuple[tuple[str, bytes], ...] | None:
+    if value is None or value == "" or value == ():
+        return None
+    return parse_key_list(value, key)
+
+
 def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
 
@@ -174,9 +181,25 @@ class Settings:
     url_prefix: str = _opt("/v1", "Prefix of the HTTP API blueprint.", _url_prefix)
     encryption_key: str | None = _opt(
         None,
-        "32-byte AES-256-GCM key (base64url or hex) sealing private keys at rest. "
+        "32-byte AES-256-GCM key (base64url or hex) sealing secrets at rest (key id "
+        "`default`). "
         "Default (embedded only): generated in a 0600 file beside the SQLite database.",
         _text,
+    )
+    encryption_keys: tuple[tuple[str, bytes], ...] | None = _opt(
+        None,
+        "Keyring of AES-256-GCM keys sealing secrets at rest, `id:key` entries separated by "
+        "commas (`k2:<key>,k1:<key>`): the first seals, each unseals the values that name "
+        "its id. Replaces `LICENSECHAIN_ENCRYPTION_KEY` (which is the ring `default:<key>`); "
+        "set one of the two. See README, Data protection.",
+        _key_list,
+    )
+    retention_days_ip: int = _opt(
+        90,
+        "Days client IP addresses and user agents are kept as stored; older ones are "
+        "truncated (IP to its /24 or /48 network) or erased (user agent) by "
+        "`flask licensechain maintenance run`.",
+        _positive_int,
     )
     signing_key_file: str | None = _opt(
         None, "PEM file of an RSA private key to import as the active signing key.", _text
