@@ -83,7 +83,7 @@ def test_first_owner_from_the_printed_link(app: Flask, clock: Clock) -> None:
     )
     assert shown.status_code == 200
     codes = re.findall(
-        r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", shown.get_data(as_text=True)
+        r"<li><code>([a-z0-9]{4}(?:-[a-z0-9]{4}){3})</code></li>", shown.get_data(as_text=True)
     )
     assert len(codes) == 10 and len(set(codes)) == 10
     assert client.get("/console/account").status_code == 200
@@ -257,3 +257,38 @@ def test_regenerate_backup_codes_needs_recent_mfa(app: Flask, clock: Clock) -> N
     clock.advance(minutes=11)
     stale = post_form(client, "/console/account/backup-codes", page="/console/account")
     assert stale.status_code == 302 and "/console/reauth" in stale.headers["Location"]
+
+
+def test_totp_secret_is_sealed_by_the_keyring_and_follows_its_rotation(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    k1 = base64.urlsafe_b64encode(bytes(range(32))).decode()
+    k2 = base64.urlsafe_b64encode(bytes(range(1, 33))).decode()
+    db = f"sqlite:///{tmp_path}/rotate.db"
+    first = make_console_app(
+        tmp_path, db, LICENSECHAIN_ENCRYPTION_KEY=None, LICENSECHAIN_ENCRYPTION_KEYS=f"k1:{k1}"
+    )
+    person = create_person(first, "owner")
+    stored = console_state(first).repo.get_user(person.user.id).totp_secret
+    assert stored.startswith(b"lcs1.k1.") and person.totp_secret.encode() not in stored
+    console_state(first).store.dispose()
+    # A new key first; the rotation re-seals the TOTP secret under it.
+    second = make_console_app(
+        tmp_path,
+        db,
+        LICENSECHAIN_ENCRYPTION_KEY=None,
+        LICENSECHAIN_ENCRYPTION_KEYS=f"k2:{k2},k1:{k1}",
+    )
+    result = second.test_cli_runner().invoke(
+        args=["licensechain", "rotate-encryption-key", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]), result.output
+    assert console_state(second).repo.get_user(person.user.id).totp_secret.startswith(b"lcs1.k2.")
+    console_state(second).store.dispose()
+    # k1 gone: the TOTP still signs in.
+    third = make_console_app(
+        tmp_path, db, LICENSECHAIN_ENCRYPTION_KEY=None, LICENSECHAIN_ENCRYPTION_KEYS=f"k2:{k2}"
+    )
+    assert sign_in(third.test_client(), third, person).status_code == 302

@@ -47,7 +47,6 @@ from .auth import current_user, login_required, requires_recent_mfa, requires_sc
 from .blueprint import bp, csrf
 from .passwords import Passwords
 from .repository import ConsoleRepository
-from .sealing import derive_console_key
 from .state import CONSOLE_KEY, ConsoleState, console_state
 
 _VIEWS: Final = (account, passkeys, signin, sso)  # imported for their routes
@@ -64,11 +63,13 @@ _CSRF_DEFAULTS: Final = {
 
 
 def init_console(
-    app: Flask, state: IssuerState, encryption_key: bytes, *, passwords: Passwords | None = None
+    app: Flask, state: IssuerState, *, passwords: Passwords | None = None
 ) -> ConsoleState:
     """Register the console blueprint on ``app`` at ``LICENSECHAIN_CONSOLE_PATH``, over the
-    issuer's store. ``encryption_key`` is the store's sealing key (a sub-key of it seals
-    TOTP secrets). Raises ``ConfigError`` without Flask's ``SECRET_KEY``."""
+    issuer's store; the issuer's keyring (``state.sealer``) seals TOTP secrets.
+
+    :raises ConfigError: Flask's ``SECRET_KEY`` is not set.
+    """
     if not app.secret_key:
         raise ConfigError(
             "LICENSECHAIN_CONSOLE needs Flask's SECRET_KEY (it signs the CSRF tokens of the "
@@ -83,7 +84,7 @@ def init_console(
         store=state.store,
         repo=ConsoleRepository(state.store.database),
         passwords=passwords or Passwords(),
-        sealing_key=derive_console_key(encryption_key),
+        sealer=state.sealer,
     )
     console.sso = sso.init_sso(app, settings)
     app.extensions[CONSOLE_KEY] = console
