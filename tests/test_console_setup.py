@@ -4,6 +4,7 @@ passwords (Argon2id, policy, rehash), lockout and TOTP replay, through the test 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
@@ -292,3 +293,66 @@ def test_totp_secret_is_sealed_by_the_keyring_and_follows_its_rotation(tmp_path:
         tmp_path, db, LICENSECHAIN_ENCRYPTION_KEY=None, LICENSECHAIN_ENCRYPTION_KEYS=f"k2:{k2}"
     )
     assert sign_in(third.test_client(), third, person).status_code == 302
+
+
+class _CountingHasher(PasswordHasher):
+    calls = 0
+
+    def verify(self, hash: str, password: str) -> bool:
+        type(self).calls += 1
+        return super().verify(hash, password)
+
+
+def test_every_refusal_costs_one_password_check(app: Flask, clock: Clock) -> None:
+    """Same time whatever failed: each attempt runs exactly one Argon2 verification (a dummy
+    hash for unknown, disabled, locked or throttled accounts), never zero."""
+    state = console_state(app)
+    hasher = _CountingHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    good = create_person(app, "developer")
+    disabled = create_person(app, "developer")
+    state.repo.update_user(disabled.user.id, now=clock(), disabled=True)
+    locked = create_person(app, "developer")
+    state.repo.update_user(locked.user.id, now=clock(), locked_until=clock() + state.lockout)
+    state.passwords = Passwords(hasher)
+    cases = [
+        ("nobody@example.test", PASSWORD_GUESS),
+        (disabled.email, disabled.password),
+        (locked.email, locked.password),
+        (good.email, PASSWORD_GUESS),
+    ]
+    for email, password in cases:
+        before = _CountingHasher.calls
+        response = post_form(
+            app.test_client(), "/console/login", {"email": email, "password": password}
+        )
+        assert response.status_code == 401
+        assert _CountingHasher.calls - before == 1, email
+    # Throttled (backoff due after repeated failures): refused unchecked, yet one check spent.
+    for _ in range(throttle.ACCOUNT_FREE):
+        post_form(
+            app.test_client(), "/console/login", {"email": good.email, "password": PASSWORD_GUESS}
+        )
+    before = _CountingHasher.calls
+    response = post_form(
+        app.test_client(), "/console/login", {"email": good.email, "password": good.password}
+    )
+    assert response.status_code == 401 and _CountingHasher.calls - before == 1
+
+
+PASSWORD_GUESS = "guessing passwords here"
+
+
+def test_old_sessions_and_failures_are_not_kept(app: Flask, clock: Clock) -> None:
+    state = console_state(app)
+    person = create_person(app, "owner")
+    post_form(
+        app.test_client(), "/console/login", {"email": person.email, "password": PASSWORD_GUESS}
+    )
+    signed_in_client(app, person=person)
+    clock.advance(hours=13)
+    post_form(
+        app.test_client(), "/console/login", {"email": "x@example.test", "password": PASSWORD_GUESS}
+    )
+    assert state.repo.failures_since(clock() - timedelta(days=1), email=person.email)[0] == 0
+    sign_in(app.test_client(), app, person)
+    assert len(state.repo.list_sessions(person.user.id)) == 1

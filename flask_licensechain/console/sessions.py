@@ -117,6 +117,8 @@ def issue(
     the absolute timeout still counts from sign-in. Returns the new id's hash."""
     now = state.clock()
     revoke_current(state, now)
+    # Sessions past the absolute timeout are of no use: dropped (with their IP and device).
+    state.repo.delete_sessions_before(now - state.absolute_timeout)
     raw = secrets.token_urlsafe(32)
     id_hash = hash_session_id(raw)
     state.repo.create_session(
