@@ -28,8 +28,19 @@ For the pages (``console/pages/``: add your routes to ``blueprint.bp`` and one l
   Every POST form carries ``{{ form.csrf_token }}`` or ``csrf_token()``: the blueprint
   refuses a POST without a valid token (400). No inline script or style: the
   Content-Security-Policy forbids them; put JavaScript in ``static/console/``.
+- People (for the Users page): ``people.create_user`` (returns the user and a one-time setup
+  token; ``people.setup_link`` makes the URL), ``people.set_role`` and
+  ``people.set_disabled`` (both end the person's sessions), ``people.unlock``; all audited.
+  Changing roles is a sensitive action: guard it with ``@requires_recent_mfa``.
 - Tests: ``tests/console_support.py`` makes a console app and a signed-in test client for a
-  role (``signed_in_client(app, role="support")``), without a browser.
+  role (``signed_in_client(app, role="support")``), without a browser; ``post_form`` adds
+  the CSRF token; as a pytest plugin it gives ``console_app`` and ``console_clock``.
+
+Modules: ``signin`` (password, second factor, setup link, re-check), ``passkeys``
+(WebAuthn), ``mfa`` (TOTP, backup codes), ``account`` (account security, sessions page),
+``sso`` (optional OpenID Connect), ``sessions`` (server-side sessions), ``throttle``
+(backoff and lockout), ``passwords`` (Argon2id and policy), ``repository`` (the
+``lc_console_*`` tables), ``people`` (user management), ``roles``, ``audit``.
 
 Roles map to scopes in ``roles.ROLE_SCOPES`` until issue 11's shared role table replaces it.
 """
