@@ -150,6 +150,7 @@ def new_driver() -> WebDriver:
         "--password-store=basic",
     ):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -189,9 +190,22 @@ return [...document.querySelectorAll('input, select, textarea, button')]
 """
 
 
+def assert_no_csp_violation(driver: WebDriver) -> None:
+    """The pages run under the strict Content-Security-Policy without any refusal (no
+    inline script or style slipped in)."""
+    refused = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+        or "Content-Security-Policy" in entry["message"]
+    ]
+    assert refused == []
+
+
 def shot(driver: WebDriver, name: str) -> None:
     """Save a screenshot of the page, and check that each of its controls has a label."""
     assert driver.execute_script(_UNLABELLED) == [], f"unlabelled controls on {driver.current_url}"
+    assert_no_csp_violation(driver)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
 
@@ -329,6 +343,7 @@ def test_backup_code_once(server: Server, drivers: Callable[[], WebDriver]) -> N
     fill(driver, "code", code)
     submit(driver)
     assert "Sign-in failed" in flash_text(driver)
+    shot(driver, "10-backup-code-reused")
     assert driver.current_url.endswith("/console/login/verify")
     driver.get(f"{server.base}/console/account")
     wait_path(driver, "/console/login/verify")  # still not signed in
@@ -356,6 +371,7 @@ def test_revoke_another_session(server: Server, drivers: Callable[[], WebDriver]
     wait_path(other, "/console/login")
     mine.get(f"{server.base}/console/account")
     wait_path(mine, "/console/account")
+    assert_no_csp_violation(mine)
 
 
 def _tab_to(driver: WebDriver, predicate: Callable[[Any], bool], limit: int = 40) -> Any:
