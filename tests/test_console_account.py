@@ -162,3 +162,30 @@ def test_sessions_page_names_sessions_by_handle_not_id(app: Flask) -> None:
     assert cookie not in html
     handles = re.findall(r'id="session-([0-9a-f]+)"', html)
     assert handles and all(len(h) == 16 for h in handles)
+
+
+@pytest.mark.parametrize(
+    ("agent", "name"),
+    [
+        (
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "Firefox on Windows",
+        ),
+        (
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "HeadlessChrome/156.0.0.0 Safari/537.36",
+            "Headless Chrome on Linux",
+        ),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+            "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+            "Safari on iPhone",
+        ),
+        (None, "Unknown device"),
+        ("curl/8.5.0", "curl/8.5.0"),
+    ],
+)
+def test_device_names(agent: str | None, name: str) -> None:
+    from flask_licensechain.console.account import device_name
+
+    assert device_name(agent) == name

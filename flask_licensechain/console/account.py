@@ -6,7 +6,7 @@ last one: every user keeps one (owners and admins included, as the rule says).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from flask import abort, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response as BaseResponse
@@ -177,6 +177,37 @@ def change_password() -> Any:
     )
 
 
+_BROWSERS: Final = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("HeadlessChrome/", "Headless Chrome"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS: Final = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+
+
+def device_name(user_agent: str | None) -> str:
+    """A short name for a session's device ("Firefox on Windows") from its User-Agent; the
+    full string stays available (shown as the cell's title)."""
+    if not user_agent:
+        return "Unknown device"
+    browser = next((name for mark, name in _BROWSERS if mark in user_agent), None)
+    system = next((name for mark, name in _SYSTEMS if mark in user_agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or user_agent[:60]
+
+
 def session_handle(id_hash: str) -> str:
     """The public name of a session in pages and URLs (not the cookie, not its hash)."""
     return id_hash[:16]
@@ -192,6 +223,7 @@ def sessions_page() -> Any:
     rows = [
         {
             "handle": session_handle(s.id_hash),
+            "device": device_name(s.user_agent),
             "current": s.id_hash == mine,
             "session": s,
             "stale": sessions.end_reason(state, s, user, state.clock()) is not None,
