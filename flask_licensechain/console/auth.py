@@ -71,8 +71,8 @@ def safe_next(target: str | None) -> str | None:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return None
+    if parts.scheme or parts.netloc or {".", ".."} & set(parts.path.split("/")):
+        return None  # a dot segment would walk out of the console once the browser resolves it
     prefix = console_state().settings.console_path.rstrip("/") + "/"
     return target if (parts.path + "/").startswith(prefix) or parts.path == prefix[:-1] else None
 

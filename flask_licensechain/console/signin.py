@@ -31,6 +31,11 @@ FAILED: Final = (
 )
 
 
+def _form_status() -> int:
+    """200 for a form shown, 400 for one posted with invalid fields (shown again)."""
+    return 400 if request.method == "POST" else 200
+
+
 def actor_of(user: ConsoleUser) -> str:
     return f"user:{user.id}"
 
@@ -103,7 +108,7 @@ def login() -> Any:
             throttle.record_failure(state, email, ip, user, now, step="password")
         flash(FAILED, "error")
         return render_template("console/login.html", form=form), 401
-    return render_template("console/login.html", form=form)
+    return render_template("console/login.html", form=form), _form_status()
 
 
 @bp.route("/login/verify", methods=["GET", "POST"])
@@ -135,7 +140,7 @@ def login_mfa() -> Any:
         ), 401
     return render_template(
         "console/login_mfa.html", form=form, user=user, has_passkeys=_has_passkeys(user)
-    )
+    ), _form_status()
 
 
 def _has_passkeys(user: ConsoleUser) -> bool:
@@ -219,7 +224,7 @@ def setup(token: str) -> Any:
         return redirect(
             url_for("console.enrol" if stage == sessions.STAGE_ENROL else "console.login_mfa")
         )
-    return render_template("console/setup.html", form=form, user=user)
+    return render_template("console/setup.html", form=form, user=user), _form_status()
 
 
 @bp.route("/reauth", methods=["GET", "POST"])
@@ -253,7 +258,9 @@ def reauth() -> Any:
         return render_template(
             "console/reauth.html", form=form, has_passkeys=_has_passkeys(user)
         ), 401
-    return render_template("console/reauth.html", form=form, has_passkeys=_has_passkeys(user))
+    return render_template(
+        "console/reauth.html", form=form, has_passkeys=_has_passkeys(user)
+    ), _form_status()
 
 
 def finish_enrolment(user: ConsoleUser, *, enrolling: bool) -> Any:
