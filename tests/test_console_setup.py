@@ -356,3 +356,25 @@ def test_old_sessions_and_failures_are_not_kept(app: Flask, clock: Clock) -> Non
     assert state.repo.failures_since(clock() - timedelta(days=1), email=person.email)[0] == 0
     sign_in(app.test_client(), app, person)
     assert len(state.repo.list_sessions(person.user.id)) == 1
+
+
+def test_users_commands_need_the_console_on(tmp_path: Path) -> None:
+    import json
+
+    from gate_support import issuer_app_with
+
+    app = issuer_app_with(tmp_path, gated=False)
+    result = app.test_cli_runner().invoke(
+        args=[
+            "licensechain",
+            "users",
+            "create",
+            "--email",
+            "a@example.test",
+            "--role",
+            "owner",
+            "--json",
+        ]
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.output)["error"] == "console_off"
