@@ -165,6 +165,10 @@ def test_idle_timeout(app: Flask, clock: Clock) -> None:
     clock.advance(minutes=30, seconds=1)
     response = client.get("/console/account")
     assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+    ended = [
+        e for e in console_state(app).store.audit.list() if e.action == "console.session_ended"
+    ]
+    assert [e.data["reason"] for e in ended] == ["idle"]
 
 
 def test_absolute_timeout(app: Flask, clock: Clock) -> None:

@@ -64,6 +64,8 @@ def _visible_nav() -> list[NavItem]:
 
 @bp.before_request
 def _load_session() -> None:
+    if request.endpoint == "console.static":
+        return  # stylesheet and script: no session, nothing to protect
     setattr(g, SIGNED_KEY, sessions.load(console_state()))
     csrf.protect()
 

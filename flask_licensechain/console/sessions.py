@@ -24,6 +24,7 @@ from typing import Final
 from flask import Response, g, request
 
 from ..client_ip import client_ip
+from .audit import audit_event
 from .repository import ConsoleSession, ConsoleUser
 from .state import ConsoleState
 
@@ -93,9 +94,13 @@ def load(state: ConsoleState) -> Signed | None:
         return None
     user = state.repo.get_user(session.user_id)
     now = state.clock()
-    if end_reason(state, session, user, now) is not None:
-        if session.revoked_at is None:
-            state.repo.revoke_session(id_hash, now)
+    reason = end_reason(state, session, user, now)
+    if reason is not None:
+        if session.revoked_at is None and state.repo.revoke_session(id_hash, now):
+            actor = f"user:{session.user_id}"
+            audit_event(
+                state.store, "console.session_ended", actor=None, target=actor, reason=reason
+            )
         g.setdefault(_CLEAR_COOKIE, True)
         return None
     assert user is not None
