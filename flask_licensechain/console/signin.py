@@ -132,6 +132,7 @@ def login_mfa() -> Any:
         if method is not None:
             return complete_sign_in(state, user, method, form.next.data)
         flash(FAILED, "error")
+        form.code.data = ""  # a code, even a spent one, is not shown again
         if throttle.is_locked(state.repo.get_user(user.id) or user, now):
             sessions.revoke_current(state, now)
             return redirect(url_for("console.login"))
@@ -255,6 +256,7 @@ def reauth() -> Any:
             )
             return redirect(safe_next(form.next.data) or _home())
         flash(FAILED, "error")
+        form.code.data = ""  # a code, even a spent one, is not shown again
         return render_template(
             "console/reauth.html", form=form, has_passkeys=_has_passkeys(user)
         ), 401
