@@ -298,8 +298,8 @@ def test_first_owner_setup_and_totp(server: Server, drivers: Callable[[], WebDri
     wait_path(driver, "/console/account")
 
 
-def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebDriver]) -> None:
-    driver = drivers()
+def add_authenticator(driver: WebDriver) -> None:
+    """Chromium's virtual platform authenticator: resident keys, user verified."""
     authenticator = VirtualAuthenticatorOptions()
     authenticator.protocol = VirtualAuthenticatorOptions.Protocol.CTAP2
     authenticator.transport = VirtualAuthenticatorOptions.Transport.INTERNAL
@@ -307,6 +307,36 @@ def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebD
     authenticator.has_user_verification = True
     authenticator.is_user_verified = True
     driver.add_virtual_authenticator(authenticator)
+
+
+def test_enrol_with_a_passkey_alone(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    """A developer sets up the account with a passkey instead of an authenticator app."""
+    link = server.cli("users", "create", "--email", "dev@example.test", "--role", "developer")[
+        "setupLink"
+    ]
+    driver = drivers()
+    add_authenticator(driver)
+    driver.get(link)
+    fill(driver, "display_name", "Dev Eloper")
+    fill(driver, "password", PASSWORD)
+    fill(driver, "confirm", PASSWORD)
+    submit(driver)
+    wait_path(driver, "/console/account/totp")
+    fill(driver, "passkey-name", "Work laptop")
+    driver.find_element(By.CSS_SELECTOR, "[data-webauthn=register]").click()
+    codes = WebDriverWait(driver, 20).until(
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#backup-codes code")]
+    )
+    assert len(codes) == 10
+    driver.find_element(By.LINK_TEXT, "I have stored them").click()
+    wait_path(driver, "/console/account")
+    assert "Work laptop" in driver.find_element(By.ID, "passkeys").text
+    assert "developer" in driver.find_element(By.TAG_NAME, "header").text
+
+
+def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    driver = drivers()
+    add_authenticator(driver)
     # Signed in with a backup code (this browser has no session yet).
     sign_in_password(driver, server)
     fill(driver, "code", OWNER.backup_codes[0])
