@@ -342,3 +342,20 @@ def test_session_list_shows_device_ip_last_seen(app: Flask) -> None:
     client, _ = signed_in_client(app, "developer")
     html = client.get("/console/account/sessions").get_data(as_text=True)
     assert "console tests" in html and "127.0.0.1" in html and "UTC" in html
+
+
+def test_console_actor_for_the_service_layer(app: Flask) -> None:
+    from flask_licensechain.console.auth import console_actor
+
+    @app.get("/guarded/actor")
+    @login_required
+    def actor_view() -> dict[str, str | None]:
+        actor = console_actor()
+        return {"kind": actor.kind, "id": actor.id, "ip": actor.ip}
+
+    client, person = signed_in_client(app, "support")
+    assert client.get("/guarded/actor").get_json() == {
+        "kind": "console",
+        "id": person.user.id,
+        "ip": "127.0.0.1",
+    }

@@ -17,9 +17,11 @@ For the pages (``console/pages/``: add your routes to ``blueprint.bp`` and one l
   scope), ``@requires_recent_mfa`` (second factor checked within
   ``LICENSECHAIN_CONSOLE_MFA_MAX_AGE`` seconds, else a re-check page that comes back),
   ``current_user()`` (a ``ConsoleUser``: ``id``, ``email``, ``display_name``, ``role``,
-  ``app_ids``, empty meaning every app), ``user_can(scope)``, ``user_may_access_app(app_id)``
-  (``flask_licensechain.console.auth``). Templates get ``console_user`` and
-  ``lc_user_can(scope)`` to hide what a role may not do; the server still refuses it.
+  ``app_ids``, empty meaning every app), ``console_actor()`` (that user as the service
+  layer's ``Actor``, kind ``console``: pass it to ``flask_licensechain.services``),
+  ``user_can(scope)``, ``user_may_access_app(app_id)`` (``flask_licensechain.console.auth``).
+  Templates get ``console_user`` and ``lc_user_can(scope)`` to hide what a role may not do;
+  the server still refuses it.
 - ``audit_event(store, action, actor=..., target=..., **data)`` (``console.audit``): the one
   audit helper; ``actor_of(user)`` gives ``user:<id>``.
 - Templates extend ``console/base.html`` and fill ``{% block content %}`` (and ``{% block

@@ -1,6 +1,7 @@
 """Who is signed in, and the decorators that guard console views.
 
 - ``current_user()``: the signed-in ``ConsoleUser`` (None outside a full session).
+- ``console_actor()``: that user as the service layer's ``Actor`` (``store.changes``).
 - ``@login_required``: a fully signed-in user (password and second factor), else a
   redirect to the sign-in page (or to the second-factor step that is pending).
 - ``@requires_scope("licenses:write")``: also the scope, from the user's role
@@ -19,6 +20,9 @@ from urllib.parse import urlsplit
 
 from flask import abort, flash, g, redirect, request, url_for
 
+from ..client_ip import client_ip
+from ..core.gate import environ_request_id
+from ..store.changes import Actor
 from . import sessions
 from .repository import ConsoleSession, ConsoleUser
 from .roles import role_allows
@@ -49,6 +53,25 @@ def current_user() -> ConsoleUser | None:
 def current_session() -> ConsoleSession | None:
     found = signed()
     return found.session if found is not None and found.session.stage == STAGE_FULL else None
+
+
+def console_actor() -> Actor:
+    """The signed-in user as the service layer's ``Actor`` (kind ``console``), with the
+    request's IP and user agent (personal data: the audit log keeps them apart).
+
+    :raises RuntimeError: nobody is fully signed in (guard the view with ``@login_required``).
+    """
+    user = current_user()
+    if user is None:
+        raise RuntimeError("console_actor() needs a signed-in user (@login_required)")
+    return Actor(
+        kind="console",
+        id=user.id,
+        name=user.display_name,
+        request_id=environ_request_id(request.environ),
+        ip=client_ip(),
+        user_agent=request.headers.get("User-Agent"),
+    )
 
 
 def user_can(scope: str) -> bool:
