@@ -35,6 +35,7 @@ SCREENSHOTS = ROOT / "docs" / "console-screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PASSWORD = "a long and unusual passphrase"
+MFA_MAX_AGE = 2
 
 pytestmark = pytest.mark.slow
 
@@ -86,6 +87,9 @@ class Server:
             "LICENSECHAIN_ISSUER": f"{self.base}/v1",
             "LICENSECHAIN_CONSOLE": "true",
             "LICENSECHAIN_CONSOLE_URL": f"{self.base}/console",
+            # Sensitive actions re-check the second factor after this many seconds (10 min in
+            # production): the re-check flow runs without a long wait.
+            "LICENSECHAIN_CONSOLE_MFA_MAX_AGE": str(MFA_MAX_AGE),
         }
         self.log = (tmp / "server.log").open("w")
         self.process = subprocess.Popen(
@@ -359,6 +363,21 @@ def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebD
     shot(driver, "08-second-factor-with-passkey")
     driver.find_element(By.CSS_SELECTOR, "[data-webauthn=mfa]").click()
     wait_path(driver, "/console/account")
+    # A sensitive action once the check is older than the maximum age: the second factor
+    # again (with the passkey), then the action.
+    time.sleep(MFA_MAX_AGE + 0.5)
+    new_codes = "form[action$='/account/backup-codes'] button"
+    driver.find_element(By.CSS_SELECTOR, new_codes).click()
+    wait_path(driver, "/console/reauth")
+    assert "submit the form again" in flash_text(driver)
+    shot(driver, "11-reauth")
+    driver.find_element(By.CSS_SELECTOR, "[data-webauthn=reauth]").click()
+    wait_path(driver, "/console/account")
+    driver.find_element(By.CSS_SELECTOR, new_codes).click()
+    OWNER.backup_codes = WebDriverWait(driver, 20).until(
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#backup-codes code")]
+    )
+    assert len(OWNER.backup_codes) == 10
 
 
 def test_backup_code_once(server: Server, drivers: Callable[[], WebDriver]) -> None:
