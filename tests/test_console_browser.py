@@ -4,9 +4,11 @@ the server running as its own process (``flask run`` on a free loopback port).
 Flows: the first owner set up from the link the CLI printed; TOTP enrolment (the code is
 computed from the secret the page shows); sign out and in with password and TOTP; a passkey
 registered with Chromium's virtual authenticator (WebDriver WebAuthn API), then used
-alone and as second factor; a backup code used once, refused the second time; another
+alone, as second factor and as the re-check before a sensitive action; an account set up
+with a passkey alone; a backup code used once, refused the second time; another
 session revoked and signed out; one sign-in driven by the keyboard alone. Screenshots of
-each page go to docs/console-screenshots/ (linked from the README).
+each page go to docs/console-screenshots/ (linked from the README); every page they show
+has a label on each control and no Content-Security-Policy refusal in the browser's log.
 
 Without Chromium and chromedriver these tests skip, and fail under ``CI=true``.
 """
