@@ -1,6 +1,6 @@
 """Webhook endpoints, the outbox of events, and their deliveries (issue 12).
 
-Tables (on the store's one ``MetaData``, created by revision ``r0012a``):
+Tables (on the store's one ``MetaData``, created by revision ``r0006``):
 
 - ``lc_webhook_endpoints``: where events go. ``app_id`` NULL receives every app's events
   (and those of no app); ``source`` is ``api`` (``POST /v1/webhooks``) or ``app`` (an

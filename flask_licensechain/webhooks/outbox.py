@@ -8,7 +8,7 @@ enabled endpoint that subscribes to it: the endpoints of the change's app, and t
 app (every app). It runs inside the unit of work, so the event commits with the change or
 not at all: a rolled-back change sends nothing, and a crash after the commit loses nothing
 (the worker finds the rows). ``app.create`` and ``app.update`` also keep the endpoint of
-the app's ``webhook_url`` in step (revision ``0012a`` made those of the apps before it).
+the app's ``webhook_url`` in step (revision ``0006`` made those of the apps before it).
 
 Payload: ``{"type": <event type>, "timestamp": <ISO 8601 UTC>, "data": <the changed object
 as the API returns it>}`` (``serialize.py``; a webhook endpoint without its secret).

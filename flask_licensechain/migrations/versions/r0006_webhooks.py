@@ -1,7 +1,7 @@
 """Webhooks: endpoints, the outbox (deliveries of events) and their attempts, and the
 license expiries already announced.
 
-Revision ID: 0012a
+Revision ID: 0006
 Revises: 0005
 
 - ``lc_webhook_endpoints``: destinations (an app's, or every app's), subscribed event
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012a"
+revision = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | None = None
 depends_on: str | None = None
