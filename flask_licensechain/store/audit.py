@@ -36,10 +36,12 @@ the four columns (``erase_personal``); the digest stays, the chain still verifie
 without the salt the digest can no longer be matched against a guessed e-mail address.
 
 Linear under concurrent writers. An append reads the chain's head (``lc_audit_head``: the
-last ``seq`` and MAC, one row) with ``SELECT ... FOR UPDATE`` and updates it in the same
-transaction. On PostgreSQL the row lock queues concurrent appends, as an advisory lock would,
-and also gives each one the head it must chain to. On SQLite, a write transaction already
-holds the database's single write lock (``BEGIN IMMEDIATE``). A service records its change
+last ``seq`` and MAC, one row) with ``SELECT ... FOR UPDATE`` and moves it in the same
+transaction (on PostgreSQL in the statement that inserts the event, a data-modifying
+``WITH``: two round trips per append). On PostgreSQL the row lock queues concurrent
+appends, as an advisory lock would, and also gives each one the head it must chain to. On
+SQLite, a write transaction already holds the database's single write lock
+(``BEGIN IMMEDIATE``). A service records its change
 after its own row locks (a unit takes no row lock after its first ``record``), so the head
 lock adds no deadlock.
 
