@@ -97,6 +97,8 @@ _PERSONAL_LABEL: Final = b"lc-audit-personal-v1\x00"
 _HEAD_LABEL: Final = b"lc-audit-head-v1\x00"
 _CHECKPOINT_LABEL: Final = b"lc-audit-checkpoint-v1\x00"
 _HEAD_ID: Final = 1
+#: advisory lock id under which a missing head row is created (PostgreSQL)
+_HEAD_CREATION_LOCK: Final = 0x4C430005
 _BATCH: Final = 1000
 _CURSOR_PREFIX: Final = "ae1:"
 
@@ -403,8 +405,12 @@ class AuditRepository:
         """The chain's last seq and MAC, the head row locked until the transaction ends."""
         head = conn.execute(_LOCK_HEAD).first()
         if head is None:  # a store made from the tables, not the migrations
-            conn.execute(sa.insert(audit_head).values(id=_HEAD_ID, seq=0, mac=GENESIS))
-            head = conn.execute(_LOCK_HEAD).one()
+            # Writers that all found no row queue here; the first creates it.
+            self._db.serialize(conn, _HEAD_CREATION_LOCK)
+            head = conn.execute(_LOCK_HEAD).first()
+            if head is None:
+                conn.execute(sa.insert(audit_head).values(id=_HEAD_ID, seq=0, mac=GENESIS))
+                head = conn.execute(_LOCK_HEAD).one()
         return int(head.seq), str(head.mac)
 
     def _head_values(self, seq: int, mac: str, key_id: str) -> dict[str, Any]:

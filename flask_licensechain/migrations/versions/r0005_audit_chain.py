@@ -1,7 +1,7 @@
 """The audit log as a hash chain: actor details, app, MAC columns, personal columns, head
 and checkpoints.
 
-Revision ID: 0011a
+Revision ID: 0005
 Revises: 0003
 
 - ``lc_audit_events``: ``seq`` (the event's place in the chain; NULL for events written
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011a"
-down_revision: str | None = "0003"
+revision = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | None = None
 depends_on: str | None = None
 
