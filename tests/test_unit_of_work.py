@@ -8,6 +8,8 @@ import sqlalchemy as sa
 
 from flask_licensechain.core.errors import Conflict
 from flask_licensechain.store import Actor, Change, Store
+from flask_licensechain.store import apps as app_store
+from flask_licensechain.store.database import UnitFailed
 from flask_licensechain.store.schema import apps, audit_events
 
 pytest_plugins = ["store_fixtures"]
@@ -61,16 +63,49 @@ def test_reads_inside_the_unit_see_its_rows_and_after_commit_runs_once(store: St
 
 
 def test_a_conflict_inside_the_unit_leaves_it_usable(store: Store) -> None:
-    """A repository write is a savepoint of the unit: after its ``Conflict`` (PostgreSQL
-    would otherwise abort the whole transaction) the unit goes on and commits."""
+    """A repository write that retries is a savepoint of the unit: after its ``Conflict``
+    (PostgreSQL would otherwise abort the whole transaction) the unit goes on and commits."""
     first = store.apps.create("Taken")
     with store.unit_of_work(ACTOR) as unit:
-        with pytest.raises(Conflict), store.database.write() as conn:
+        with pytest.raises(Conflict), store.database.write(savepoint=True) as conn:
             conn.execute(sa.insert(apps).values(**_app_row(first.id)))
         second = store.apps.create("Other")
         unit.record(Change(action="app.create", target=second.id))
     assert store.apps.get(second.id) is not None
     assert [e.target for e in store.audit.list()] == [second.id]
+
+
+def test_a_swallowed_failure_of_a_joined_write_rolls_the_unit_back(store: Store) -> None:
+    """A plain write joins the unit without a savepoint: when it fails half way and the
+    caller goes on, the unit must not commit the half it did."""
+    first = store.apps.create("Taken")
+    committed: list[str] = []
+    with pytest.raises(UnitFailed) as failed, store.unit_of_work(ACTOR) as unit:
+        unit.after_commit(lambda: committed.append("ran"))
+        try:
+            with store.database.write() as conn:
+                conn.execute(sa.insert(apps).values(**_app_row("app_half")))
+                conn.execute(sa.insert(apps).values(**_app_row(first.id)))
+        except Conflict:
+            pass  # swallowed
+        unit.record(Change(action="app.create", target="app_half"))
+    assert isinstance(failed.value.__cause__, Conflict)
+    assert store.apps.get("app_half") is None and committed == []
+    assert [e.target for e in store.audit.list()] == []
+
+
+def test_the_app_slug_race_retry_still_works_inside_a_unit(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AppRepository.create`` retries a slug another writer took (its write is a
+    savepoint): inside a unit, the retry succeeds and the unit commits."""
+    store.apps.create("Same")
+    # As if the other writer took "same" between our read and our insert.
+    monkeypatch.setattr(app_store, "_candidate_slugs", lambda base, taken: base)
+    with store.unit_of_work(ACTOR) as unit:
+        app = store.apps.create("Same")
+        unit.record(Change(action="app.create", target=app.id))
+    assert app.slug.startswith("same-") and store.apps.get(app.id) is not None
 
 
 def _app_row(app_id: str) -> dict[str, object]:

@@ -6,7 +6,6 @@ Each runs in one unit of work with its audit event; the public endpoints' CORS a
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Final
 
 from ..core.errors import NotFound
@@ -76,7 +75,7 @@ def delete_app(state: IssuerState, actor: Actor, app_id: str) -> AppRecord:
                 target=app.id,
                 app_id=app.id,
                 data=_fields(app),
-                subject=dataclasses.replace(app),
+                subject=app,
             )
         )
         unit.after_commit(state.cors_origins.invalidate)

@@ -106,7 +106,7 @@ class AppRepository:
 
     def _insert(self, name: str, extra: dict[str, Any], base: str, *, randomize: bool) -> AppRecord:
         now = datetime.now(UTC)
-        with self._db.write() as conn:
+        with self._db.write(savepoint=True) as conn:  # create() retries a lost slug
             if randomize:
                 slug = f"{base[: _SLUG_MAX - 9]}-{secrets.token_hex(4)}"
             else:

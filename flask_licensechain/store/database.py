@@ -9,10 +9,17 @@
   PostgreSQL: autocommit), so the verify hot path costs one round trip.
 - ``schema_change(lock_id)``: the transaction migrations run in, one process at a time.
 - ``unit()``: a write transaction that the repository calls made inside it join (a unit of
-  work, ``store/changes.py``). Inside it ``write()`` is a SAVEPOINT of the unit (so a
-  repository's retry after a ``Conflict`` still works on PostgreSQL), and ``read()`` and
-  ``single()`` use the unit's connection (they see its uncommitted rows). The join is per
-  context (``contextvars``): other threads and greenlets are not affected.
+  work, ``store/changes.py``); ``read()`` and ``single()`` use the unit's connection (they
+  see its uncommitted rows). The join is per context (``contextvars``): other threads and
+  greenlets are not affected. Inside a unit, ``write()`` joins the unit's transaction as it
+  is: a failure inside it (a database error, or any exception leaving the block) marks the
+  unit failed, and a failed unit only rolls back (``UnitFailed`` at its end, should the
+  caller have swallowed the failure), so a half-done repository call never commits.
+  ``write(savepoint=True)`` is for a repository that catches a failure and tries again (a
+  slug or a key rotation that lost a race): a SAVEPOINT that the failure rolls back to,
+  leaving the unit usable (PostgreSQL otherwise aborts the whole transaction). Savepoints
+  are opt-in because each costs two statements: 20 % of a ``PATCH`` of a license, measured
+  in ``benchmarks/audit_write``.
 
 A SQLite database file is created 0600 (``core/private_files.py``): it holds license keys and
 customer e-mail addresses.
@@ -43,10 +50,27 @@ from ..core.private_files import create_private_file
 _SQLITE_BEGIN = "licensechain_sqlite_begin"
 DEFAULT_BUSY_TIMEOUT = 5.0
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-#: the unit of work this context is in: (its database, its connection)
-_UNIT: contextvars.ContextVar[tuple[Database, sa.Connection] | None] = contextvars.ContextVar(
+#: the unit of work this context is in
+_UNIT: contextvars.ContextVar[_Joined | None] = contextvars.ContextVar(
     "licensechain_unit_of_work", default=None
 )
+
+
+class UnitFailed(RuntimeError):
+    """A write inside a unit of work failed and the caller went on: the unit rolled back.
+
+    Raised when the unit ends; the failure itself is the ``__cause__``."""
+
+
+class _Joined:
+    """The unit of work of a context: its database, its connection, its first failure."""
+
+    __slots__ = ("conn", "db", "failure")
+
+    def __init__(self, db: Database, conn: sa.Connection) -> None:
+        self.db = db
+        self.conn = conn
+        self.failure: BaseException | None = None
 
 
 def normalize_url(url: str) -> sa.URL:
@@ -153,38 +177,70 @@ class Database:
             self._single_options = {"isolation_level": "AUTOCOMMIT"}
         _dispose_in_forked_children(engine)
 
-    def _unit_connection(self) -> sa.Connection | None:
+    def _joined(self) -> _Joined | None:
         unit = _UNIT.get()
-        return unit[1] if unit is not None and unit[0] is self else None
+        return unit if unit is not None and unit.db is self else None
+
+    def _unit_connection(self) -> sa.Connection | None:
+        unit = self._joined()
+        return None if unit is None else unit.conn
 
     @contextmanager
-    def write(self) -> Iterator[sa.Connection]:
-        conn = self._unit_connection()
-        if conn is not None:
+    def write(self, *, savepoint: bool = False) -> Iterator[sa.Connection]:
+        """A write transaction (module docstring). Inside a unit of work: the unit's, or with
+        ``savepoint`` a SAVEPOINT of it that a failure rolls back to. Raises the store's
+        typed errors."""
+        unit = self._joined()
+        if unit is None:
+            with self._transaction(self._write_options) as conn:
+                yield conn
+            return
+        if savepoint:
             try:
-                with conn.begin_nested():
-                    yield conn
+                with unit.conn.begin_nested():
+                    yield unit.conn
             except exc.SQLAlchemyError as error:
                 _reraise(error)
             return
-        with self._transaction(self._write_options) as conn:
-            yield conn
+        try:
+            try:
+                yield unit.conn
+            except exc.SQLAlchemyError as error:
+                _reraise(error)
+        except BaseException as failure:
+            if unit.failure is None:
+                unit.failure = failure
+            raise
 
     @contextmanager
     def unit(self) -> Iterator[sa.Connection]:
         """One write transaction that ``write()``, ``read()`` and ``single()`` join until it
         ends; committed when the block ends normally, rolled back when it raises. A unit
-        inside a unit is the same unit."""
-        conn = self._unit_connection()
-        if conn is not None:
-            yield conn
+        inside a unit is the same unit. Raises ``UnitFailed`` (after rolling back) when a
+        write inside it failed and the block still ended normally."""
+        joined = self._joined()
+        if joined is not None:
+            yield joined.conn
             return
         with self._transaction(self._write_options) as conn:
-            token = _UNIT.set((self, conn))
+            unit = _Joined(self, conn)
+            token = _UNIT.set(unit)
             try:
                 yield conn
+            except BaseException as error:
+                if unit.failure is None or error is unit.failure:
+                    raise
+                # What broke after a swallowed failure (PostgreSQL: "transaction aborted")
+                # is its consequence: report the failure.
+                raise UnitFailed(
+                    "a write inside this unit of work failed; the unit is rolled back"
+                ) from unit.failure
             finally:
                 _UNIT.reset(token)
+            if unit.failure is not None:
+                raise UnitFailed(
+                    "a write inside this unit of work failed; the unit is rolled back"
+                ) from unit.failure
 
     def serialize(self, conn: sa.Connection, lock_id: int) -> None:
         """Queue this write transaction behind any other holding ``lock_id``.

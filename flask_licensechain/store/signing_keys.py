@@ -116,7 +116,7 @@ class SigningKeyRepository:
         now, old_expires_at = to_utc(now), to_utc(old_expires_at)
         for attempt in range(_ROTATE_ATTEMPTS):
             try:
-                with self._db.write() as conn:
+                with self._db.write(savepoint=True) as conn:  # retried below
                     self._db.serialize(conn, _ROTATION_LOCK)
                     conn.execute(
                         sa.update(signing_keys)
