@@ -132,6 +132,22 @@ def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
 
 
+#: ``LICENSECHAIN_RATELIMIT_BACKEND`` values.
+RATELIMIT_BACKENDS = ("limits", "flask-limiter")
+
+
+def _ratelimit_backend(value: Any, key: str) -> str:
+    if value not in RATELIMIT_BACKENDS:
+        raise ConfigError(f"{key} must be one of {', '.join(RATELIMIT_BACKENDS)}, got {value!r}")
+    return str(value)
+
+
+def _optional_bool(value: Any, key: str) -> bool | None:
+    if value is None or value == "":
+        return None
+    return parse_bool(value, key)
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = _opt(
@@ -237,6 +253,20 @@ class Settings:
         "Issuer mode: every HTTP error of the app (unknown paths included) answers the JSON "
         "error body, never HTML. The host app's own error handlers keep precedence.",
         parse_bool,
+    )
+    ratelimit_backend: str = _opt(
+        "limits",
+        "`limits`: the public endpoints count with the `limits` library directly (faster). "
+        "`flask-limiter`: through the app's own Flask-Limiter `Limiter` (its storage, headers, "
+        "exemptions; `pip install 'flask-licensechain[limiter]'`), which must be initialised "
+        "on the app before LicenseChain.",
+        _ratelimit_backend,
+    )
+    api_docs: bool | None = _opt(
+        None,
+        "Serve the API reference (Swagger UI, from the `docs` extra) at `<url_prefix>/docs`. "
+        "Default (`None`): on in debug, off otherwise.",
+        _optional_bool,
     )
 
     @classmethod
