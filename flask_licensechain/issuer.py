@@ -20,7 +20,7 @@ from .api import bp as api_blueprint
 from .api import root_bp as root_blueprint
 from .api.cors import OriginAllowList
 from .api.http import install_json_errors
-from .api.ratelimit import PublicRateLimits
+from .api.ratelimit import build_public_rate_limits
 from .api.urls import BaseUrls
 from .cli import licensechain_cli
 from .config import Settings
@@ -172,7 +172,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         key_source=keyring,
         store=store,
         keyring=keyring,
-        limiter=PublicRateLimits(settings),
+        limiter=build_public_rate_limits(app, settings),
         signing_keys=signing_keys,
         urls=BaseUrls(settings.issuer, settings.url_prefix),
         cors_origins=OriginAllowList(store.apps.all_allowed_origins),
