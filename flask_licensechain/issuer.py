@@ -19,6 +19,7 @@ from flask import Flask
 from .api import bp as api_blueprint
 from .api import root_bp as root_blueprint
 from .api.cors import OriginAllowList
+from .api.docs import check_docs_setting, register_docs
 from .api.http import install_json_errors
 from .api.ratelimit import build_public_rate_limits
 from .api.urls import BaseUrls
@@ -142,6 +143,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     key cannot be unsealed (wrong ``LICENSECHAIN_ENCRYPTION_KEY``).
     """
     settings = resolve_issuer(app, settings)
+    check_docs_setting(settings)
     database_url = settings.database_url or default_database_url(app)
     sealing_key = resolve_encryption_key(app, settings, database_url)
     store = open_store(database_url)
@@ -184,6 +186,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
             app.register_blueprint(root_blueprint)
         if settings.json_errors:
             install_json_errors(app)
+        register_docs(app, settings)
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state
