@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import click
 
+from .cli_admin import apps_cli, devices_cli, licenses_cli
 from .cli_db import db_cli
 from .command import LicenseChainGroup, audit, emit, issuer
 from .core.contract import SELLER_TIERS
@@ -35,6 +36,9 @@ licensechain_cli = LicenseChainGroup(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
 licensechain_cli.add_command(db_cli)
+licensechain_cli.add_command(apps_cli)
+licensechain_cli.add_command(licenses_cli)
+licensechain_cli.add_command(devices_cli)
 
 
 # -- commands ---------------------------------------------------------------------------

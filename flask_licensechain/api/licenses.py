@@ -168,21 +168,69 @@ def _set_status(state: IssuerState, license_id: str, status: str) -> LicenseReco
     return lic
 
 
-def change_status(
-    state: IssuerState, lic: LicenseRecord, status: str, *, reason: str | None = None
-) -> LicenseRecord:
-    """The one path of every status change: its 409 rules (a revoked license stays revoked;
-    revoking twice is fine), the revocation records the store writes with the change and
-    announces to the denylist, and the audit event."""
+#: status -> the audit action of a change to it
+STATUS_ACTIONS: Final = {"REVOKED": "revoke", "SUSPENDED": "suspend", "ACTIVE": "activate"}
+
+
+def apply_status_change(
+    state: IssuerState, lic: LicenseRecord, status: str
+) -> tuple[LicenseRecord, str | None]:
+    """The status change itself, shared by the API and the CLI: its 409 rules (a revoked
+    license stays revoked; revoking twice is fine) and the revocation records the store
+    writes with it and announces to the denylist. Returns the license and the audit action
+    to record (``license.revoke``...), None when the status did not change.
+
+    :raises Conflict: a revoked license would be suspended or activated.
+    :raises NotFound: the license is gone.
+    """
     if status != "REVOKED":
         _not_revoked(lic, "suspended" if status == "SUSPENDED" else "activated")
     previous = lic.status
     lic = _set_status(state, lic.id, status)
-    if previous != status:
-        action = {"REVOKED": "revoke", "SUSPENDED": "suspend", "ACTIVE": "activate"}[status]
+    return lic, None if previous == status else f"license.{STATUS_ACTIONS[status]}"
+
+
+def change_status(
+    state: IssuerState, lic: LicenseRecord, status: str, *, reason: str | None = None
+) -> LicenseRecord:
+    """The one path of every status change of the API: ``apply_status_change``, then its
+    audit event."""
+    lic, action = apply_status_change(state, lic, status)
+    if action is not None:
         data = {"reason": reason} if status == "REVOKED" else {}
-        audit(state.store, f"license.{action}", lic.id, **data)
+        audit(state.store, action, lic.id, **data)
     return lic
+
+
+def apply_extension(
+    state: IssuerState, lic: LicenseRecord, expires_at: datetime | None
+) -> LicenseRecord:
+    """Set the expiry (None: perpetual), shared by the API and the CLI; an earlier expiry
+    voids the tokens that would outlive it.
+
+    :raises Conflict: the license is revoked.
+    :raises NotFound: the license is gone.
+    """
+    _not_revoked(lic, "extended")
+    updated = state.store.licenses.update(
+        lic.id, announce=state.denylist.publish, expires_at=expires_at
+    )
+    if updated is None:
+        raise NotFound("License not found.")
+    return updated
+
+
+def apply_device_release(state: IssuerState, lic: LicenseRecord, hwuid: str) -> LicenseRecord:
+    """Unbind ``hwuid`` (its tokens are voided), shared by the API and the CLI.
+
+    :raises NotFound: that device is not bound to the license, or the license is gone.
+    """
+    if not state.store.licenses.release_device(lic.id, hwuid, announce=state.denylist.publish):
+        raise NotFound("That device is not bound to this license.")
+    released = state.store.licenses.get(lic.id)
+    if released is None:
+        raise NotFound("License not found.")
+    return released
 
 
 @bp.post("/apps/<app_id>/licenses")
@@ -346,22 +394,16 @@ def extend_license(ref: str) -> Response:
         raise InvalidRequest("'expiresAt' is required (null makes the license perpetual).")
     raw = fields.raw(*EXPIRY_NAMES)
     expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
-    lic = _existing(state, ref)
-    _not_revoked(lic, "extended")
-    updated = state.store.licenses.update(
-        lic.id, announce=state.denylist.publish, expires_at=expires_at
-    )
-    audit(state.store, "license.extend", lic.id, expires_at=raw)
+    updated = apply_extension(state, _existing(state, ref), expires_at)
+    audit(state.store, "license.extend", updated.id, expires_at=raw)
     return _one(updated)
 
 
 def _release(ref: str, hwuid: str) -> Response:
     state = get_issuer_state()
-    lic = _existing(state, ref)
-    if not state.store.licenses.release_device(lic.id, hwuid, announce=state.denylist.publish):
-        raise NotFound("That device is not bound to this license.")
-    audit(state.store, "license.device_release", lic.id, hwuid=hwuid)
-    return _one(state.store.licenses.get(lic.id))
+    released = apply_device_release(state, _existing(state, ref), hwuid)
+    audit(state.store, "license.device_release", released.id, hwuid=hwuid)
+    return _one(released)
 
 
 @bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)
