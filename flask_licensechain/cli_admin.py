@@ -25,8 +25,9 @@ nobody can be asked).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import click
 
@@ -52,7 +53,10 @@ _PAGE = click.option(
 )
 
 
-def _limit(default: int) -> Any:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _limit(default: int) -> Callable[[F], F]:
     return click.option(
         "--limit",
         type=click.IntRange(1, limits.PAGE_SIZE),
@@ -88,7 +92,7 @@ def _license(state: IssuerState, ref: str) -> LicenseRecord:
 # -- human output ------------------------------------------------------------------------
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
