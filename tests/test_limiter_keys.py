@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from flask import Flask, jsonify
 from flask_limiter import Limiter
+from gate_support import JWKSServer, TokenFactory, integrator_app
 from issuer_support import Issuer, close_issuer, make_issuer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from flask_licensechain import requires_feature
+from flask_licensechain import current_license, requires_feature
 from flask_licensechain.client_ip import client_ip
 from flask_licensechain.limiter_keys import IP_PREFIX, LICENSE_PREFIX, license_key_func
 
@@ -94,3 +95,21 @@ def test_a_revoked_token_is_not_a_license_key(issuer: Issuer) -> None:
         environ_base={"REMOTE_ADDR": "10.9.9.9"},
     )
     assert answer.get_json()["key"] == IP_PREFIX + "10.9.9.9"
+
+
+def test_the_readme_snippet_runs_as_written(
+    jwks_server: JWKSServer, make_gate_token: TokenFactory
+) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    (snippet,) = [block for block in blocks if "license_key_func" in block]
+    app = integrator_app(jwks_server, RATELIMIT_STORAGE_URI="memory://")
+    namespace = {"app": app, "requires_feature": requires_feature}
+    namespace["current_license"] = current_license
+    exec(snippet, namespace)
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {make_gate_token(sub='lic_readme')}"}
+    answer = client.get("/reports/heavy", headers=auth)
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json() == {"licensed_to": "lic_readme"}
+    assert client.get("/reports/heavy").status_code == 401
