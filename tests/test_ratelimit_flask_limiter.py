@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import free_port
 from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -126,3 +127,23 @@ def test_health_probes_the_host_limiter_s_storage(tmp_path: Path) -> None:
     down = app.test_client().get("/v1/health")
     assert down.status_code == 503 and "ratelimit" in down.get_json()["failing"]
     assert down.headers["Retry-After"]
+
+
+@pytest.mark.parametrize(("swallow", "status"), [(False, 503), (True, 200)])
+def test_a_dead_host_storage_follows_the_host_s_choice(
+    tmp_path: Path, swallow: bool, status: int
+) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}"
+    limiter = Limiter(
+        get_remote_address,
+        storage_uri=dead,
+        storage_options={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        swallow_errors=swallow,
+    )
+    app = _app(tmp_path, limiter)
+    key = _key(app)
+    answer = _verify(app, key)
+    assert answer.status_code == status, answer.get_data()
+    if status == 503:
+        error_body(answer, 503, "unavailable")
+        assert int(answer.headers["Retry-After"]) >= 1
