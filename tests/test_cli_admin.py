@@ -10,6 +10,7 @@ are audited as done by ``cli``; an expiry in the past asks first, or needs ``--y
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -267,3 +268,20 @@ def test_state_changes_are_audited_as_done_by_the_cli(issuer: Issuer) -> None:
         "license.revoke",
     ):
         assert (action, "cli") in seen, (action, seen)
+
+
+def test_the_readme_s_admin_commands_run_as_written(issuer: Issuer) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    block = readme.split("```sh\nflask --app app licensechain apps list", 1)[1].split("```")[0]
+    lines = ["flask --app app licensechain apps list" + block.splitlines()[0]]
+    lines += [line for line in block.splitlines()[1:] if line.strip()]
+    assert len(lines) == 6, lines
+    app = issuer.new_app()
+    lic = issuer.new_license(app.id, issued_email="ada@example.com")
+    placeholders = {"app_...": app.id, "LC-XXXXXX-XXXXXX-XXXXXX": lic.key, "KEY-OR-ID": lic.id}
+    for line in lines:
+        args = shlex.split(line.split("#", 1)[0])[4:]
+        args = [placeholders.get(arg, arg) for arg in args]
+        result = run(issuer, *args)
+        assert result.exit_code == 0, (line, result.output)
+    assert api(issuer, f"/v1/licenses/{lic.id}")["status"] == "REVOKED"
