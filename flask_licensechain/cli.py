@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 import click
 
 from .cli_admin import apps_cli, devices_cli, licenses_cli
+from .cli_console import users_cli
+from .cli_data import register_data_commands
 from .cli_db import db_cli
 from .command import LicenseChainGroup, audit, emit, issuer
 from .core.contract import SELLER_TIERS
@@ -39,6 +41,8 @@ licensechain_cli.add_command(db_cli)
 licensechain_cli.add_command(apps_cli)
 licensechain_cli.add_command(licenses_cli)
 licensechain_cli.add_command(devices_cli)
+licensechain_cli.add_command(users_cli)
+register_data_commands(licensechain_cli)
 
 
 # -- commands ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from .core.keys import (
     thumbprint,
     unseal_private_key,
 )
+from .core.sealing import Sealer
 from .store import SigningKeyRecord, Store
 from .store.signing_keys import ACTIVE
 
@@ -62,9 +63,9 @@ class SigningKeys:
     query and no RSA or AES work unless a key is new.
     """
 
-    def __init__(self, store: Store, sealing_key: bytes, settings: Settings) -> None:
+    def __init__(self, store: Store, sealer: Sealer, settings: Settings) -> None:
         self._store = store
-        self._sealing_key = sealing_key
+        self._sealer = sealer
         self._key_size = settings.key_size
         # A rotated-out key must verify every token it signed: the longest TTL, the verifiers'
         # leeway, and the time other workers may keep signing with it before they reload.
@@ -105,9 +106,7 @@ class SigningKeys:
             if signing is None:
                 if record.sealed_private_key is None:
                     raise KeyMaterialError(detail=f"active key {record.kid} has no private key")
-                private = unseal_private_key(
-                    record.sealed_private_key, record.kid, self._sealing_key
-                )
+                private = unseal_private_key(record.sealed_private_key, record.kid, self._sealer)
                 signing = SigningKey(kid=record.kid, private_key=private)
                 self._private[record.kid] = signing
         return RingKey(kid=record.kid, public_key=public, signing_key=signing)
@@ -162,7 +161,7 @@ class SigningKeys:
         return SigningKeyRecord(
             kid=key.kid,
             public_jwk=key.jwk(),
-            sealed_private_key=seal_private_key(key.private_key, key.kid, self._sealing_key),
+            sealed_private_key=seal_private_key(key.private_key, key.kid, self._sealer),
             state=ACTIVE,
             created_at=now,
             retired_at=None,

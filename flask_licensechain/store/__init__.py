@@ -14,6 +14,7 @@ from .analytics import VerificationCountRepository, VerificationTally
 from .api_keys import API_KEY_SCOPES, ApiKeyRepository
 from .apps import AppRepository
 from .audit import AuditRepository
+from .changes import Actor, Change, ChangeRecorder, UnitOfWork
 from .database import DEFAULT_BUSY_TIMEOUT, Database, create_store_engine, normalize_url
 from .licenses import LicenseRepository
 from .migrate import SchemaStatus, SchemaVersionError
@@ -44,6 +45,10 @@ class Store:
         self.api_keys = ApiKeyRepository(self.database)
         self.signing_keys = SigningKeyRepository(self.database)
         self.audit = AuditRepository(self.database)
+        #: opens units of work (``store/changes.py``); the audit log listens first
+        self.changes = ChangeRecorder(self.database)
+        self.changes.add_listener(self.audit.append)
+        self.unit_of_work = self.changes.unit_of_work
         self.verification_counts = VerificationCountRepository(self.database)
         #: this process's verification outcomes, written to ``verification_counts`` in batches
         self.verification_tally = VerificationTally(self.verification_counts)
@@ -89,6 +94,7 @@ def open_store(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store
 
 __all__ = [
     "API_KEY_SCOPES",
+    "Actor",
     "ApiKeyRecord",
     "ApiKeyRepository",
     "AppRecord",
@@ -96,6 +102,8 @@ __all__ = [
     "AuditRecord",
     "AuditRepository",
     "BindOutcome",
+    "Change",
+    "ChangeRecorder",
     "DeviceRecord",
     "LicenseRecord",
     "LicenseRepository",
@@ -105,6 +113,7 @@ __all__ = [
     "SigningKeyRecord",
     "SigningKeyRepository",
     "Store",
+    "UnitOfWork",
     "VerificationCountRepository",
     "VerificationTally",
     "normalize_url",
