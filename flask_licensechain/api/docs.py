@@ -51,6 +51,7 @@ CONTENT_SECURITY_POLICY: Final = "; ".join(
 BUNDLE_ASSETS: Final = {
     "swagger-ui.css": "text/css",
     "swagger-ui-bundle.js": "text/javascript",
+    "favicon-32x32.png": "image/png",
 }
 INIT_SCRIPT_NAME: Final = "licensechain-docs.js"
 INIT_SCRIPT: Final = """\
@@ -73,6 +74,7 @@ _PAGE: Final = """\
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>LicenseChain API</title>
 <link rel="stylesheet" href="{css}">
+<link rel="icon" type="image/png" href="{icon}">
 </head>
 <body>
 <div id="swagger-ui" data-spec-url="{spec}"></div>
@@ -132,6 +134,7 @@ def page() -> Response:
     asset = "licensechain_docs.asset"
     html = _PAGE.format(
         css=escape(url_for(asset, name="swagger-ui.css")),
+        icon=escape(url_for(asset, name="favicon-32x32.png")),
         spec=escape(url_for("licensechain.openapi")),
         bundle=escape(url_for(asset, name="swagger-ui-bundle.js")),
         init=escape(url_for(asset, name=INIT_SCRIPT_NAME)),
