@@ -85,6 +85,7 @@ def test_the_page_loads_only_this_origin_s_scripts_under_its_csp(make: Any) -> N
     csp = _csp(page.headers["Content-Security-Policy"])
     assert csp["default-src"] == ["'none'"]
     assert csp["script-src"] == ["'self'"]  # no inline script, no eval, no other host
+    assert csp["style-src"] == ["'self'"]  # no inline <style> either
     assert csp["connect-src"] == ["'self'"]  # the document and "try it out": this API only
     assert csp["frame-ancestors"] == ["'none'"] and csp["base-uri"] == ["'none'"]
     assert not any("http" in source for sources in csp.values() for source in sources)
@@ -195,6 +196,14 @@ def test_swagger_ui_renders_the_document_in_chromium_under_the_csp(make: Any) ->
         )
         rendered = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
         assert "/v1/licenses/verify" in {text.replace("\u200b", "") for text in rendered}
+        # Open one operation: its parameters, schemas and highlighted examples render too.
+        browser.find_elements(By.CSS_SELECTOR, ".opblock-summary")[0].click()
+        WebDriverWait(browser, 30).until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock.is-open .responses-wrapper")
+        )
+        models = browser.find_elements(By.CSS_SELECTOR, ".models-control")
+        if models:  # the schemas section
+            models[0].click()
         problems = [
             entry["message"]
             for entry in browser.get_log("browser")
