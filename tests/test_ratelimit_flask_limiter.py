@@ -147,3 +147,21 @@ def test_a_dead_host_storage_follows_the_host_s_choice(
     if status == 503:
         error_body(answer, 503, "unavailable")
         assert int(answer.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"{" * 70000, "application/json", 413),
+        (b"not json", "application/json", 400),
+        (b"{}", "text/plain", 415),
+    ],
+)
+def test_bad_bodies_keep_their_answer_through_the_host_limiter(
+    tmp_path: Path, body: bytes, content_type: str, status: int
+) -> None:
+    app = _app(tmp_path, Limiter(get_remote_address, storage_uri="memory://"))
+    answer = app.test_client().post(
+        "/v1/licenses/verify", data=body, headers={"Content-Type": content_type}
+    )
+    assert answer.status_code == status, answer.get_data()[:200]

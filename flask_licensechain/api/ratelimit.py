@@ -39,7 +39,7 @@ from limits.strategies import FixedWindowRateLimiter, RateLimiter
 
 from ..client_ip import client_ip
 from ..config import Settings
-from ..core.errors import ConfigError, RateLimited, Unavailable
+from ..core.errors import ConfigError, LicenseChainError, RateLimited, Unavailable
 from ..core.ratelimit import LimitExceeded, StoreFallback
 from ..state import get_issuer_state
 from .body import peek_json_body
@@ -204,6 +204,8 @@ class HostLimiter:
             current = self.limiter.current_limit
             retry_after = 1 if current is None else int(current.reset_at - time.time())
             raise RateLimited(retry_after=retry_after) from None
+        except LicenseChainError:
+            raise
         except Exception as exc:
             raise Unavailable(detail=f"Flask-Limiter storage failed: {exc}") from exc
 
