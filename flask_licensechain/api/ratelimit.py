@@ -161,6 +161,9 @@ class HostLimiter:
     """
 
     def __init__(self, limiter: Any, settings: Settings) -> None:
+        from flask_limiter import RateLimitExceeded  # the optional dependency
+
+        self._exceeded: type[Exception] = RateLimitExceeded
         self.limiter = limiter
         self.max_body = settings.max_body_bytes
         per_ip = limiter.limit(
@@ -194,12 +197,10 @@ class HostLimiter:
         """Count one request of ``endpoint``. Raises ``RateLimited`` (429, ``Retry-After``)
         when a limit is used up, ``Unavailable`` (503) when the storage fails and the host
         does not swallow it; the host's ``after_request`` adds its own headers."""
-        from flask_limiter import RateLimitExceeded  # the optional dependency
-
         try:
             self._checks[endpoint]()
-        except RateLimitExceeded as exc:
-            if exc.response is not None:  # the host's on_breach answer: its choice
+        except self._exceeded as exc:
+            if getattr(exc, "response", None) is not None:  # the host's on_breach answer
                 raise
             current = self.limiter.current_limit
             retry_after = 1 if current is None else int(current.reset_at - time.time())
