@@ -72,6 +72,10 @@ def test_step_2_runs_as_printed_and_takes_the_token_from_step_1(tmp_path: Path) 
         step2 = out[out.index("2. Introspect that token (TOKEN takes it from step 1's answer):") :]
         lines = [line.strip() for line in step2[1:] if line.strip()][:2]
         assert lines[0].startswith("TOKEN=$(curl ") and "<" not in lines[0]
+        # With the docs extra (in dev), the quickstart serves and prints the API reference.
+        (docs_line,) = [line for line in out if line.startswith("API reference (Swagger UI): ")]
+        docs = httpx.get(docs_line.split(": ", 1)[1])
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
         done = subprocess.run(
             ["bash", "-c", "\n".join(lines)],
             capture_output=True,
