@@ -16,6 +16,7 @@ import pytest
 from issuer_support import Issuer, close_issuer, error_body, make_issuer
 
 from flask_licensechain.api.openapi import openapi_document
+from flask_licensechain.config import Settings
 from flask_licensechain.core.errors import ConfigError
 
 
@@ -213,3 +214,10 @@ def test_swagger_ui_renders_the_document_in_chromium_under_the_csp(make: Any) ->
     finally:
         browser.quit()
         server.shutdown()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("on", True), ("0", False), ("", None)])
+def test_the_setting_takes_the_usual_spellings(value: str, expected: bool | None) -> None:
+    assert Settings.from_mapping({"LICENSECHAIN_API_DOCS": value}).api_docs is expected
+    with pytest.raises(ConfigError, match="LICENSECHAIN_API_DOCS"):
+        Settings.from_mapping({"LICENSECHAIN_API_DOCS": "maybe"})
