@@ -100,6 +100,14 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
     )
 
 
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    return str(value)
+
+
 def _page_footer(shown: int, total: int, page: int, size: int) -> str:
     if total == 0:
         return "none"
@@ -145,7 +153,7 @@ def apps_list(as_json: bool, page: int, limit: int) -> None:
 def apps_show(as_json: bool, app_id: str) -> None:
     state, _ = issuer()
     data = app_json(_app(state, app_id))
-    human = "\n".join(f"{name:<18}{value}" for name, value in data.items())
+    human = "\n".join(f"{name:<18}{_text(value)}" for name, value in data.items())
     emit(as_json, data, human)
 
 
