@@ -49,7 +49,11 @@ licenses_cli = LicenseChainGroup(
 devices_cli = LicenseChainGroup("devices", help="List and release a license's bound devices.")
 
 _PAGE = click.option(
-    "--page", type=click.IntRange(1, limits.PAGE), default=1, show_default=True, help="Page."
+    "--page",
+    type=click.IntRange(1, limits.PAGE),
+    default=1,
+    show_default=True,
+    help="Which page of --limit items to show.",
 )
 
 
