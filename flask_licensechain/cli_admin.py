@@ -15,10 +15,10 @@ Under ``--json`` each prints the API's object for the same thing (an app, a lice
 ``licensechain`` command does (``command.py``). A "not found" names what was not found and
 the command that lists the candidates.
 
-State changes call the functions the API's views call (``api/licenses.py``:
-``apply_status_change``, ``apply_extension``, ``apply_device_release``): the same 409
-rules, revocation records and denylist announcements, so gates refuse a revoked license's
-tokens at once. Each is audited as done by ``cli``. An expiry in the past expires the
+State changes call the service layer, as the API's views do (``services/licenses.py``:
+``change_status``, ``extend_license``, ``release_device``), with the ``cli`` actor: the same
+409 rules, revocation records and denylist announcements (gates refuse a revoked license's
+tokens at once), and the audit event in the same transaction. An expiry in the past expires the
 license at once: the command asks first, or needs ``--yes`` (always under ``--json``, where
 nobody can be asked).
 """
@@ -32,11 +32,11 @@ from typing import Any, Final, TypeVar
 import click
 
 from . import field_limits as limits
-from .api.licenses import apply_device_release, apply_extension, apply_status_change
-from .command import CommandFailure, LicenseChainGroup, audit, emit, issuer
+from .command import CommandFailure, LicenseChainGroup, cli_actor, emit, issuer
 from .core.contract import LICENSE_STATUSES
 from .core.errors import NotFound
 from .serialize import app_json, iso, license_json, parse_timestamp
+from .services import licenses as service
 from .state import IssuerState
 from .store import AppRecord, LicenseRecord
 
@@ -234,11 +234,10 @@ def _changed(as_json: bool, lic: LicenseRecord, what: str) -> None:
 @click.argument("ref", metavar="KEY-OR-ID")
 @click.option("--reason", default=None, help="Why (kept in the audit log).")
 def licenses_revoke(as_json: bool, ref: str, reason: str | None) -> None:
-    state, store = issuer()
-    lic, action = apply_status_change(state, _license(state, ref), "REVOKED")
-    if action is not None:
-        audit(store, action, lic.id, reason=reason)
-    _changed(as_json, lic, "revoked")
+    state, _ = issuer()
+    lic = _license(state, ref)
+    revoked = service.change_status(state, cli_actor(), lic.id, "REVOKED", reason=reason)
+    _changed(as_json, revoked, "revoked")
 
 
 @licenses_cli.command(
@@ -246,20 +245,16 @@ def licenses_revoke(as_json: bool, ref: str, reason: str | None) -> None:
 )
 @click.argument("ref", metavar="KEY-OR-ID")
 def licenses_suspend(as_json: bool, ref: str) -> None:
-    state, store = issuer()
-    lic, action = apply_status_change(state, _license(state, ref), "SUSPENDED")
-    if action is not None:
-        audit(store, action, lic.id)
+    state, _ = issuer()
+    lic = service.change_status(state, cli_actor(), _license(state, ref).id, "SUSPENDED")
     _changed(as_json, lic, "suspended")
 
 
 @licenses_cli.command("activate", help="Lift a suspension (a revoked license stays revoked).")
 @click.argument("ref", metavar="KEY-OR-ID")
 def licenses_activate(as_json: bool, ref: str) -> None:
-    state, store = issuer()
-    lic, action = apply_status_change(state, _license(state, ref), "ACTIVE")
-    if action is not None:
-        audit(store, action, lic.id)
+    state, _ = issuer()
+    lic = service.change_status(state, cli_actor(), _license(state, ref).id, "ACTIVE")
     _changed(as_json, lic, "activated")
 
 
@@ -276,12 +271,11 @@ def licenses_extend(
     if (expires_at is None) == (not perpetual):
         raise click.UsageError("give exactly one of --expires-at DATE and --perpetual")
     expiry = None if expires_at is None else parse_timestamp(expires_at, "--expires-at")
-    state, store = issuer()
+    state, _ = issuer()
     lic = _license(state, ref)
     if expiry is not None and expiry <= datetime.now(UTC) and not assume_yes:
         _confirm_past_expiry(as_json, lic, expiry)
-    updated = apply_extension(state, lic, expiry)
-    audit(store, "license.extend", updated.id, expires_at=iso(expiry))
+    updated = service.extend_license(state, cli_actor(), lic.id, expires_at=expiry)
     _changed(as_json, updated, f"now expires {iso(expiry) or 'never'}")
 
 
@@ -315,17 +309,16 @@ def devices_list(as_json: bool, ref: str) -> None:
 @click.argument("ref", metavar="KEY-OR-ID")
 @click.argument("hwuid")
 def devices_release(as_json: bool, ref: str, hwuid: str) -> None:
-    state, store = issuer()
+    state, _ = issuer()
     lic = _license(state, ref)
     try:
-        released = apply_device_release(state, lic, hwuid)
+        released = service.release_device(state, cli_actor(), lic.id, hwuid=hwuid)
     except NotFound:
         raise CommandFailure(
             "not_found",
             f"Device {hwuid} is not bound to license {ref}; "
             f"`{CLI} devices list {ref}` shows its devices.",
         ) from None
-    audit(store, "license.device_release", released.id, hwuid=hwuid)
     _changed(as_json, released, f"released device {hwuid}")
 
 
