@@ -18,9 +18,9 @@ the command that lists the candidates.
 State changes call the service layer, as the API's views do (``services/licenses.py``:
 ``change_status``, ``extend_license``, ``release_device``), with the ``cli`` actor: the same
 409 rules, revocation records and denylist announcements (gates refuse a revoked license's
-tokens at once), and the audit event in the same transaction. An expiry in the past expires the
-license at once: the command asks first, or needs ``--yes`` (always under ``--json``, where
-nobody can be asked).
+tokens at once), and the audit event in the same transaction. An expiry in the past expires
+the license at once: the command asks first, or needs ``--yes`` (always under ``--json``,
+where nobody can be asked).
 """
 
 from __future__ import annotations
