@@ -228,12 +228,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=DEFAULT_STATE_DIR,
         help="where the token and the JWKS are kept (default: %(default)s)",
     )
-    parser.add_argument("--refresh-before", type=float, default=300.0, help="seconds before exp")
-    parser.add_argument("--leeway", type=float, default=0.0, help="clock leeway, seconds")
-    parser.add_argument("--watch", type=int, default=1, help="number of checks to run")
-    parser.add_argument("--interval", type=float, default=60.0, help="seconds between checks")
     parser.add_argument(
-        "--print-hardware-id", action="store_true", help="print this machine's hwuid and exit"
+        "--refresh-before",
+        type=float,
+        default=300.0,
+        help="ask the server for a fresh token when the kept one expires within this many "
+        "seconds (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--leeway",
+        type=float,
+        default=0.0,
+        help="seconds of clock difference with the server tolerated when checking the "
+        "token's times offline (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--watch",
+        type=int,
+        default=1,
+        help="how many license checks to run before exiting (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        help="seconds to wait between two checks of --watch (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--print-hardware-id",
+        action="store_true",
+        help="print this machine's hardware id (the hwuid sent to the server) and exit",
     )
     args = parser.parse_args(argv)
     if not args.print_hardware_id and (not args.server or not args.key):

@@ -28,15 +28,21 @@ from pathlib import Path
 from flask import Flask
 
 from flask_licensechain import LicenseChain, get_state
-from flask_licensechain.config import PREFIX, config_from_environ
+from flask_licensechain.api.docs import bundle_dir
+from flask_licensechain.api.ratelimit import ratelimit_storage_uri
+from flask_licensechain.config import PREFIX, Settings, config_from_environ
 from flask_licensechain.core.errors import ConfigError
 from flask_licensechain.core.private_files import PRIVATE_FILE_MODE, make_private_dirs
 from flask_licensechain.issuer import IssuerConfigurationError
+from flask_licensechain.revocation import denylist_uri
 from flask_licensechain.store import Store
 
 DEMO_FILE = "quickstart.json"
 DEMO_HWUID = "demo-machine-1"
 DEFAULT_INSTANCE = Path(__file__).resolve().parent / "instance"
+PAD = " " * 17
+#: step 2 reads the token from step 1's answer with this
+TOKEN_FROM_ANSWER = "python3 -c 'import json, sys; print(json.load(sys.stdin)[\"license_token\"])'"
 
 
 @dataclass(frozen=True)
@@ -93,8 +99,49 @@ def _load_demo(path: Path, store: Store) -> Demo | None:
     return demo if lic is not None and lic.key == demo.license_key else None
 
 
+def _is_redis(uri: str) -> bool:
+    return uri.split("://", 1)[0].lower().startswith(("redis", "rediss"))
+
+
+def stores_lines(settings: Settings, backend: str) -> list[str]:
+    """Which stores are in use, and what that means for several workers (and hosts)."""
+    store = {"postgresql": "PostgreSQL", "sqlite": "SQLite"}.get(backend, backend)
+    shared_denylist = _is_redis(denylist_uri(settings))
+    shared_limits = _is_redis(ratelimit_storage_uri(settings))
+    where = {True: "Redis", False: "in-process"}
+    lines = [
+        f"  stores         {store} store; denylist {where[shared_denylist]}; "
+        f"rate limits {where[shared_limits]}",
+        f"{PAD}With several workers (gunicorn -w N):",
+    ]
+    if shared_denylist:
+        lines.append(f"{PAD}- a revocation reaches every worker within milliseconds (Redis);")
+    else:
+        poll = settings.revocation_poll_interval
+        lines.append(f"{PAD}- each worker reads revocations from the store (within {poll:g} s);")
+    if shared_limits:
+        lines.append(f"{PAD}- the workers share one rate-limit budget per client (Redis);")
+    else:
+        lines.append(
+            f"{PAD}- each worker counts rate limits alone (N workers: N times the budget);"
+        )
+        lines.append(f"{PAD}  LICENSECHAIN_REDIS_URL=redis://... shares them;")
+    if backend == "sqlite":
+        lines.append(
+            f"{PAD}- SQLite serves one host: LICENSECHAIN_DATABASE_URL=postgresql://... for more."
+        )
+    else:
+        lines.append(f"{PAD}- the store serves several hosts.")
+    return lines
+
+
 def instructions(
-    demo: Demo, api_key: str | None, api: str, backend: str, status: str = "ACTIVE"
+    demo: Demo,
+    api_key: str | None,
+    api: str,
+    backend: str,
+    status: str = "ACTIVE",
+    settings: Settings | None = None,
 ) -> str:
     """What to print: the demo objects and the curl commands, for the API at ``api``.
 
@@ -113,19 +160,21 @@ def instructions(
             "--name admin --scope '*'"
         )
         admin_key = "<your admin API key>"
+    verify = f"curl -s -X POST {api}/licenses/verify {json_header} -d '{verify_body}'"
     lines = [
-        f"LicenseChain quickstart: license server at {api} (store: {backend})",
+        f"LicenseChain quickstart: license server at {api}",
         "",
+        *stores_lines(settings or Settings(), backend),
         f"  demo app       {demo.app_name} ({demo.app_id}), tier pro",
         f"  license key    {demo.license_key}   (plan pro, features: export, 2 devices)",
         *_status_lines(status, demo),
         key_line,
         "",
         "1. Verify the license key; the answer carries a license_token:",
-        f"  curl -s -X POST {api}/licenses/verify {json_header} -d '{verify_body}'",
+        f"  {verify}",
         "",
-        "2. Introspect that token (put the license_token from step 1 in TOKEN):",
-        "  TOKEN='<license_token>'",
+        "2. Introspect that token (TOKEN takes it from step 1's answer):",
+        f"  TOKEN=$({verify} | {TOKEN_FROM_ANSWER})",
         f"  curl -s -X POST {api}/licenses/introspect {json_header} "
         '-d "{\\"license_token\\": \\"$TOKEN\\"}"',
         "",
@@ -133,14 +182,19 @@ def instructions(
         f"  curl -s {api}/apps -H 'Authorization: Bearer {admin_key}'",
         "",
         f"Public keys: {api}/licenses/jwks   API description: {api}/openapi.json",
+        *([f"API reference (Swagger UI): {api}/docs"] if _docs_on(settings) else []),
         "Ctrl+C stops the server.",
     ]
     return "\n".join(lines)
 
 
+def _docs_on(settings: Settings | None) -> bool:
+    return settings is not None and bool(settings.api_docs)
+
+
 def _status_lines(status: str, demo: Demo) -> list[str]:
     """The warning under the license line when the demo license no longer verifies."""
-    pad = " " * 17
+    pad = PAD
     if status == "ACTIVE":
         return []
     if status == "SUSPENDED":
@@ -166,6 +220,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ["HOST"], os.environ["PORT"] = args.host, str(args.port)
+    if bundle_dir() is not None:  # the docs extra is installed: browse the API at /v1/docs
+        os.environ.setdefault(PREFIX + "API_DOCS", "true")
 
     try:
         app = create_app()
@@ -178,7 +234,7 @@ def main() -> None:
     api = f"http://{shown_host}:{args.port}" + state.settings.url_prefix.rstrip("/")
     stored = state.store.licenses.get(demo.license_id)
     status = stored.status if stored is not None else "ACTIVE"
-    print(instructions(demo, api_key, api, state.store.backend, status))
+    print(instructions(demo, api_key, api, state.store.backend, status, state.settings))
     print(flush=True)
     app.run(host=args.host, port=args.port, use_reloader=False)
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import click
 
+from .cli_admin import apps_cli, devices_cli, licenses_cli
 from .cli_audit import audit_cli
 from .cli_console import users_cli
 from .cli_data import register_data_commands
@@ -42,6 +43,9 @@ licensechain_cli = LicenseChainGroup(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
 licensechain_cli.add_command(db_cli)
+licensechain_cli.add_command(apps_cli)
+licensechain_cli.add_command(licenses_cli)
+licensechain_cli.add_command(devices_cli)
 licensechain_cli.add_command(webhooks_cli)
 licensechain_cli.add_command(users_cli)
 register_data_commands(licensechain_cli)

@@ -139,6 +139,22 @@ def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
 
 
+#: ``LICENSECHAIN_RATELIMIT_BACKEND`` values.
+RATELIMIT_BACKENDS = ("limits", "flask-limiter")
+
+
+def _ratelimit_backend(value: Any, key: str) -> str:
+    if value not in RATELIMIT_BACKENDS:
+        raise ConfigError(f"{key} must be one of {', '.join(RATELIMIT_BACKENDS)}, got {value!r}")
+    return str(value)
+
+
+def _optional_bool(value: Any, key: str) -> bool | None:
+    if value is None or value == "":
+        return None
+    return parse_bool(value, key)
+
+
 def _retry_schedule(value: Any, key: str) -> tuple[float, ...]:
     items: Any = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or len(items) > 30:
@@ -327,6 +343,21 @@ class Settings:
         "error body, never HTML. The host app's own error handlers keep precedence.",
         parse_bool,
     )
+    ratelimit_backend: str = _opt(
+        "limits",
+        "`limits`: the public endpoints count with the `limits` library directly (faster). "
+        "`flask-limiter`: through the app's own Flask-Limiter `Limiter` (its storage, headers, "
+        "exemptions; `pip install 'flask-licensechain[limiter]'`), which must be initialised "
+        "on the app before LicenseChain.",
+        _ratelimit_backend,
+    )
+    api_docs: bool | None = _opt(
+        None,
+        "Serve the API reference (Swagger UI, from the `docs` extra) at `<url_prefix>/docs`. "
+        "Default (`None`): on in debug, off otherwise.",
+        _optional_bool,
+    )
+
     webhooks_allow_private: bool = _opt(
         False,
         "Webhooks may go to loopback, private and link-local addresses, and over plain "

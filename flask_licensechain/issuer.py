@@ -19,8 +19,9 @@ from flask import Flask
 from .api import bp as api_blueprint
 from .api import root_bp as root_blueprint
 from .api.cors import OriginAllowList
+from .api.docs import check_docs_setting, register_docs
 from .api.http import install_json_errors
-from .api.ratelimit import PublicRateLimits
+from .api.ratelimit import build_public_rate_limits
 from .api.urls import BaseUrls
 from .cli import licensechain_cli
 from .config import Settings
@@ -195,6 +196,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     key cannot be unsealed (wrong ``LICENSECHAIN_ENCRYPTION_KEY``).
     """
     settings = resolve_issuer(app, settings)
+    check_docs_setting(settings)
     database_url = settings.database_url or default_database_url(app)
     encryption_keys = encryption_keyring(app, settings, database_url)
     sealer = Sealer(encryption_keys)
@@ -229,7 +231,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         key_source=keyring,
         store=store,
         keyring=keyring,
-        limiter=PublicRateLimits(settings),
+        limiter=build_public_rate_limits(app, settings),
         signing_keys=signing_keys,
         urls=BaseUrls(settings.issuer, settings.url_prefix),
         cors_origins=OriginAllowList(store.apps.all_allowed_origins),
@@ -243,6 +245,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
             app.register_blueprint(root_blueprint)
         if settings.json_errors:
             install_json_errors(app)
+        register_docs(app, settings)
     if settings.console:
         # The console extra's packages (flask-wtf, argon2...) load only when it is on.
         from .console import init_console

@@ -7,6 +7,11 @@ from .config import Settings
 from .core.denylist import Denylist, RevocationSource, denylist_from_uri
 
 
+def denylist_uri(settings: Settings) -> str:
+    """``LICENSECHAIN_DENYLIST_URL``, else ``LICENSECHAIN_REDIS_URL``, else ``memory://``."""
+    return settings.denylist_url or settings.redis_url or "memory://"
+
+
 def build_denylist(settings: Settings, source: RevocationSource | None = None) -> Denylist:
     """The denylist at ``LICENSECHAIN_DENYLIST_URL`` (else ``LICENSECHAIN_REDIS_URL``, else
     ``memory://``). With ``source`` (the issuer's store) it follows the store's revocations,
@@ -15,7 +20,7 @@ def build_denylist(settings: Settings, source: RevocationSource | None = None) -
     Raises ``ValueError`` for an unknown URI scheme.
     """
     return denylist_from_uri(
-        settings.denylist_url or settings.redis_url or "memory://",
+        denylist_uri(settings),
         fail_open=settings.denylist_fail_open,
         mirror=settings.denylist_mirror,
         source=source,

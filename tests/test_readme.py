@@ -108,7 +108,7 @@ def test_license_server_snippet_and_its_cli_commands_run_as_written(tmp_path: Pa
 
 def test_in_app_gate_snippet_runs_as_written() -> None:
     namespace: dict[str, object] = {"__name__": "readme_snippet"}
-    exec(_python_block(README, "@requires_feature"), namespace)  # the README snippet itself
+    exec(_python_block(README, '@requires_feature("export")  # also'), namespace)  # as is
     app = namespace["app"]
     assert isinstance(app, Flask)
     response = app.test_client().get("/reports/export")

@@ -138,10 +138,13 @@ def _dependency_errors() -> tuple[type[BaseException], ...]:
 
 
 def finish_response(response: Response) -> Response:
-    """Every API response: ``X-Request-ID``, the rate-limit headers, and ``no-store`` unless
-    the endpoint chose its own caching (API answers carry keys and tokens)."""
+    """Every API response: ``X-Request-ID``, the rate-limit headers, ``no-store`` unless
+    the endpoint chose its own caching (API answers carry keys and tokens), and on every 503
+    a ``Retry-After`` (RFC 9110 section 10.2.3), ``Unavailable.retry_after`` unless set."""
     headers = response.headers
     headers.set(REQUEST_ID_HEADER, request_id())
+    if response.status_code == 503 and "Retry-After" not in headers:
+        headers.set("Retry-After", str(Unavailable.retry_after))
     rate = request.environ.get(RATELIMIT_HEADERS_ENVIRON_KEY)
     if rate is not None:
         headers.extend(rate)  # views never set these themselves

@@ -8,6 +8,14 @@ context objects, header lookups: about a thousand more Python calls per request)
 to three times what these direct calls cost, and more than the rest of the endpoint bar the
 RSA signature.
 
+``LICENSECHAIN_RATELIMIT_BACKEND = "flask-limiter"`` counts through the host app's own
+Flask-Limiter ``Limiter`` instead (``HostLimiter``): the same per-IP and per-key limits,
+declared as Flask-Limiter limits, in its storage, with its headers, exemptions
+(``request_filter``, ``enabled``) and failure options (``swallow_errors``,
+``in_memory_fallback``). A refusal still answers the contract's 429 (``rate_limited`` with
+``Retry-After``); a storage error that the host lets through answers 503. The direct path
+stays the default because it is faster (``benchmarks/verify_endpoint``).
+
 One ``PublicRateLimits`` per Flask app, so several apps in one process keep separate limits.
 Counters are keyed ``licensechain/ip/<endpoint>/<address>`` and
 ``licensechain/key/<sha256 of the license key>`` (license keys are credentials: never a Redis
@@ -20,16 +28,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
 
-from flask import request
+from flask import Flask, request
 from limits import RateLimitItem, parse_many
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter, RateLimiter
 
 from ..client_ip import client_ip
 from ..config import Settings
+from ..core.errors import ConfigError, LicenseChainError, RateLimited, Unavailable
 from ..core.ratelimit import LimitExceeded, StoreFallback
 from ..state import get_issuer_state
 from .body import peek_json_body
@@ -60,10 +70,19 @@ def _headers(item: RateLimitItem, remaining: int, reset_at: float) -> RateLimitH
     }
 
 
-class PublicRateLimits:
-    """Counts public requests per client IP and per license key for one app."""
+#: endpoint name -> whether it is also limited per license key (filled by ``rate_limited``)
+LIMITED_ENDPOINTS: dict[str, bool] = {}
 
-    def __init__(self, settings: Settings) -> None:
+
+class PublicRateLimits:
+    """Counts public requests per client IP and per license key for one app.
+
+    ``host`` is set when the counting goes through the host app's Flask-Limiter
+    (``LICENSECHAIN_RATELIMIT_BACKEND = "flask-limiter"``); ``storage`` is then None.
+    """
+
+    def __init__(self, settings: Settings, host: HostLimiter | None = None) -> None:
+        self.host = host
         self.enabled = settings.ratelimit_enabled
         self.fail_open = settings.ratelimit_fail_open
         self.storage_uri = ratelimit_storage_uri(settings)
@@ -74,7 +93,8 @@ class PublicRateLimits:
         if self.storage_uri.split("://", 1)[0].lower() in _REDIS_SCHEMES:
             # A dead Redis must cost a request one second at most, not a hang.
             options.update(socket_timeout=1, socket_connect_timeout=1)
-        storage = storage_from_string(self.storage_uri, **options) if self.enabled else None
+        use_storage = self.enabled and host is None
+        storage = storage_from_string(self.storage_uri, **options) if use_storage else None
         self.storage: Storage | None = cast("Storage | None", storage)
         self._strategy = FixedWindowRateLimiter(self.storage) if self.storage else None
         self._fallback = StoreFallback(self.fail_open, FixedWindowRateLimiter)
@@ -125,7 +145,115 @@ class PublicRateLimits:
 
     def check_storage(self) -> bool:
         """Whether the storage answers (for health); ``True`` when limits are off."""
+        if self.host is not None:
+            return self.host.check_storage()
         return self.storage is None or bool(self.storage.check())
+
+
+class HostLimiter:
+    """The public limits declared on the host app's Flask-Limiter ``Limiter``.
+
+    Each limited endpoint gets a check function decorated, once, with the per-IP limits
+    (``limiter.limit``, keyed by ``client_ip``, scoped by endpoint) and, for verify and
+    validate-hardware, the per-key limits (``limiter.shared_limit``, one budget per license
+    across both endpoints, exempt when the body names no key). ``override_defaults=False``:
+    the host's default limits apply to these endpoints too, as to its own routes.
+    """
+
+    def __init__(self, limiter: Any, settings: Settings) -> None:
+        from flask_limiter import RateLimitExceeded  # the optional dependency
+
+        self._exceeded: type[Exception] = RateLimitExceeded
+        self.limiter = limiter
+        self.max_body = settings.max_body_bytes
+        per_ip = limiter.limit(
+            settings.ratelimit_per_ip,
+            key_func=client_ip,
+            scope="licensechain-ip",
+            override_defaults=False,
+        )
+        per_key = limiter.shared_limit(
+            settings.ratelimit_per_key,
+            scope="licensechain-key",
+            key_func=self._key_bucket,
+            exempt_when=self._no_key,
+            override_defaults=False,
+        )
+        self._checks: dict[str, Callable[[], None]] = {}
+        for endpoint, keyed in LIMITED_ENDPOINTS.items():
+            check = per_ip(_named_check(endpoint))
+            self._checks[endpoint] = per_key(check) if keyed else check
+
+    def __repr__(self) -> str:
+        return f"HostLimiter({self.limiter!r})"
+
+    def _key_bucket(self) -> str:
+        return license_key_bucket(self.max_body) or ""
+
+    def _no_key(self) -> bool:
+        return license_key_bucket(self.max_body) is None
+
+    def check(self, endpoint: str) -> None:
+        """Count one request of ``endpoint``. Raises ``RateLimited`` (429, ``Retry-After``)
+        when a limit is used up, ``Unavailable`` (503) when the storage fails and the host
+        does not swallow it; the host's ``after_request`` adds its own headers."""
+        try:
+            self._checks[endpoint]()
+        except self._exceeded as exc:
+            if getattr(exc, "response", None) is not None:  # the host's on_breach answer
+                raise
+            current = self.limiter.current_limit
+            retry_after = 1 if current is None else int(current.reset_at - time.time())
+            raise RateLimited(retry_after=retry_after) from None
+        except LicenseChainError:
+            raise
+        except Exception as exc:
+            raise Unavailable(detail=f"Flask-Limiter storage failed: {exc}") from exc
+
+    def check_storage(self) -> bool:
+        return bool(self.limiter.storage.check())
+
+
+def _named_check(endpoint: str) -> Callable[[], None]:
+    """A do-nothing function Flask-Limiter knows by a name of its own for ``endpoint``."""
+
+    def check() -> None:
+        return None
+
+    check.__name__ = check.__qualname__ = f"licensechain_public_{endpoint.replace('-', '_')}"
+    return check
+
+
+def host_flask_limiter(app: Flask) -> Any:
+    """The Flask-Limiter ``Limiter`` initialised on ``app``.
+
+    :raises ConfigError: Flask-Limiter is not installed, or no (or more than one)
+        ``Limiter`` is initialised on the app.
+    """
+    setting = "LICENSECHAIN_RATELIMIT_BACKEND = 'flask-limiter'"
+    try:
+        import flask_limiter  # noqa: F401  the optional dependency
+    except ImportError:
+        raise ConfigError(
+            f"{setting} needs Flask-Limiter: pip install 'flask-licensechain[limiter]'"
+        ) from None
+    limiters = list(app.extensions.get("limiter", ()))
+    if len(limiters) != 1:
+        found = "no" if not limiters else f"{len(limiters)}"
+        raise ConfigError(
+            f"{setting} shares the app's Flask-Limiter Limiter, and {found} Limiter is "
+            "initialised on this app: call Limiter(..., app=app) or limiter.init_app(app) "
+            "once, before LicenseChain(app)"
+        )
+    return limiters[0]
+
+
+def build_public_rate_limits(app: Flask, settings: Settings) -> PublicRateLimits:
+    """The app's public limits, on the backend ``LICENSECHAIN_RATELIMIT_BACKEND`` names."""
+    host = None
+    if settings.ratelimit_enabled and settings.ratelimit_backend == "flask-limiter":
+        host = HostLimiter(host_flask_limiter(app), settings)
+    return PublicRateLimits(settings, host)
 
 
 def license_key_bucket(max_body: int) -> str | None:
@@ -150,11 +278,15 @@ def rate_limited(endpoint: str, *, per_license_key: bool = False) -> Callable[[F
     response.
     """
 
+    LIMITED_ENDPOINTS[endpoint] = per_license_key
+
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def limited(*args: Any, **kwargs: Any) -> Any:
             limiter = get_issuer_state().limiter
-            if limiter.enabled:
+            if limiter.host is not None:
+                limiter.host.check(endpoint)
+            elif limiter.enabled:
                 bucket = license_key_bucket(limiter.max_body) if per_license_key else None
                 headers = limiter.hit(endpoint, client_ip(), bucket)
                 request.environ[RATELIMIT_HEADERS_ENVIRON_KEY] = headers

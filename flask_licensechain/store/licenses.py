@@ -328,7 +328,10 @@ class LicenseRepository:
         page: int = 1,
         limit: int = limits.DEFAULT_PAGE_SIZE,
         now: datetime | None = None,
+        email: str | None = None,
     ) -> tuple[builtins.list[LicenseRecord], int]:
+        """One page of licenses, newest first, and the total that match: of ``app_id``,
+        with the (effective) ``status``, issued to ``email`` (compared without case)."""
         page = check.integer(page, "page", minimum=1, maximum=limits.PAGE)
         limit = check.integer(limit, "limit", minimum=1, maximum=limits.PAGE_SIZE)
         now = to_utc(now) if now is not None else datetime.now(UTC)
@@ -337,6 +340,9 @@ class LicenseRepository:
             conditions.append(licenses.c.app_id == check.text(app_id, "app_id"))
         if status is not None:
             conditions.append(_status_filter(status, now))
+        if email is not None:
+            wanted = check.text(email, "email", max_length=limits.EMAIL).lower()
+            conditions.append(sa.func.lower(licenses.c.issued_email) == wanted)
         count = sa.select(sa.func.count()).select_from(licenses).where(*conditions)
         page_rows = (
             sa.select(licenses)

@@ -11,6 +11,8 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from flask_licensechain.core.errors import Unavailable
+
 from . import metrics
 
 log = logging.getLogger("licensechain.gateway")
@@ -81,5 +83,7 @@ class OpsEndpoints:
         # Only the names of failing dependencies are shown, never why (that is logged).
         failing = sorted(name for name, ok in checks.items() if not ok)
         if failing:
-            return _json(503, {"status": "unavailable", "failing": failing})
+            response = _json(503, {"status": "unavailable", "failing": failing})
+            response.headers.append(("Retry-After", str(Unavailable.retry_after)))
+            return response
         return _json(200, {"status": "ready"})

@@ -77,8 +77,12 @@ def _child_exit(server: Any, worker: Any) -> None:
     metrics.mark_process_dead(worker.pid)
 
 
+_WS_SANSIO = "websockets-sansio"
+
+
 def run_uvicorn(settings: GatewaySettings) -> None:
     import uvicorn
+    import uvicorn.config
 
     host, port = split_bind(settings.bind)
     uvicorn.run(
@@ -90,7 +94,9 @@ def run_uvicorn(settings: GatewaySettings) -> None:
         # The fastest pieces when installed (uvicorn[standard]), else the pure-Python ones.
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        ws="websockets",
+        # websockets' Sans-I/O implementation: uvicorn deprecates its legacy "websockets"
+        # one (a warning on every start); older uvicorn releases lack the new name.
+        ws=_WS_SANSIO if _WS_SANSIO in uvicorn.config.WS_PROTOCOLS else "websockets",
         lifespan="on",
         # uvicorn would believe X-Forwarded-For from loopback peers and rewrite the
         # client address; which proxies to trust is the gate's `trusted_proxies`.
