@@ -4,9 +4,11 @@ on what reaches its MAC'd part: each test tampers the way an attacker would and 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from issuer_support import close_issuer, make_issuer
 
 from flask_licensechain.console.audit import audit_event
 from flask_licensechain.store import Actor, Change, Store
@@ -82,8 +84,7 @@ def test_a_head_reset_to_genesis_is_named(store: Store) -> None:
     edited (not an unknown key)."""
     record(store, 3)
     execute(store, sa.update(audit_head).values(seq=0, mac="0" * 64, key_id=None, head_mac=None))
-    seq, breach = broken(store)
-    assert breach == "edited"
+    assert broken(store) == (0, "edited")  # the head (row id None), at the seq it claims
 
 
 def test_console_events_keep_personal_data_out_of_the_mac(store: Store) -> None:
@@ -110,3 +111,30 @@ def test_console_events_keep_personal_data_out_of_the_mac(store: Store) -> None:
     with store.database.write() as conn:
         assert store.audit.erase_personal(conn, targets=["user:2"]) == 3
     assert store.audit.verify().ok
+
+
+SECRET_HOOK = "https://hooks.example.com/services/T0/B0/s3cr3t-token-one"
+OTHER_HOOK = "https://hooks.example.com/services/T0/B0/s3cr3t-token-two"
+
+
+def test_an_apps_webhook_url_secret_stays_out_of_the_audit_log(tmp_path: Path) -> None:
+    """A webhook URL often carries its secret in the path (a chat service's incoming hook):
+    the audit log, which no one can edit and every ``audit:read`` key reads, records its
+    origin and a digest, and still records that it changed."""
+    made = make_issuer(tmp_path)
+    try:
+        app = made.post(
+            "/v1/apps", {"name": "Hooked", "webhookUrl": SECRET_HOOK}, headers=made.auth()
+        )
+        app_id = app.get_json()["id"]
+        response = made.client.patch(
+            f"/v1/apps/{app_id}", json={"webhookUrl": OTHER_HOOK}, headers=made.auth()
+        )
+        assert response.status_code == 200, response.get_json()
+        events = {e.action: e for e in made.store.audit.list()}
+        for action in ("app.create", "app.update"):
+            assert "s3cr3t" not in repr(events[action].data), events[action].data
+        before, after = events["app.update"].data["changes"]["webhook_url"]
+        assert before != after and before.startswith("https://hooks.example.com")
+    finally:
+        close_issuer(made)

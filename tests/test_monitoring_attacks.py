@@ -73,9 +73,12 @@ def test_a_failing_revocation_count_neither_fails_the_revocation_nor_its_announc
     lic = store.licenses.create(seller.id)
     published: list[Any] = []
     real_publish = state.denylist.publish
-    monkeypatch.setattr(
-        state.denylist, "publish", lambda batch: (published.append(batch), real_publish(batch))
-    )
+
+    def publish(batch: Any) -> None:
+        published.append(batch)
+        real_publish(batch)
+
+    monkeypatch.setattr(state.denylist, "publish", publish)
     monkeypatch.setattr(metrics, "REVOCATIONS", _BrokenCounter())
     response = app.test_client().patch(
         f"/v1/licenses/{lic.id}/suspend", json={}, headers=admin_headers(app, "*")

@@ -29,9 +29,7 @@ def audit_event(
     ``PERSONAL_KEYS`` go outside the audit MAC (``store/audit.py``). A lost audit line is
     logged, not raised: the sign-in already happened."""
     facts = {key: value for key, value in data.items() if key not in PERSONAL_KEYS}
-    personal = {
-        key: value for key, value in data.items() if key in PERSONAL_KEYS and key != "ip"
-    }
+    personal = {key: value for key, value in data.items() if key in PERSONAL_KEYS and key != "ip"}
     ip = data.get("ip")
     try:
         store.audit.record(

@@ -593,10 +593,7 @@ class _Walk:
         if first_chained is None:
             return None
         row = self.conn.execute(
-            sa.select(c.id)
-            .where(c.seq.is_(None), c.id > first_chained)
-            .order_by(c.id)
-            .limit(1)
+            sa.select(c.id).where(c.seq.is_(None), c.id > first_chained).order_by(c.id).limit(1)
         ).first()
         if row is None:
             return None
