@@ -7,14 +7,12 @@ Each runs in one unit of work with its audit event; the public endpoints' CORS a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from ..core.errors import NotFound
 from ..state import IssuerState
 from ..store import Actor, AppRecord, Change
-from . import diff, plain
+from . import diff, plain, redacted_url
 
 #: the app fields an audit event records (an app holds no personal data; ``webhook_url``
 #: as ``redacted_url``)
@@ -25,24 +23,6 @@ def _fields(app: AppRecord) -> dict[str, Any]:
     fields = {name: plain(getattr(app, name)) for name in (*APP_FIELDS, "slug")}
     fields["webhook_url"] = redacted_url(app.webhook_url)
     return fields
-
-
-def redacted_url(url: str | None) -> str | None:
-    """``url`` as the audit log may keep it: its origin, and when it has more (a path, a
-    query, credentials: where a webhook URL carries its secret) a SHA-256 prefix of the
-    whole, so that a change still shows. The log is append-only and every ``audit:read``
-    key reads it; a secret written there could never be taken back."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    origin = f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port else "")
-    if url in (origin, origin + "/"):
-        return url
-    return f"{origin}/... sha256:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
 
 
 def create_app(state: IssuerState, actor: Actor, *, name: str, **fields: Any) -> AppRecord:
