@@ -15,6 +15,7 @@ Called once by ``init_app``, after the issuer state is built. It adds, each by i
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Final
@@ -47,6 +48,8 @@ from .signals import (
     count_revocation,
 )
 from .windows import MemoryWindows, RedisWindows, WindowStore
+
+log = logging.getLogger("licensechain.metrics")
 
 METRICS_SCOPE: Final = "metrics:read"
 MONITORING_BLUEPRINT: Final = "licensechain_monitoring"
@@ -142,6 +145,16 @@ def _request_hook(
     next_gauges = [0.0]
 
     def observe_request(response: Response) -> Response:
+        # Counting and logging never change the answer: a failure (a metrics file that
+        # cannot be written, a log handler that raises) is logged, and the response goes
+        # on, with the security headers the hooks after this one add.
+        try:
+            observe(response)
+        except Exception as error:
+            log.warning("request not counted: %s: %s", type(error).__name__, error)
+        return response
+
+    def observe(response: Response) -> None:
         now = time.perf_counter()
         started = request.environ.get(STARTED_ENVIRON_KEY)
         elapsed = now - started if isinstance(started, float) else None
@@ -165,7 +178,6 @@ def _request_hook(
                 latency_ms=None if elapsed is None else round(elapsed * 1000, 3),
                 actor_id=_actor_id(),
             )
-        return response
 
     return observe_request
 

@@ -315,14 +315,17 @@ def observe_verification(state: IssuerState, decision: VerificationOutcome) -> N
     monitoring = state.monitoring
     if monitoring is None:
         return
-    if monitoring.metrics:
-        metrics.count_verification(decision.reason)
-    monitor = monitoring.signals
-    license_id = decision.license_id
-    if monitor is not None and license_id is not None:
-        monitor.observe_verification(
-            license_id, decision.app_id or "", decision.reason, client_ip()
-        )
+    try:
+        if monitoring.metrics:
+            metrics.count_verification(decision.reason)
+        monitor = monitoring.signals
+        license_id = decision.license_id
+        if monitor is not None and license_id is not None:
+            monitor.observe_verification(
+                license_id, decision.app_id or "", decision.reason, client_ip()
+            )
+    except Exception as error:  # never the customer's problem (module docstring)
+        log.warning("verification not counted: %s: %s", type(error).__name__, error)
 
 
 def observe_device(event: str, license_id: str, app_id: str) -> None:
@@ -333,7 +336,10 @@ def observe_device(event: str, license_id: str, app_id: str) -> None:
         return
     monitoring: Any = getattr(get_state(), "monitoring", None)
     if monitoring is not None and monitoring.signals is not None:
-        monitoring.signals.observe_device(license_id, app_id, event)
+        try:
+            monitoring.signals.observe_device(license_id, app_id, event)
+        except Exception as error:  # never the customer's problem
+            log.warning("device event not counted: %s: %s", type(error).__name__, error)
 
 
 def count_revocation(actor: object, change: Change) -> None:

@@ -17,9 +17,11 @@ One module per aggregate: ``apps``, ``licenses``, ``api_keys``, ``signing_keys``
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..core.denylist import Denylist
 from ..core.denylist.base import Revocation
@@ -63,3 +65,21 @@ def diff(
         if old != new:
             changed[name] = [old, new]
     return changed
+
+
+def redacted_url(url: str | None) -> str | None:
+    """``url`` as the audit log may keep it: its origin, and when it has more (a path, a
+    query, credentials: where a webhook URL carries its secret) a SHA-256 prefix of the
+    whole, so that a change still shows. The log is append-only and every ``audit:read``
+    key reads it; a secret written there could never be taken back."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    origin = f"{parts.scheme}://{parts.hostname or ''}" + (f":{port}" if port else "")
+    if url in (origin, origin + "/"):
+        return url
+    return f"{origin}/... sha256:{hashlib.sha256(url.encode()).hexdigest()[:16]}"

@@ -11,14 +11,17 @@ from typing import Any, Final
 from ..core.errors import NotFound
 from ..state import IssuerState
 from ..store import Actor, AppRecord, Change
-from . import diff, plain
+from . import diff, plain, redacted_url
 
-#: the app fields an audit event records (an app holds no personal data)
+#: the app fields an audit event records (an app holds no personal data; ``webhook_url``
+#: as ``redacted_url``)
 APP_FIELDS: Final = ("name", "description", "tier", "webhook_url", "allowed_origins")
 
 
 def _fields(app: AppRecord) -> dict[str, Any]:
-    return {name: plain(getattr(app, name)) for name in (*APP_FIELDS, "slug")}
+    fields = {name: plain(getattr(app, name)) for name in (*APP_FIELDS, "slug")}
+    fields["webhook_url"] = redacted_url(app.webhook_url)
+    return fields
 
 
 def create_app(state: IssuerState, actor: Actor, *, name: str, **fields: Any) -> AppRecord:

@@ -55,11 +55,19 @@ event, signed with ``K``. ``verify`` starts from the newest checkpoint: the firs
 must chain to its MAC. Deleting a checkpoint leaves a gap that ``verify`` reports.
 
 ``verify`` walks the chain in ``seq`` order and reports the first broken event:
-``edited`` (its MAC or its personal digest does not match its columns), ``deleted`` (a gap:
-the event before it is missing), ``reordered`` (it chains to an event that is elsewhere in the
-log), or ``unknown_key`` (MAC'd with a key this configuration does not hold).
+``edited`` (its MAC or its personal digest does not match its columns, or it has personal
+data but no salt: an erasure blanks them together), ``deleted`` (a gap: the event before it is
+missing), ``reordered`` (it chains to an event that is elsewhere in the log), ``inserted`` (an
+event without ``seq`` newer than the chain's first event), or ``unknown_key`` (MAC'd with a key
+this configuration does not hold).
 
-Events written before this design (``seq`` NULL) are listed, never verified.
+Events written before this design (``seq`` NULL) are listed, never verified; they must be
+older (smaller row id) than the chain's first event, else they were inserted.
+
+What no MAC kept in the same database can show: the log rolled back to an earlier valid state,
+the tail deleted together with the head row restored from an older copy (or every event,
+checkpoint and the head deleted). Anchor the head outside the database: ``audit verify
+--json`` prints ``headSeq``; keep it, and a later ``headSeq`` below it is a rollback.
 """
 
 from __future__ import annotations
@@ -100,9 +108,11 @@ _HEAD_ID: Final = 1
 #: advisory lock id under which a missing head row is created (PostgreSQL)
 _HEAD_CREATION_LOCK: Final = 0x4C430005
 _BATCH: Final = 1000
+#: the columns outside the MAC (``erase_personal`` blanks them with ``personal_salt``)
+_PERSONAL_COLUMNS: Final = ("actor_ip", "actor_user_agent", "personal")
 _CURSOR_PREFIX: Final = "ae1:"
 
-Breach = Literal["edited", "deleted", "reordered", "unknown_key"]
+Breach = Literal["edited", "deleted", "reordered", "inserted", "unknown_key"]
 
 # Prebuilt statements: an append runs three, and building them anew costs more than running
 # them (benchmarks/audit_write).
@@ -343,15 +353,24 @@ class AuditRepository:
         actor: str | None = None,
         target: str | None = None,
         data: Mapping[str, Any] | None = None,
+        personal: Mapping[str, Any] | None = None,
+        ip: str | None = None,
     ) -> None:
         """Append an event of ``action`` by a system actor named ``actor`` (default
-        ``system``), in its own transaction. Raises ``InvalidRequest`` for a bad field."""
+        ``system``), in its own transaction. ``personal`` (e-mail addresses, names) and
+        ``ip`` (the actor's address) are stored outside the MAC (module docstring); ``data``
+        must hold none. Raises ``InvalidRequest`` for a bad field."""
         change = Change(
             action=check.required_text(action, "action"),
             target=check.optional_text(target, "target"),
             data=check.metadata(data, "data"),
+            personal=check.metadata(personal, "personal"),
         )
-        who = Actor(kind="system", id=check.optional_text(actor, "actor") or "system")
+        who = Actor(
+            kind="system",
+            id=check.optional_text(actor, "actor") or "system",
+            ip=check.optional_text(ip, "ip"),
+        )
         with self._db.write() as conn:
             self.append(conn, who, change)
 
@@ -574,6 +593,9 @@ class _Walk:
         checkpoint_seq = None if checkpoint is None else start_seq
         expected, count = start_seq + 1, 0
         last_id: int | None = None
+        inserted = self._legacy_after_chain_start()
+        if inserted is not None:
+            return Verification(0, legacy, checkpoint_seq, head_seq, inserted)
         for row in self._events(start_seq):
             broken = self._check_event(row, expected, prev)
             if broken is not None:
@@ -582,6 +604,26 @@ class _Walk:
             expected, prev, last_id = int(row["seq"]) + 1, str(row["mac"]), int(row["id"])
         broken = self._check_head(head, expected - 1, prev, last_id)
         return Verification(count, legacy, checkpoint_seq, head_seq, broken)
+
+    def _legacy_after_chain_start(self) -> Broken | None:
+        """An event without ``seq`` predates the chain, so its row id is below every
+        chained event's: a newer one was inserted by hand (reported at the chained event it
+        follows). What no check can show: a forged one given a small id."""
+        c = audit_events.c
+        first_chained = self.conn.scalar(sa.select(sa.func.min(c.id)).where(c.seq.is_not(None)))
+        if first_chained is None:
+            return None
+        row = self.conn.execute(
+            sa.select(c.id).where(c.seq.is_(None), c.id > first_chained).order_by(c.id).limit(1)
+        ).first()
+        if row is None:
+            return None
+        follows = self.conn.scalar(
+            sa.select(sa.func.max(c.seq)).where(c.seq.is_not(None), c.id < row.id)
+        )
+        return Broken(
+            int(follows or 0), int(row.id), "inserted", "an event without a place in the chain"
+        )
 
     def _events(self, after_seq: int) -> Iterator[Mapping[Any, Any]]:
         c = audit_events.c
@@ -619,6 +661,10 @@ class _Walk:
             )
             if not hmac.compare_digest(str(digest), str(row["personal_digest"])):
                 return Broken(seq, event_id, "edited", "its personal data was altered")
+        elif any(row[name] is not None for name in _PERSONAL_COLUMNS):
+            # An erasure blanks every personal column with the salt; personal data without
+            # a salt was written by someone else.
+            return Broken(seq, event_id, "edited", "its personal data was altered")
         if row["prev_mac"] == prev:
             if seq != expected:
                 return Broken(seq, event_id, "edited", f"its seq was changed (expected {expected})")
@@ -645,6 +691,8 @@ class _Walk:
             )
         if int(head.seq) == 0 and head.head_mac is None and last_seq == 0:
             return None  # an empty chain
+        if head.key_id is None or head.head_mac is None:
+            return Broken(int(head.seq), None, "edited", "the chain's head was altered")
         key_id = str(head.key_id)
         head_mac = self.keys.mac(
             key_id, _HEAD_LABEL, str(head.seq).encode(), str(head.mac).encode()

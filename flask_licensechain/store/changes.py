@@ -6,7 +6,9 @@ opens ``store.unit_of_work(actor)``; the repository calls made inside it join it
 transaction, to each of the store's change listeners in order: the audit log first, then the
 webhook outbox. If a listener raises, the whole unit rolls back: no change goes unrecorded,
 and no event leaves for a change that did not happen. Callbacks given to ``after_commit``
-(denylist announcements, metrics, waking the webhook worker) run once the commit succeeded.
+(denylist announcements, metrics, waking the webhook worker) run once the commit succeeded;
+each one runs even when one before it raised, and a failure there is logged, never raised
+(the change has happened).
 
 The API, the CLI, the console and the workers build an ``Actor`` for whoever acts and call
 the services; they never write through a repository themselves.
@@ -15,6 +17,7 @@ the services; they never write through a repository themselves.
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +26,8 @@ from typing import Any, Final, Literal
 import sqlalchemy as sa
 
 from .database import Database
+
+log = logging.getLogger(__name__)
 
 ActorKind = Literal["api_key", "cli", "console", "system", "client"]
 ACTOR_KINDS: Final = ("api_key", "cli", "console", "system", "client")
@@ -141,8 +146,19 @@ class ChangeRecorder:
                 yield unit
             finally:
                 _CURRENT.reset(token)
+        # The change has happened: a failing listener or callback is logged, never raised
+        # (an error answer would invite a retry of a committed change), and the others
+        # still run (a metric that cannot be counted must not hold back a revocation's
+        # announcement to the denylist).
         for listener in self._committed:
             for change in unit.changes:
-                listener(unit.actor, change)
+                _run_committed(listener, unit.actor, change)
         for callback in unit._after_commit:
-            callback()
+            _run_committed(callback)
+
+
+def _run_committed(callback: Callable[..., object], *args: object) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("after-commit %r failed; the change stays committed", callback)
