@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import click
 
+from .cli_console import users_cli
 from .cli_data import register_data_commands
 from .cli_db import db_cli
 from .command import LicenseChainGroup, audit, emit, issuer
@@ -36,6 +37,7 @@ licensechain_cli = LicenseChainGroup(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
 licensechain_cli.add_command(db_cli)
+licensechain_cli.add_command(users_cli)
 register_data_commands(licensechain_cli)
 
 

@@ -13,6 +13,7 @@ added to ``flask licensechain`` with one ``licensechain_cli.add_command(...)`` l
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 from typing import IO, Any
@@ -23,7 +24,7 @@ from flask.cli import AppGroup
 
 from .core.errors import LicenseChainError
 from .state import IssuerState, get_issuer_state
-from .store import Store
+from .store import Actor, Store
 
 log = logging.getLogger("licensechain.cli")
 
@@ -161,6 +162,15 @@ def dumps(data: dict[str, Any]) -> str:
 def emit(as_json: bool, data: dict[str, Any], human: str) -> None:
     """Print ``data`` as one compact JSON object under ``--json``, else ``human``."""
     click.echo(dumps(data) if as_json else human)
+
+
+def cli_actor() -> Actor:
+    """The ``Actor`` of a command's changes: ``cli`` with the OS user who ran it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
+        user = "unknown"
+    return Actor(kind="cli", id=user, name=AUDIT_ACTOR)
 
 
 def audit(store: Store, action: str, target: str, **data: Any) -> None:

@@ -139,6 +139,13 @@ def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
 
 
+def _console_switch(value: Any, key: str) -> bool:
+    enabled = parse_bool(value, key)
+    if enabled:
+        require_driver("flask_wtf", "console", key)
+    return enabled
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = _opt(
@@ -260,6 +267,40 @@ class Settings:
         "Issuer mode: every HTTP error of the app (unknown paths included) answers the JSON "
         "error body, never HTML. The host app's own error handlers keep precedence.",
         parse_bool,
+    )
+
+    console: bool = _opt(
+        False,
+        "Issuer mode: serve the admin console (people sign in with a password and a second "
+        "factor). Needs the `console` extra and Flask's `SECRET_KEY` (CSRF tokens).",
+        _console_switch,
+    )
+    console_path: str = _opt("/console", "Path of the admin console.", _url_prefix)
+    console_url: str | None = _opt(
+        None,
+        "Absolute URL of the console, for the setup links the CLI prints. Default: the "
+        "origin of `LICENSECHAIN_ISSUER` plus `LICENSECHAIN_CONSOLE_PATH`.",
+        _http_url,
+    )
+    console_idle_timeout: float = _opt(
+        1800, "Seconds of inactivity after which a console session ends.", _positive_float
+    )
+    console_absolute_timeout: float = _opt(
+        43200,
+        "Seconds after sign-in at which a console session ends, active or not.",
+        _positive_float,
+    )
+    console_mfa_max_age: float = _opt(
+        600,
+        "Seconds a second-factor check counts for sensitive console actions "
+        "(`@requires_recent_mfa`); older, it is asked again.",
+        _positive_float,
+    )
+    console_lockout_seconds: float = _opt(
+        3600,
+        "Seconds a console account stays locked after 10 failed sign-ins in 15 minutes "
+        "(an owner may unlock it sooner).",
+        _positive_float,
     )
 
     @classmethod

@@ -233,6 +233,11 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
             app.register_blueprint(root_blueprint)
         if settings.json_errors:
             install_json_errors(app)
+    if settings.console:
+        # The console extra's packages (flask-wtf, argon2...) load only when it is on.
+        from .console import init_console
+
+        init_console(app, state, sealer)
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state

@@ -216,7 +216,11 @@ def test_rotation_reseals_everything_under_the_first_key(tmp_path: Path, store_u
     report = run_json(issuer, "rotate-encryption-key")
     assert report == {
         "keyId": "k2",
-        "resealed": {"lc_signing_keys.sealed_private_key": 2},
+        "resealed": {
+            "lc_signing_keys.sealed_private_key": 2,
+            "lc_console_users.totp_secret": 0,
+            "lc_named_keys.sealed_key": 0,
+        },
         "total": 2,
         "removableKeyIds": ["k1"],
     }
@@ -419,3 +423,23 @@ def test_another_module_registers_its_sealed_column(tmp_path: Path, store_url: s
         assert ring(("k2", K2)).unseal(value, context=b"t:w1") == b"whsec-1"
     finally:
         SEALED_COLUMNS.remove(entry)
+
+
+def test_a_named_key_is_made_once_and_survives_rotation(tmp_path: Path, store_url: str) -> None:
+    """HMAC and pseudonym keys are random keys sealed in the store, not derived from an
+    encryption key: rotating the keyring re-seals them and leaves them unchanged."""
+    from flask_licensechain.store import store_named_key
+
+    first = start(tmp_path, store_url, f"k1:{K1}")
+    key = store_named_key(first.store.database, first.state.sealer, "test.hmac")
+    assert len(key) == 32
+    close_issuer(first)
+    other = start(tmp_path, store_url, f"k2:{K2},k1:{K1}", "b")
+    assert store_named_key(other.store.database, other.state.sealer, "test.hmac") == key
+    assert store_named_key(other.store.database, other.state.sealer, "test.other") != key
+    report = run_json(other, "rotate-encryption-key")
+    assert report["resealed"]["lc_named_keys.sealed_key"] == 1  # test.hmac (k1); not test.other
+    close_issuer(other)
+    only_new = start(tmp_path, store_url, f"k2:{K2}", "c")
+    assert store_named_key(only_new.store.database, only_new.state.sealer, "test.hmac") == key
+    close_issuer(only_new)

@@ -13,9 +13,11 @@ from typing import Any, Final, TypeVar, cast
 
 from flask import g, request
 
+from ..client_ip import client_ip
 from ..core.errors import InsufficientScope, NotFound, Unauthorized
 from ..state import get_issuer_state
-from ..store import ApiKeyRecord, ApiKeyRepository, LicenseRecord
+from ..store import Actor, ApiKeyRecord, ApiKeyRepository, LicenseRecord
+from .http import request_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,6 +80,20 @@ def current_api_key() -> ApiKeyRecord:
     if key is None:  # a view forgot its @requires(scope): fail closed
         raise MissingApiKey()
     return key
+
+
+def request_actor() -> Actor:
+    """The ``Actor`` of this request's changes: its API key, request id, client IP and user
+    agent (``MissingApiKey`` when no key was authenticated)."""
+    key = current_api_key()
+    return Actor(
+        kind="api_key",
+        id=key.id,
+        name=key.name,
+        request_id=request_id(),
+        ip=client_ip(),
+        user_agent=request.headers.get("User-Agent"),
+    )
 
 
 def app_filter(requested: str | None) -> str | None:

@@ -14,11 +14,13 @@ from .analytics import VerificationCountRepository, VerificationTally
 from .api_keys import API_KEY_SCOPES, ApiKeyRepository
 from .apps import AppRepository
 from .audit import AuditRepository
+from .changes import Actor, Change, ChangeRecorder, UnitOfWork
 from .database import DEFAULT_BUSY_TIMEOUT, Database, create_store_engine, normalize_url
 from .licenses import LicenseRepository
 from .migrate import SchemaStatus, SchemaVersionError
 from .migrate import prepare as prepare_schema
 from .migrate import upgrade as upgrade_schema
+from .named_keys import store_named_key
 from .records import (
     ApiKeyRecord,
     AppRecord,
@@ -44,6 +46,10 @@ class Store:
         self.api_keys = ApiKeyRepository(self.database)
         self.signing_keys = SigningKeyRepository(self.database)
         self.audit = AuditRepository(self.database)
+        #: opens units of work (``store/changes.py``); the audit log listens first
+        self.changes = ChangeRecorder(self.database)
+        self.changes.add_listener(self.audit.append)
+        self.unit_of_work = self.changes.unit_of_work
         self.verification_counts = VerificationCountRepository(self.database)
         #: this process's verification outcomes, written to ``verification_counts`` in batches
         self.verification_tally = VerificationTally(self.verification_counts)
@@ -89,6 +95,7 @@ def open_store(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store
 
 __all__ = [
     "API_KEY_SCOPES",
+    "Actor",
     "ApiKeyRecord",
     "ApiKeyRepository",
     "AppRecord",
@@ -96,6 +103,8 @@ __all__ = [
     "AuditRecord",
     "AuditRepository",
     "BindOutcome",
+    "Change",
+    "ChangeRecorder",
     "DeviceRecord",
     "LicenseRecord",
     "LicenseRepository",
@@ -105,8 +114,10 @@ __all__ = [
     "SigningKeyRecord",
     "SigningKeyRepository",
     "Store",
+    "UnitOfWork",
     "VerificationCountRepository",
     "VerificationTally",
     "normalize_url",
     "open_store",
+    "store_named_key",
 ]

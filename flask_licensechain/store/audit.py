@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from .. import field_limits as limits
 from . import validation as check
+from .changes import Actor, Change
 from .database import Database
 from .records import AuditRecord
 from .schema import audit_events
@@ -48,6 +49,17 @@ class AuditRepository:
         }
         with self._db.write() as conn:
             conn.execute(sa.insert(audit_events).values(**values))
+
+    def append(self, conn: sa.Connection, actor: Actor, change: Change) -> None:
+        """The audit log's change listener: write ``change`` in the unit's transaction."""
+        values = {
+            "action": change.action,
+            "actor": actor.id,
+            "target": change.target,
+            "data": check.metadata(dict(change.data), "data"),
+            "created_at": datetime.now(UTC),
+        }
+        conn.execute(sa.insert(audit_events).values(**values))
 
     def list(self, limit: int = 100) -> builtins.list[AuditRecord]:
         """Newest first."""

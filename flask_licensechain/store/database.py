@@ -8,6 +8,11 @@
 - ``single()``: exactly one statement, no explicit transaction (SQLite: no BEGIN;
   PostgreSQL: autocommit), so the verify hot path costs one round trip.
 - ``schema_change(lock_id)``: the transaction migrations run in, one process at a time.
+- ``unit()``: a write transaction that the repository calls made inside it join (a unit of
+  work, ``store/changes.py``). Inside it ``write()`` is a SAVEPOINT of the unit (so a
+  repository's retry after a ``Conflict`` still works on PostgreSQL), and ``read()`` and
+  ``single()`` use the unit's connection (they see its uncommitted rows). The join is per
+  context (``contextvars``): other threads and greenlets are not affected.
 
 A SQLite database file is created 0600 (``core/private_files.py``): it holds license keys and
 customer e-mail addresses.
@@ -19,6 +24,7 @@ Database errors leave as the core's typed errors: integrity -> ``Conflict``, bad
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import weakref
 from collections.abc import Iterator
@@ -37,6 +43,10 @@ from ..core.private_files import create_private_file
 _SQLITE_BEGIN = "licensechain_sqlite_begin"
 DEFAULT_BUSY_TIMEOUT = 5.0
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
+#: the unit of work this context is in: (its database, its connection)
+_UNIT: contextvars.ContextVar[tuple[Database, sa.Connection] | None] = contextvars.ContextVar(
+    "licensechain_unit_of_work", default=None
+)
 
 
 def normalize_url(url: str) -> sa.URL:
@@ -143,10 +153,38 @@ class Database:
             self._single_options = {"isolation_level": "AUTOCOMMIT"}
         _dispose_in_forked_children(engine)
 
+    def _unit_connection(self) -> sa.Connection | None:
+        unit = _UNIT.get()
+        return unit[1] if unit is not None and unit[0] is self else None
+
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
+        conn = self._unit_connection()
+        if conn is not None:
+            try:
+                with conn.begin_nested():
+                    yield conn
+            except exc.SQLAlchemyError as error:
+                _reraise(error)
+            return
         with self._transaction(self._write_options) as conn:
             yield conn
+
+    @contextmanager
+    def unit(self) -> Iterator[sa.Connection]:
+        """One write transaction that ``write()``, ``read()`` and ``single()`` join until it
+        ends; committed when the block ends normally, rolled back when it raises. A unit
+        inside a unit is the same unit."""
+        conn = self._unit_connection()
+        if conn is not None:
+            yield conn
+            return
+        with self._transaction(self._write_options) as conn:
+            token = _UNIT.set((self, conn))
+            try:
+                yield conn
+            finally:
+                _UNIT.reset(token)
 
     def serialize(self, conn: sa.Connection, lock_id: int) -> None:
         """Queue this write transaction behind any other holding ``lock_id``.
@@ -192,11 +230,19 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
+        conn = self._unit_connection()
+        if conn is not None:
+            yield conn
+            return
         with self._transaction(self._read_options) as conn:
             yield conn
 
     @contextmanager
     def single(self) -> Iterator[sa.Connection]:
+        conn = self._unit_connection()
+        if conn is not None:
+            yield conn
+            return
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(**self._single_options)

@@ -1,0 +1,135 @@
+"""A unit of work: one transaction holding a state change and everything recorded with it.
+
+The service layer (``flask_licensechain/services/``) is the only writer of state changes. It
+opens ``store.unit_of_work(actor)``; the repository calls made inside it join its transaction
+(``Database.unit``), and ``UnitOfWork.record(change)`` hands the change, in that same
+transaction, to each of the store's change listeners in order: the audit log first, then the
+webhook outbox. If a listener raises, the whole unit rolls back: no change goes unrecorded,
+and no event leaves for a change that did not happen. Callbacks given to ``after_commit``
+(denylist announcements, metrics, waking the webhook worker) run once the commit succeeded.
+
+The API, the CLI, the console and the workers build an ``Actor`` for whoever acts and call
+the services; they never write through a repository themselves.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import sqlalchemy as sa
+
+from .database import Database
+
+ActorKind = Literal["api_key", "cli", "console", "system"]
+ACTOR_KINDS: Final = ("api_key", "cli", "console", "system")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change.
+
+    ``kind`` is ``api_key`` (``id``: the key id, ``name``: its name), ``cli`` (``id``: the
+    OS user), ``console`` (``id``: the console user id) or ``system`` (sweepers and workers).
+    ``ip`` and ``user_agent`` are personal data: the audit log keeps them outside the part
+    its hash chain covers, so that an erasure can blank them.
+    """
+
+    kind: ActorKind
+    id: str
+    name: str | None = None
+    request_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+SYSTEM: Final = Actor(kind="system", id="system")
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change, as the audit log and the webhook outbox receive it.
+
+    ``action`` is ``<aggregate>.<verb>`` (``license.suspend``, ``api_key.rotate``);
+    ``target`` the changed object's id; ``app_id`` its app (for app-limited readers and for
+    routing events); ``data`` the non-personal facts (for an update: ``{"changes": {field:
+    [before, after]}}``); ``personal`` the personal data that goes with the event (e-mail,
+    names), kept apart from the chained part; ``subject`` the object after the change (a
+    record of ``store/records.py``), from which the webhook payload is serialised.
+    """
+
+    action: str
+    target: str | None = None
+    app_id: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    personal: Mapping[str, Any] = field(default_factory=dict)
+    subject: object = None
+
+
+#: a listener gets the unit's connection, the actor and the change; raising rolls back
+ChangeListener = Callable[[sa.Connection, Actor, Change], None]
+
+
+class UnitOfWork:
+    """The open transaction of one service call (see the module docstring)."""
+
+    def __init__(
+        self, conn: sa.Connection, actor: Actor, listeners: tuple[ChangeListener, ...]
+    ) -> None:
+        self.conn = conn
+        self.actor = actor
+        self._listeners = listeners
+        self._after_commit: list[Callable[[], None]] = []
+        self.changes: list[Change] = []
+
+    def record(self, change: Change) -> None:
+        """Hand ``change`` to every listener, in this transaction."""
+        for listener in self._listeners:
+            listener(self.conn, self.actor, change)
+        self.changes.append(change)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the unit has committed (never when it rolls back)."""
+        self._after_commit.append(callback)
+
+
+_CURRENT: contextvars.ContextVar[UnitOfWork | None] = contextvars.ContextVar(
+    "licensechain_current_unit", default=None
+)
+
+
+class ChangeRecorder:
+    """The store's listeners, and the context manager that opens a unit of work."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._listeners: tuple[ChangeListener, ...] = ()
+
+    def add_listener(self, listener: ChangeListener) -> None:
+        """Append ``listener``: it runs after those added before it, in every unit."""
+        self._listeners = (*self._listeners, listener)
+
+    @contextmanager
+    def unit_of_work(self, actor: Actor) -> Iterator[UnitOfWork]:
+        """A ``UnitOfWork`` for ``actor``: committed when the block ends normally (then its
+        ``after_commit`` callbacks run, in order), rolled back when it raises. Raises the
+        store's typed errors (``Conflict``, ``Unavailable``...).
+
+        Inside another unit it is that unit (one service may call another): its changes keep
+        the outer actor, and they commit, or roll back, with the outer unit."""
+        outer = _CURRENT.get()
+        if outer is not None:
+            yield outer
+            return
+        with self._db.unit() as conn:
+            unit = UnitOfWork(conn, actor, self._listeners)
+            token = _CURRENT.set(unit)
+            try:
+                yield unit
+            finally:
+                _CURRENT.reset(token)
+        for callback in unit._after_commit:
+            callback()
