@@ -443,3 +443,43 @@ def test_a_named_key_is_made_once_and_survives_rotation(tmp_path: Path, store_ur
     only_new = start(tmp_path, store_url, f"k2:{K2}", "c")
     assert store_named_key(only_new.store.database, only_new.state.sealer, "test.hmac") == key
     close_issuer(only_new)
+
+
+def test_console_totp_secrets_are_rotated(tmp_path: Path, store_url: str) -> None:
+    from flask_licensechain.console.sealing import seal_secret, unseal_secret
+    from flask_licensechain.store.schema import console_users
+
+    first = start(tmp_path, store_url, f"k1:{K1}")
+    now = datetime.now(UTC)
+    with first.store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(console_users).values(
+                id="usr_1",
+                email="owner@example.test",
+                display_name="Owner",
+                role="owner",
+                app_ids=[],
+                disabled=False,
+                totp_secret=seal_secret(b"JBSWY3DPEHPK3PXP", "totp:usr_1", first.state.sealer),
+                totp_enabled=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    close_issuer(first)
+    issuer = start(tmp_path, store_url, f"k2:{K2},k1:{K1}", "b")
+    assert (
+        run_json(issuer, "rotate-encryption-key")["resealed"]["lc_console_users.totp_secret"] == 1
+    )
+    close_issuer(issuer)
+    assert sorted(stored_key_ids(store_url)["k2"]) == [
+        "lc_console_users.totp_secret",
+        "lc_signing_keys.sealed_private_key",
+    ]
+    store = open_store(store_url)
+    with store.engine.connect() as conn:
+        blob = conn.execute(sa.select(console_users.c.totp_secret)).scalar_one()
+    store.dispose()
+    assert unseal_secret(bytes(blob), "totp:usr_1", ring(("k2", K2))) == b"JBSWY3DPEHPK3PXP"
+    with pytest.raises(KeyMaterialError):
+        unseal_secret(bytes(blob), "totp:usr_2", ring(("k2", K2)))  # bound to its user
