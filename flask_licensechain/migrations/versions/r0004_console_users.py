@@ -1,6 +1,6 @@
 """The admin console's people: users, sessions, sign-in failures, setup links, second factors.
 
-Revision ID: 0014a
+Revision ID: 0004
 Revises: 0003
 
 - ``lc_console_users``: email (unique, lower-cased), display name, role, app restriction,
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014a"
+revision = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | None = None
 depends_on: str | None = None
