@@ -446,8 +446,10 @@ def test_a_named_key_is_made_once_and_survives_rotation(tmp_path: Path, store_ur
 
 
 def test_console_totp_secrets_are_rotated(tmp_path: Path, store_url: str) -> None:
-    from flask_licensechain.console.sealing import seal_secret, unseal_secret
     from flask_licensechain.store.schema import console_users
+
+    def context(user: str) -> bytes:
+        return b"lc_console_users.totp_secret:" + user.encode()
 
     first = start(tmp_path, store_url, f"k1:{K1}")
     now = datetime.now(UTC)
@@ -460,7 +462,9 @@ def test_console_totp_secrets_are_rotated(tmp_path: Path, store_url: str) -> Non
                 role="owner",
                 app_ids=[],
                 disabled=False,
-                totp_secret=seal_secret(b"JBSWY3DPEHPK3PXP", "totp:usr_1", first.state.sealer),
+                totp_secret=first.state.sealer.seal(
+                    b"JBSWY3DPEHPK3PXP", context=context("usr_1")
+                ).encode(),
                 totp_enabled=True,
                 created_at=now,
                 updated_at=now,
@@ -480,6 +484,6 @@ def test_console_totp_secrets_are_rotated(tmp_path: Path, store_url: str) -> Non
     with store.engine.connect() as conn:
         blob = conn.execute(sa.select(console_users.c.totp_secret)).scalar_one()
     store.dispose()
-    assert unseal_secret(bytes(blob), "totp:usr_1", ring(("k2", K2))) == b"JBSWY3DPEHPK3PXP"
+    assert ring(("k2", K2)).unseal(bytes(blob), context=context("usr_1")) == b"JBSWY3DPEHPK3PXP"
     with pytest.raises(KeyMaterialError):
-        unseal_secret(bytes(blob), "totp:usr_2", ring(("k2", K2)))  # bound to its user
+        ring(("k2", K2)).unseal(bytes(blob), context=context("usr_2"))  # bound to its user

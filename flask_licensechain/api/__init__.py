@@ -7,7 +7,17 @@ its app's state with ``get_issuer_state()``.
 
 from __future__ import annotations
 
-from . import admin, customers, licenses, openapi, public
+from . import admin, audit_events, customers, licenses, openapi, public
 from .blueprint import BLUEPRINT_NAME, bp, root_bp
 
-__all__ = ["BLUEPRINT_NAME", "admin", "bp", "customers", "licenses", "openapi", "public", "root_bp"]
+__all__ = [
+    "BLUEPRINT_NAME",
+    "admin",
+    "audit_events",
+    "bp",
+    "customers",
+    "licenses",
+    "openapi",
+    "public",
+    "root_bp",
+]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from flask import Flask, current_app
 
@@ -30,11 +30,11 @@ class ConsoleState:
     store: Store
     repo: ConsoleRepository
     passwords: Passwords
-    #: the store's keyring, sealing TOTP secrets (``core/sealing.py``)
-    sealer: Sealer = field(repr=False)
-    #: the HMAC key of backup codes (``store/named_keys.py``: it survives key rotation)
-    backup_code_key: bytes = field(repr=False)
+    #: the issuer's keyring: it seals TOTP secrets
+    sealer: Sealer
     clock: Callable[[], datetime] = utc_now
+    #: the OpenID Connect client registry (authlib) when SSO is configured
+    sso: Any = None
 
     @property
     def idle_timeout(self) -> timedelta:

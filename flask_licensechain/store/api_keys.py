@@ -42,6 +42,7 @@ API_KEY_SCOPES: Final = (
     "webhooks:write",
     "customers:read",
     "customers:erase",
+    "metrics:read",
     "*",
 )
 ENVIRONMENTS: Final = ("live", "test")

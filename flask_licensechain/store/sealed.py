@@ -26,7 +26,6 @@ import sqlalchemy as sa
 
 from ..core.sealing import Sealer, sealed_key_id
 from .database import Database
-from .schema import console_users
 
 #: Advisory lock id of a re-sealing run (any constant shared by all processes).
 _RESEAL_LOCK: Final = 0x4C430015
@@ -144,12 +143,6 @@ def reseal_all(db: Database, sealer: Sealer, *, progress: Progress | None = None
     in_use = key_ids_in_use(db)
     removable = tuple(k for k in sealer.key_ids[1:] if k not in in_use)
     return ResealReport(resealed=resealed, key_id=sealer.primary_key_id, removable=removable)
-
-
-# The console's TOTP secrets (console/sealing.py). Registered here, not beside the console's
-# repository: that package loads only when the console is on, and the column must be checked
-# and rotated whether it is or not.
-register_sealed_column(console_users, "totp_secret", context=lambda row: b"totp:" + row.id.encode())
 
 
 __all__ = [
