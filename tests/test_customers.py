@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from issuer_support import Issuer, close_issuer, make_issuer
 
+from flask_licensechain.store import Actor, Change
 from flask_licensechain.store.retention import RETAINED, register_retention
 from flask_licensechain.store.schema import UTCDateTime, metadata
 
@@ -98,9 +99,11 @@ class World:
                     },
                 ],
             )
-        issuer.store.audit.record(
-            "test.note", actor="support", target=None, data={"note": f"call {EMAIL} back"}
-        )
+        support = Actor(kind="system", id="support", ip=IP, user_agent=AGENT)
+        with issuer.store.unit_of_work(support) as unit:
+            unit.record(
+                Change(action="test.note", personal={"note": f"call {EMAIL} back", "name": NAME})
+            )
 
 
 def post(issuer: Issuer, path: str, key: str, body: Any) -> Any:
@@ -191,7 +194,8 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> 
     assert response.status_code == 200, response.get_json()
     result = response.get_json()
     assert result["erased"] is True and result["licenses"] == 3
-    assert result["personalRows"] == 1 and result["auditEvents"] == 1
+    assert result["personalRows"] == 1 and result["auditEvents"] >= 1
+    assert issuer.store.audit.verify().ok  # the chain still verifies
 
     stored = everything(issuer)
     for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann.example"):
@@ -218,7 +222,7 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> 
     # the erasure is an audit event without the personal data
     event = next(e for e in issuer.store.audit.list(limit=10) if e.action == "customer.erase")
     assert event.target == result["pseudonym"]
-    assert event.data == {"licenses": 3, "personalRows": 1, "auditEvents": 1}
+    assert event.data == {k: result[k] for k in ("licenses", "personalRows", "auditEvents")}
     # the same e-mail always gives the same pseudonym; a second erasure finds nothing
     again = post(issuer, "/v1/customers/erase", eraser, {"email": EMAIL.upper()}).get_json()
     assert again["pseudonym"] == result["pseudonym"] and again["licenses"] == 0

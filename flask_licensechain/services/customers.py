@@ -10,7 +10,8 @@ The export document (``EXPORT_FORMAT`` version ``EXPORT_VERSION``), a JSON objec
      "subject": {"email"}, "appId": the app it was limited to or null,
      "licenses": [license objects as the API returns them, devices included],
      "verificationMetadata": {table: [rows: client IPs, user agents, times]},
-     "auditEvents": [{"id", "action", "actor", "target", "data", "createdAt"}],
+     "auditEvents": [{"id", "action", "actor", "target", "data", "createdAt", "actorIp",
+                      "actorUserAgent", "personal"}],
      "webhookDeliveries": [], "sources": [the tables searched]}
 
 Erasure keeps license ids, keys, plans, dates, status, features and devices; see
@@ -85,6 +86,9 @@ def export_customer(
                 "target": row.target,
                 "data": row.data,
                 "createdAt": iso(row.created_at),
+                "actorIp": row.actor_ip,
+                "actorUserAgent": row.actor_user_agent,
+                "personal": row.personal,
             }
             for row in events
         ],

@@ -10,8 +10,10 @@ compared trimmed and case-insensitively). Their records:
 
 Erasure (``erase``) replaces the e-mail with a keyed pseudonym, blanks the name
 (``issued_to``), drops the metadata keys the operator lists as personal, blanks the IPs and
-user agents of registered rows, and replaces the e-mail inside audit event data by the
-pseudonym. It keeps what a seller needs for accounting: license ids, keys, plans, dates,
+user agents of registered rows, blanks the personal columns of the audit events about those
+licenses or naming the e-mail (outside the chain's MAC: ``audit verify`` still passes), and
+replaces the e-mail inside the data of events older than the chain by the pseudonym. It
+keeps what a seller needs for accounting: license ids, keys, plans, dates,
 status, features, devices. The pseudonym, ``erased-<32 hex>``, is an HMAC-SHA-256 of the
 normalised e-mail under the named key ``customers.pseudonym`` (``store/named_keys.py``):
 the same e-mail always gives the same pseudonym, and nobody without the key can tell which
@@ -57,9 +59,11 @@ def license_ids(conn: sa.Connection, email: str, app_id: str | None = None) -> l
     return [row.id for row in conn.execute(statement)]
 
 
-def _mentions(email: str) -> sa.ColumnElement[bool]:
+def _mentions(email: str, column: Any = None) -> sa.ColumnElement[bool]:
+    """``column`` (default the event data) holds ``email`` as text, case-insensitively."""
     needle = normalize_email(email).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    text = sa.func.lower(sa.cast(audit_events.c.data, sa.Text))
+    target = audit_events.c.data if column is None else column
+    text = sa.func.lower(sa.cast(target, sa.Text))
     return text.like(f"%{needle}%", escape="\\")
 
 
@@ -70,7 +74,8 @@ def audit_rows(
     oldest first. An app-limited caller passes ``mentions=False``: other apps' events may
     mention the e-mail."""
     about = audit_events.c.target.in_(list(ids)) if ids else sa.false()
-    where = sa.or_(about, _mentions(email)) if mentions else about
+    found = sa.or_(_mentions(email), _mentions(email, audit_events.c.personal))
+    where = sa.or_(about, found) if mentions else about
     statement = sa.select(audit_events).where(where).order_by(audit_events.c.id)
     return list(conn.execute(statement))
 
@@ -161,12 +166,24 @@ def erase(
             link = entry.table.c[entry.license_id]
             result = conn.execute(sa.update(entry.table).where(link.in_(ids)).values(columns))
             blanked += result.rowcount
-    scrubbed = 0
+    # Chained events: blank the personal columns, which stay outside the MAC (store/audit.py),
+    # so the chain still verifies. Events from before the chain (seq NULL): scrub their data.
     about = audit_events.c.target.in_(ids) if ids else sa.false()
-    mentioned = sa.and_(_mentions(email), about) if app_id is not None else _mentions(email)
-    for row in conn.execute(
-        sa.select(audit_events.c.id, audit_events.c.data).where(mentioned)
-    ).all():
+    personal_mention = _mentions(email, audit_events.c.personal)
+    if app_id is None:
+        chained = sa.or_(about, personal_mention)
+    else:
+        chained = sa.and_(about, sa.true())
+    blanked_events = conn.execute(
+        sa.update(audit_events)
+        .where(chained, audit_events.c.personal_salt.is_not(None))
+        .values(actor_ip=None, actor_user_agent=None, personal=None, personal_salt=None)
+    ).rowcount
+    legacy = sa.and_(audit_events.c.seq.is_(None), _mentions(email))
+    if app_id is not None:
+        legacy = sa.and_(legacy, about)
+    scrubbed = int(blanked_events)
+    for row in conn.execute(sa.select(audit_events.c.id, audit_events.c.data).where(legacy)).all():
         data = json.loads(json.dumps(row.data))
         conn.execute(
             sa.update(audit_events)
