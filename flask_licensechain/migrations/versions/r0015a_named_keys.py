@@ -1,7 +1,7 @@
 """Named secret keys sealed under the encryption keyring.
 
 Revision ID: 0015a
-Revises: 0005
+Revises: 0006
 
 - ``lc_named_keys``: 32-byte keys by name (HMAC keys, pseudonym keys), sealed by
   ``core/sealing.py`` so that they survive a rotation of the encryption keys.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015a"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
 
