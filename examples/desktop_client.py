@@ -13,6 +13,13 @@ What it does, each run (or every ``--interval`` seconds with ``--watch N``):
 3. When the server cannot be reached it keeps working on the kept token until its ``exp``.
    When the server answers that the license is no longer valid, the kept token is dropped.
 
+Certificate pinning (``--pin-sha256 PIN``, repeatable for a backup key): the client also
+requires the server's public key to be one of these, by the base64 SHA-256 of its
+SubjectPublicKeyInfo (RFC 7469's ``pin-sha256``), checked right after the TLS handshake and
+before any byte of the request (the license key) is sent. A mismatch counts as an
+unreachable server: the kept token keeps working until ``exp``. Print a server's pin with
+``--print-pin CERT.pem``. ``--ca-file`` trusts a private CA.
+
 It prints one JSON line per check: ``{"licensed", "source" ("online"|"cache"), "offline",
 "license_id", "plan", "features", "expires_at", "reason"?}`` and exits 0 when licensed, 1 when
 not, 2 on bad usage.
@@ -21,11 +28,14 @@ not, 2 on bad usage.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import hmac
 import json
 import os
 import platform
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -34,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from flask_licensechain.core.errors import LicenseChainError
 from flask_licensechain.core.keysource import StaticKeySource, parse_jwks
@@ -51,6 +63,16 @@ def default_hardware_id() -> str:
 
 class ServerUnreachable(Exception):
     """No answer from the license server (network down, server down, 5xx)."""
+
+
+class PinMismatch(ServerUnreachable):
+    """The server's public key is none of the pinned ones."""
+
+
+def spki_sha256(certificate: x509.Certificate) -> str:
+    """RFC 7469 ``pin-sha256``: base64 of SHA-256 of the DER SubjectPublicKeyInfo."""
+    spki = certificate.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii")
 
 
 class LicenseRefused(Exception):
@@ -123,6 +145,10 @@ class DesktopLicense:
     refresh_before: float = 300.0
     leeway: float = 0.0
     hardware_id: str = field(default_factory=default_hardware_id)
+    #: accepted ``pin-sha256`` values of the server's key; empty: no pinning
+    pins: tuple[str, ...] = ()
+    #: a CA bundle to trust instead of the system's
+    ca_file: str | None = None
 
     def check(self) -> Status:
         kept = self._kept_claims()
@@ -179,15 +205,35 @@ class DesktopLicense:
         return claims
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._json(lambda client: client.post(self.server.rstrip("/") + path, json=body))
+        url = self.server.rstrip("/") + path
+        return self._json(lambda client: client.post(url, json=body, extensions=self._trace()))
 
     def _get_json(self, url: str) -> dict[str, Any]:
-        return self._json(lambda client: client.get(url))
+        return self._json(lambda client: client.get(url, extensions=self._trace()))
 
-    @staticmethod
-    def _json(call: Any) -> dict[str, Any]:
+    def _trace(self) -> dict[str, Any]:
+        return {"trace": self._check_pin} if self.pins else {}
+
+    def _check_pin(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: runs after the TLS handshake, before the request is sent."""
+        if event != "connection.start_tls.complete":
+            return
+        ssl_object = info["return_value"].get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(True) if ssl_object is not None else None
+        if not der:
+            raise PinMismatch("certificate_pin_mismatch: no server certificate")
+        pin = spki_sha256(x509.load_der_x509_certificate(der))
+        if not any(hmac.compare_digest(pin, wanted) for wanted in self.pins):
+            raise PinMismatch("certificate_pin_mismatch")
+
+    def _json(self, call: Any) -> dict[str, Any]:
+        if self.pins and not self.server.lower().startswith("https://"):
+            raise PinMismatch("certificate_pin_mismatch: pinning needs an https server")
+        verify: Any = (
+            True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
+        )
         try:
-            with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+            with httpx.Client(timeout=TIMEOUT, follow_redirects=False, verify=verify) as client:
                 response = call(client)
         except httpx.HTTPError as exc:
             raise ServerUnreachable(type(exc).__name__) from exc
@@ -259,7 +305,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="print this machine's hardware id (the hwuid sent to the server) and exit",
     )
+    parser.add_argument(
+        "--pin-sha256",
+        dest="pins",
+        action="append",
+        default=[],
+        help="accept only a server key with this base64 SHA-256 of its SubjectPublicKeyInfo "
+        "(RFC 7469 pin-sha256); repeat for a backup key",
+    )
+    parser.add_argument("--ca-file", help="PEM bundle of CAs to trust instead of the system's")
+    parser.add_argument(
+        "--print-pin", metavar="CERT_PEM", help="print the pin-sha256 of a PEM certificate and exit"
+    )
     args = parser.parse_args(argv)
+    if args.print_pin:
+        return args
     if not args.print_hardware_id and (not args.server or not args.key):
         parser.error("--server and --key are required (or LICENSECHAIN_SERVER/_LICENSE_KEY)")
     return args
@@ -270,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_hardware_id:
         print(default_hardware_id())
         return 0
+    if args.print_pin:
+        print(spki_sha256(x509.load_pem_x509_certificate(Path(args.print_pin).read_bytes())))
+        return 0
     client = DesktopLicense(
         server=args.server,
         license_key=args.key,
@@ -277,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         issuer=args.issuer,
         refresh_before=args.refresh_before,
         leeway=args.leeway,
+        pins=tuple(args.pins),
+        ca_file=args.ca_file,
     )
     status = Status(False)
     for number in range(max(1, args.watch)):

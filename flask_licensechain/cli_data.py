@@ -4,6 +4,8 @@
     flask --app APP licensechain backup FILE [--method auto|native|logical]
     flask --app APP licensechain restore FILE [--replace]
     flask --app APP licensechain maintenance run         retention and key clean-up (cron: daily)
+    flask --app APP licensechain customers export --email E [--app-id A]
+    flask --app APP licensechain customers erase --email E [--app-id A] --yes
 
 Each takes ``--json`` (one JSON object on stdout, errors included) like every
 ``flask licensechain`` command (``flask_licensechain.command``); progress goes to stderr.
@@ -12,16 +14,18 @@ Each takes ``--json`` (one JSON object on stdout, errors included) like every
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from .command import CommandFailure, LicenseChainGroup, cli_actor, emit, issuer
+from .command import CommandFailure, LicenseChainGroup, cli_actor, dumps, emit, issuer
 from .maintenance import run_maintenance
 from .serialize import iso
-from .store import Change
+from .services.customers import erase_customer, export_customer
+from .services.encryption_keys import rotate_encryption_key
 from .store.backup import METHODS, BackupError, backup, restore
-from .store.sealed import key_ids_in_use, reseal_all
+from .store.sealed import key_ids_in_use
 
 #: Holds the commands until ``register_data_commands`` adds them to ``flask licensechain``.
 data_cli = LicenseChainGroup("data", help="Data protection commands.")
@@ -37,14 +41,9 @@ def _progress(where: str, done: int, total: int) -> None:
     "first key of LICENSECHAIN_ENCRYPTION_KEYS, in one transaction. Afterwards the other "
     "keys can be removed from the list.",
 )
-def rotate_encryption_key(as_json: bool) -> None:
-    state, store = issuer()
-    with store.unit_of_work(cli_actor()) as unit:
-        report = reseal_all(store.database, state.sealer, progress=_progress)
-        change = Change(
-            action="encryption_key.rotate", target=report.key_id, data={"resealed": report.resealed}
-        )
-        unit.record(change)
+def rotate_encryption_key_command(as_json: bool) -> None:
+    state, _ = issuer()
+    report = rotate_encryption_key(state, cli_actor(), progress=_progress)
     removable = list(report.removable)
     human = f"Every sealed secret is now under encryption key {report.key_id!r} " + (
         f"({report.total} re-sealed)."
@@ -156,6 +155,45 @@ def maintenance_run(as_json: bool) -> None:
         },
         f"Retention: {reduced} IP or user-agent value(s) older than {iso(report.cutoff)} "
         f"reduced; {report.retired_keys} signing key(s) retired.",
+    )
+
+
+customers_cli = LicenseChainGroup(
+    "customers", help="A customer's records: export them, erase their personal data."
+)
+data_cli.add_command(customers_cli)
+
+
+@customers_cli.command(
+    "export", help="Print every record about the customer as one versioned JSON document."
+)
+@click.option("--email", required=True, help="The e-mail the licenses were issued to.")
+@click.option("--app-id", default=None, help="Only the licenses of this app.")
+def customers_export(as_json: bool, email: str, app_id: str | None) -> None:
+    state, _ = issuer()
+    document = export_customer(state, cli_actor(), email=email, app_id=app_id)
+    click.echo(dumps(document) if as_json else json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@customers_cli.command(
+    "erase",
+    help="Erase the customer's personal data (e-mail, name, IPs, user agents, personal "
+    "metadata keys); license facts are kept. Cannot be undone.",
+)
+@click.option("--email", required=True, help="The e-mail the licenses were issued to.")
+@click.option("--app-id", default=None, help="Only the licenses of this app.")
+@click.option("--yes", "confirmed", is_flag=True, help="Confirm: erasure cannot be undone.")
+def customers_erase(as_json: bool, email: str, app_id: str | None, confirmed: bool) -> None:
+    if not confirmed:
+        raise click.UsageError("erasure cannot be undone: pass --yes")
+    state, _ = issuer()
+    result = erase_customer(state, cli_actor(), email=email, app_id=app_id)
+    emit(
+        as_json,
+        result,
+        f"Erased: {result['licenses']} license(s) now carry the pseudonym "
+        f"{result['pseudonym']}; {result['personalRows']} IP/user-agent row(s) and "
+        f"{result['auditEvents']} audit event(s) cleaned.",
     )
 
 

@@ -135,6 +135,15 @@ def _key_list(value: Any, key: str) -> tuple[tuple[str, bytes], ...] | None:
     return parse_key_list(value, key)
 
 
+def _name_list(value: Any, key: str) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{key} must be a comma-separated list of names, got {value!r}")
+    return tuple(dict.fromkeys(i.strip() for i in items if i.strip()))
+
+
 def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
 
@@ -268,6 +277,12 @@ class Settings:
         "truncated (IP to its /24 or /48 network) or erased (user agent) by "
         "`flask licensechain maintenance run`.",
         _positive_int,
+    )
+    personal_metadata_keys: tuple[str, ...] = _opt(
+        (),
+        "License `metadata` keys that hold personal data (comma-separated): a customer "
+        "erasure removes them.",
+        _name_list,
     )
     signing_key_file: str | None = _opt(
         None, "PEM file of an RSA private key to import as the active signing key.", _text

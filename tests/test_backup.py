@@ -101,6 +101,7 @@ def test_round_trip_while_another_process_writes(tmp_path: Path, urls: tuple[str
     app = source.new_app()
     lic = source.new_license(app.id, plan="pro", issued_email="ann@example.test", max_devices=2)
     token = source.token_for(lic.key, hwuid="machine-1")
+    source.store.audit.record("test.before_backup", actor="tests", target=lic.id)
 
     script = tmp_path / "writer.py"
     script.write_text(textwrap.dedent(WRITER))
@@ -143,6 +144,8 @@ def test_round_trip_while_another_process_writes(tmp_path: Path, urls: tuple[str
         assert answer["valid"] is True, answer
     assert after.verify(key=lic.key, hwuid="machine-1").get_json()["hwBound"] is True
     assert after.store.licenses.get(lic.id).issued_email == "ann@example.test"
+    verified = after.store.audit.verify()  # the restored audit chain is intact
+    assert verified.ok and verified.count >= 1, verified
     close_issuer(after)
 
 

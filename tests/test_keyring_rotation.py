@@ -214,13 +214,11 @@ def test_rotation_reseals_everything_under_the_first_key(tmp_path: Path, store_u
 
     issuer = start(tmp_path, store_url, f"k2:{K2},k1:{K1}", "b")
     report = run_json(issuer, "rotate-encryption-key")
-    assert report == {
-        "keyId": "k2",
-        # every registered column is reported; the console's TOTP secrets (none here) too
-        "resealed": {"lc_signing_keys.sealed_private_key": 2, "lc_console_users.totp_secret": 0},
-        "total": 2,
-        "removableKeyIds": ["k1"],
-    }
+    assert (report["keyId"], report["total"], report["removableKeyIds"]) == ("k2", 2, ["k1"])
+    assert report["resealed"]["lc_signing_keys.sealed_private_key"] == 2
+    # every registered column is reported (console TOTP, named keys, webhook secrets...)
+    assert report["resealed"]["lc_console_users.totp_secret"] == 0
+    assert report["resealed"]["lc_named_keys.sealed_key"] == 0
     assert stored_key_ids(store_url) == {"k2": ["lc_signing_keys.sealed_private_key"]}
     again = run_json(issuer, "rotate-encryption-key")
     assert again["total"] == 0  # idempotent
@@ -420,3 +418,67 @@ def test_another_module_registers_its_sealed_column(tmp_path: Path, store_url: s
         assert ring(("k2", K2)).unseal(value, context=b"t:w1") == b"whsec-1"
     finally:
         SEALED_COLUMNS.remove(entry)
+
+
+def test_a_named_key_is_made_once_and_survives_rotation(tmp_path: Path, store_url: str) -> None:
+    """HMAC and pseudonym keys are random keys sealed in the store, not derived from an
+    encryption key: rotating the keyring re-seals them and leaves them unchanged."""
+    from flask_licensechain.store import store_named_key
+
+    first = start(tmp_path, store_url, f"k1:{K1}")
+    key = store_named_key(first.store.database, first.state.sealer, "test.hmac")
+    assert len(key) == 32
+    close_issuer(first)
+    other = start(tmp_path, store_url, f"k2:{K2},k1:{K1}", "b")
+    assert store_named_key(other.store.database, other.state.sealer, "test.hmac") == key
+    assert store_named_key(other.store.database, other.state.sealer, "test.other") != key
+    report = run_json(other, "rotate-encryption-key")
+    assert report["resealed"]["lc_named_keys.sealed_key"] == 1  # test.hmac (k1); not test.other
+    close_issuer(other)
+    only_new = start(tmp_path, store_url, f"k2:{K2}", "c")
+    assert store_named_key(only_new.store.database, only_new.state.sealer, "test.hmac") == key
+    close_issuer(only_new)
+
+
+def test_console_totp_secrets_are_rotated(tmp_path: Path, store_url: str) -> None:
+    from flask_licensechain.store.schema import console_users
+
+    def context(user: str) -> bytes:
+        return b"lc_console_users.totp_secret:" + user.encode()
+
+    first = start(tmp_path, store_url, f"k1:{K1}")
+    now = datetime.now(UTC)
+    with first.store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(console_users).values(
+                id="usr_1",
+                email="owner@example.test",
+                display_name="Owner",
+                role="owner",
+                app_ids=[],
+                disabled=False,
+                totp_secret=first.state.sealer.seal(
+                    b"JBSWY3DPEHPK3PXP", context=context("usr_1")
+                ).encode(),
+                totp_enabled=True,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    close_issuer(first)
+    issuer = start(tmp_path, store_url, f"k2:{K2},k1:{K1}", "b")
+    assert (
+        run_json(issuer, "rotate-encryption-key")["resealed"]["lc_console_users.totp_secret"] == 1
+    )
+    close_issuer(issuer)
+    assert sorted(stored_key_ids(store_url)["k2"]) == [
+        "lc_console_users.totp_secret",
+        "lc_signing_keys.sealed_private_key",
+    ]
+    store = open_store(store_url)
+    with store.engine.connect() as conn:
+        blob = conn.execute(sa.select(console_users.c.totp_secret)).scalar_one()
+    store.dispose()
+    assert ring(("k2", K2)).unseal(bytes(blob), context=context("usr_1")) == b"JBSWY3DPEHPK3PXP"
+    with pytest.raises(KeyMaterialError):
+        ring(("k2", K2)).unseal(bytes(blob), context=context("usr_2"))  # bound to its user

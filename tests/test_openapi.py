@@ -92,6 +92,8 @@ CONTRACT_OPERATIONS = {
     ("delete", "/v1/licenses/{licenseId}/devices/{hwuid}"),
     ("post", "/v1/signing-keys/rotate"),
     ("post", "/v1/api-keys"),
+    ("post", "/v1/customers/export"),
+    ("post", "/v1/customers/erase"),
     # LicenseChain's clients: status through update, PUT, DELETE, stats, analytics, apps
     ("put", "/v1/licenses/{license}"),
     ("delete", "/v1/licenses/{license}"),

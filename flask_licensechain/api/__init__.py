@@ -7,7 +7,7 @@ its app's state with ``get_issuer_state()``.
 
 from __future__ import annotations
 
-from . import admin, audit_events, licenses, openapi, public, webhooks
+from . import admin, audit_events, customers, licenses, openapi, public, webhooks
 from .blueprint import BLUEPRINT_NAME, bp, root_bp
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "admin",
     "audit_events",
     "bp",
+    "customers",
     "licenses",
     "openapi",
     "public",

@@ -633,6 +633,36 @@ def _admin_schemas() -> dict[str, Schema]:
             ),
             "required": ["name", "scopes"],
         },
+        "CustomerRequest": {
+            **_closed({"email": _text(limits.EMAIL)}),
+            "required": ["email"],
+        },
+        "CustomerExport": _obj(
+            ["format", "version", "exportedAt", "subject", "licenses", "auditEvents"],
+            {
+                "format": {"const": "licensechain.customer-export"},
+                "version": {"const": 1},
+                "exportedAt": DATE_TIME,
+                "subject": _obj(["email"], {"email": STRING}),
+                "appId": _nullable(STRING),
+                "licenses": {"type": "array", "items": _schema("License")},
+                "verificationMetadata": {"type": "object"},
+                "auditEvents": {"type": "array", "items": {"type": "object"}},
+                "webhookDeliveries": {"type": "array"},
+                "sources": {"type": "array", "items": STRING},
+            },
+            description="Every record about the customer (README, Data protection).",
+        ),
+        "CustomerErasure": _obj(
+            ["erased", "pseudonym", "licenses", "personalRows", "auditEvents"],
+            {
+                "erased": {"const": True},
+                "pseudonym": {"type": "string", "pattern": "^erased-[0-9a-f]{32}$"},
+                "licenses": {"type": "integer", "minimum": 0},
+                "personalRows": {"type": "integer", "minimum": 0},
+                "auditEvents": {"type": "integer", "minimum": 0},
+            },
+        ),
         "ApiKeyCreated": _obj(
             ["id", "name", "prefix", "scopes", "createdAt", "key"],
             {
@@ -1323,6 +1353,26 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 "The new active key; the old one stays in the JWKS until its last token "
                 "has expired.",
                 _schema("RotateResponse"),
+            )
+        },
+        f"{p}/customers/export": {
+            "post": _admin(
+                "Export every record about a customer",
+                "customers:read",
+                200,
+                "One versioned JSON document (an app-limited key: its app only).",
+                _schema("CustomerExport"),
+                body="CustomerRequest",
+            )
+        },
+        f"{p}/customers/erase": {
+            "post": _admin(
+                "Erase a customer's personal data",
+                "customers:erase",
+                200,
+                "What was blanked or pseudonymised; license facts are kept.",
+                _schema("CustomerErasure"),
+                body="CustomerRequest",
             )
         },
         f"{p}/api-keys": {

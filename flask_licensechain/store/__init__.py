@@ -20,6 +20,7 @@ from .licenses import LicenseRepository
 from .migrate import SchemaStatus, SchemaVersionError
 from .migrate import prepare as prepare_schema
 from .migrate import upgrade as upgrade_schema
+from .named_keys import store_named_key
 from .records import (
     ApiKeyRecord,
     AppRecord,
@@ -124,4 +125,5 @@ __all__ = [
     "WebhookRepository",
     "normalize_url",
     "open_store",
+    "store_named_key",
 ]

@@ -40,6 +40,8 @@ API_KEY_SCOPES: Final = (
     "api-keys:write",
     "audit:read",
     "webhooks:write",
+    "customers:read",
+    "customers:erase",
     "metrics:read",
     "*",
 )

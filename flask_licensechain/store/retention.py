@@ -5,7 +5,10 @@ A module that stores IPs or user agents registers the columns once, at import, b
 table, naming the column that dates each row::
 
     register_retention(audit_actors, timestamp="created_at", ips=("ip",),
-                       user_agents=("user_agent",))
+                       user_agents=("user_agent",), license_id="license_id")
+
+``license_id`` (optional) names the column linking a row to a license: a customer's export
+includes those rows and an erasure blanks them (``store/customers.py``).
 
 ``apply_retention(db, older_than=...)`` is the job; ``flask licensechain maintenance run``
 runs it (daily from cron), and so may a long-running worker.
@@ -35,12 +38,14 @@ _IPV6_PREFIX: Final = 48
 
 @dataclass(frozen=True)
 class RetainedColumns:
-    """Personal columns of ``table`` dated by ``timestamp`` (a timezone-aware column)."""
+    """Personal columns of ``table`` dated by ``timestamp`` (a timezone-aware column);
+    ``license_id``: the column naming the license a row is about, if any."""
 
     table: sa.Table
     timestamp: str
     ips: tuple[str, ...] = ()
     user_agents: tuple[str, ...] = ()
+    license_id: str | None = None
 
 
 #: Every registered table, in registration order.
@@ -53,17 +58,18 @@ def register_retention(
     timestamp: str,
     ips: tuple[str, ...] = (),
     user_agents: tuple[str, ...] = (),
+    license_id: str | None = None,
 ) -> RetainedColumns:
     """Declare columns holding client IPs or user agents (idempotent per table).
 
     :raises KeyError: a column the table does not have.
     """
-    for name in (timestamp, *ips, *user_agents):
+    for name in (timestamp, *ips, *user_agents, *([license_id] if license_id else [])):
         table.c[name]  # a typo fails at import
     for known in RETAINED:
         if known.table.name == table.name:
             return known
-    entry = RetainedColumns(table, timestamp, tuple(ips), tuple(user_agents))
+    entry = RetainedColumns(table, timestamp, tuple(ips), tuple(user_agents), license_id)
     RETAINED.append(entry)
     return entry
 

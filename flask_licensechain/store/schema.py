@@ -341,3 +341,13 @@ console_webauthn_credentials = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("last_used_at", UTCDateTime),
 )
+
+
+# Named secret keys (store/named_keys.py): 32 random bytes each, sealed under the keyring.
+named_keys = sa.Table(
+    "lc_named_keys",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("sealed_key", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)

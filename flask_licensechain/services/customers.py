@@ -1,0 +1,134 @@
+"""A data subject's rights: export every record about a customer, erase their personal data.
+
+Both take the issuer state and the ``Actor`` first and work in one unit of work, which
+records the change (``customer.export``, ``customer.erase``) in the audit log without the
+e-mail: the event's target is the customer's keyed pseudonym (``store/customers.py``).
+
+The export document (``EXPORT_FORMAT`` version ``EXPORT_VERSION``), a JSON object::
+
+    {"format": "licensechain.customer-export", "version": 1, "exportedAt": ISO 8601,
+     "subject": {"email"}, "appId": the app it was limited to or null,
+     "licenses": [license objects as the API returns them, devices included],
+     "verificationMetadata": {table: [rows: client IPs, user agents, times]},
+     "auditEvents": [{"id", "action", "actor", "target", "data", "createdAt", "actorIp",
+                      "actorUserAgent", "personal"}],
+     "webhookDeliveries": [], "sources": [the tables searched]}
+
+Erasure keeps license ids, keys, plans, dates, status, features and devices; see
+``store/customers.py`` for what it blanks or pseudonymises.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from ..serialize import iso, license_json
+from ..state import IssuerState
+from ..store import store_named_key
+from ..store.changes import Actor, Change
+from ..store.customers import audit_rows, erase, license_ids, normalize_email, personal_rows
+from ..store.customers import pseudonym as keyed_pseudonym
+from ..store.retention import RETAINED
+
+EXPORT_FORMAT: Final = "licensechain.customer-export"
+EXPORT_VERSION: Final = 1
+PSEUDONYM_KEY: Final = "customers.pseudonym"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bytes | memoryview):
+        return None
+    return value
+
+
+def export_customer(
+    state: IssuerState, actor: Actor, *, email: str, app_id: str | None = None
+) -> dict[str, Any]:
+    """Every record about ``email`` (within ``app_id`` when given) as one document.
+
+    :raises Unavailable: the store is down.
+    """
+    store = state.store
+    key = store_named_key(store.database, state.sealer, PSEUDONYM_KEY)
+    now = datetime.now(UTC)
+    with store.unit_of_work(actor) as unit:
+        ids = license_ids(unit.conn, email, app_id)
+        records = [store.licenses.get(license_id) for license_id in ids]
+        events = audit_rows(unit.conn, email, ids, mentions=app_id is None)
+        personal = personal_rows(unit.conn, ids)
+        unit.record(
+            Change(
+                action="customer.export",
+                target=keyed_pseudonym(key, email),
+                app_id=app_id,
+                data={"licenses": len(ids)},
+            )
+        )
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exportedAt": iso(now),
+        "subject": {"email": normalize_email(email)},
+        "appId": app_id,
+        "licenses": [license_json(lic, now) for lic in records if lic is not None],
+        "verificationMetadata": {
+            table: [{k: _jsonable(v) for k, v in row.items()} for row in rows]
+            for table, rows in personal.items()
+        },
+        "auditEvents": [
+            {
+                "id": int(row.id),
+                "action": row.action,
+                "actor": row.actor,
+                "target": row.target,
+                "data": row.data,
+                "createdAt": iso(row.created_at),
+                "actorIp": row.actor_ip,
+                "actorUserAgent": row.actor_user_agent,
+                "personal": row.personal,
+            }
+            for row in events
+        ],
+        "webhookDeliveries": [],
+        "sources": sorted(
+            {"lc_licenses", "lc_devices", "lc_audit_events"}
+            | {e.table.name for e in RETAINED if e.license_id is not None}
+        ),
+    }
+
+
+def erase_customer(
+    state: IssuerState, actor: Actor, *, email: str, app_id: str | None = None
+) -> dict[str, Any]:
+    """Erase ``email``'s personal data (within ``app_id`` when given), in one transaction;
+    the erasure is an audit event that names the pseudonym, never the e-mail.
+
+    Returns ``{"erased": true, "pseudonym", "licenses", "personalRows", "auditEvents"}``.
+
+    :raises Unavailable: the store is down.
+    """
+    store = state.store
+    key = store_named_key(store.database, state.sealer, PSEUDONYM_KEY)
+    with store.unit_of_work(actor) as unit:
+        replacement, counts = erase(
+            unit.conn,
+            email,
+            key=key,
+            personal_metadata_keys=state.settings.personal_metadata_keys,
+            app_id=app_id,
+        )
+        unit.record(
+            Change(
+                action="customer.erase",
+                target=replacement,
+                app_id=app_id,
+                data=counts.as_dict(),
+            )
+        )
+    return {"erased": True, "pseudonym": replacement, **counts.as_dict()}
+
+
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "erase_customer", "export_customer"]

@@ -1,0 +1,266 @@
+"""A data subject's rights, on SQLite and PostgreSQL: ``POST /v1/customers/export`` and
+``/erase`` (scopes ``customers:read`` / ``customers:erase``, app restriction applied) and
+``flask licensechain customers export|erase``. After an erasure no table and no exported
+record holds the customer's e-mail, name, IP or user agent; the license facts remain and
+the license keeps working."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from issuer_support import Issuer, close_issuer, make_issuer
+
+from flask_licensechain.store import Actor, Change
+from flask_licensechain.store.retention import RETAINED, register_retention
+from flask_licensechain.store.schema import UTCDateTime, metadata
+
+EMAIL = "Ann.Example@Example.test"
+NAME = "Ann Example"
+IP = "203.0.113.77"
+AGENT = "AnnsClient/4.2 (hostname ann-laptop)"
+PHONE = "+33 6 12 34 56 78"
+
+visits = sa.Table(
+    "lc_test_customer_visits",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("license_id", sa.String(40)),
+    sa.Column("ip", sa.Text),
+    sa.Column("user_agent", sa.Text),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def issuer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Issuer]:
+    entry = register_retention(
+        visits,
+        timestamp="seen_at",
+        ips=("ip",),
+        user_agents=("user_agent",),
+        license_id="license_id",
+    )
+    url = f"sqlite:///{tmp_path / 'cust.db'}"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    made = make_issuer(tmp_path, url, personal_metadata_keys="phone")
+    with made.store.engine.begin() as conn:
+        visits.create(conn)
+    try:
+        yield made
+    finally:
+        close_issuer(made)
+        RETAINED.remove(entry)
+
+
+class World:
+    def __init__(self, issuer: Issuer) -> None:
+        self.app_a = issuer.new_app(name="App A")
+        self.app_b = issuer.new_app(name="App B")
+        create = issuer.store.licenses.create
+        self.ann_a = create(
+            self.app_a.id,
+            plan="pro",
+            issued_email=EMAIL,
+            issued_to=NAME,
+            features=["export"],
+            metadata={"phone": PHONE, "seat": 3},
+            max_devices=2,
+        )
+        self.ann_a2 = create(self.app_a.id, plan="basic", issued_email=EMAIL.lower())
+        self.ann_b = create(self.app_b.id, plan="team", issued_email=f"  {EMAIL.upper()} ")
+        self.bob = create(
+            self.app_a.id, plan="pro", issued_email="bob@example.test", issued_to="Bob"
+        )
+        self.token = issuer.token_for(self.ann_a.key, hwuid="ann-machine")
+        with issuer.store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(visits),
+                [
+                    {
+                        "id": 1,
+                        "license_id": self.ann_a.id,
+                        "ip": IP,
+                        "user_agent": AGENT,
+                        "seen_at": datetime.now(UTC),
+                    },
+                    {
+                        "id": 2,
+                        "license_id": self.bob.id,
+                        "ip": "198.51.100.5",
+                        "user_agent": "BobClient",
+                        "seen_at": datetime.now(UTC),
+                    },
+                ],
+            )
+        support = Actor(kind="system", id="support", ip=IP, user_agent=AGENT)
+        with issuer.store.unit_of_work(support) as unit:
+            unit.record(
+                Change(action="test.note", personal={"note": f"call {EMAIL} back", "name": NAME})
+            )
+
+
+def post(issuer: Issuer, path: str, key: str, body: Any) -> Any:
+    return issuer.client.post(path, json=body, headers=issuer.auth(key))
+
+
+def everything(issuer: Issuer) -> str:
+    """Every value of every table, LicenseChain's and the registered test table, as text."""
+    chunks = []
+    with issuer.store.engine.connect() as conn:
+        for table in [*metadata.sorted_tables, visits]:
+            for row in conn.execute(sa.select(table)):
+                chunks.append(json.dumps([str(v) for v in row], ensure_ascii=False))
+    return "\n".join(chunks).lower()
+
+
+def test_export_holds_every_record_about_the_customer(issuer: Issuer) -> None:
+    world = World(issuer)
+    reader = issuer.api_key("customers:read")
+    response = post(issuer, "/v1/customers/export", reader, {"email": "ann.example@example.TEST"})
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["Cache-Control"] == "no-store"
+    doc = response.get_json()
+    assert doc["format"] == "licensechain.customer-export" and doc["version"] == 1
+    ids = [lic["id"] for lic in doc["licenses"]]
+    assert sorted(ids) == sorted([world.ann_a.id, world.ann_a2.id, world.ann_b.id])
+    first = next(lic for lic in doc["licenses"] if lic["id"] == world.ann_a.id)
+    assert first["issuedTo"] == NAME and first["metadata"]["phone"] == PHONE
+    assert [d["hwuid"] for d in first["devices"]] == ["ann-machine"]
+    rows = doc["verificationMetadata"]["lc_test_customer_visits"]
+    assert [(r["ip"], r["user_agent"]) for r in rows] == [(IP, AGENT)]
+    actions = [e["action"] for e in doc["auditEvents"]]
+    assert "test.note" in actions
+    assert "bob@example.test" not in json.dumps(doc)
+    # the export is an audit event that does not name the e-mail
+    last = issuer.store.audit.list(limit=1)[0]
+    assert last.action == "customer.export" and last.target.startswith("erased-")
+    assert "example.test" not in json.dumps([last.target, last.data]).lower()
+
+
+def test_an_app_limited_key_exports_its_app_only(issuer: Issuer) -> None:
+    world = World(issuer)
+    _, limited = issuer.store.api_keys.create(
+        "app A support", ["customers:read"], app_id=world.app_a.id
+    )
+    doc = post(issuer, "/v1/customers/export", limited, {"email": EMAIL}).get_json()
+    assert sorted(lic["id"] for lic in doc["licenses"]) == sorted([world.ann_a.id, world.ann_a2.id])
+    assert doc["appId"] == world.app_a.id
+    assert "test.note" not in [e["action"] for e in doc["auditEvents"]]  # not about its app
+
+
+@pytest.mark.parametrize(
+    ("path", "scopes", "body", "status", "code"),
+    [
+        ("/v1/customers/export", ["licenses:read"], {"email": EMAIL}, 403, "insufficient_scope"),
+        ("/v1/customers/erase", ["customers:read"], {"email": EMAIL}, 403, "insufficient_scope"),
+        ("/v1/customers/export", ["customers:read"], {}, 400, "invalid_request"),
+        ("/v1/customers/erase", ["customers:erase"], {"email": ""}, 400, "invalid_request"),
+        ("/v1/customers/erase", ["customers:erase"], {"email": 7}, 400, "invalid_request"),
+        (
+            "/v1/customers/export",
+            ["customers:read"],
+            {"email": EMAIL, "x": 1},
+            400,
+            "invalid_request",
+        ),
+        ("/v1/customers/export", ["customers:read"], ["not", "an object"], 400, "invalid_request"),
+    ],
+)
+def test_refusals(
+    issuer: Issuer, path: str, scopes: list[str], body: Any, status: int, code: str
+) -> None:
+    World(issuer)
+    before = issuer.snapshot()
+    response = post(issuer, path, issuer.api_key(*scopes), body)
+    assert response.status_code == status and response.get_json()["error"] == code
+    assert issuer.client.post(path, json={"email": EMAIL}).status_code == 401
+    after = issuer.snapshot()
+    after.pop("lc_api_keys"), before.pop("lc_api_keys")
+    assert after == before  # nothing erased, nothing recorded
+
+
+def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> None:
+    world = World(issuer)
+    assert EMAIL.lower() in everything(issuer)  # the search below can find it
+    eraser = issuer.api_key("customers:erase")
+    response = post(issuer, "/v1/customers/erase", eraser, {"email": EMAIL})
+    assert response.status_code == 200, response.get_json()
+    result = response.get_json()
+    assert result["erased"] is True and result["licenses"] == 3
+    assert result["personalRows"] == 1 and result["auditEvents"] >= 1
+    assert issuer.store.audit.verify().ok  # the chain still verifies
+
+    stored = everything(issuer)
+    for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann.example"):
+        assert personal.lower() not in stored, personal
+    reader = issuer.api_key("customers:read")
+    doc = post(issuer, "/v1/customers/export", reader, {"email": EMAIL}).get_json()
+    records = json.dumps({k: v for k, v in doc.items() if k != "subject"}).lower()
+    for personal in (EMAIL, NAME, IP, AGENT, PHONE):
+        assert personal.lower() not in records, personal
+    assert doc["licenses"] == []
+
+    # the facts a seller needs are kept, and the license still works
+    kept = issuer.store.licenses.get(world.ann_a.id)
+    assert (kept.plan, kept.status, list(kept.features)) == ("pro", "ACTIVE", ["export"])
+    assert kept.metadata == {"seat": 3}
+    assert kept.issued_email == result["pseudonym"] and kept.issued_to is None
+    assert [d.hwuid for d in kept.devices] == ["ann-machine"]
+    assert issuer.introspect(world.token)["active"] is True
+    assert issuer.verify(key=world.ann_a.key, hwuid="ann-machine").get_json()["valid"] is True
+    # Bob is untouched
+    bob = issuer.store.licenses.get(world.bob.id)
+    assert (bob.issued_email, bob.issued_to) == ("bob@example.test", "Bob")
+    assert "198.51.100.5" in stored and "bobclient" in stored
+    # the erasure is an audit event without the personal data
+    event = next(e for e in issuer.store.audit.list(limit=10) if e.action == "customer.erase")
+    assert event.target == result["pseudonym"]
+    assert event.data == {k: result[k] for k in ("licenses", "personalRows", "auditEvents")}
+    # the same e-mail always gives the same pseudonym; a second erasure finds nothing
+    again = post(issuer, "/v1/customers/erase", eraser, {"email": EMAIL.upper()}).get_json()
+    assert again["pseudonym"] == result["pseudonym"] and again["licenses"] == 0
+
+
+def test_an_app_limited_erasure_stays_in_its_app(issuer: Issuer) -> None:
+    world = World(issuer)
+    _, limited = issuer.store.api_keys.create(
+        "app B support", ["customers:erase"], app_id=world.app_b.id
+    )
+    result = post(issuer, "/v1/customers/erase", limited, {"email": EMAIL}).get_json()
+    assert result["licenses"] == 1
+    assert issuer.store.licenses.get(world.ann_b.id).issued_email.startswith("erased-")
+    assert issuer.store.licenses.get(world.ann_a.id).issued_email == EMAIL
+
+
+def cli(issuer: Issuer, *args: str) -> Any:
+    return issuer.app.test_cli_runner().invoke(args=["licensechain", "customers", *args])
+
+
+def test_the_cli_exports_and_erases(issuer: Issuer) -> None:
+    world = World(issuer)
+    exported = cli(issuer, "export", "--email", EMAIL, "--json")
+    assert exported.exit_code == 0, exported.output
+    doc = json.loads(exported.stdout)
+    assert len(doc["licenses"]) == 3 and doc["format"] == "licensechain.customer-export"
+    limited = json.loads(
+        cli(issuer, "export", "--email", EMAIL, "--app-id", world.app_b.id, "--json").stdout
+    )
+    assert [lic["id"] for lic in limited["licenses"]] == [world.ann_b.id]
+
+    unconfirmed = cli(issuer, "erase", "--email", EMAIL, "--json")
+    assert unconfirmed.exit_code == 2 and "--yes" in json.loads(unconfirmed.stdout)["message"]
+    assert issuer.store.licenses.get(world.ann_a.id).issued_email == EMAIL
+
+    erased = cli(issuer, "erase", "--email", EMAIL, "--yes", "--json")
+    assert erased.exit_code == 0, erased.output
+    assert json.loads(erased.stdout)["licenses"] == 3
+    assert EMAIL.lower() not in everything(issuer)
+    event = issuer.store.audit.list(limit=1)[0]
+    assert event.action == "customer.erase" and event.actor not in (None, "")
