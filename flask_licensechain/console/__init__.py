@@ -42,7 +42,7 @@ from flask import Flask
 
 from ..core.errors import ConfigError
 from ..state import IssuerState
-from . import account, signin
+from . import account, pages, signin
 from .auth import current_user, login_required, requires_recent_mfa, requires_scope
 from .blueprint import bp, csrf
 from .passwords import Passwords
@@ -50,7 +50,7 @@ from .repository import ConsoleRepository
 from .sealing import derive_console_key
 from .state import CONSOLE_KEY, ConsoleState, console_state
 
-_VIEWS: Final = (account, signin)  # imported for their routes
+_VIEWS: Final = (account, signin, pages)  # imported for their routes
 
 #: flask-wtf's settings, as ``CSRFProtect.init_app`` would set them (it is not called:
 #: that would guard every view of the app, the JSON API included)
