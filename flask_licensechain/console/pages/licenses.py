@@ -165,7 +165,8 @@ def create_license() -> Any:
     if not form.validate():
         return _list_page(form, 400)
     check_app(form.app_id.data)
-    metadata = json.loads(form.metadata.data) if (form.metadata.data or "").strip() else {}
+    raw_metadata = (form.metadata.data or "").strip()
+    metadata = json.loads(raw_metadata) if raw_metadata else {}
     with service_call() as outcome:
         lic = license_service.create_license(
             get_issuer_state(),
