@@ -274,3 +274,29 @@ def test_users_invite_role_and_disable(app: Flask) -> None:
         post(client, "/console/users", {"email": "new@example.test", "role": "support"}).status_code
         == 409
     )
+
+
+@pytest.mark.postgres
+def test_search_edit_and_revoke_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    app = make_console_app(tmp_path, postgres_url)
+    try:
+        _search_edit_and_revoke(app)
+    finally:
+        get_issuer_state(app).store.dispose()
+
+
+def _search_edit_and_revoke(app: Flask) -> None:
+    client, person = signed_in_client(app, "admin")
+    store = get_issuer_state(app).store
+    demo = store.apps.create("Demo")
+    lic = store.licenses.create(demo.id, issued_email="Grace@Example.test", features=["a"])
+    found = client.get("/console/licenses", query_string={"q": "grace@example.TEST"})
+    assert lic.key in found.get_data(as_text=True)
+    base = f"/console/licenses/{lic.id}"
+    assert post(client, base, {"plan": "team", "features": "a, b"}).status_code == 303
+    assert post(client, f"{base}/revoke", {"reason": "fraud"}).status_code == 303
+    assert verify(app, lic.key)["reason"] == "license_revoked"
+    event = last_event(app, "license.revoke")
+    assert (event.actor_kind, event.actor, event.actor_name) == ("console", person.user.id, "admin")
+    audit = client.get("/console/audit", query_string={"action": "license.revoke"})
+    assert audit.status_code == 200 and lic.id in audit.get_data(as_text=True)
