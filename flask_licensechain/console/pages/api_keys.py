@@ -45,7 +45,7 @@ def visible_key(key_id: str) -> ApiKeyRecord:
 def _form(form: ApiKeyForm | None = None) -> ApiKeyForm:
     form = form or ApiKeyForm(formdata=None)
     user = signed_in_user()
-    form.role.choices = [(role, role) for role in key_actions.allowed_roles(user.role)]
+    form.role.choices = [(role, role) for role in key_actions.allowed_roles(user)]
     every = [] if visible_app_ids() is not None else [("", "Every app")]
     form.app_id.choices = [*every, *((app.id, app.name) for app in visible_apps())]
     return form
@@ -65,6 +65,7 @@ def _page(
             created=created,
             apps={app.id: app for app in visible_apps()},
             key_apps=key_actions.key_apps,
+            may_change=lambda key: key_actions.may_change(signed_in_user(), key),
         ),
         status,
     )
@@ -86,12 +87,11 @@ def create_api_key() -> Any:
     app_id = form.app_id.data or None
     if app_id is not None:
         check_app(app_id)
-    user = signed_in_user()
     with service_call() as outcome:
         created = key_actions.create_key(
             get_issuer_state().store,
             console_actor(),
-            user_role=user.role,
+            signed_in_user(),
             name=form.name.data or "",
             role=form.role.data or "",
             environment=form.environment.data or "live",
@@ -108,7 +108,7 @@ def create_api_key() -> Any:
 def revoke_api_key(key_id: str) -> Any:
     key = visible_key(key_id)
     with service_call() as outcome:
-        key_actions.revoke_key(get_issuer_state().store, console_actor(), key.id)
+        key_actions.revoke_key(get_issuer_state().store, console_actor(), signed_in_user(), key)
     if not outcome.ok:
         return _page(status=outcome.status)
     flash(f"API key {key.prefix}… revoked.", "info")

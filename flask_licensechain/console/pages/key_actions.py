@@ -18,6 +18,7 @@ from typing import Final
 from ...core.errors import InsufficientScope, NotFound
 from ...store import Actor, ApiKeyRecord, Change, Store
 from ...store.api_keys import API_KEY_SCOPES
+from ..repository import ConsoleUser
 from ..roles import ROLE_SCOPES, ROLES, role_allows
 
 #: key roles offered by the form (the console's roles)
@@ -32,13 +33,18 @@ def role_key_scopes(role: str) -> tuple[str, ...]:
     return tuple(scope for scope in API_KEY_SCOPES if scope in granted)
 
 
-def allowed_roles(user_role: str) -> list[str]:
-    """The key roles a user of ``user_role`` may create: those whose every scope it holds."""
+def allowed_roles(user: ConsoleUser) -> list[str]:
+    """The key roles the user may create: those whose every scope its role holds."""
     return [
         role
         for role in KEY_ROLES
-        if all(role_allows(user_role, scope) for scope in role_key_scopes(role))
+        if all(role_allows(user.role, scope) for scope in role_key_scopes(role))
     ]
+
+
+def may_change(user: ConsoleUser, key: ApiKeyRecord) -> bool:
+    """Whether the user may revoke ``key``: it reaches no further than the user."""
+    return all(role_allows(user.role, scope) for scope in key.scopes)
 
 
 def key_apps(key: ApiKeyRecord) -> frozenset[str] | None:
@@ -58,8 +64,8 @@ def _facts(key: ApiKeyRecord) -> dict[str, object]:
 def create_key(
     store: Store,
     actor: Actor,
+    user: ConsoleUser,
     *,
-    user_role: str,
     name: str,
     role: str,
     environment: str,
@@ -67,7 +73,7 @@ def create_key(
 ) -> tuple[ApiKeyRecord, str]:
     """A new key of ``role`` and its secret (shown once). ``InsufficientScope`` when the
     role reaches beyond ``user_role``; ``InvalidRequest`` for a bad field."""
-    if role not in allowed_roles(user_role):
+    if role not in allowed_roles(user):
         raise InsufficientScope(f"Your role cannot create a key of role {role}.")
     with store.unit_of_work(actor) as unit:
         record, plaintext = store.api_keys.create(
@@ -85,22 +91,26 @@ def create_key(
     return record, plaintext
 
 
-def revoke_key(store: Store, actor: Actor, key_id: str) -> ApiKeyRecord:
-    """Revoke the key (at once: every request reads the store). ``NotFound``."""
+def revoke_key(store: Store, actor: Actor, user: ConsoleUser, key: ApiKeyRecord) -> ApiKeyRecord:
+    """Revoke the key (at once: every request reads the store). ``NotFound``,
+    ``InsufficientScope`` (a key reaching further than the user)."""
+    if not may_change(user, key):
+        raise InsufficientScope("Your role cannot revoke a key with more rights than its own.")
+    key_id = key.id
     with store.unit_of_work(actor) as unit:
         if store.api_keys.get(key_id) is None:
             raise NotFound("API key not found.")
         revoked = store.api_keys.revoke(key_id)
-        key = store.api_keys.get(key_id)
-        assert key is not None
+        after = store.api_keys.get(key_id)
+        assert after is not None
         if revoked:
             unit.record(
                 Change(
                     action="api_key.revoke",
                     target=key_id,
-                    app_id=key.app_id,
-                    data=_facts(key),
-                    subject=key,
+                    app_id=after.app_id,
+                    data=_facts(after),
+                    subject=after,
                 )
             )
-    return key
+    return after
