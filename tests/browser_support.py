@@ -150,6 +150,7 @@ def new_driver() -> WebDriver:
         "--password-store=basic",
     ):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
@@ -174,8 +175,29 @@ def flash_text(driver: WebDriver) -> str:
     return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, ".flash"))
 
 
+#: the page's form controls that no label names (run by WebDriver, not by the page)
+_UNLABELLED_CONTROLS = """
+return Array.from(document.querySelectorAll('input, select, textarea'))
+  .filter(e => !['hidden', 'submit', 'button'].includes(e.type))
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+  .map(e => e.id || e.name);
+"""
+
+
+def page_problems(driver: WebDriver) -> list[str]:
+    """Unlabelled controls, and Content-Security-Policy refusals logged since the last
+    call (an inline script or style that slipped in)."""
+    problems = [f"unlabelled: {name}" for name in driver.execute_script(_UNLABELLED_CONTROLS)]
+    for entry in driver.get_log("browser"):
+        if "Content Security Policy" in entry["message"]:
+            problems.append(entry["message"])
+    return problems
+
+
 def shot(driver: WebDriver, name: str) -> None:
-    """Save a full-page screenshot as ``docs/console-screenshots/<name>.png``."""
+    """Check the page (``page_problems``), then save a full-page screenshot as
+    ``docs/console-screenshots/<name>.png``."""
+    assert page_problems(driver) == [], driver.current_url
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, max(800, min(int(height) + 40, 2400)))
