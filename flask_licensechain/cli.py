@@ -10,9 +10,10 @@ Every command takes ``--json`` and then prints exactly one JSON object on stdout
 shapes the HTTP API answers with), errors included: ``{"error": <code>, "message": <text>}``
 with exit status 1 (2 for a usage error). Without ``--json`` an error is one line on stderr,
 never a traceback. Errors raised while the app loads (bad configuration, a store that is
-down) are reported the same way. The commands call the store's repositories and the
-signing-key functions; they hold no logic of their own. Each change is recorded in the
-audit log as done by ``cli``.
+down) are reported the same way. The commands call the service layer
+(``flask_licensechain/services/``) with ``cli_actor()``; they hold no logic of their own.
+Each change is recorded in the audit log, in its transaction, as done by ``cli`` and the
+OS user who ran the command.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ from datetime import UTC, datetime
 
 import click
 
+from .cli_audit import audit_cli
 from .cli_console import users_cli
 from .cli_data import register_data_commands
 from .cli_db import db_cli
-from .command import LicenseChainGroup, audit, emit, issuer
+from .command import LicenseChainGroup, cli_actor, emit, issuer
 from .core.contract import SELLER_TIERS
 from .serialize import app_json, iso, license_json, parse_timestamp
-from .signing import rotate_signing_key
-from .store import API_KEY_SCOPES
+from .services.apps import create_app as create_app_service
+from .services.licenses import create_license as create_license_service
+from .services.signing_keys import rotate_signing_key
+from .store import API_KEY_SCOPES, Change
 
 #: ``flask licensechain``. Flask finds it through the ``flask.commands`` entry point (before
 #: the app loads, so load errors are reported like any other), and an issuer app also adds
@@ -39,6 +43,7 @@ licensechain_cli = LicenseChainGroup(
 licensechain_cli.add_command(db_cli)
 licensechain_cli.add_command(users_cli)
 register_data_commands(licensechain_cli)
+licensechain_cli.add_command(audit_cli)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -73,9 +78,8 @@ def init(as_json: bool) -> None:
     help="Seller tier: sets the tokens' verification type and lifetime.",
 )
 def create_app(as_json: bool, name: str, description: str | None, tier: str) -> None:
-    _, store = issuer()
-    app = store.apps.create(name, description, tier)
-    audit(store, "app.create", app.id, name=app.name, tier=app.tier)
+    state, _ = issuer()
+    app = create_app_service(state, cli_actor(), name=name, description=description, tier=tier)
     emit(as_json, app_json(app), f"Created app {app.name!r}: id {app.id}, tier {app.tier}.")
 
 
@@ -109,10 +113,12 @@ def create_license(
     email: str | None,
     issued_to: str | None,
 ) -> None:
-    _, store = issuer()
+    state, _ = issuer()
     expiry = None if expires_at is None else parse_timestamp(expires_at, "--expires-at")
-    lic = store.licenses.create(
-        app_id,
+    lic = create_license_service(
+        state,
+        cli_actor(),
+        app_id=app_id,
         plan=plan,
         issued_to=issued_to,
         issued_email=email,
@@ -121,7 +127,6 @@ def create_license(
         max_devices=max_devices,
         require_hwuid=require_hwuid,
     )
-    audit(store, "license.create", lic.id, app_id=app_id)
     until = iso(lic.expires_at) or "never"
     emit(
         as_json,
@@ -145,10 +150,12 @@ def create_license(
 @click.option("--test", "test_key", is_flag=True, help="An lc_test_ key instead of lc_live_.")
 def create_api_key(as_json: bool, name: str, scopes: tuple[str, ...], test_key: bool) -> None:
     _, store = issuer()
-    record, plaintext = store.api_keys.create(
-        name, scopes, environment="test" if test_key else "live"
-    )
-    audit(store, "api_key.create", record.id, scopes=list(record.scopes))
+    with store.unit_of_work(cli_actor()) as unit:
+        record, plaintext = store.api_keys.create(
+            name, scopes, environment="test" if test_key else "live"
+        )
+        data = {"scopes": list(record.scopes)}
+        unit.record(Change("api_key.create", target=record.id, data=data))
     emit(
         as_json,
         {"id": record.id, "key": plaintext, "scopes": list(record.scopes)},
@@ -162,9 +169,8 @@ def create_api_key(as_json: bool, name: str, scopes: tuple[str, ...], test_key: 
     "rotate-keys", help="Make a new signing key; the old one stays in the JWKS meanwhile."
 )
 def rotate_keys(as_json: bool) -> None:
-    state, store = issuer()
-    result = rotate_signing_key(state)
-    audit(store, "signing_key.rotate", result.kid, previous=result.previous_kid)
+    state, _ = issuer()
+    result = rotate_signing_key(state, cli_actor())
     previous_until = iso(result.previous_expires_at)
     human = f"New active signing key {result.kid}."
     if result.previous_kid:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import click
 
-from .command import CommandFailure, LicenseChainGroup, audit, emit, issuer
+from .command import CommandFailure, LicenseChainGroup, cli_actor, emit, issuer
 from .maintenance import run_maintenance
 from .serialize import iso
+from .store import Change
 from .store.backup import METHODS, BackupError, backup, restore
 from .store.sealed import key_ids_in_use, reseal_all
 
@@ -38,8 +39,12 @@ def _progress(where: str, done: int, total: int) -> None:
 )
 def rotate_encryption_key(as_json: bool) -> None:
     state, store = issuer()
-    report = reseal_all(store.database, state.sealer, progress=_progress)
-    audit(store, "encryption_key.rotate", report.key_id, resealed=report.resealed)
+    with store.unit_of_work(cli_actor()) as unit:
+        report = reseal_all(store.database, state.sealer, progress=_progress)
+        change = Change(
+            action="encryption_key.rotate", target=report.key_id, data={"resealed": report.resealed}
+        )
+        unit.record(change)
     removable = list(report.removable)
     human = f"Every sealed secret is now under encryption key {report.key_id!r} " + (
         f"({report.total} re-sealed)."

@@ -37,6 +37,7 @@ from .revocation import build_denylist
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
 from .store import Store, open_store
+from .store.audit import AuditKeys
 from .store.sealed import key_ids_in_use
 
 log = logging.getLogger("licensechain.issuer")
@@ -55,8 +56,11 @@ def default_database_url(app: Flask) -> str:
     return "sqlite:///" + os.path.join(app.instance_path, DB_FILENAME)
 
 
-def resolve_sealer(app: Flask, settings: Settings, database_url: str) -> Sealer:
-    """The keyring sealing secrets at rest: ``LICENSECHAIN_ENCRYPTION_KEYS``, or the one key
+def encryption_keyring(
+    app: Flask, settings: Settings, database_url: str
+) -> list[tuple[str, bytes]]:
+    """The keyring sealing secrets at rest and keying the audit chain, ``[(key id, 32-byte
+    key), ...]`` with the sealing key first: ``LICENSECHAIN_ENCRYPTION_KEYS``, or the one key
     of ``LICENSECHAIN_ENCRYPTION_KEY`` (id ``default``), or (embedded SQLite only) the key of
     a 0600 file beside the database (id ``default``).
 
@@ -70,8 +74,8 @@ def resolve_sealer(app: Flask, settings: Settings, database_url: str) -> Sealer:
             "LICENSECHAIN_ENCRYPTION_KEYS under that id)"
         )
     if settings.encryption_keys:
-        return Sealer(settings.encryption_keys)
-    return Sealer.single(resolve_encryption_key(app, settings, database_url))
+        return list(settings.encryption_keys)
+    return [(LEGACY_KEY_ID, resolve_encryption_key(app, settings, database_url))]
 
 
 def check_sealed_key_ids(store: Store, sealer: Sealer) -> None:
@@ -190,8 +194,11 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     """
     settings = resolve_issuer(app, settings)
     database_url = settings.database_url or default_database_url(app)
-    sealer = resolve_sealer(app, settings, database_url)
+    encryption_keys = encryption_keyring(app, settings, database_url)
+    sealer = Sealer(encryption_keys)
     store = open_store(database_url)
+    # The audit chain's MAC keys come from the encryption keyring (store/audit.py).
+    store.audit.use_keys(AuditKeys.derive(encryption_keys))
     store.prepare_schema()
     check_sealed_key_ids(store, sealer)
     # The store records every revocation; the denylist follows it (and Redis, when set).
@@ -238,12 +245,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         from .console import init_console
 
         # TODO(issue 14): seal TOTP secrets with ``state.sealer`` (rotatable) instead.
-        primary_key = (
-            settings.encryption_keys[0][1]
-            if settings.encryption_keys
-            else resolve_encryption_key(app, settings, database_url)
-        )
-        init_console(app, state, primary_key)
+        init_console(app, state, encryption_keys[0][1])
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state

@@ -11,7 +11,6 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -31,9 +30,6 @@ from .core.keys import (
 from .core.sealing import Sealer
 from .store import SigningKeyRecord, Store
 from .store.signing_keys import ACTIVE
-
-if TYPE_CHECKING:
-    from .state import IssuerState
 
 log = logging.getLogger("licensechain.issuer")
 
@@ -187,16 +183,3 @@ def _import_key_file(path: str) -> SigningKey:
             f"cannot read LICENSECHAIN_SIGNING_KEY_FILE {path}: {exc.strerror}"
         ) from exc
     return SigningKey.from_private_key(load_private_pem(pem))
-
-
-def rotate_signing_key(state: IssuerState) -> RotationResult:
-    """Make a new active signing key; the old one stays in the JWKS until its last token
-    expires (``SigningKeys.retire_after``). This worker signs with the new key at once; the
-    others within ``LICENSECHAIN_KEY_REFRESH_INTERVAL`` seconds.
-
-    Raises ``Unavailable`` when the store is down and ``Conflict`` when another process
-    rotated at the same moment.
-    """
-    result = state.signing_keys.rotate()
-    state.keyring.reload()
-    return result

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .core.keysource import KeySource
     from .core.sealing import Sealer
     from .core.verifier import TokenVerifier
+    from .monitoring.signals import Monitoring
     from .signing import SigningKeys
     from .store import Store
 
@@ -76,6 +77,8 @@ class IssuerState(LicenseChainState):
     #: the keyring sealing secrets at rest (``core/sealing.py``): webhook and TOTP secrets
     #: seal and unseal through it
     sealer: Sealer
+    #: metrics and security signals (``flask_licensechain/monitoring``); None: not set up
+    monitoring: Monitoring | None = None
 
 
 def get_state(app: Flask | None = None) -> LicenseChainState:

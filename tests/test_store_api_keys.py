@@ -27,6 +27,7 @@ CONTRACT_SCOPES = (
     "api-keys:write",
     "audit:read",
     "webhooks:write",
+    "metrics:read",  # issue 11's monitoring (VOCABULARY's new scopes): GET <metrics path>
     "*",
 )
 

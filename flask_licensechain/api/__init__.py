@@ -7,7 +7,16 @@ its app's state with ``get_issuer_state()``.
 
 from __future__ import annotations
 
-from . import admin, licenses, openapi, public
+from . import admin, audit_events, licenses, openapi, public
 from .blueprint import BLUEPRINT_NAME, bp, root_bp
 
-__all__ = ["BLUEPRINT_NAME", "admin", "bp", "licenses", "openapi", "public", "root_bp"]
+__all__ = [
+    "BLUEPRINT_NAME",
+    "admin",
+    "audit_events",
+    "bp",
+    "licenses",
+    "openapi",
+    "public",
+    "root_bp",
+]

@@ -40,6 +40,7 @@ API_KEY_SCOPES: Final = (
     "api-keys:write",
     "audit:read",
     "webhooks:write",
+    "metrics:read",
     "*",
 )
 ENVIRONMENTS: Final = ("live", "test")

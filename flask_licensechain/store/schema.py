@@ -141,15 +141,61 @@ signing_keys = sa.Table(
     ),
 )
 
+# The audit log: a hash chain (store/audit.py has the design). ``seq`` NULL: an event written
+# before the chain existed. The personal columns (actor_ip .. personal_salt) stay outside the
+# MAC so that an erasure can blank them.
 audit_events = sa.Table(
     "lc_audit_events",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("action", sa.Text, nullable=False),
-    sa.Column("actor", sa.Text),
+    sa.Column("actor", sa.Text),  # the actor's id: API key id, OS user, console user id
     sa.Column("target", sa.Text),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("actor_kind", sa.String(16)),
+    sa.Column("actor_name", sa.Text),
+    sa.Column("request_id", sa.String(128)),
+    sa.Column("app_id", sa.String(40)),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("prev_mac", sa.String(64)),
+    sa.Column("mac", sa.String(64)),
+    sa.Column("personal_digest", sa.String(64)),
+    sa.Column("actor_ip", sa.Text),
+    sa.Column("actor_user_agent", sa.Text),
+    sa.Column("personal", sa.JSON),
+    sa.Column("personal_salt", sa.String(32)),
+    sa.Index("ux_lc_audit_events_seq", "seq", unique=True),
+    sa.Index("ix_lc_audit_events_app_id", "app_id", "id"),
+    sa.Index("ix_lc_audit_events_target", "target", "id"),
+    sa.Index("ix_lc_audit_events_created", "created_at"),
+)
+
+# One row: the chain's head (last seq and MAC), updated with every append under its row lock.
+audit_head = sa.Table(
+    "lc_audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("head_mac", sa.String(64)),
+)
+
+# What ``audit prune`` leaves: the last pruned event's seq and MAC, signed.
+audit_checkpoints = sa.Table(
+    "lc_audit_checkpoints",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.Column("pruned", sa.BigInteger, nullable=False),
+    sa.Column("before", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("signature", sa.String(64), nullable=False),
+    sa.Index("ux_lc_audit_checkpoints_seq", "seq", unique=True),
 )
 
 # Revocations: the source of truth every denylist follows (see store/revocations.py).
