@@ -300,3 +300,24 @@ def _search_edit_and_revoke(app: Flask) -> None:
     assert (event.actor_kind, event.actor, event.actor_name) == ("console", person.user.id, "admin")
     audit = client.get("/console/audit", query_string={"action": "license.revoke"})
     assert audit.status_code == 200 and lic.id in audit.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/console/licenses?status=bogus", 400),
+        ("/console/licenses?page=-1", 200),
+        ("/console/licenses?page=99999999999999999999", 200),
+        ("/console/licenses?q=" + "x" * 5000, 400),
+        ("/console/licenses?app=nope", 404),
+        ("/console/audit?cursor=not-a-cursor", 400),
+        ("/console/audit?since=2027-13-45", 400),
+        ("/console/audit?until=yesterday", 400),
+        ("/console/audit?action=" + "a" * 500, 400),
+    ],
+)
+def test_bad_queries_are_client_errors(shared_app: Flask, path: str, status: int) -> None:
+    client, _ = signed_in_client(shared_app, "owner")
+    response = client.get(path)
+    assert response.status_code == status
+    assert response.mimetype == "text/html"

@@ -99,7 +99,7 @@ class LicenseSearchForm(GetForm):
     status = SelectField(
         "Status",
         choices=[("", "Any status"), *((s, s.title()) for s in LICENSE_STATUSES)],
-        validate_choice=False,
+        default="",
     )
     submit = SubmitField("Search")
 

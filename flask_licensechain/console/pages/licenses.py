@@ -111,22 +111,25 @@ def _app_choices() -> list[tuple[str, str]]:
 
 def _list_page(create_form: LicenseCreateForm, status: int = 200) -> tuple[str, int]:
     form = LicenseSearchForm(request.args)
-    form.app.choices = [("", "Every app"), *_app_choices()]
+    choices = _app_choices()
+    form.app.choices = [("", "Every app"), *choices]
     page = request.args.get("page", "1")
     number = int(page) if page.isdigit() and 0 < int(page) <= limits.PAGE else 1
     records: list[LicenseRecord] = []
     total = 0
     if form.validate():
         app_id = form.app.data or None
-        if app_id is not None and not user_may_access_app(app_id):
-            abort(404)
-        wanted = (form.status.data or "").upper() or None
-        records, total = search(
-            (form.q.data or "").strip(), app_id=app_id, status=wanted, page=number
-        )
+        if app_id is not None and app_id not in {value for value, _ in choices}:
+            abort(404)  # no such app, or not one of the user's
+        wanted = form.status.data or None
+        with service_call() as outcome:
+            records, total = search(
+                (form.q.data or "").strip(), app_id=app_id, status=wanted, page=number
+            )
+        status = max(status, outcome.status)
     else:
         status = 400
-    create_form.app_id.choices = _app_choices()
+    create_form.app_id.choices = choices
     return (
         render_template(
             "console/pages/licenses.html",
