@@ -183,6 +183,13 @@ def _signals_storage(value: Any, key: str) -> str | None:
     return check_storage_uri(text, key)
 
 
+def _word_list(value: Any, key: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{key} must be a comma-separated string or a list of strings")
+    return tuple(i.strip() for i in items if i.strip())
+
+
 def _console_switch(value: Any, key: str) -> bool:
     enabled = parse_bool(value, key)
     if enabled:
@@ -418,6 +425,22 @@ class Settings:
         "Seconds a console account stays locked after 10 failed sign-ins in 15 minutes "
         "(an owner may unlock it sooner).",
         _positive_float,
+    )
+
+    console_sso_issuer: str | None = _opt(
+        None,
+        "Console SSO: the OpenID Connect issuer URL (its `/.well-known/openid-configuration` "
+        "is read). People sign in as the console user with the same verified email; SSO "
+        "never creates a user.",
+        _http_url,
+    )
+    console_sso_client_id: str | None = _opt(None, "Console SSO: the client id.", _text)
+    console_sso_client_secret: str | None = _opt(None, "Console SSO: the client secret.", _text)
+    console_sso_mfa_values: tuple[str, ...] = _opt(
+        (),
+        "Console SSO: `amr` or `acr` values (comma-separated) that count as the identity "
+        "provider's multi-factor sign-in. Empty: the console still asks its own second factor.",
+        _word_list,
     )
 
     @classmethod

@@ -244,8 +244,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         # The console extra's packages (flask-wtf, argon2...) load only when it is on.
         from .console import init_console
 
-        # TODO(issue 14): seal TOTP secrets with ``state.sealer`` (rotatable) instead.
-        init_console(app, state, encryption_keys[0][1])
+        init_console(app, state)
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state
