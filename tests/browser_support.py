@@ -7,8 +7,8 @@ process on a free loopback port, and Debian's headless Chromium driven by Seleni
     shot(driver, "pages-01-overview")         # docs/console-screenshots/pages-01-overview.png
 
 Without Chromium, chromedriver or Selenium, ``need_browser()`` skips the test, and fails it
-under ``CI=true``. ``create_app`` is the server's app factory (``FLASK_APP``), configured
-from the environment (``LICENSECHAIN_*``, ``SECRET_KEY``).
+under ``CI=true``. The server's app is ``console_server.create_app``, configured from the
+environment (``LICENSECHAIN_*``, ``SECRET_KEY``).
 """
 
 from __future__ import annotations
@@ -25,11 +25,7 @@ from pathlib import Path
 import pyotp
 import pytest
 from conftest import free_port
-from flask import Flask
 from issuer_support import TEST_ENCRYPTION_KEY
-
-from flask_licensechain import LicenseChain
-from flask_licensechain.config import config_from_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "docs" / "console-screenshots"
@@ -46,15 +42,6 @@ try:
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - dev extra
     webdriver = None
-
-
-def create_app() -> Flask:
-    """The server process's app: an issuer with the console on, from the environment."""
-    app = Flask(__name__, instance_path=os.environ["CONSOLE_TEST_INSTANCE"])
-    app.config.update(config_from_environ(os.environ))
-    app.config["SECRET_KEY"] = os.environ["SECRET_KEY"]
-    LicenseChain(app)
-    return app
 
 
 def need_browser() -> None:
@@ -87,7 +74,7 @@ class ConsoleServer:
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")])
             ),
-            "FLASK_APP": "browser_support:create_app",
+            "FLASK_APP": "console_server:create_app",
             "CONSOLE_TEST_INSTANCE": str(tmp / "instance"),
             "SECRET_KEY": SECRET_KEY,
             "LICENSECHAIN_DATABASE_URL": database_url(tmp),
