@@ -55,14 +55,14 @@ from flask import Flask
 
 from ..core.errors import ConfigError
 from ..state import IssuerState
-from . import account, passkeys, signin, sso
+from . import account, pages, passkeys, signin, sso
 from .auth import current_user, login_required, requires_recent_mfa, requires_scope
 from .blueprint import bp, csrf
 from .passwords import Passwords
 from .repository import ConsoleRepository
 from .state import CONSOLE_KEY, ConsoleState, console_state
 
-_VIEWS: Final = (account, passkeys, signin, sso)  # imported for their routes
+_VIEWS: Final = (account, passkeys, signin, sso, pages)  # imported for their routes
 
 #: flask-wtf's settings, as ``CSRFProtect.init_app`` would set them (it is not called:
 #: that would guard every view of the app, the JSON API included)
