@@ -1,6 +1,6 @@
 """Named secret keys sealed under the encryption keyring.
 
-Revision ID: 0015a
+Revision ID: 0007
 Revises: 0006
 
 - ``lc_named_keys``: 32-byte keys by name (HMAC keys, pseudonym keys), sealed by
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015a"
+revision = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
