@@ -54,6 +54,12 @@ def rotate_encryption_key_command(as_json: bool) -> None:
             "from LICENSECHAIN_ENCRYPTION_KEYS (keep a copy offline while backups made "
             "under them may be restored)."
         )
+    if report.audit_key_ids:
+        human += (
+            f" Keep key(s) {', '.join(report.audit_key_ids)}: audit events are MAC'd under "
+            "them (`flask licensechain audit verify` needs them until `audit prune` removes "
+            "those events)."
+        )
     emit(
         as_json,
         {
@@ -61,6 +67,7 @@ def rotate_encryption_key_command(as_json: bool) -> None:
             "resealed": report.resealed,
             "total": report.total,
             "removableKeyIds": removable,
+            "auditKeyIds": list(report.audit_key_ids),
         },
         human,
     )

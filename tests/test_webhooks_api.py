@@ -283,3 +283,19 @@ def test_deliveries_paginate_with_a_cursor_and_dead_ones_retry_by_hand(hooks: Is
         assert that["status"] == "succeeded" and len(that["attempts"]) == 4
         error_body(call(hooks, "POST", f"{path}/99999/retry"), 404, "not_found")
         error_body(call(hooks, "POST", f"{path}/x1/retry"), 404, "not_found")
+
+
+def test_a_secret_in_the_url_path_stays_out_of_the_audit_log(hooks: Issuer) -> None:
+    """The audit chain cannot be edited and every ``audit:read`` key reads it: a webhook URL
+    with a secret path (a chat service's incoming hook) is recorded as host and digest."""
+    with ThreadReceiver() as receiver:
+        url = receiver.url.rstrip("/") + "/services/T0/B0/s3cr3t-token"
+        created = call(hooks, "POST", "/v1/webhooks", {"url": url}).get_json()
+        other = receiver.url.rstrip("/") + "/services/T0/B0/other-s3cr3t"
+        response = call(hooks, "PATCH", f"/v1/webhooks/{created['id']}", {"url": other})
+        assert response.status_code == 200, response.get_json()
+        call(hooks, "DELETE", f"/v1/webhooks/{created['id']}")
+    events = [e for e in hooks.store.audit.list() if e.action.startswith("webhook.")]
+    assert {e.action for e in events} == {"webhook.create", "webhook.update", "webhook.delete"}
+    for event in events:
+        assert "s3cr3t" not in json.dumps(event.data), event.data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..state import IssuerState
 from ..store.changes import Actor, Change
 from ..store.sealed import Progress, ResealReport, reseal_all
@@ -18,6 +20,14 @@ def rotate_encryption_key(
     """
     with state.store.unit_of_work(actor) as unit:
         report = reseal_all(state.store.database, state.sealer, progress=progress)
+        # The audit chain is never re-MAC'd (that would hide edits): a key that MACs stored
+        # events stays needed for ``audit verify`` until they are pruned.
+        chained = state.store.audit.key_ids_in_use()
+        report = dataclasses.replace(
+            report,
+            removable=tuple(k for k in report.removable if k not in chained),
+            audit_key_ids=tuple(k for k in report.removable if k in chained),
+        )
         unit.record(
             Change(
                 action="encryption_key.rotate",

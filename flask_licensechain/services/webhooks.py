@@ -32,6 +32,7 @@ from ..webhooks import secret as secret_box
 from ..webhooks.delivery import AttemptResult, signature_headers
 from ..webhooks.events import SUBSCRIBABLE, TEST_EVENT
 from ..webhooks.outbox import new_event_id, payload_json
+from . import redacted_url
 
 if TYPE_CHECKING:
     from ..webhooks.runtime import WebhookRuntime
@@ -107,7 +108,7 @@ def create_endpoint(
                 action="webhook.create",
                 target=endpoint.id,
                 app_id=app_id,
-                data={"url": endpoint.url, "events": list(endpoint.events)},
+                data={"url": redacted_url(endpoint.url), "events": list(endpoint.events)},
                 subject=endpoint,
             )
         )
@@ -153,6 +154,8 @@ def update_endpoint(
         if updated is None:
             raise NotFound("Webhook not found.")
         data = {k: v for k, v in values.items() if k in ("url", "events", "enabled")}
+        if "url" in data:  # a URL may carry a secret path: the chain keeps only its host
+            data["url"] = redacted_url(data["url"])
         if "sealed_secret" in values:
             data["secret"] = "replaced"  # noqa: S105 (a fact, not a secret)
         unit.record(
@@ -178,7 +181,7 @@ def delete_endpoint(runtime: WebhookRuntime, actor: Actor, endpoint: WebhookEndp
                 action="webhook.delete",
                 target=endpoint.id,
                 app_id=endpoint.app_id,
-                data={"url": endpoint.url},
+                data={"url": redacted_url(endpoint.url)},
                 subject=endpoint,
             )
         )

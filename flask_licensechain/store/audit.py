@@ -453,6 +453,18 @@ class AuditRepository:
 
     # -- reading ------------------------------------------------------------------------
 
+    def key_ids_in_use(self) -> set[str]:
+        """The key ids whose MAC keys the stored events, checkpoints and head need for
+        ``verify``: an encryption key must stay configured while its id is here."""
+        found: set[str] = set()
+        with self._db.read() as conn:
+            for table in (audit_events, audit_checkpoints, audit_head):
+                if "key_id" in table.c:
+                    column = table.c.key_id
+                    statement = sa.select(column).where(column.is_not(None)).distinct()
+                    found.update(str(value) for (value,) in conn.execute(statement))
+        return found
+
     def list(self, limit: int = 100) -> builtins.list[AuditRecord]:
         """Newest first."""
         limit = check.integer(limit, "limit", minimum=1, maximum=limits.AUDIT_PAGE)

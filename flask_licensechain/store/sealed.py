@@ -98,11 +98,13 @@ def key_ids_in_use(db: Database) -> dict[str, list[str]]:
 @dataclass(frozen=True)
 class ResealReport:
     """What a re-sealing run did: values re-sealed per ``table.column``, the key id they are
-    all under now, and the key ids no stored value needs any more."""
+    all under now, the key ids nothing stored needs any more, and the older key ids kept
+    because the audit log's MACs still need them (``audit_key_ids``)."""
 
     resealed: dict[str, int]
     key_id: str
     removable: tuple[str, ...]
+    audit_key_ids: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
