@@ -40,7 +40,15 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..client_ip import client_ip
 from . import mfa, sessions, throttle
 from .audit import audit_event
-from .auth import current_session, current_user, login_required, safe_next, signed
+from .auth import (
+    current_session,
+    current_user,
+    login_required,
+    mfa_is_recent,
+    requires_recent_mfa,
+    safe_next,
+    signed,
+)
 from .blueprint import bp
 from .forms import ActionForm, NameForm
 from .repository import ConsoleUser, WebAuthnCredential
@@ -102,9 +110,23 @@ def _json_error(status: int, message: str) -> ResponseReturnValue:
 
 
 def _enrolling_or_full() -> ConsoleUser | None:
+    """The user who may register a passkey: enrolling a first second factor, or fully
+    signed in with a recent second-factor check (``None``: 401; an old check: a JSON 403
+    ``reauth_required`` whose ``redirect`` is the re-check page)."""
     found = signed()
     if found is None or found.session.stage not in (sessions.STAGE_ENROL, sessions.STAGE_FULL):
         return None
+    if found.session.stage == sessions.STAGE_FULL and not mfa_is_recent():
+        back = url_for("console.account", _anchor="passkeys")
+        answer = jsonify(
+            {
+                "error": "reauth_required",
+                "message": "Confirm it is you first.",
+                "redirect": url_for("console.reauth", next=back.split("#")[0]),
+            }
+        )
+        answer.status_code = 403
+        abort(answer)
     return found.user
 
 
@@ -363,7 +385,7 @@ def passkey_rename(credential_id: str) -> BaseResponse:
 
 
 @bp.post("/account/passkeys/<credential_id>/remove")
-@login_required
+@requires_recent_mfa
 def passkey_remove(credential_id: str) -> BaseResponse:
     state = console_state()
     user = current_user()
