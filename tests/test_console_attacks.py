@@ -3,20 +3,34 @@
 - A second-factor code in other Unicode digits crashed the constant-time compare (500).
 - Text the store cannot hold (a lone UTF-16 surrogate from a JSON escape; NUL on
   PostgreSQL) crashed the query (500): the console refuses it up front (400).
+- A burst of parallel wrong passwords was checked in full: every request passed the
+  backoff before any other had counted its failure (tested against gunicorn).
 - A stolen full session could add a passkey (a persistent, password-free way in) or an
   authenticator app, or remove a passkey, without a fresh second-factor check.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from argon2 import PasswordHasher
+from conftest import free_port
 from console_support import (
     Clock,
     create_person,
+    csrf_from,
     csrf_token,
     make_console_app,
     post_form,
@@ -24,7 +38,9 @@ from console_support import (
 )
 from flask import Flask
 from flask.testing import FlaskClient
+from issuer_support import TEST_ENCRYPTION_KEY
 
+from flask_licensechain.console import throttle
 from flask_licensechain.console.repository import WebAuthnCredential
 from flask_licensechain.console.sessions import COOKIE_NAME
 from flask_licensechain.console.state import console_state
@@ -192,3 +208,105 @@ def test_enrolling_totp_or_removing_a_passkey_needs_a_recent_second_factor(app: 
     assert "/console/reauth" in removed.headers["Location"]
     user_id = console_state(app).repo.list_users()[0].id
     assert len(console_state(app).repo.credentials(user_id)) == 2
+
+
+# -- a burst of parallel guesses against a real server ---------------------------------------
+
+BURST = 16
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Flask]]:
+    """The console in gunicorn (2 processes of 8 threads) on SQLite, and a seed app on the
+    same database."""
+    db = f"sqlite:///{tmp_path}/console.db"
+    seed = make_console_app(tmp_path, db, SECRET_KEY="attacks secret")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LICENSECHAIN_")}
+    env.update(
+        PYTHONPATH=str(Path(__file__).resolve().parent),
+        CONSOLE_TEST_INSTANCE=str(tmp_path / "instance"),
+        SECRET_KEY="attacks secret",
+        LICENSECHAIN_DATABASE_URL=db,
+        LICENSECHAIN_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY,
+        LICENSECHAIN_ISSUER=f"http://127.0.0.1:{port}/v1",
+        LICENSECHAIN_CONSOLE="true",
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            str(BURST // 2),
+            "--log-level",
+            "warning",
+            "console_server:create_app()",
+        ],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{url}/console/login", timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the console server did not start"
+                time.sleep(0.2)
+        yield url, seed
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.slow
+def test_parallel_guesses_do_not_escape_the_backoff(served: tuple[str, Flask]) -> None:
+    """A burst of simultaneous wrong passwords: each request checked the backoff before any
+    of the others had counted its failure, so nearly all were checked (12 of 16 here; the
+    lockout of 10 was no bound). Now only what the backoff allows in the burst's time."""
+    url, seed = served
+    person = create_person(seed, "owner")
+    state = console_state(seed)
+    # A real Argon2id hash: its check is the slow part a burst races through.
+    state.repo.update_user(
+        person.user.id, now=state.clock(), password_hash=PasswordHasher().hash(person.password)
+    )
+    with httpx.Client(base_url=url, timeout=60) as client:
+        token = csrf_from(client.get("/console/login").text)
+        cookies = dict(client.cookies)
+    barrier = threading.Barrier(BURST)
+
+    def guess(number: int) -> int:
+        barrier.wait()
+        response = httpx.post(
+            f"{url}/console/login",
+            data={"csrf_token": token, "email": person.email, "password": f"wrong guess {number}"},
+            cookies=cookies,
+            timeout=60,
+        )
+        return response.status_code
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(BURST) as pool:
+        statuses = list(pool.map(guess, range(BURST)))
+    elapsed = time.monotonic() - started
+    assert set(statuses) == {401}
+    checked = [
+        e
+        for e in state.store.audit.list()
+        if e.action == "console.login_failed" and e.target == f"user:{person.user.id}"
+    ]
+    # After the free ones, the k-th more waits 2 ** (k - 1) s after the one before it: in
+    # ``elapsed`` seconds at most log2(elapsed + 1) more (the loaded machine is slow).
+    bound = throttle.ACCOUNT_FREE + math.floor(math.log2(elapsed + 1))
+    assert len(checked) <= bound, f"{len(checked)} of {BURST} guesses checked in {elapsed:.1f} s"

@@ -290,18 +290,19 @@ def passkey_login_verify() -> ResponseReturnValue:
     stored = state.repo.get_credential(raw_id) if isinstance(raw_id, str) else None
     owner = None if stored is None else state.repo.get_user(stored.user_id)
     claimed = expected_user or owner
+    # An unknown credential still counts against the IP (an empty email).
+    email = "" if claimed is None else claimed.email
+    attempt = throttle.begin_attempt(state, email, ip, now)
     refused = (
-        pending is None
+        attempt is None
+        or pending is None
         or pending.get("user") != (None if expected_user is None else expected_user.id)
         or stored is None
         or owner is None
         or owner.disabled
         or throttle.is_locked(owner, now)
         or (expected_user is not None and owner.id != expected_user.id)
-        or not throttle.allowed(state, owner.email, ip, now)
     )
-    if owner is None and not throttle.allowed(state, "", ip, now):
-        refused = True
     verified = None
     if not refused and stored is not None and pending is not None:
         rp_id, origin = relying_party(state)
@@ -321,11 +322,11 @@ def passkey_login_verify() -> ResponseReturnValue:
             handle = credential_json.get("response", {}).get("userHandle")
             if not handle or base64url_to_bytes(handle) != _user_handle(owner):
                 verified = None
-    if verified is None or stored is None or owner is None:
-        # An unknown credential still counts against the IP (an empty email).
-        email = "" if claimed is None else claimed.email
-        throttle.record_failure(state, email, ip, claimed, now, step="passkey")
+    if verified is None or stored is None or owner is None or attempt is None:
+        if attempt is not None:
+            throttle.record_failure(state, email, ip, claimed, now, step="passkey", attempt=attempt)
         return _json_error(401, FAILED)
+    throttle.forget_attempt(state, attempt)
     state.repo.use_credential(stored.id, verified.new_sign_count, now)
     if mode == "reauth":
         session_now = current_session()
