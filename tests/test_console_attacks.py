@@ -5,12 +5,15 @@
   PostgreSQL) crashed the query (500): the console refuses it up front (400).
 - A burst of parallel wrong passwords was checked in full: every request passed the
   backoff before any other had counted its failure (tested against gunicorn).
+- JSON members of the wrong type (``next``, ``name``, ``transports``) crashed the WebAuthn
+  views after the authenticator's answer verified (500): now 400.
 - A stolen full session could add a passkey (a persistent, password-free way in) or an
   authenticator app, or remove a passkey, without a fresh second-factor check.
 """
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import signal
@@ -22,6 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -35,12 +39,14 @@ from console_support import (
     make_console_app,
     post_form,
     session_cookie_for,
+    signed_in_client,
 )
 from flask import Flask
 from flask.testing import FlaskClient
 from issuer_support import TEST_ENCRYPTION_KEY
 
-from flask_licensechain.console import throttle
+from flask_licensechain.console import passkeys, throttle
+from flask_licensechain.console.auth import safe_next
 from flask_licensechain.console.repository import WebAuthnCredential
 from flask_licensechain.console.sessions import COOKIE_NAME
 from flask_licensechain.console.state import console_state
@@ -310,3 +316,96 @@ def test_parallel_guesses_do_not_escape_the_backoff(served: tuple[str, Flask]) -
     # ``elapsed`` seconds at most log2(elapsed + 1) more (the loaded machine is slow).
     bound = throttle.ACCOUNT_FREE + math.floor(math.log2(elapsed + 1))
     assert len(checked) <= bound, f"{len(checked)} of {BURST} guesses checked in {elapsed:.1f} s"
+
+
+# -- JSON members of the wrong type, after the authenticator's answer verified --------------
+
+
+def _verified(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins for py_webauthn's checks: every answer verifies (these tests are about
+    what the views do with the rest of the body afterwards)."""
+    monkeypatch.setattr(
+        passkeys,
+        "verify_registration_response",
+        lambda **_: SimpleNamespace(
+            credential_id=b"new-credential", credential_public_key=b"k", sign_count=0
+        ),
+    )
+    monkeypatch.setattr(
+        passkeys,
+        "verify_authentication_response",
+        lambda **_: SimpleNamespace(new_sign_count=1),
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"transports": 5}, {"transports": [1, 2]}, {"name": {"x": 1}}, {"name": ["Key"]}],
+)
+def test_register_refuses_members_of_the_wrong_type(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, extra: dict[str, object]
+) -> None:
+    _verified(monkeypatch)
+    client, person = signed_in_client(app, "developer")
+    token = csrf_token(client, "/console/account")
+    headers = {"X-CSRFToken": token}
+    assert client.post("/console/webauthn/register/options", json={}, headers=headers).is_json
+    response = client.post(
+        "/console/webauthn/register/verify",
+        json={"credential": {"response": {}}, **extra},
+        headers=headers,
+    )
+    assert response.status_code == 400
+    assert console_state(app).repo.credentials(person.user.id) == []
+
+
+@pytest.mark.parametrize("next_value", [5, ["/console/account"], {"a": 1}])
+def test_passkey_sign_in_refuses_a_next_of_the_wrong_type(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, next_value: object
+) -> None:
+    _verified(monkeypatch)
+    person = create_person(app, "owner")
+    state = console_state(app)
+    state.repo.add_credential(
+        WebAuthnCredential(
+            id="Y3JlZA",
+            user_id=person.user.id,
+            name="Key",
+            public_key=b"k",
+            sign_count=0,
+            transports=(),
+            created_at=state.clock(),
+            last_used_at=None,
+        )
+    )
+    client = app.test_client()
+    headers = {"X-CSRFToken": csrf_token(client)}
+    client.post("/console/webauthn/login/options", json={"mode": "passwordless"}, headers=headers)
+    handle = base64.urlsafe_b64encode(person.user.id.encode()).decode().rstrip("=")
+    response = client.post(
+        "/console/webauthn/login/verify",
+        json={
+            "mode": "passwordless",
+            "credential": {"rawId": "Y3JlZA", "response": {"userHandle": handle}},
+            "next": next_value,
+        },
+        headers=headers,
+    )
+    assert response.status_code == 400
+    assert client.get("/console/account").status_code == 302  # not signed in
+
+
+def test_safe_next_takes_only_a_string(app: Flask) -> None:
+    with app.test_request_context():
+        for value in (5, ["/console/account"], {"a": 1}, b"/console/account"):
+            assert safe_next(value) is None
+        assert safe_next("/console/account") == "/console/account"
+
+
+@pytest.mark.parametrize(
+    "target", ["/console/%2e%2e/v1/apps", "/console/%2E./v1/apps", "/console/.%2e/v1"]
+)
+def test_next_with_an_encoded_dot_segment_is_refused(app: Flask, target: str) -> None:
+    """Browsers resolve ``%2e%2e`` as ``..`` (WHATWG URL): out of the console."""
+    with app.test_request_context():
+        assert safe_next(target) is None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import abort, flash, g, redirect, request, url_for
 
@@ -90,13 +90,17 @@ def user_may_access_app(app_id: str) -> bool:
     return user is not None and (not user.app_ids or app_id in user.app_ids)
 
 
-def safe_next(target: str | None) -> str | None:
-    """``target`` when it is a path inside the console (no scheme, no host), else None:
-    a ``next`` parameter must not redirect elsewhere."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+def safe_next(target: object) -> str | None:
+    """``target`` when it is a string naming a path inside the console (no scheme, no
+    host, no dot segment even percent-encoded), else None: a ``next`` parameter must not
+    redirect elsewhere."""
+    if not isinstance(target, str) or not target.startswith("/"):
+        return None
+    if target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or {".", ".."} & set(parts.path.split("/")):
+    segments = set(unquote(parts.path).split("/"))
+    if parts.scheme or parts.netloc or {".", ".."} & segments:
         return None  # a dot segment would walk out of the console once the browser resolves it
     prefix = console_state().settings.console_path.rstrip("/") + "/"
     return target if (parts.path + "/").startswith(prefix) or parts.path == prefix[:-1] else None

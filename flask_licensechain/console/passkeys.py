@@ -14,6 +14,7 @@ expected origin that URL's origin. Failures count like wrong passwords (``thrott
 
 from __future__ import annotations
 
+import binascii
 import time
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -98,6 +99,31 @@ def _body() -> dict[str, Any]:
     return data
 
 
+def _text(body: dict[str, Any], key: str, max_length: int) -> str | None:
+    """The string member ``key`` (None when absent or null); 400 for another type or a
+    longer string."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        abort(400)
+    return value
+
+
+def _texts(body: dict[str, Any], key: str, max_items: int) -> tuple[str, ...]:
+    """The list-of-strings member ``key`` (empty when absent or null); 400 otherwise."""
+    value = body.get(key)
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > max_items
+        or not all(isinstance(v, str) and len(v) <= 32 for v in value)
+    ):
+        abort(400)
+    return tuple(value)
+
+
 def _credential_json(body: dict[str, Any]) -> dict[str, Any]:
     credential = body.get("credential")
     if not isinstance(credential, dict) or not isinstance(credential.get("response"), dict):
@@ -128,6 +154,14 @@ def _enrolling_or_full() -> ConsoleUser | None:
         answer.status_code = 403
         abort(answer)
     return found.user
+
+
+def _decoded(text: str) -> bytes | None:
+    """``text`` decoded from base64url, or None when it is not base64url."""
+    try:
+        return base64url_to_bytes(text)
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _user_handle(user: ConsoleUser) -> bytes:
@@ -170,6 +204,8 @@ def passkey_register_verify() -> ResponseReturnValue:
     if user is None:
         abort(401)
     body = _body()
+    name = (_text(body, "name", 1000) or "").strip()[:100] or "Passkey"
+    transports = _texts(body, "transports", 8)
     pending = _take("register")
     if pending is None or pending.get("user") != user.id:
         return _json_error(400, "The registration expired. Try again.")
@@ -183,7 +219,6 @@ def passkey_register_verify() -> ResponseReturnValue:
         )
     except (WebAuthnException, ValueError, TypeError, KeyError):
         return _json_error(400, "The authenticator's answer did not verify.")
-    name = str(body.get("name") or "").strip()[:100] or "Passkey"
     now = state.clock()
     credential = WebAuthnCredential(
         id=bytes_to_base64url(verified.credential_id),
@@ -191,7 +226,7 @@ def passkey_register_verify() -> ResponseReturnValue:
         name=name,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
-        transports=tuple(str(t) for t in (body.get("transports") or ()) if isinstance(t, str))[:8],
+        transports=transports,
         created_at=now,
         last_used_at=None,
     )
@@ -250,7 +285,7 @@ def _mode_user(mode: str) -> ConsoleUser | None:
 @bp.post("/webauthn/login/options")
 def passkey_login_options() -> ResponseReturnValue:
     state = console_state()
-    mode = str(_body().get("mode", ""))
+    mode = _text(_body(), "mode", 20)
     if mode not in _MODES:
         abort(400)
     user = _mode_user(mode)
@@ -278,7 +313,8 @@ def passkey_login_options() -> ResponseReturnValue:
 def passkey_login_verify() -> ResponseReturnValue:
     state = console_state()
     body = _body()
-    mode = str(body.get("mode", ""))
+    mode = _text(body, "mode", 20)
+    next_url = _text(body, "next", 2000)
     if mode not in _MODES:
         abort(400)
     expected_user = _mode_user(mode)
@@ -319,8 +355,8 @@ def passkey_login_verify() -> ResponseReturnValue:
         except (WebAuthnException, ValueError, TypeError, KeyError):
             verified = None
         if verified is not None and mode == "passwordless" and owner is not None:
-            handle = credential_json.get("response", {}).get("userHandle")
-            if not handle or base64url_to_bytes(handle) != _user_handle(owner):
+            handle = credential_json["response"].get("userHandle")
+            if not isinstance(handle, str) or _decoded(handle) != _user_handle(owner):
                 verified = None
     if verified is None or stored is None or owner is None or attempt is None:
         if attempt is not None:
@@ -341,11 +377,9 @@ def passkey_login_verify() -> ResponseReturnValue:
             target=actor_of(owner),
             method="passkey",
         )
-        return jsonify(
-            {"ok": True, "redirect": safe_next(body.get("next")) or url_for("console.index")}
-        )
+        return jsonify({"ok": True, "redirect": safe_next(next_url) or url_for("console.index")})
     response = complete_sign_in(
-        state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", body.get("next")
+        state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", next_url
     )
     return jsonify({"ok": True, "redirect": response.headers["Location"]})
 
