@@ -139,6 +139,14 @@ def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
 
 
+def _retry_schedule(value: Any, key: str) -> tuple[float, ...]:
+    items: Any = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or len(items) > 30:
+        raise ConfigError(f"{key} must be a list of at most 30 delays in seconds")
+    delays = tuple(_non_negative_float(item, key) for item in items)
+    return delays
+
+
 def _optional_path(value: Any, key: str) -> str | None:
     text = _text(value, key)
     if text is None:
@@ -318,6 +326,46 @@ class Settings:
         "Issuer mode: every HTTP error of the app (unknown paths included) answers the JSON "
         "error body, never HTML. The host app's own error handlers keep precedence.",
         parse_bool,
+    )
+    webhooks_allow_private: bool = _opt(
+        False,
+        "Webhooks may go to loopback, private and link-local addresses, and over plain "
+        "http (development and tests only: see flask_licensechain/webhooks/ssrf.py).",
+        parse_bool,
+    )
+    webhooks_timeout: float = _opt(
+        10.0, "Seconds one webhook attempt may take in all (connect, TLS, answer).", _positive_float
+    )
+    webhooks_retry_schedule: tuple[float, ...] = _opt(
+        (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0, 50400.0, 50400.0, 50400.0),
+        "Seconds between the attempts of a webhook delivery (each +-20% jitter), a list or "
+        "comma-separated; after the last the delivery is dead. Default: about 3 days.",
+        _retry_schedule,
+    )
+    webhooks_disable_after: float = _opt(
+        5 * 86400.0,
+        "Seconds a webhook endpoint may fail without one success before it is disabled.",
+        _positive_float,
+    )
+    webhooks_secret_overlap: float = _opt(
+        86400.0,
+        "Seconds a rotated-out webhook secret keeps signing beside the new one.",
+        _non_negative_float,
+    )
+    webhooks_background: bool = _opt(
+        False,
+        "Deliver webhooks from a background thread of the web process (embedded use); "
+        "otherwise run `flask licensechain webhooks run`.",
+        parse_bool,
+    )
+    webhooks_retention_days: int = _opt(
+        30,
+        "Days finished webhook deliveries (with their payloads) are kept before the worker "
+        "deletes them.",
+        _positive_int,
+    )
+    webhooks_poll_interval: float = _opt(
+        1.0, "Seconds a webhook worker waits between two looks at the queue.", _positive_float
     )
     # -- monitoring (flask_licensechain/monitoring/) --------------------------------------
     security_headers: bool = _opt(
