@@ -13,7 +13,15 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from . import mfa, sessions
 from .audit import audit_event
-from .auth import current_session, current_user, login_required, requires_recent_mfa, signed
+from .auth import (
+    current_session,
+    current_user,
+    login_required,
+    mfa_is_recent,
+    reauth_redirect,
+    requires_recent_mfa,
+    signed,
+)
 from .blueprint import add_nav, bp
 from .forms import ActionForm, ChangePasswordForm, TotpConfirmForm
 from .passwords import WeakPassword, check_new_password
@@ -58,6 +66,9 @@ def totp_enrol() -> Any:
         return redirect(url_for("console.login"))
     if user.totp_enabled:
         return redirect(url_for("console.account"))
+    enrolling = signed() is not None and signed().session.stage == sessions.STAGE_ENROL  # type: ignore[union-attr]
+    if not enrolling and not mfa_is_recent():
+        return reauth_redirect()  # a new second factor: ask the current one again
     now = state.clock()
     secret = mfa.open_totp_secret(state, user)
     if secret is None:
@@ -66,7 +77,6 @@ def totp_enrol() -> Any:
             user.id, now=now, totp_secret=mfa.seal_totp_secret(state, user.id, secret)
         )
     form = TotpConfirmForm()
-    enrolling = signed() is not None and signed().session.stage == sessions.STAGE_ENROL  # type: ignore[union-attr]
     if form.validate_on_submit():
         step = mfa.matching_step(secret, form.code.data or "", now)
         if step is not None and state.repo.accept_totp_step(user.id, step, now=now):

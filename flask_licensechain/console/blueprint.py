@@ -6,14 +6,19 @@ called here only: the JSON ``/v1`` API never asks for a CSRF token). After it: t
 cookie and the security headers (a strict Content-Security-Policy without inline script,
 ``frame-ancestors 'none'``; HSTS over HTTPS; ``no-store``). Errors inside the console
 render an HTML page; the app's JSON error handler keeps everything else.
+
+Text the store cannot hold is refused (400) before any view: a NUL (PostgreSQL refuses it
+in text) or a lone UTF-16 surrogate (a JSON ``\\ud800`` escape; no UTF-8 encoding exists),
+in a form field, a query or path argument, or any string of a JSON body.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from flask import Blueprint, Response, g, render_template, request
+from flask import Blueprint, Response, abort, g, render_template, request
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 
@@ -27,6 +32,10 @@ CONTENT_SECURITY_POLICY: Final = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HSTS: Final = "max-age=31536000; includeSubDomains"
+#: a NUL or a lone surrogate: text that neither UTF-8 nor PostgreSQL can store
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+#: JSON bodies larger than this are left to the view (which answers 413)
+_JSON_SCAN_MAX: Final = 1024 * 1024
 
 bp = Blueprint(
     "console",
@@ -66,8 +75,33 @@ def _visible_nav() -> list[NavItem]:
 def _load_session() -> None:
     if request.endpoint == "console.static":
         return  # stylesheet and script: no session, nothing to protect
+    if not _storable_request():
+        abort(400, "The request holds characters that cannot be stored (NUL or a lone surrogate).")
     setattr(g, SIGNED_KEY, sessions.load(console_state()))
     csrf.protect()
+
+
+def _storable(value: object) -> bool:
+    """Whether every string in ``value`` (a JSON value, nested) is storable text."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
+def _storable_request() -> bool:
+    texts = [
+        t for pairs in (request.args, request.form) for kv in pairs.items(multi=True) for t in kv
+    ]
+    texts += [v for v in (request.view_args or {}).values() if isinstance(v, str)]
+    if not all(_storable(t) for t in texts):
+        return False
+    if request.is_json and (request.content_length or 0) <= _JSON_SCAN_MAX:
+        return _storable(request.get_json(silent=True))
+    return True
 
 
 @bp.after_request

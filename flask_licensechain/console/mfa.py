@@ -67,9 +67,10 @@ def qr_svg_data_uri(uri: str) -> str:
 
 def matching_step(secret: str, code: str, now: datetime) -> int | None:
     """The time step whose code equals ``code`` (current one first, then the drift
-    window), or None."""
+    window), or None. Only ASCII digits count (``str.isdigit`` also takes other scripts'
+    digits, which ``hmac.compare_digest`` cannot compare)."""
     code = "".join(code.split())
-    if len(code) != 6 or not code.isdigit():
+    if len(code) != 6 or not (code.isascii() and code.isdigit()):
         return None
     totp = pyotp.TOTP(secret)
     current = totp.timecode(now)

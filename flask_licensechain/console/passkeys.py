@@ -14,6 +14,7 @@ expected origin that URL's origin. Failures count like wrong passwords (``thrott
 
 from __future__ import annotations
 
+import binascii
 import time
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -40,7 +41,15 @@ from werkzeug.wrappers import Response as BaseResponse
 from ..client_ip import client_ip
 from . import mfa, sessions, throttle
 from .audit import audit_event
-from .auth import current_session, current_user, login_required, safe_next, signed
+from .auth import (
+    current_session,
+    current_user,
+    login_required,
+    mfa_is_recent,
+    requires_recent_mfa,
+    safe_next,
+    signed,
+)
 from .blueprint import bp
 from .forms import ActionForm, NameForm
 from .repository import ConsoleUser, WebAuthnCredential
@@ -90,6 +99,31 @@ def _body() -> dict[str, Any]:
     return data
 
 
+def _text(body: dict[str, Any], key: str, max_length: int) -> str | None:
+    """The string member ``key`` (None when absent or null); 400 for another type or a
+    longer string."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        abort(400)
+    return value
+
+
+def _texts(body: dict[str, Any], key: str, max_items: int) -> tuple[str, ...]:
+    """The list-of-strings member ``key`` (empty when absent or null); 400 otherwise."""
+    value = body.get(key)
+    if value is None:
+        return ()
+    if (
+        not isinstance(value, list)
+        or len(value) > max_items
+        or not all(isinstance(v, str) and len(v) <= 32 for v in value)
+    ):
+        abort(400)
+    return tuple(value)
+
+
 def _credential_json(body: dict[str, Any]) -> dict[str, Any]:
     credential = body.get("credential")
     if not isinstance(credential, dict) or not isinstance(credential.get("response"), dict):
@@ -102,10 +136,32 @@ def _json_error(status: int, message: str) -> ResponseReturnValue:
 
 
 def _enrolling_or_full() -> ConsoleUser | None:
+    """The user who may register a passkey: enrolling a first second factor, or fully
+    signed in with a recent second-factor check (``None``: 401; an old check: a JSON 403
+    ``reauth_required`` whose ``redirect`` is the re-check page)."""
     found = signed()
     if found is None or found.session.stage not in (sessions.STAGE_ENROL, sessions.STAGE_FULL):
         return None
+    if found.session.stage == sessions.STAGE_FULL and not mfa_is_recent():
+        back = url_for("console.account", _anchor="passkeys")
+        answer = jsonify(
+            {
+                "error": "reauth_required",
+                "message": "Confirm it is you first.",
+                "redirect": url_for("console.reauth", next=back.split("#")[0]),
+            }
+        )
+        answer.status_code = 403
+        abort(answer)
     return found.user
+
+
+def _decoded(text: str) -> bytes | None:
+    """``text`` decoded from base64url, or None when it is not base64url."""
+    try:
+        return base64url_to_bytes(text)
+    except (ValueError, binascii.Error):
+        return None
 
 
 def _user_handle(user: ConsoleUser) -> bytes:
@@ -148,6 +204,8 @@ def passkey_register_verify() -> ResponseReturnValue:
     if user is None:
         abort(401)
     body = _body()
+    name = (_text(body, "name", 1000) or "").strip()[:100] or "Passkey"
+    transports = _texts(body, "transports", 8)
     pending = _take("register")
     if pending is None or pending.get("user") != user.id:
         return _json_error(400, "The registration expired. Try again.")
@@ -161,7 +219,6 @@ def passkey_register_verify() -> ResponseReturnValue:
         )
     except (WebAuthnException, ValueError, TypeError, KeyError):
         return _json_error(400, "The authenticator's answer did not verify.")
-    name = str(body.get("name") or "").strip()[:100] or "Passkey"
     now = state.clock()
     credential = WebAuthnCredential(
         id=bytes_to_base64url(verified.credential_id),
@@ -169,7 +226,7 @@ def passkey_register_verify() -> ResponseReturnValue:
         name=name,
         public_key=verified.credential_public_key,
         sign_count=verified.sign_count,
-        transports=tuple(str(t) for t in (body.get("transports") or ()) if isinstance(t, str))[:8],
+        transports=transports,
         created_at=now,
         last_used_at=None,
     )
@@ -228,7 +285,7 @@ def _mode_user(mode: str) -> ConsoleUser | None:
 @bp.post("/webauthn/login/options")
 def passkey_login_options() -> ResponseReturnValue:
     state = console_state()
-    mode = str(_body().get("mode", ""))
+    mode = _text(_body(), "mode", 20)
     if mode not in _MODES:
         abort(400)
     user = _mode_user(mode)
@@ -256,7 +313,8 @@ def passkey_login_options() -> ResponseReturnValue:
 def passkey_login_verify() -> ResponseReturnValue:
     state = console_state()
     body = _body()
-    mode = str(body.get("mode", ""))
+    mode = _text(body, "mode", 20)
+    next_url = _text(body, "next", 2000)
     if mode not in _MODES:
         abort(400)
     expected_user = _mode_user(mode)
@@ -268,18 +326,19 @@ def passkey_login_verify() -> ResponseReturnValue:
     stored = state.repo.get_credential(raw_id) if isinstance(raw_id, str) else None
     owner = None if stored is None else state.repo.get_user(stored.user_id)
     claimed = expected_user or owner
+    # An unknown credential still counts against the IP (an empty email).
+    email = "" if claimed is None else claimed.email
+    attempt = throttle.begin_attempt(state, email, ip, now)
     refused = (
-        pending is None
+        attempt is None
+        or pending is None
         or pending.get("user") != (None if expected_user is None else expected_user.id)
         or stored is None
         or owner is None
         or owner.disabled
         or throttle.is_locked(owner, now)
         or (expected_user is not None and owner.id != expected_user.id)
-        or not throttle.allowed(state, owner.email, ip, now)
     )
-    if owner is None and not throttle.allowed(state, "", ip, now):
-        refused = True
     verified = None
     if not refused and stored is not None and pending is not None:
         rp_id, origin = relying_party(state)
@@ -296,14 +355,14 @@ def passkey_login_verify() -> ResponseReturnValue:
         except (WebAuthnException, ValueError, TypeError, KeyError):
             verified = None
         if verified is not None and mode == "passwordless" and owner is not None:
-            handle = credential_json.get("response", {}).get("userHandle")
-            if not handle or base64url_to_bytes(handle) != _user_handle(owner):
+            handle = credential_json["response"].get("userHandle")
+            if not isinstance(handle, str) or _decoded(handle) != _user_handle(owner):
                 verified = None
-    if verified is None or stored is None or owner is None:
-        # An unknown credential still counts against the IP (an empty email).
-        email = "" if claimed is None else claimed.email
-        throttle.record_failure(state, email, ip, claimed, now, step="passkey")
+    if verified is None or stored is None or owner is None or attempt is None:
+        if attempt is not None:
+            throttle.record_failure(state, email, ip, claimed, now, step="passkey", attempt=attempt)
         return _json_error(401, FAILED)
+    throttle.forget_attempt(state, attempt)
     state.repo.use_credential(stored.id, verified.new_sign_count, now)
     if mode == "reauth":
         session_now = current_session()
@@ -318,11 +377,9 @@ def passkey_login_verify() -> ResponseReturnValue:
             target=actor_of(owner),
             method="passkey",
         )
-        return jsonify(
-            {"ok": True, "redirect": safe_next(body.get("next")) or url_for("console.index")}
-        )
+        return jsonify({"ok": True, "redirect": safe_next(next_url) or url_for("console.index")})
     response = complete_sign_in(
-        state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", body.get("next")
+        state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", next_url
     )
     return jsonify({"ok": True, "redirect": response.headers["Location"]})
 
@@ -363,7 +420,7 @@ def passkey_rename(credential_id: str) -> BaseResponse:
 
 
 @bp.post("/account/passkeys/<credential_id>/remove")
-@login_required
+@requires_recent_mfa
 def passkey_remove(credential_id: str) -> BaseResponse:
     state = console_state()
     user = current_user()

@@ -337,18 +337,36 @@ class ConsoleRepository:
 
     # -- sign-in failures --------------------------------------------------------------
 
-    def record_failure(self, email: str, ip: str, now: datetime) -> None:
+    def record_failure(self, email: str, ip: str, now: datetime) -> int:
+        """Insert a failure row (or an attempt's reservation); its id (ids grow with time)."""
+        with self._db.write() as conn:
+            result = conn.execute(
+                sa.insert(console_login_failures).values(email=email, ip=ip, created_at=to_utc(now))
+            )
+            key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def delete_failure(self, failure_id: int) -> None:
         with self._db.write() as conn:
             conn.execute(
-                sa.insert(console_login_failures).values(email=email, ip=ip, created_at=to_utc(now))
+                sa.delete(console_login_failures).where(console_login_failures.c.id == failure_id)
             )
 
     def failures_since(
-        self, since: datetime, *, email: str | None = None, ip: str | None = None
+        self,
+        since: datetime,
+        *,
+        email: str | None = None,
+        ip: str | None = None,
+        before_id: int | None = None,
     ) -> tuple[int, datetime | None]:
-        """How many failures since ``since`` for ``email`` or ``ip``, and the latest one."""
+        """How many failures since ``since`` for ``email`` or ``ip`` (only rows older than
+        ``before_id`` when given), and the latest one."""
         table = console_login_failures
         conditions = [table.c.created_at >= to_utc(since)]
+        if before_id is not None:
+            conditions.append(table.c.id < before_id)
         if email is not None:
             conditions.append(table.c.email == email)
         if ip is not None:

@@ -85,14 +85,15 @@ def login() -> Any:
         ip = client_ip()
         now = state.clock()
         user = state.repo.find_user_by_email(email)
-        may_try = throttle.allowed(state, email, ip, now)
+        attempt = throttle.begin_attempt(state, email, ip, now)
         usable = user is not None and not user.disabled and not throttle.is_locked(user, now)
-        if may_try and usable and user is not None:
+        if attempt is not None and usable and user is not None:
             ok = state.passwords.verify(user.password_hash, form.password.data or "")
         else:
             state.passwords.burn()
             ok = False
-        if ok and user is not None:
+        if ok and user is not None and attempt is not None:
+            throttle.forget_attempt(state, attempt)
             if user.password_hash and state.passwords.needs_rehash(user.password_hash):
                 state.repo.update_user(
                     user.id, now=now, password_hash=state.passwords.hash(form.password.data or "")
@@ -104,8 +105,8 @@ def login() -> Any:
             if stage == sessions.STAGE_ENROL:
                 return redirect(url_for("console.enrol"))
             return redirect(url_for("console.login_mfa", next=safe_next(form.next.data)))
-        if may_try:
-            throttle.record_failure(state, email, ip, user, now, step="password")
+        if attempt is not None:
+            throttle.record_failure(state, email, ip, user, now, step="password", attempt=attempt)
         flash(FAILED, "error")
         return render_template("console/login.html", form=form), 401
     return render_template("console/login.html", form=form), _form_status()
@@ -155,11 +156,14 @@ def _check_second_factor(state: ConsoleState, user: ConsoleUser, code: str, ip: 
     fresh = state.repo.get_user(user.id)
     if fresh is None or fresh.disabled or throttle.is_locked(fresh, now):
         return None
-    if not throttle.allowed(state, fresh.email, ip, now):
+    attempt = throttle.begin_attempt(state, fresh.email, ip, now)
+    if attempt is None:
         return None
     if mfa.check_totp(state, fresh, code, now):
+        throttle.forget_attempt(state, attempt)
         return "totp"
     if mfa.use_backup_code(state, fresh, code, now):
+        throttle.forget_attempt(state, attempt)
         audit_event(
             state.store,
             "console.backup_code_used",
@@ -168,7 +172,9 @@ def _check_second_factor(state: ConsoleState, user: ConsoleUser, code: str, ip: 
             left=state.repo.unused_backup_codes(fresh.id),
         )
         return "backup_code"
-    throttle.record_failure(state, fresh.email, ip, fresh, now, step="second_factor")
+    throttle.record_failure(
+        state, fresh.email, ip, fresh, now, step="second_factor", attempt=attempt
+    )
     return None
 
 

@@ -12,6 +12,12 @@ Every failed password or second-factor check is a row in ``lc_console_login_fail
 (OWASP Authentication Cheat Sheet, "Protect against automated attacks".) A refused
 attempt answers exactly like a wrong password: the caller gives one message and spends one
 password-hash check whatever happened.
+
+An attempt is counted BEFORE it is checked (``begin_attempt`` inserts its row, then judges
+it by the rows inserted before it), so parallel requests cannot all pass the backoff while
+each one's check is still running: the n-th of a burst sees the n-1 before it. A success
+drops its row (``forget_attempt``); a failure keeps it (``record_failure``); an attempt
+refused by the backoff is not counted.
 """
 
 from __future__ import annotations
@@ -41,16 +47,36 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()[:320]
 
 
-def allowed(state: ConsoleState, email: str, ip: str, now: datetime) -> bool:
-    """Whether an attempt for ``email`` from ``ip`` may be checked now (no backoff due)."""
+def allowed(
+    state: ConsoleState, email: str, ip: str, now: datetime, *, before_id: int | None = None
+) -> bool:
+    """Whether an attempt for ``email`` from ``ip`` may be checked now (no backoff due),
+    counting the failures recorded before the row ``before_id`` when given."""
     since = now - WINDOW
+    repo = state.repo
     for count, latest, free in (
-        (*state.repo.failures_since(since, email=email), ACCOUNT_FREE),
-        (*state.repo.failures_since(since, ip=ip), IP_FREE),
+        (*repo.failures_since(since, email=email, before_id=before_id), ACCOUNT_FREE),
+        (*repo.failures_since(since, ip=ip, before_id=before_id), IP_FREE),
     ):
         if latest is not None and now < latest + timedelta(seconds=wait_after(count, free)):
             return False
     return True
+
+
+def begin_attempt(state: ConsoleState, email: str, ip: str, now: datetime) -> int | None:
+    """Count an attempt for ``email`` from ``ip`` before checking it: its row id when it
+    may be checked now, else None (backoff due; the attempt is then not counted). End it
+    with ``forget_attempt`` (success) or ``record_failure(..., attempt=id)``."""
+    attempt = state.repo.record_failure(email, ip, now)
+    if allowed(state, email, ip, now, before_id=attempt):
+        return attempt
+    state.repo.delete_failure(attempt)
+    return None
+
+
+def forget_attempt(state: ConsoleState, attempt: int) -> None:
+    """The attempt succeeded: it is not a failure."""
+    state.repo.delete_failure(attempt)
 
 
 def is_locked(user: ConsoleUser, now: datetime) -> bool:
@@ -58,12 +84,21 @@ def is_locked(user: ConsoleUser, now: datetime) -> bool:
 
 
 def record_failure(
-    state: ConsoleState, email: str, ip: str, user: ConsoleUser | None, now: datetime, *, step: str
+    state: ConsoleState,
+    email: str,
+    ip: str,
+    user: ConsoleUser | None,
+    now: datetime,
+    *,
+    step: str,
+    attempt: int | None = None,
 ) -> None:
-    """Count a failed ``step`` (``password`` or ``second_factor``); lock the account at
-    ``LOCK_AFTER`` failures within ``WINDOW``. Audited."""
+    """Count a failed ``step`` (``password``, ``second_factor``, ``passkey``, ``sso``): the
+    row of ``attempt`` (from ``begin_attempt``) stays, or a new one is inserted; lock the
+    account at ``LOCK_AFTER`` failures within ``WINDOW``. Audited."""
     state.repo.delete_failures_before(now - WINDOW)  # only the window counts: no IP kept longer
-    state.repo.record_failure(email, ip, now)
+    if attempt is None:
+        state.repo.record_failure(email, ip, now)
     audit_event(
         state.store,
         "console.login_failed",

@@ -28,6 +28,9 @@
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
+      if (data.error === "reauth_required" && data.redirect) {
+        window.location.assign(data.redirect);  // confirm the second factor, then come back
+      }
       throw new Error(data.message || "The passkey could not be used. Try again.");
     }
     return data;
