@@ -21,12 +21,12 @@ from datetime import UTC, datetime
 
 import click
 
+from .cli_api_keys import api_keys_cli, create_api_key
 from .cli_db import db_cli
 from .command import LicenseChainGroup, audit, emit, issuer
 from .core.contract import SELLER_TIERS
 from .serialize import app_json, iso, license_json, parse_timestamp
 from .signing import rotate_signing_key
-from .store import API_KEY_SCOPES
 
 #: ``flask licensechain``. Flask finds it through the ``flask.commands`` entry point (before
 #: the app loads, so load errors are reported like any other), and an issuer app also adds
@@ -35,6 +35,8 @@ licensechain_cli = LicenseChainGroup(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
 licensechain_cli.add_command(db_cli)
+licensechain_cli.add_command(api_keys_cli)
+licensechain_cli.add_command(create_api_key)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -68,9 +70,16 @@ def init(as_json: bool) -> None:
     show_default=True,
     help="Seller tier: sets the tokens' verification type and lifetime.",
 )
-def create_app(as_json: bool, name: str, description: str | None, tier: str) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(("live", "test")),
+    default="live",
+    show_default=True,
+    help="Which API keys act on it (lc_live_ or lc_test_); set for good.",
+)
+def create_app(as_json: bool, name: str, description: str | None, tier: str, mode: str) -> None:
     _, store = issuer()
-    app = store.apps.create(name, description, tier)
+    app = store.apps.create(name, description, tier, mode=mode)
     audit(store, "app.create", app.id, name=app.name, tier=app.tier)
     emit(as_json, app_json(app), f"Created app {app.name!r}: id {app.id}, tier {app.tier}.")
 
@@ -123,34 +132,6 @@ def create_license(
         as_json,
         license_json(lic, datetime.now(UTC)),
         f"Created license {lic.key} (id {lic.id}) for app {app_id}; expires: {until}.",
-    )
-
-
-@licensechain_cli.command(
-    "create-api-key", help="Create an admin API key. It is shown once: keep it."
-)
-@click.option("--name", required=True, help="What the key is for.")
-@click.option(
-    "--scope",
-    "scopes",
-    multiple=True,
-    required=True,
-    type=click.Choice(API_KEY_SCOPES),
-    help="A scope it grants (repeat the option); * grants all.",
-)
-@click.option("--test", "test_key", is_flag=True, help="An lc_test_ key instead of lc_live_.")
-def create_api_key(as_json: bool, name: str, scopes: tuple[str, ...], test_key: bool) -> None:
-    _, store = issuer()
-    record, plaintext = store.api_keys.create(
-        name, scopes, environment="test" if test_key else "live"
-    )
-    audit(store, "api_key.create", record.id, scopes=list(record.scopes))
-    emit(
-        as_json,
-        {"id": record.id, "key": plaintext, "scopes": list(record.scopes)},
-        f"Created API key {record.id} with scopes {', '.join(record.scopes)}:\n"
-        f"  {plaintext}\n"
-        "It is stored only as a hash and cannot be shown again.",
     )
 
 

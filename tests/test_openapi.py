@@ -87,6 +87,11 @@ CONTRACT_OPERATIONS = {
     ("delete", "/v1/licenses/{licenseId}/devices/{hwuid}"),
     ("post", "/v1/signing-keys/rotate"),
     ("post", "/v1/api-keys"),
+    ("get", "/v1/api-keys"),
+    ("get", "/v1/api-keys/{keyId}"),
+    ("patch", "/v1/api-keys/{keyId}"),
+    ("post", "/v1/api-keys/{keyId}/revoke"),
+    ("post", "/v1/api-keys/{keyId}/rotate"),
     # LicenseChain's clients: status through update, PUT, DELETE, stats, analytics, apps
     ("put", "/v1/licenses/{license}"),
     ("delete", "/v1/licenses/{license}"),
@@ -121,6 +126,13 @@ class Planted:
         self.license_key = lic.key
         self.hwuid = "machine-1"
         self.token = issuer.token_for(lic.key, hwuid=self.hwuid)
+        self.key_id = ""
+        self.fresh_api_key()
+
+    def fresh_api_key(self) -> None:
+        """An API key for the ``{keyId}`` routes (not the admin key: they may revoke it)."""
+        record, _ = self.issuer.store.api_keys.create("planted", ["apps:read"])
+        self.key_id = record.id
 
     def fresh_license(self) -> None:
         """A new license when the planted one was revoked (no way back from REVOKED)."""
@@ -134,6 +146,8 @@ class Planted:
             self.fresh_license()
         if self.issuer.store.licenses.get(self.license_id).status == "REVOKED":
             self.fresh_license()
+        if self.issuer.store.api_keys.get(self.key_id).revoked:
+            self.fresh_api_key()
         query = case.query or {}
         if "hwuid" in query:
             query["hwuid"] = self.hwuid
@@ -143,6 +157,7 @@ class Planted:
             ("licenseId", self.license_id),
             ("license", self.license_id),
             ("hwuid", self.hwuid),
+            ("keyId", self.key_id),
         ):
             if name in params:
                 params[name] = value
@@ -158,6 +173,8 @@ class Planted:
                 ("token", self.token),
                 ("hwuid", self.hwuid),
                 ("hardwareId", self.hwuid),
+                ("appIds", [self.app.id]),
+                ("app_ids", [self.app.id]),
             ):
                 if name in body:
                     body[name] = value
@@ -170,6 +187,7 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
         ratelimit_enabled=True,
         ratelimit_per_ip=HUGE_LIMITS,
         ratelimit_per_key=HUGE_LIMITS,
+        api_key_failure_limit=HUGE_LIMITS,
     )
     try:
         yield made
