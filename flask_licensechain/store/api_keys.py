@@ -9,10 +9,12 @@ A key has a name, an optional description, a role (``roles.py``) or explicit sco
 environment (``live``/``test``, its prefix), an optional set of apps it is limited to, an
 optional expiry, and its usage (``last_used_at``, ``last_used_ip``, ``usage_count``).
 
-Checking a key is one indexed ``SELECT`` per request, nothing cached: a revocation or a
-rotation committed by any process is seen by the next request of every process. Usage is
-counted in memory (``ApiKeyUsage``) and written in batches, at most every second, so that a
-request never waits for a write (``benchmarks/api_key_check``).
+Checking a key is one indexed ``SELECT`` per request (a second one, on the previous hash,
+only when the first finds nothing), nothing cached: a revocation or a rotation committed by
+any process is seen by the next request of every process. The lookup runs on the verify
+path's ``FastQuery`` (``store/fastpath.py``; ``benchmarks/api_key_check`` has the figures
+that justify it). Usage is counted in memory (``ApiKeyUsage``) and written in batches, at
+most every second, so that a request never waits for a write.
 
 Rotation keeps the previous secret's hash with the end of its grace period (Stripe's "roll
 key" with an expiry for the old one): both secrets authenticate until then. Rotating again
@@ -31,7 +33,7 @@ import re
 import secrets
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -42,6 +44,7 @@ from ..core.errors import Conflict, InvalidRequest, NotFound
 from ..roles import ENVIRONMENTS, ROLES, SCOPES, check_scopes, role_scopes
 from . import validation as check
 from .database import Database
+from .fastpath import FastQuery
 from .records import ApiKeyRecord
 from .schema import UTCDateTime, api_keys, apps
 
@@ -75,23 +78,27 @@ def _app_ids(value: Any) -> frozenset[str] | None:
 
 
 def _record(row: Any) -> ApiKeyRecord:
-    role = row.role if row.role in ROLES else None
+    return _record_of(row._mapping)
+
+
+def _record_of(row: Mapping[str, Any]) -> ApiKeyRecord:
+    role = row["role"] if row["role"] in ROLES else None
     return ApiKeyRecord(
-        id=row.id,
-        name=row.name,
-        prefix=row.prefix,
-        scopes=ROLES[role] if role is not None else tuple(row.scopes),
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-        environment=row.environment,
-        app_ids=_app_ids(row.app_ids),
-        description=row.description,
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=ROLES[role] if role is not None else tuple(row["scopes"]),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+        environment=row["environment"],
+        app_ids=_app_ids(row["app_ids"]),
+        description=row["description"],
         role=role,
-        expires_at=row.expires_at,
-        last_used_ip=row.last_used_ip,
-        usage_count=int(row.usage_count or 0),
-        previous_expires_at=row.previous_expires_at,
+        expires_at=row["expires_at"],
+        last_used_ip=row["last_used_ip"],
+        usage_count=int(row["usage_count"] or 0),
+        previous_expires_at=row["previous_expires_at"],
     )
 
 
@@ -111,19 +118,48 @@ def _check_app_ids(app_ids: Iterable[str] | None) -> frozenset[str] | None:
     return found
 
 
-_BY_HASH = sa.select(api_keys).where(
-    sa.or_(
-        api_keys.c.key_hash == sa.bindparam("key_hash"),
-        api_keys.c.previous_key_hash == sa.bindparam("key_hash"),
-    )
+# Each on a unique index; the previous hash is read only when the current one misses.
+_BY_HASH = sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("key_hash"))
+_BY_PREVIOUS_HASH = sa.select(api_keys).where(
+    api_keys.c.previous_key_hash == sa.bindparam("key_hash")
 )
 
 
+class _HashReader:
+    """One of the two lookups, on the verify path's ``FastQuery`` (``store/fastpath.py``):
+    ``benchmarks/api_key_check`` measures it against the Core path (``bypass_core``)."""
+
+    def __init__(self, statement: sa.Select[Any], db: Database, bypass: bool) -> None:
+        self.query = FastQuery(statement, db, bypass=bypass)
+        self.decode = self.query.decoder(str(c.key) for c in statement.selected_columns)
+
+    def first(self, key_hash: str) -> Mapping[str, Any] | None:
+        rows = self.query.rows({"key_hash": key_hash})
+        if not rows:
+            return None
+        row = rows[0]
+        return dict(row._mapping) if isinstance(row, sa.Row) else self.decode(row)
+
+
 class ApiKeyRepository:
+    #: run the key check straight on the driver (``store/fastpath.py``); False: through
+    #: SQLAlchemy's ``Connection`` (``benchmarks/api_key_check`` compares both)
+    bypass_core = True
+
     def __init__(self, db: Database) -> None:
         self._db = db
         #: this process's pending usage counts
         self.usage = ApiKeyUsage(db)
+        self._readers: tuple[_HashReader, _HashReader] | None = None
+
+    def _hash_readers(self) -> tuple[_HashReader, _HashReader]:
+        # Compiled on first use, once the dialect has met the server.
+        if self._readers is None:
+            self._readers = (
+                _HashReader(_BY_HASH, self._db, self.bypass_core),
+                _HashReader(_BY_PREVIOUS_HASH, self._db, self.bypass_core),
+            )
+        return self._readers
 
     def create(
         self,
@@ -284,25 +320,27 @@ class ApiKeyRepository:
         if not isinstance(plaintext, str) or not _KEY_PATTERN.fullmatch(plaintext):
             return None, REFUSED_UNKNOWN
         presented = hash_api_key(plaintext)
-        with self._db.single() as conn:
-            row = conn.execute(_BY_HASH, {"key_hash": presented}).first()
+        by_current, by_previous = self._hash_readers()
+        current = True
+        row = by_current.first(presented)
+        if row is None:
+            current = False
+            row = by_previous.first(presented)
         if row is None:
             return None, REFUSED_UNKNOWN
-        if hmac.compare_digest(row.key_hash, presented):
-            current = True
-        elif row.previous_key_hash is not None and hmac.compare_digest(
-            row.previous_key_hash, presented
-        ):
-            current = False
-        else:
+        stored = row["key_hash"] if current else row["previous_key_hash"]
+        if stored is None or not hmac.compare_digest(stored, presented):
             return None, REFUSED_UNKNOWN
-        if row.revoked_at is not None:
+        if row["revoked_at"] is not None:
             return None, REFUSED_REVOKED
-        if row.expires_at is not None and row.expires_at <= now:
+        expires_at = row["expires_at"]
+        if expires_at is not None and expires_at <= now:
             return None, REFUSED_EXPIRED
-        if not current and (row.previous_expires_at is None or row.previous_expires_at <= now):
-            return None, REFUSED_ROTATED
-        return _record(row), ""
+        if not current:
+            grace_end = row["previous_expires_at"]
+            if grace_end is None or grace_end <= now:
+                return None, REFUSED_ROTATED
+        return _record_of(row), ""
 
     def authenticate(self, plaintext: str) -> ApiKeyRecord | None:
         """The key for ``plaintext`` when it authenticates now, else ``None``; its use is
