@@ -4,6 +4,7 @@
     flask --app APP licensechain create-app --name "My App" --tier pro
     flask --app APP licensechain create-license --app-id app_... --feature export
     flask --app APP licensechain create-api-key --name ci --scope licenses:write
+    flask --app APP licensechain api-keys list|show|create|rotate|revoke   (cli_api_keys.py)
     flask --app APP licensechain rotate-keys
 
 Every command takes ``--json`` and then prints exactly one JSON object on stdout (the same

@@ -34,6 +34,14 @@ def _facts(key: ApiKeyRecord) -> dict[str, Any]:
     }
 
 
+def _app_of(key: ApiKeyRecord) -> str | None:
+    """The app a change of ``key`` belongs to (for app-limited readers of the audit log):
+    the one app of a key limited to one, else none."""
+    if key.app_ids is not None and len(key.app_ids) == 1:
+        return next(iter(key.app_ids))
+    return None
+
+
 def _refuse_beyond(creator: ApiKeyRecord | None, wanted: Rights, what: str) -> None:
     if creator is None:
         return
@@ -98,7 +106,13 @@ def create_key(
             expires_at=expires_at,
         )
         unit.record(
-            Change(action="api_key.create", target=record.id, data=_facts(record), subject=record)
+            Change(
+                action="api_key.create",
+                target=record.id,
+                app_id=_app_of(record),
+                data=_facts(record),
+                subject=record,
+            )
         )
     return record, plaintext
 
@@ -130,6 +144,7 @@ def update_key(
                 Change(
                     action="api_key.update",
                     target=key_id,
+                    app_id=_app_of(after),
                     data={"changes": diff},
                     subject=after,
                 )
@@ -160,6 +175,7 @@ def rotate_key(
             Change(
                 action="api_key.rotate",
                 target=key_id,
+                app_id=_app_of(record),
                 data={
                     "graceSeconds": int(grace.total_seconds()),
                     "previousExpiresAt": iso(record.previous_expires_at),
@@ -182,7 +198,13 @@ def revoke_key(
         if store.api_keys.revoke(key_id):
             key = visible_key(store, None, key_id)
             unit.record(
-                Change(action="api_key.revoke", target=key_id, data=_facts(key), subject=key)
+                Change(
+                    action="api_key.revoke",
+                    target=key_id,
+                    app_id=_app_of(key),
+                    data=_facts(key),
+                    subject=key,
+                )
             )
     return key
 
