@@ -11,9 +11,10 @@ Every command takes ``--json`` and then prints exactly one JSON object on stdout
 shapes the HTTP API answers with), errors included: ``{"error": <code>, "message": <text>}``
 with exit status 1 (2 for a usage error). Without ``--json`` an error is one line on stderr,
 never a traceback. Errors raised while the app loads (bad configuration, a store that is
-down) are reported the same way. The commands call the store's repositories and the
-signing-key functions; they hold no logic of their own. Each change is recorded in the
-audit log as done by ``cli``.
+down) are reported the same way. The commands call the service layer
+(``flask_licensechain/services/``) with ``cli_actor()``; they hold no logic of their own.
+Each change is recorded in the audit log, in its transaction, as done by ``cli`` and the
+OS user who ran the command.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ from datetime import UTC, datetime
 import click
 
 from .cli_api_keys import api_keys_cli, create_api_key
+from .cli_audit import audit_cli
+from .cli_console import users_cli
+from .cli_data import register_data_commands
 from .cli_db import db_cli
-from .command import LicenseChainGroup, audit, emit, issuer
+from .command import LicenseChainGroup, cli_actor, emit, issuer
 from .core.contract import SELLER_TIERS
 from .serialize import app_json, iso, license_json, parse_timestamp
-from .signing import rotate_signing_key
+from .services.apps import create_app as create_app_service
+from .services.licenses import create_license as create_license_service
+from .services.signing_keys import rotate_signing_key
 
 #: ``flask licensechain``. Flask finds it through the ``flask.commands`` entry point (before
 #: the app loads, so load errors are reported like any other), and an issuer app also adds
@@ -36,6 +42,9 @@ licensechain_cli = LicenseChainGroup(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
 licensechain_cli.add_command(db_cli)
+licensechain_cli.add_command(users_cli)
+register_data_commands(licensechain_cli)
+licensechain_cli.add_command(audit_cli)
 licensechain_cli.add_command(api_keys_cli)
 licensechain_cli.add_command(create_api_key)
 
@@ -79,9 +88,10 @@ def init(as_json: bool) -> None:
     help="Which API keys act on it (lc_live_ or lc_test_); set for good.",
 )
 def create_app(as_json: bool, name: str, description: str | None, tier: str, mode: str) -> None:
-    _, store = issuer()
-    app = store.apps.create(name, description, tier, mode=mode)
-    audit(store, "app.create", app.id, name=app.name, tier=app.tier)
+    state, _ = issuer()
+    app = create_app_service(
+        state, cli_actor(), name=name, description=description, tier=tier, mode=mode
+    )
     emit(as_json, app_json(app), f"Created app {app.name!r}: id {app.id}, tier {app.tier}.")
 
 
@@ -115,10 +125,12 @@ def create_license(
     email: str | None,
     issued_to: str | None,
 ) -> None:
-    _, store = issuer()
+    state, _ = issuer()
     expiry = None if expires_at is None else parse_timestamp(expires_at, "--expires-at")
-    lic = store.licenses.create(
-        app_id,
+    lic = create_license_service(
+        state,
+        cli_actor(),
+        app_id=app_id,
         plan=plan,
         issued_to=issued_to,
         issued_email=email,
@@ -127,7 +139,6 @@ def create_license(
         max_devices=max_devices,
         require_hwuid=require_hwuid,
     )
-    audit(store, "license.create", lic.id, app_id=app_id)
     until = iso(lic.expires_at) or "never"
     emit(
         as_json,
@@ -140,9 +151,8 @@ def create_license(
     "rotate-keys", help="Make a new signing key; the old one stays in the JWKS meanwhile."
 )
 def rotate_keys(as_json: bool) -> None:
-    state, store = issuer()
-    result = rotate_signing_key(state)
-    audit(store, "signing_key.rotate", result.kid, previous=result.previous_kid)
+    state, _ = issuer()
+    result = rotate_signing_key(state, cli_actor())
     previous_until = iso(result.previous_expires_at)
     human = f"New active signing key {result.kid}."
     if result.previous_kid:

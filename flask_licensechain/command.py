@@ -171,12 +171,3 @@ def cli_actor() -> Actor:
     except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
         user = "unknown"
     return Actor(kind="cli", id=user, name=AUDIT_ACTOR)
-
-
-def audit(store: Store, action: str, target: str, **data: Any) -> None:
-    """Record a change in the audit log as done by ``cli``; best effort."""
-    # Best effort, as in the API: the change is committed; a lost audit line must not undo it.
-    try:
-        store.audit.record(action, actor=AUDIT_ACTOR, target=target, data=data)
-    except LicenseChainError as exc:
-        log.warning("could not record audit event %s: %s", action, exc.detail or exc)

@@ -31,6 +31,7 @@ from .core.options import (
     parse_int,
     require_driver,
 )
+from .core.sealing import parse_key_list
 
 PREFIX = "LICENSECHAIN_"
 log = logging.getLogger("licensechain.config")
@@ -128,8 +129,21 @@ def _url_prefix(value: Any, key: str) -> str:
     return value
 
 
+def _key_list(value: Any, key: str) -> tuple[tuple[str, bytes], ...] | None:
+    if value is None or value == "" or value == ():
+        return None
+    return parse_key_list(value, key)
+
+
 def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
+
+
+def _console_switch(value: Any, key: str) -> bool:
+    enabled = parse_bool(value, key)
+    if enabled:
+        require_driver("flask_wtf", "console", key)
+    return enabled
 
 
 @dataclass(frozen=True)
@@ -160,9 +174,25 @@ class Settings:
     url_prefix: str = _opt("/v1", "Prefix of the HTTP API blueprint.", _url_prefix)
     encryption_key: str | None = _opt(
         None,
-        "32-byte AES-256-GCM key (base64url or hex) sealing private keys at rest. "
+        "32-byte AES-256-GCM key (base64url or hex) sealing secrets at rest (key id "
+        "`default`). "
         "Default (embedded only): generated in a 0600 file beside the SQLite database.",
         _text,
+    )
+    encryption_keys: tuple[tuple[str, bytes], ...] | None = _opt(
+        None,
+        "Keyring of AES-256-GCM keys sealing secrets at rest, `id:key` entries separated by "
+        "commas (`k2:<key>,k1:<key>`): the first seals, each unseals the values that name "
+        "its id. Replaces `LICENSECHAIN_ENCRYPTION_KEY` (which is the ring `default:<key>`); "
+        "set one of the two. See README, Data protection.",
+        _key_list,
+    )
+    retention_days_ip: int = _opt(
+        90,
+        "Days client IP addresses and user agents are kept as stored; older ones are "
+        "truncated (IP to its /24 or /48 network) or erased (user agent) by "
+        "`flask licensechain maintenance run`.",
+        _positive_int,
     )
     signing_key_file: str | None = _opt(
         None, "PEM file of an RSA private key to import as the active signing key.", _text
@@ -248,6 +278,40 @@ class Settings:
         "Issuer mode: every HTTP error of the app (unknown paths included) answers the JSON "
         "error body, never HTML. The host app's own error handlers keep precedence.",
         parse_bool,
+    )
+
+    console: bool = _opt(
+        False,
+        "Issuer mode: serve the admin console (people sign in with a password and a second "
+        "factor). Needs the `console` extra and Flask's `SECRET_KEY` (CSRF tokens).",
+        _console_switch,
+    )
+    console_path: str = _opt("/console", "Path of the admin console.", _url_prefix)
+    console_url: str | None = _opt(
+        None,
+        "Absolute URL of the console, for the setup links the CLI prints. Default: the "
+        "origin of `LICENSECHAIN_ISSUER` plus `LICENSECHAIN_CONSOLE_PATH`.",
+        _http_url,
+    )
+    console_idle_timeout: float = _opt(
+        1800, "Seconds of inactivity after which a console session ends.", _positive_float
+    )
+    console_absolute_timeout: float = _opt(
+        43200,
+        "Seconds after sign-in at which a console session ends, active or not.",
+        _positive_float,
+    )
+    console_mfa_max_age: float = _opt(
+        600,
+        "Seconds a second-factor check counts for sensitive console actions "
+        "(`@requires_recent_mfa`); older, it is asked again.",
+        _positive_float,
+    )
+    console_lockout_seconds: float = _opt(
+        3600,
+        "Seconds a console account stays locked after 10 failed sign-ins in 15 minutes "
+        "(an owner may unlock it sooner).",
+        _positive_float,
     )
 
     @classmethod

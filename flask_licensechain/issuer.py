@@ -25,13 +25,20 @@ from .api.urls import BaseUrls
 from .cli import licensechain_cli
 from .config import Settings
 from .core.keyring import KeyRing
-from .core.keys import new_encryption_key_text, parse_encryption_key
 from .core.private_files import make_private_dirs, warn_if_shared
+from .core.sealing import (
+    LEGACY_KEY_ID,
+    Sealer,
+    new_encryption_key_text,
+    parse_encryption_key,
+)
 from .core.verifier import TokenVerifier
 from .revocation import build_denylist
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
-from .store import open_store
+from .store import Store, open_store
+from .store.audit import AuditKeys
+from .store.sealed import key_ids_in_use
 
 log = logging.getLogger("licensechain.issuer")
 
@@ -49,6 +56,49 @@ def default_database_url(app: Flask) -> str:
     return "sqlite:///" + os.path.join(app.instance_path, DB_FILENAME)
 
 
+def encryption_keyring(
+    app: Flask, settings: Settings, database_url: str
+) -> list[tuple[str, bytes]]:
+    """The keyring sealing secrets at rest and keying the audit chain, ``[(key id, 32-byte
+    key), ...]`` with the sealing key first: ``LICENSECHAIN_ENCRYPTION_KEYS``, or the one key
+    of ``LICENSECHAIN_ENCRYPTION_KEY`` (id ``default``), or (embedded SQLite only) the key of
+    a 0600 file beside the database (id ``default``).
+
+    :raises IssuerConfigurationError: both settings, or neither with a non-SQLite store.
+    :raises KeyMaterialError: a malformed ``LICENSECHAIN_ENCRYPTION_KEY``.
+    """
+    if settings.encryption_keys and settings.encryption_key:
+        raise IssuerConfigurationError(
+            "set LICENSECHAIN_ENCRYPTION_KEYS or LICENSECHAIN_ENCRYPTION_KEY, not both "
+            f"(the one key is the ring '{LEGACY_KEY_ID}:<key>': list it in "
+            "LICENSECHAIN_ENCRYPTION_KEYS under that id)"
+        )
+    if settings.encryption_keys:
+        return list(settings.encryption_keys)
+    return [(LEGACY_KEY_ID, resolve_encryption_key(app, settings, database_url))]
+
+
+def check_sealed_key_ids(store: Store, sealer: Sealer) -> None:
+    """Refuse a store holding secrets sealed under a key id the ring lacks: the issuer would
+    half-work (a key it cannot sign with, webhooks it cannot sign).
+
+    :raises IssuerConfigurationError: naming the missing ids and where they are used.
+    """
+    missing = {
+        key_id: places
+        for key_id, places in key_ids_in_use(store.database).items()
+        if key_id not in sealer.key_ids
+    }
+    if missing:
+        listed = "; ".join(f"{k!r} ({', '.join(v)})" for k, v in sorted(missing.items()))
+        raise IssuerConfigurationError(
+            f"the store holds secrets sealed under encryption key id(s) {listed}, which "
+            f"the configured keyring ({', '.join(sealer.key_ids)}) does not have. Add them "
+            "to LICENSECHAIN_ENCRYPTION_KEYS as <id>:<key> (after the sealing key), then "
+            "run `flask licensechain rotate-encryption-key` before removing any key."
+        )
+
+
 def resolve_encryption_key(app: Flask, settings: Settings, database_url: str) -> bytes:
     """``LICENSECHAIN_ENCRYPTION_KEY``, or (embedded SQLite only) a 0600 key file beside the db."""
     if settings.encryption_key:
@@ -60,7 +110,8 @@ def resolve_encryption_key(app: Flask, settings: Settings, database_url: str) ->
             f"{url.get_backend_name()} store: signing keys are stored encrypted and the key "
             "must not live beside a shared database. Generate one with: python -c "
             '"import secrets, base64; '
-            'print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())"'
+            'print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())" '
+            "(or list keys by id in LICENSECHAIN_ENCRYPTION_KEYS)"
         )
     if not (app.debug or app.testing):
         log.warning(
@@ -143,13 +194,17 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     """
     settings = resolve_issuer(app, settings)
     database_url = settings.database_url or default_database_url(app)
-    sealing_key = resolve_encryption_key(app, settings, database_url)
+    encryption_keys = encryption_keyring(app, settings, database_url)
+    sealer = Sealer(encryption_keys)
     store = open_store(database_url)
+    # The audit chain's MAC keys come from the encryption keyring (store/audit.py).
+    store.audit.use_keys(AuditKeys.derive(encryption_keys))
     store.prepare_schema()
+    check_sealed_key_ids(store, sealer)
     # The store records every revocation; the denylist follows it (and Redis, when set).
     denylist = build_denylist(settings, source=store.revocations)
 
-    signing_keys = SigningKeys(store, sealing_key, settings)
+    signing_keys = SigningKeys(store, sealer, settings)
     signing_keys.ensure_active(settings.signing_key_file)
     keyring = KeyRing(signing_keys.load, refresh_interval=settings.key_refresh_interval)
     keyring.reload()
@@ -176,6 +231,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         signing_keys=signing_keys,
         urls=BaseUrls(settings.issuer, settings.url_prefix),
         cors_origins=OriginAllowList(store.apps.all_allowed_origins),
+        sealer=sealer,
     )
     if settings.register_blueprint:
         has_root_health = any(rule.rule == "/health" for rule in app.url_map.iter_rules())
@@ -184,6 +240,12 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
             app.register_blueprint(root_blueprint)
         if settings.json_errors:
             install_json_errors(app)
+    if settings.console:
+        # The console extra's packages (flask-wtf, argon2...) load only when it is on.
+        from .console import init_console
+
+        # TODO(issue 14): seal TOTP secrets with ``state.sealer`` (rotatable) instead.
+        init_console(app, state, encryption_keys[0][1])
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state

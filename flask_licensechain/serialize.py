@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from .core.contract import verification_type
 from .core.errors import InvalidRequest
-from .store.records import ApiKeyRecord, AppRecord, DeviceRecord, LicenseRecord
+from .store.records import ApiKeyRecord, AppRecord, AuditRecord, DeviceRecord, LicenseRecord
 
 #: 9999-12-31T23:59:59Z, the last second ``datetime`` can hold, in unix seconds
 MAX_UNIX_SECONDS: Final = 253402300799
@@ -148,4 +148,28 @@ def api_key_json(key: ApiKeyRecord, now: datetime | None = None) -> dict[str, An
         "usageCount": key.usage_count,
         "revokedAt": iso(key.revoked_at),
         "previousKeyExpiresAt": iso(key.previous_expires_at),
+    }
+
+
+def audit_event_json(event: AuditRecord) -> dict[str, Any]:
+    """An audit event: ``{id, seq, action, actor: {kind, id, name, ip, userAgent},
+    requestId, target, appId, data, personal, createdAt}`` (``ip``, ``userAgent`` and
+    ``personal`` are null once erased; ``seq`` is null for an event older than the chain)."""
+    return {
+        "id": event.id,
+        "seq": event.seq,
+        "action": event.action,
+        "actor": {
+            "kind": event.actor_kind,
+            "id": event.actor,
+            "name": event.actor_name,
+            "ip": event.actor_ip,
+            "userAgent": event.actor_user_agent,
+        },
+        "requestId": event.request_id,
+        "target": event.target,
+        "appId": event.app_id,
+        "data": event.data,
+        "personal": event.personal,
+        "createdAt": iso(event.created_at),
     }

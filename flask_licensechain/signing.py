@@ -11,7 +11,6 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -28,11 +27,9 @@ from .core.keys import (
     thumbprint,
     unseal_private_key,
 )
+from .core.sealing import Sealer
 from .store import SigningKeyRecord, Store
 from .store.signing_keys import ACTIVE
-
-if TYPE_CHECKING:
-    from .state import IssuerState
 
 log = logging.getLogger("licensechain.issuer")
 
@@ -62,9 +59,9 @@ class SigningKeys:
     query and no RSA or AES work unless a key is new.
     """
 
-    def __init__(self, store: Store, sealing_key: bytes, settings: Settings) -> None:
+    def __init__(self, store: Store, sealer: Sealer, settings: Settings) -> None:
         self._store = store
-        self._sealing_key = sealing_key
+        self._sealer = sealer
         self._key_size = settings.key_size
         # A rotated-out key must verify every token it signed: the longest TTL, the verifiers'
         # leeway, and the time other workers may keep signing with it before they reload.
@@ -105,9 +102,7 @@ class SigningKeys:
             if signing is None:
                 if record.sealed_private_key is None:
                     raise KeyMaterialError(detail=f"active key {record.kid} has no private key")
-                private = unseal_private_key(
-                    record.sealed_private_key, record.kid, self._sealing_key
-                )
+                private = unseal_private_key(record.sealed_private_key, record.kid, self._sealer)
                 signing = SigningKey(kid=record.kid, private_key=private)
                 self._private[record.kid] = signing
         return RingKey(kid=record.kid, public_key=public, signing_key=signing)
@@ -162,7 +157,7 @@ class SigningKeys:
         return SigningKeyRecord(
             kid=key.kid,
             public_jwk=key.jwk(),
-            sealed_private_key=seal_private_key(key.private_key, key.kid, self._sealing_key),
+            sealed_private_key=seal_private_key(key.private_key, key.kid, self._sealer),
             state=ACTIVE,
             created_at=now,
             retired_at=None,
@@ -188,16 +183,3 @@ def _import_key_file(path: str) -> SigningKey:
             f"cannot read LICENSECHAIN_SIGNING_KEY_FILE {path}: {exc.strerror}"
         ) from exc
     return SigningKey.from_private_key(load_private_pem(pem))
-
-
-def rotate_signing_key(state: IssuerState) -> RotationResult:
-    """Make a new active signing key; the old one stays in the JWKS until its last token
-    expires (``SigningKeys.retire_after``). This worker signs with the new key at once; the
-    others within ``LICENSECHAIN_KEY_REFRESH_INTERVAL`` seconds.
-
-    Raises ``Unavailable`` when the store is down and ``Conflict`` when another process
-    rotated at the same moment.
-    """
-    result = state.signing_keys.rotate()
-    state.keyring.reload()
-    return result

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .core.denylist import Denylist
     from .core.keyring import KeyRing
     from .core.keysource import KeySource
+    from .core.sealing import Sealer
     from .core.verifier import TokenVerifier
     from .signing import SigningKeys
     from .store import Store
@@ -72,6 +73,9 @@ class IssuerState(LicenseChainState):
     cors_origins: OriginAllowList
     jwks_json: tuple[Any, str, str] = (None, "", "")
     openapi_json: str | None = None
+    #: the keyring sealing secrets at rest (``core/sealing.py``): webhook and TOTP secrets
+    #: seal and unseal through it
+    sealer: Sealer
 
 
 def get_state(app: Flask | None = None) -> LicenseChainState:

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from flask_licensechain.store import Store, open_store
+from flask_licensechain.store import AuditKeys, Store, open_store
 from flask_licensechain.store.schema import metadata as schema_metadata
 
+#: the audit chain's key in the store tests (an issuer derives it from its encryption key)
+TEST_AUDIT_KEYS = AuditKeys.derive([("test", bytes(range(32)))])
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
@@ -46,6 +48,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
+    opened.audit.use_keys(TEST_AUDIT_KEYS)
     opened.upgrade_schema()
     try:
         yield opened

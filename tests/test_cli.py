@@ -5,6 +5,7 @@ stdout). Store-sensitive commands run on SQLite and PostgreSQL; one test runs th
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import subprocess
@@ -326,8 +327,9 @@ def test_create_api_key_usage_errors(sqlite_issuer: Issuer, args: list[str]) -> 
 
 def test_cli_changes_are_audited(sqlite_issuer: Issuer) -> None:
     app = run_json(sqlite_issuer, "create-app", "--name", "Audited")
-    events = sqlite_issuer.store.audit.list()
-    assert [(e.action, e.actor, e.target) for e in events][-1] == ("app.create", "cli", app["id"])
+    event = sqlite_issuer.store.audit.list()[0]
+    assert (event.action, event.actor_kind, event.target) == ("app.create", "cli", app["id"])
+    assert event.actor == getpass.getuser()  # the OS user who ran the command
 
 
 # -- rotate-keys ------------------------------------------------------------------------

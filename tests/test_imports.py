@@ -24,7 +24,10 @@ PACKAGES = {
 
 
 #: top-level import names of the optional dependencies (pyproject's extras)
-OPTIONAL = frozenset({"redis", "psycopg", "uvicorn", "gunicorn", "prometheus_client", "websockets"})
+OPTIONAL = frozenset(
+    {"redis", "psycopg", "uvicorn", "gunicorn", "prometheus_client", "websockets"}
+    | {"flask_wtf", "argon2", "pyotp", "segno", "webauthn", "authlib"}  # the console extra
+)
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ CONTRACT_OPERATIONS = {
     ("patch", "/v1/apps/{appId}"),
     ("delete", "/v1/apps/{appId}"),
     ("post", "/v1/apps/{appId}/regenerate-key"),
+    ("get", "/v1/audit-events"),
     ("get", "/health"),
     # CORS preflight of the public endpoints
     ("options", "/v1/licenses/verify"),

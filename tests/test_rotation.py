@@ -21,7 +21,8 @@ from issuer_support import (
 from werkzeug.serving import make_server
 
 from flask_licensechain.core.keys import SigningKey, generate_private_key
-from flask_licensechain.signing import rotate_signing_key
+from flask_licensechain.services.signing_keys import rotate_signing_key
+from flask_licensechain.store.changes import SYSTEM
 
 pytest_plugins = ["issuer_fixtures"]  # the issuer fixtures
 
@@ -40,7 +41,7 @@ def test_rotation_keeps_the_old_key_until_its_tokens_expire(issuer: Issuer) -> N
     old_kid = _active_kid(issuer)
     old_token = issuer.token_for(lic.key)
 
-    result = rotate_signing_key(issuer.state)
+    result = rotate_signing_key(issuer.state, SYSTEM)
     assert result.previous_kid == old_kid
     assert result.kid == _active_kid(issuer) != old_kid
     assert _kids(issuer) == [result.kid, old_kid]  # the active key first
@@ -75,7 +76,7 @@ def test_rotation_keeps_the_old_key_until_its_tokens_expire(issuer: Issuer) -> N
 
 def test_expired_retiring_key_leaves_the_jwks_even_before_retire_runs(issuer: Issuer) -> None:
     old_kid = _active_kid(issuer)
-    rotate_signing_key(issuer.state)
+    rotate_signing_key(issuer.state, SYSTEM)
     import sqlalchemy as sa
 
     from flask_licensechain.store.schema import signing_keys
@@ -92,8 +93,8 @@ def test_expired_retiring_key_leaves_the_jwks_even_before_retire_runs(issuer: Is
 
 def test_rotate_twice_keeps_both_older_keys(issuer: Issuer) -> None:
     first = _active_kid(issuer)
-    second = rotate_signing_key(issuer.state).kid
-    third = rotate_signing_key(issuer.state).kid
+    second = rotate_signing_key(issuer.state, SYSTEM).kid
+    third = rotate_signing_key(issuer.state, SYSTEM).kid
     assert _kids(issuer) == [third, second, first]
 
 
@@ -105,7 +106,7 @@ def test_another_worker_follows_a_rotation(tmp_path: Path) -> None:
     try:
         assert _active_kid(first) == _active_kid(second)
         lic = first.new_license()
-        result = rotate_signing_key(first.state)
+        result = rotate_signing_key(first.state, SYSTEM)
         assert _active_kid(second) == result.kid
         token = second.token_for(lic.key)
         assert decode_unverified(token)[0]["kid"] == result.kid
@@ -123,7 +124,7 @@ def test_unknown_kid_triggers_one_reload(tmp_path: Path) -> None:
     second = make_issuer(tmp_path / "b", db, key_refresh_interval=3600)
     try:
         lic = first.new_license()
-        rotate_signing_key(first.state)
+        rotate_signing_key(first.state, SYSTEM)
         token = first.token_for(lic.key)
         assert second.introspect(token)["active"] is True
     finally:
@@ -190,7 +191,7 @@ def test_key_size_3072(tmp_path: Path) -> None:
     try:
         assert made.state.keyring is not None
         assert made.state.keyring.active_key().private_key.key_size == 3072
-        result = rotate_signing_key(made.state)
+        result = rotate_signing_key(made.state, SYSTEM)
         assert made.state.keyring.active_key().kid == result.kid
         assert made.state.keyring.active_key().private_key.key_size == 3072
     finally:
@@ -240,7 +241,7 @@ def test_tokens_verify_with_pyjwt_and_pyjwkclient(served: tuple[Issuer, str]) ->
         return claims
 
     assert check(old_token)["sub"] == lic.id
-    rotate_signing_key(made.state)
+    rotate_signing_key(made.state, SYSTEM)
     new_token = httpx.post(f"{base}/v1/licenses/verify", json={"key": lic.key}, timeout=10).json()[
         "license_token"
     ]

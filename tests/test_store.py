@@ -785,10 +785,12 @@ def test_audit_record_and_list(store: Store) -> None:
     store.audit.record("keys.rotate")
     events = store.audit.list()
     assert [(e.action, e.actor, e.target, e.data) for e in events] == [
-        ("keys.rotate", None, None, {}),
-        ("license.revoke", None, "lic_1", {}),
+        ("keys.rotate", "system", None, {}),
+        ("license.revoke", "system", "lic_1", {}),
         ("app.create", "key_1", "app_1", {"name": "A"}),
     ]
+    assert {e.actor_kind for e in events} == {"system"}
+    assert [e.seq for e in events] == [3, 2, 1]  # chained (store/audit.py)
     assert all(is_utc(e.created_at) for e in events)
     assert events[0].id > events[1].id > events[2].id
     assert [e.action for e in store.audit.list(limit=1)] == ["keys.rotate"]

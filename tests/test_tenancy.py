@@ -109,12 +109,17 @@ def _world(issuer: Issuer, variant: str) -> World:
     every_live_app = variant == "live key on test app"
 
     def grow() -> None:
-        lic = issuer.new_license(theirs.app_id)
-        issuer.verify(key=lic.key, hwuid="m9")
+        # Through the API, so that each change is also an audit event of their app.
         mode = issuer.store.apps.mode_of(theirs.app_id)
-        issuer.store.api_keys.create(
-            "more", ["apps:read"], app_ids=[theirs.app_id], environment=mode
+        _, owner = issuer.store.api_keys.create("their owner", ["*"], environment=mode)
+        made = issuer.client.post(
+            f"/v1/apps/{theirs.app_id}/licenses", json={}, headers=issuer.auth(owner)
         )
+        assert made.status_code == 201, made.get_json()
+        issuer.verify(key=made.get_json()["key"], hwuid="m9")
+        limited = {"name": "more", "scopes": ["apps:read"], "appIds": [theirs.app_id]}
+        created = issuer.client.post("/v1/api-keys", json=limited, headers=issuer.auth(owner))
+        assert created.status_code == 201, created.get_json()
         if not every_live_app:  # a reader of every live app sees what belongs to no app
             issuer.verify(key="LC-ZZZZZZ-ZZZZZZ-ZZZZZZ")
 

@@ -77,3 +77,14 @@ def _app_row(app_id: str) -> dict[str, object]:
     with_id = {"id": app_id, "name": "dup", "slug": "dup-" + app_id, "tier": "free"}
     now = sa.func.now()
     return {**with_id, "created_at": now, "updated_at": now}
+
+
+def test_committed_listeners_see_committed_changes_only(store: Store) -> None:
+    seen: list[str] = []
+    store.changes.add_committed_listener(lambda actor, change: seen.append(change.action))
+    with store.unit_of_work(ACTOR) as unit:
+        unit.record(Change(action="app.create", target="app_1"))
+    with pytest.raises(ListenerFailed), store.unit_of_work(ACTOR) as unit:
+        unit.record(Change(action="app.delete", target="app_1"))
+        raise ListenerFailed
+    assert seen == ["app.create"]

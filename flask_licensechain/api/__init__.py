@@ -7,7 +7,17 @@ its app's state with ``get_issuer_state()``.
 
 from __future__ import annotations
 
-from . import admin, api_keys, licenses, openapi, public
+from . import admin, api_keys, audit_events, licenses, openapi, public
 from .blueprint import BLUEPRINT_NAME, bp, root_bp
 
-__all__ = ["BLUEPRINT_NAME", "admin", "api_keys", "bp", "licenses", "openapi", "public", "root_bp"]
+__all__ = [
+    "BLUEPRINT_NAME",
+    "admin",
+    "api_keys",
+    "audit_events",
+    "bp",
+    "licenses",
+    "openapi",
+    "public",
+    "root_bp",
+]

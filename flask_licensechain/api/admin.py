@@ -3,7 +3,6 @@ key rotation, analytics."""
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, Final
 
@@ -14,15 +13,18 @@ from .. import field_limits as limits
 from ..core.contract import LONGEST_TTL
 from ..core.errors import InsufficientScope, InvalidRequest, NotFound
 from ..serialize import app_json, iso
-from ..signing import rotate_signing_key
+from ..services import apps as app_service
+from ..services import tokens as token_service
+from ..services.signing_keys import rotate_signing_key
 from ..state import IssuerState, get_issuer_state
-from ..store import AppRecord, Store
+from ..store import AppRecord
 from ..store.apps import AppScope
 from .analytics_report import query_period, verification_report
 from .auth import (
     app_filter,
     check_app_visible,
     current_api_key,
+    request_actor,
     require_unrestricted,
     requires,
 )
@@ -71,18 +73,6 @@ def app_changes(fields: Fields, *, creating: bool) -> dict[str, Any]:
     return changes
 
 
-log = logging.getLogger("licensechain.api")
-
-
-def audit(store: Store, action: str, target: str | None, **data: Any) -> None:
-    """Record who did what. Best effort: the change itself is already committed, and a
-    failed audit write must not turn it into an error (or tempt the client to retry it)."""
-    try:
-        store.audit.record(action, actor=current_api_key().id, target=target, data=data)
-    except Exception as exc:  # the store may be briefly unavailable
-        log.warning("could not record audit event %s on %s: %s", action, target, exc)
-
-
 # -- token revocation ------------------------------------------------------------------
 
 
@@ -104,6 +94,7 @@ def revoke_token() -> Response:
     if token is None:  # a bare jti says nothing of its app
         require_unrestricted("revoke a token by its jti alone; send the token")
     ttl: float = longest_deny
+    app_id: str | None = None
     if token is not None:
         # The token need not be valid to be revoked: only its jti and exp are used, and
         # the denylist entry is bounded by the longest lifetime any token can have.
@@ -116,19 +107,23 @@ def revoke_token() -> Response:
             raise InvalidRequest("The token has no usable 'jti'.")
         if jti is not None and jti != token_jti:
             raise InvalidRequest("'jti' does not match the token's jti.")
-        # The token must be for an app the key may act on (any one of its audiences).
+        # The token must be for an app the key may act on (one of its audiences); a key of
+        # every live app may revoke any token, as it may revoke a bare jti.
         audiences = [aud for aud in _signed_audiences(state, token) if isinstance(aud, str)]
-        if not any(_visible(aud) for aud in audiences):
+        visible = [aud for aud in audiences if _visible(aud)]
+        key = current_api_key()
+        if not visible and (key.app_ids is not None or key.environment != "live"):
             raise NotFound("The token is not for this key's apps.")
+        app_id = visible[0] if len(visible) == 1 else None
         jti = token_jti
         exp = claims.get("exp")
         if isinstance(exp, int) and not isinstance(exp, bool):
             ttl = min(longest_deny, exp + leeway - time.time())
     assert jti is not None
-    if ttl > 0:
-        now = time.time()
-        state.store.revocations.revoke_token(jti, now + ttl, now, announce=state.denylist.publish)
-    audit(state.store, "token.revoke", jti)
+    now = time.time()
+    token_service.revoke_token(
+        state, request_actor(), jti=jti, until=now + ttl, now=now, app_id=app_id
+    )
     return json_response({"revoked": True, "jti": jti}, 200, NO_STORE)
 
 
@@ -166,6 +161,13 @@ def _signed_audiences(state: IssuerState, token: str) -> list[Any]:
     return aud if isinstance(aud, list) else [aud]
 
 
+def _one_audience(audiences: list[Any]) -> str | None:
+    """The app of a signed token with one string ``aud`` (for the audit event), else None."""
+    if len(audiences) == 1 and isinstance(audiences[0], str):
+        return audiences[0]
+    return None
+
+
 # -- apps ------------------------------------------------------------------------------
 
 
@@ -185,9 +187,7 @@ def create_app() -> Response:
         raise InsufficientScope(
             f"An lc_{environment}_ API key can only create {environment}-mode apps."
         )
-    app = state.store.apps.create(**changes)
-    state.cors_origins.invalidate()
-    audit(state.store, "app.create", app.id, name=app.name, tier=app.tier)
+    app = app_service.create_app(state, request_actor(), **changes)
     return json_response(app_json(app), 201)
 
 
@@ -232,13 +232,7 @@ def update_app(app_id: str) -> Response:
     state = get_issuer_state()
     changes = app_changes(Fields(read_json_body(state.settings.max_body_bytes)), creating=False)
     _visible_app(state, app_id)
-    store = state.store
-    app = store.apps.update(app_id, **changes) if changes else store.apps.get(app_id)
-    if app is None:
-        raise NotFound("App not found.")
-    if changes:
-        state.cors_origins.invalidate()
-        audit(store, "app.update", app.id, fields=sorted(changes))
+    app = app_service.update_app(state, request_actor(), app_id, **changes)
     return json_response(app_json(app))
 
 
@@ -250,9 +244,7 @@ def delete_app(app_id: str) -> Response:
     state = get_issuer_state()
     reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
     check_app_visible(app_id)
-    app = state.store.apps.delete(app_id)
-    state.cors_origins.invalidate()
-    audit(state.store, "app.delete", app.id, name=app.name)
+    app = app_service.delete_app(state, request_actor(), app_id)
     return json_response({**app_json(app), "deleted": True})
 
 
@@ -298,8 +290,7 @@ def rotate_keys() -> Response:
     """A new active signing key; the previous one stays in the JWKS until it expires."""
     state = get_issuer_state()
     require_unrestricted("rotate the signing key")
-    result = rotate_signing_key(state)
-    audit(state.store, "signing_key.rotate", result.kid, previous=result.previous_kid)
+    result = rotate_signing_key(state, request_actor())
     return json_response(
         {
             "kid": result.kid,

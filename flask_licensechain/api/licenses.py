@@ -1,15 +1,14 @@
 """Authenticated license endpoints: create, list, get, update, status changes, statistics,
 analytics, devices. Every license route takes the license id or its key.
 
-Every status change (``/revoke``, ``/suspend``, ``/activate``, ``DELETE``, an update with a
-``status``, ``/status``) goes through ``change_status``: the same 409 rules, revocation
-records and audit events.
-
-Every change goes through the store, which records in the same transaction the revocation
-it needs (revoke and suspend block the license's outstanding tokens, activate lifts that;
-a narrowing voids the tokens issued before it; see ``store/revocations.py``). The committed
-entries are then announced through the denylist, so gates refuse at once; the store stays
-the record that every denylist follows.
+Every change goes through the service layer (``services/licenses.py``), with the request's
+actor: every status change (``/revoke``, ``/suspend``, ``/activate``, ``DELETE``, an update
+with a ``status``, ``/status``) through its one status path (the same 409 rules, revocation
+records and audit events). The store records in the same transaction the revocation a change
+needs (revoke and suspend block the license's outstanding tokens, activate lifts that; a
+narrowing voids the tokens issued before it; see ``store/revocations.py``), and the
+committed entries are then announced through the denylist, so gates refuse at once; the
+store stays the record that every denylist follows.
 """
 
 from __future__ import annotations
@@ -22,14 +21,21 @@ from flask import Response, request
 
 from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES
-from ..core.errors import Conflict, InvalidRequest, NotFound
+from ..core.errors import InvalidRequest, NotFound
 from ..serialize import license_json, parse_timestamp
+from ..services import licenses as service
 from ..state import IssuerState, get_issuer_state
 from ..store import LicenseRecord
 from ..store.apps import AppScope
-from .admin import audit
 from .analytics_report import query_period, verification_report
-from .auth import app_filter, check_app_visible, key_scope, requires, visible_license
+from .auth import (
+    app_filter,
+    check_app_visible,
+    key_scope,
+    request_actor,
+    requires,
+    visible_license,
+)
 from .blueprint import bp
 from .body import Fields, read_json_body, reject_unknown
 from .http import json_response
@@ -157,35 +163,6 @@ def _page(state: IssuerState, app_id: str | None, scope: AppScope) -> Response:
     )
 
 
-def _not_revoked(lic: LicenseRecord, action: str) -> None:
-    if lic.status == "REVOKED":
-        raise Conflict(f"A revoked license cannot be {action}.")
-
-
-def _set_status(state: IssuerState, license_id: str, status: str) -> LicenseRecord:
-    lic = state.store.licenses.set_status(license_id, status, announce=state.denylist.publish)
-    if lic is None:
-        raise NotFound("License not found.")
-    return lic
-
-
-def change_status(
-    state: IssuerState, lic: LicenseRecord, status: str, *, reason: str | None = None
-) -> LicenseRecord:
-    """The one path of every status change: its 409 rules (a revoked license stays revoked;
-    revoking twice is fine), the revocation records the store writes with the change and
-    announces to the denylist, and the audit event."""
-    if status != "REVOKED":
-        _not_revoked(lic, "suspended" if status == "SUSPENDED" else "activated")
-    previous = lic.status
-    lic = _set_status(state, lic.id, status)
-    if previous != status:
-        action = {"REVOKED": "revoke", "SUSPENDED": "suspend", "ACTIVE": "activate"}[status]
-        data = {"reason": reason} if status == "REVOKED" else {}
-        audit(state.store, f"license.{action}", lic.id, **data)
-    return lic
-
-
 @bp.post("/apps/<app_id>/licenses")
 @requires("licenses:write")
 def create_license(app_id: str) -> Response:
@@ -196,8 +173,7 @@ def create_license(app_id: str) -> Response:
     changes = license_changes(fields, set(APP_ID_NAMES))
     check_body_app_id(fields, app_id)
     check_app_visible(app_id)
-    lic = state.store.licenses.create(app_id, **changes)
-    audit(state.store, "license.create", lic.id, app_id=app_id)
+    lic = service.create_license(state, request_actor(), app_id=app_id, **changes)
     return _one(lic, 201)
 
 
@@ -243,22 +219,26 @@ def license_analytics(ref: str) -> Response:
     return json_response({"licenseId": lic.id, "appId": lic.app_id, **report})
 
 
+def _change_status(
+    state: IssuerState, ref: str, status: str, reason: str | None = None
+) -> LicenseRecord:
+    """The license ``ref`` names (404 unless visible) moved to ``status``."""
+    lic = _existing(state, ref)
+    return service.change_status(state, request_actor(), lic.id, status, reason=reason)
+
+
 def _update(ref: str) -> Response:
     """PATCH and PUT: the fields present (camelCase or snake_case names), and a ``status``
-    through ``change_status``."""
+    through the status path, in one unit of work."""
     state = get_issuer_state()
     fields = Fields(read_json_body(state.settings.max_body_bytes))
     changes = license_changes(fields, {"status", "reason"})
     status = requested_status(fields)
     reason = fields.string("reason", max_length=limits.REASON)
     lic = _existing(state, ref)
-    if status is not None:
-        lic = change_status(state, lic, status, reason=reason)
-    if not changes:
-        return _one(lic)
-    updated = state.store.licenses.update(lic.id, announce=state.denylist.publish, **changes)
-    if updated is not None:
-        audit(state.store, "license.update", updated.id, fields=sorted(changes))
+    updated = service.update_license(
+        state, request_actor(), lic.id, changes=changes, status=status, reason=reason
+    )
     return _one(updated)
 
 
@@ -281,7 +261,7 @@ def _revoke(ref: str) -> Response:
     fields = Fields(read_json_body(state.settings.max_body_bytes))
     reject_unknown(fields, {"reason"})
     reason = fields.string("reason", max_length=limits.REASON)
-    return _one(change_status(state, _existing(state, ref), "REVOKED", reason=reason))
+    return _one(_change_status(state, ref, "REVOKED", reason))
 
 
 @bp.patch("/licenses/<lc_license:ref>/revoke")
@@ -304,7 +284,7 @@ def suspend_license(ref: str) -> Response:
     """Suspend (reversible); the license's outstanding tokens are refused at once."""
     state = get_issuer_state()
     reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
-    return _one(change_status(state, _existing(state, ref), "SUSPENDED"))
+    return _one(_change_status(state, ref, "SUSPENDED"))
 
 
 @bp.patch("/licenses/<lc_license:ref>/activate")
@@ -313,7 +293,7 @@ def activate_license(ref: str) -> Response:
     """Lift a suspension (a revoked license stays revoked: 409)."""
     state = get_issuer_state()
     reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
-    return _one(change_status(state, _existing(state, ref), "ACTIVE"))
+    return _one(_change_status(state, ref, "ACTIVE"))
 
 
 @bp.patch("/licenses/<lc_license:ref>/status")
@@ -328,7 +308,7 @@ def set_license_status(ref: str) -> Response:
     if status is None:
         raise InvalidRequest("'status' is required.")
     reason = fields.string("reason", max_length=limits.REASON)
-    return _one(change_status(state, _existing(state, ref), status, reason=reason))
+    return _one(_change_status(state, ref, status, reason))
 
 
 @bp.patch("/licenses/<lc_license:ref>/extend")
@@ -343,21 +323,13 @@ def extend_license(ref: str) -> Response:
     raw = fields.raw(*EXPIRY_NAMES)
     expires_at = None if raw is None else parse_timestamp(raw, "expiresAt")
     lic = _existing(state, ref)
-    _not_revoked(lic, "extended")
-    updated = state.store.licenses.update(
-        lic.id, announce=state.denylist.publish, expires_at=expires_at
-    )
-    audit(state.store, "license.extend", lic.id, expires_at=raw)
-    return _one(updated)
+    return _one(service.extend_license(state, request_actor(), lic.id, expires_at=expires_at))
 
 
 def _release(ref: str, hwuid: str) -> Response:
     state = get_issuer_state()
     lic = _existing(state, ref)
-    if not state.store.licenses.release_device(lic.id, hwuid, announce=state.denylist.publish):
-        raise NotFound("That device is not bound to this license.")
-    audit(state.store, "license.device_release", lic.id, hwuid=hwuid)
-    return _one(state.store.licenses.get(lic.id))
+    return _one(service.release_device(state, request_actor(), lic.id, hwuid=hwuid))
 
 
 @bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)

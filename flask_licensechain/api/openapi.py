@@ -23,9 +23,10 @@ from ..roles import ENVIRONMENTS, ROLE_NAMES, SCOPES
 from ..state import get_issuer_state
 from ..store.analytics import VALID_OUTCOME
 from ..store.api_keys import MAX_ROTATION_GRACE
+from ..store.changes import ACTOR_KINDS
 from ..store.licenses import STATS_FIELDS
 from ..version import __version__
-from . import admin, analytics_report, api_keys, converters, cors, licenses, public
+from . import admin, analytics_report, api_keys, audit_events, converters, cors, licenses, public
 from .blueprint import bp
 from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
 
@@ -752,6 +753,7 @@ def _schemas() -> dict[str, Schema]:
         **_public_schemas(),
         **_admin_schemas(),
         **_analytics_schemas(),
+        **_audit_schemas(),
     }
 
 
@@ -1492,13 +1494,107 @@ def _api_key_paths(p: str) -> dict[str, Schema]:
     }
 
 
+# -- the audit log (api/audit_events.py) ----------------------------------------------------
+
+
+AUDIT_EVENT_FIELDS = (
+    "id",
+    "seq",
+    "action",
+    "actor",
+    "requestId",
+    "target",
+    "appId",
+    "data",
+    "personal",
+    "createdAt",
+)
+
+
+def _audit_schemas() -> dict[str, Schema]:
+    text_or_null = _nullable(STRING)
+    return {
+        "AuditEvent": _obj(
+            list(AUDIT_EVENT_FIELDS),
+            {
+                "id": {"type": "integer"},
+                "seq": _nullable({"type": "integer", "minimum": 1}),
+                "action": {"type": "string", "description": "`<aggregate>.<verb>`."},
+                "actor": _obj(
+                    ["kind", "id", "name", "ip", "userAgent"],
+                    {
+                        "kind": _nullable(
+                            {"type": "string", "enum": list(ACTOR_KINDS)},
+                        ),
+                        "id": text_or_null,
+                        "name": text_or_null,
+                        "ip": text_or_null,
+                        "userAgent": text_or_null,
+                    },
+                ),
+                "requestId": text_or_null,
+                "target": text_or_null,
+                "appId": text_or_null,
+                "data": {"type": "object"},
+                "personal": _nullable({"type": "object"}),
+                "createdAt": DATE_TIME,
+            },
+            description="`seq` is the event's place in the hash chain (null: older than "
+            "the chain); `actor.ip`, `actor.userAgent` and `personal` are personal data "
+            "(null once erased).",
+        ),
+        "AuditEventPage": _obj(
+            ["events", "nextCursor"],
+            {
+                "events": {"type": "array", "items": _schema("AuditEvent")},
+                "nextCursor": _nullable(STRING),
+            },
+        ),
+    }
+
+
+def _audit_paths(p: str) -> dict[str, Schema]:
+    when = {"type": "string", "format": "date-time", "maxLength": 64}
+    text = audit_events.TEXT_FILTERS
+    return {
+        f"{p}/audit-events": {
+            "get": _admin(
+                "The audit log, newest first",
+                "audit:read",
+                200,
+                "One page of events; `nextCursor` is null on the last page.",
+                _schema("AuditEventPage"),
+                errors=(400, 404),
+                parameters=[
+                    _query("actor", _text(text["actor"]), "The actor's id."),
+                    _query("action", _text(text["action"]), "E.g. `license.suspend`."),
+                    _query("target", _text(text["target"]), "The changed object's id."),
+                    *_app_filter_params(),
+                    _query("since", when, "Events at or after this time."),
+                    _query("until", when, "Events before this time."),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": limits.PAGE_SIZE},
+                        f"Events per page (default {limits.DEFAULT_PAGE_SIZE}).",
+                    ),
+                    _query(
+                        "cursor",
+                        _text(audit_events.MAX_CURSOR),
+                        "The `nextCursor` of the previous page.",
+                    ),
+                ],
+            )
+        }
+    }
+
+
 # -- the document -----------------------------------------------------------------------
 
 
 @lru_cache(maxsize=8)
 def _build(prefix: str) -> Schema:
     p = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    paths = {**_public_paths(p), **_admin_paths(p)}
+    paths = {**_public_paths(p), **_admin_paths(p), **_audit_paths(p)}
     if p:
         paths["/health"] = _health(root=True)
     for item in paths.values():  # every operation takes the client's X-Request-ID

@@ -21,13 +21,15 @@ from ..client_ip import client_ip
 from ..core.contract import STATUS_REASON, TIER_TO_VT, Reason, build_claims
 from ..core.errors import InvalidToken
 from ..serialize import iso, iso_from_unix
+from ..services.licenses import bind_device
 from ..state import IssuerState, get_issuer_state
+from ..store import Actor, BindOutcome, LicenseRecord
 from ..store.analytics import VALID_OUTCOME
 from ..store.revocations import wait_until_issuable
 from ..version import __version__
 from .blueprint import bp, root_bp
 from .body import Fields, read_json_body
-from .http import NO_STORE, json_response
+from .http import NO_STORE, json_response, request_id
 from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
 from .ratelimit import rate_limited
 from .verification import Decision, decide
@@ -102,7 +104,9 @@ def _verify_request(*, hwuid_required: bool) -> Response:
     hwuid = fields.string(*HWUID_FIELDS, required=hwuid_required, max_length=limits.HWUID)
     app_id = fields.string(*APP_ID_FIELDS, max_length=limits.APP_ID)
     now = datetime.now(UTC)
-    decision = decide(state.store.licenses, key, app_id=app_id, hwuid=hwuid, now=now)
+    decision = decide(
+        state.store.licenses, key, app_id=app_id, hwuid=hwuid, now=now, bind=_bind_for(state)
+    )
     state.store.verification_tally.record(
         outcome=decision.reason or VALID_OUTCOME,
         now=now,
@@ -110,6 +114,26 @@ def _verify_request(*, hwuid_required: bool) -> Response:
         license_id=decision.license_id,
     )
     return _answer(state, decision, now)
+
+
+def client_actor(license_id: str) -> Actor:
+    """The ``Actor`` of a change a public request makes (a device bound on verify): the
+    license whose key it presented, with the request id, client IP and user agent."""
+    user_agent = request.headers.get("User-Agent")
+    return Actor(
+        kind="client",
+        id=license_id,
+        request_id=request_id(),
+        ip=client_ip(),
+        user_agent=user_agent[: limits.USER_AGENT] if user_agent else None,
+    )
+
+
+def _bind_for(state: IssuerState) -> Callable[[LicenseRecord, str, datetime], BindOutcome]:
+    def bind(lic: LicenseRecord, hwuid: str, now: datetime) -> BindOutcome:
+        return bind_device(state.store, client_actor(lic.id), lic, hwuid=hwuid, now=now)
+
+    return bind
 
 
 @bp.post("/licenses/verify")

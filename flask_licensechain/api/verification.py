@@ -7,13 +7,14 @@ never binds a device.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
 from ..core.contract import STATUS_REASON, Reason
 from ..core.errors import NotFound
-from ..store import AppRecord, LicenseRecord, LicenseRepository
+from ..store import AppRecord, BindOutcome, LicenseRecord, LicenseRepository
 from ..store.licenses import LAST_SEEN_RESOLUTION
 
 
@@ -31,6 +32,10 @@ class Decision:
 
 NOT_FOUND: Final = Decision(Reason.LICENSE_NOT_FOUND)
 
+#: binds a hardware id to a license (the service layer's ``bind_device``, which records a
+#: new binding): ``(license, hwuid, now) -> BindOutcome``; raises ``NotFound``
+Bind = Callable[[LicenseRecord, str, datetime], BindOutcome]
+
 
 def decide(
     licenses: LicenseRepository,
@@ -39,7 +44,10 @@ def decide(
     app_id: str | None,
     hwuid: str | None,
     now: datetime,
+    bind: Bind | None = None,
 ) -> Decision:
+    """The outcome of verifying ``key`` (module docstring for the order). ``bind`` binds a
+    new hardware id (default: ``licenses.bind_device``, which records nothing)."""
     found = licenses.find_for_verification(key)
     if found is None:
         return NOT_FOUND
@@ -53,7 +61,9 @@ def decide(
         if lic.require_hwuid:
             return _refused(Reason.HARDWARE_ID_REQUIRED, status, lic)
         return Decision(None, status, lic, app, False, lic.id, lic.app_id)
-    return _check_device(licenses, lic, app, hwuid, now)
+    if bind is None:
+        bind = lambda lic, hwuid, now: licenses.bind_device(lic.id, hwuid, now)  # noqa: E731
+    return _check_device(bind, lic, app, hwuid, now)
 
 
 def _refused(reason: str, status: str | None, lic: LicenseRecord) -> Decision:
@@ -62,7 +72,7 @@ def _refused(reason: str, status: str | None, lic: LicenseRecord) -> Decision:
 
 
 def _check_device(
-    licenses: LicenseRepository, lic: LicenseRecord, app: AppRecord, hwuid: str, now: datetime
+    bind: Bind, lic: LicenseRecord, app: AppRecord, hwuid: str, now: datetime
 ) -> Decision:
     known = next((d for d in lic.devices if d.hwuid == hwuid), None)
     # lastSeenAt is refreshed at most once per resolution: a repeat verify stays a pure read.
@@ -71,7 +81,7 @@ def _check_device(
     # New device, or a known one due for a lastSeenAt refresh: the store binds atomically,
     # so parallel requests never bind more than maxDevices.
     try:
-        outcome = licenses.bind_device(lic.id, hwuid, now)
+        outcome = bind(lic, hwuid, now)
     except NotFound:  # deleted since we read it
         return NOT_FOUND
     if not outcome.ok:

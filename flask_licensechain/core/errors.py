@@ -43,6 +43,13 @@ class LicenseChainError(Exception):
         return {}
 
 
+class KeyMaterialError(LicenseChainError):
+    """Key material is unusable: a signing key, an encryption key or a sealed secret."""
+
+    code = "key_error"
+    description = "Signing key material is invalid."
+
+
 class InvalidRequest(LicenseChainError):
     code = "invalid_request"
     status_code = 400

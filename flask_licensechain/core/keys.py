@@ -1,8 +1,8 @@
 """RSA signing keys: generation, RFC 7638 ``kid``, JWK export, and sealing at rest.
 
-Private keys are stored as PKCS#8 DER sealed with AES-256-GCM (``cryptography``'s
-AESGCM); the ``kid`` is bound as associated data so a sealed blob cannot be
-swapped onto another key row.
+Private keys are stored as PKCS#8 DER sealed by ``core/sealing.py`` (AES-256-GCM under the
+encryption keyring); the ``kid`` is the sealing context, so a sealed blob cannot be swapped
+onto another key row.
 """
 
 from __future__ import annotations
@@ -10,26 +10,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import LicenseChainError
+from .errors import KeyMaterialError as KeyMaterialError
+from .sealing import Sealer
+from .sealing import new_encryption_key_text as new_encryption_key_text
+from .sealing import parse_encryption_key as parse_encryption_key
 
 ALLOWED_KEY_SIZES = (2048, 3072, 4096)
-_NONCE_BYTES = 12
-_SEAL_VERSION = b"\x01"
-
-
-class KeyMaterialError(LicenseChainError):
-    code = "key_error"
-    description = "Signing key material is invalid."
 
 
 def b64url(data: bytes) -> str:
@@ -80,53 +73,35 @@ def load_private_pem(pem: bytes, password: bytes | None = None) -> rsa.RSAPrivat
     return key
 
 
-def parse_encryption_key(value: str | bytes) -> bytes:
-    """A 32-byte AES key from base64url/base64/hex text (or raw 32 bytes)."""
-    if isinstance(value, bytes) and len(value) == 32:
-        return value
-    text = value.decode("ascii") if isinstance(value, bytes) else value
-    text = text.strip()
-    candidates: list[bytes] = []
-    try:
-        candidates.append(bytes.fromhex(text))
-    except ValueError:
-        pass
-    try:
-        candidates.append(b64url_decode(text.replace("+", "-").replace("/", "_").rstrip("=")))
-    except (ValueError, TypeError):
-        pass
-    for raw in candidates:
-        if len(raw) == 32:
-            return raw
-    raise KeyMaterialError("LICENSECHAIN_ENCRYPTION_KEY must be 32 bytes, base64url or hex encoded")
+def _sealer(encryption: Sealer | bytes) -> Sealer:
+    return encryption if isinstance(encryption, Sealer) else Sealer.single(encryption)
 
 
-def new_encryption_key_text() -> str:
-    return b64url(os.urandom(32))
-
-
-def seal_private_key(key: rsa.RSAPrivateKey, kid: str, encryption_key: bytes) -> bytes:
+def seal_private_key(key: rsa.RSAPrivateKey, kid: str, encryption: Sealer | bytes) -> bytes:
+    """``key`` as PKCS#8 DER sealed under the keyring's first key (a raw 32-byte key is
+    the one-key ring), context ``kid``: ASCII bytes for the store's binary column."""
     der = key.private_bytes(
         serialization.Encoding.DER,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    nonce = os.urandom(_NONCE_BYTES)
-    return _SEAL_VERSION + nonce + AESGCM(encryption_key).encrypt(nonce, der, kid.encode())
+    return _sealer(encryption).seal(der, context=kid.encode()).encode("ascii")
 
 
-def unseal_private_key(blob: bytes, kid: str, encryption_key: bytes) -> rsa.RSAPrivateKey:
-    if not blob.startswith(_SEAL_VERSION) or len(blob) < 1 + _NONCE_BYTES + 16:
-        raise KeyMaterialError("stored signing key has an unknown format")
-    nonce, sealed = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
+def unseal_private_key(blob: bytes, kid: str, encryption: Sealer | bytes) -> rsa.RSAPrivateKey:
+    """The private key of a blob from ``seal_private_key`` (or the pre-keyring format).
+
+    :raises KeyMaterialError: unknown key id, wrong key, altered blob, or not an RSA key.
+    """
     try:
-        der = AESGCM(encryption_key).decrypt(nonce, sealed, kid.encode())
-    except InvalidTag as exc:
+        der = _sealer(encryption).unseal(blob, context=kid.encode())
+    except KeyMaterialError as exc:
         raise KeyMaterialError(
-            "cannot decrypt the stored signing key: wrong LICENSECHAIN_ENCRYPTION_KEY?"
+            f"cannot decrypt the stored signing key {kid}: {exc.detail or exc}", detail=exc.detail
         ) from exc
     key = serialization.load_der_private_key(der, password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise KeyMaterialError(detail=f"stored signing key {kid} is not an RSA key")
     return key
 
 

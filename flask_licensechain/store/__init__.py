@@ -13,7 +13,7 @@ from ..core.errors import LicenseChainError, Unavailable
 from .analytics import VerificationCountRepository, VerificationTally
 from .api_keys import API_KEY_SCOPES, ApiKeyRepository
 from .apps import AppRepository
-from .audit import AuditRepository
+from .audit import AuditKeys, AuditRepository, Verification
 from .changes import Actor, Change, ChangeRecorder, UnitOfWork
 from .database import DEFAULT_BUSY_TIMEOUT, Database, create_store_engine, normalize_url
 from .licenses import LicenseRepository
@@ -100,6 +100,7 @@ __all__ = [
     "ApiKeyRepository",
     "AppRecord",
     "AppRepository",
+    "AuditKeys",
     "AuditRecord",
     "AuditRepository",
     "BindOutcome",
@@ -115,6 +116,7 @@ __all__ = [
     "SigningKeyRepository",
     "Store",
     "UnitOfWork",
+    "Verification",
     "VerificationCountRepository",
     "VerificationTally",
     "normalize_url",

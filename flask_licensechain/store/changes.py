@@ -24,8 +24,8 @@ import sqlalchemy as sa
 
 from .database import Database
 
-ActorKind = Literal["api_key", "cli", "console", "system"]
-ACTOR_KINDS: Final = ("api_key", "cli", "console", "system")
+ActorKind = Literal["api_key", "cli", "console", "system", "client"]
+ACTOR_KINDS: Final = ("api_key", "cli", "console", "system", "client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,9 @@ class Actor:
     """Who makes a change.
 
     ``kind`` is ``api_key`` (``id``: the key id, ``name``: its name), ``cli`` (``id``: the
-    OS user), ``console`` (``id``: the console user id) or ``system`` (sweepers and workers).
+    OS user), ``console`` (``id``: the console user id), ``system`` (sweepers and workers)
+    or ``client`` (a license's client on the public endpoints, ``id``: the license id whose
+    key it presented; it binds devices).
     ``ip`` and ``user_agent`` are personal data: the audit log keeps them outside the part
     its hash chain covers, so that an erasure can blank them.
     """
@@ -71,6 +73,8 @@ class Change:
 
 #: a listener gets the unit's connection, the actor and the change; raising rolls back
 ChangeListener = Callable[[sa.Connection, Actor, Change], None]
+#: a committed-change listener runs after the commit (metrics): it cannot roll anything back
+CommittedListener = Callable[[Actor, Change], None]
 
 
 class UnitOfWork:
@@ -107,10 +111,16 @@ class ChangeRecorder:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._listeners: tuple[ChangeListener, ...] = ()
+        self._committed: tuple[CommittedListener, ...] = ()
 
     def add_listener(self, listener: ChangeListener) -> None:
         """Append ``listener``: it runs after those added before it, in every unit."""
         self._listeners = (*self._listeners, listener)
+
+    def add_committed_listener(self, listener: CommittedListener) -> None:
+        """Call ``listener(actor, change)`` for each change of a unit once it has committed
+        (never for a rolled-back one), before the unit's ``after_commit`` callbacks."""
+        self._committed = (*self._committed, listener)
 
     @contextmanager
     def unit_of_work(self, actor: Actor) -> Iterator[UnitOfWork]:
@@ -131,5 +141,8 @@ class ChangeRecorder:
                 yield unit
             finally:
                 _CURRENT.reset(token)
+        for listener in self._committed:
+            for change in unit.changes:
+                listener(unit.actor, change)
         for callback in unit._after_commit:
             callback()

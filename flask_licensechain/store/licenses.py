@@ -431,6 +431,15 @@ class LicenseRepository:
             announce(entries)
         return after
 
+    def locked(self, license_id: str) -> LicenseRecord | None:
+        """The license as it is now, its row locked until the transaction ends (inside a
+        unit of work, ``store/changes.py``: until the unit ends), so that a service reads
+        the state its change starts from. ``None`` when there is no such license."""
+        if not check.is_lookup(license_id):
+            return None
+        with self._db.write() as conn:
+            return self._locked(conn, license_id)
+
     @staticmethod
     def _locked(conn: sa.Connection, license_id: str) -> LicenseRecord | None:
         """The license as it is before a change, its row locked for the transaction."""
@@ -446,6 +455,13 @@ class LicenseRepository:
         known-and-recent or a full answer comes from one consistent read without taking the
         write lock, so repeated verifies (or a flood of foreign hwuids) cost no write.
         """
+        settled = self.settled_binding(license_id, hwuid, now)
+        return settled if settled is not None else self.bind_locked(license_id, hwuid, now)
+
+    def settled_binding(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome | None:
+        """The first half of ``bind_device``: the answer one consistent read already gives
+        (``known`` and recent, or ``full``), or ``None`` when only ``bind_locked`` can tell.
+        Raises ``NotFound``, ``InvalidRequest`` for a bad hwuid."""
         hwuid = check.required_text(hwuid, "hwuid", max_length=limits.HWUID)
         now = to_utc(now)
         if not check.is_lookup(license_id):
@@ -455,8 +471,13 @@ class LicenseRepository:
         if not rows:
             raise NotFound("License not found.")
         max_devices = reader.head(rows[0])["max_devices"]
-        outcome = _settled_without_write(reader.devices(rows), max_devices, hwuid, now)
-        return outcome if outcome is not None else self._bind_locked(license_id, hwuid, now)
+        return _settled_without_write(reader.devices(rows), max_devices, hwuid, now)
+
+    def bind_locked(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome:
+        """The second half of ``bind_device``: under the license's row lock, refresh a known
+        device, refuse when full, or bind (``bound``). Raises ``NotFound``."""
+        hwuid = check.required_text(hwuid, "hwuid", max_length=limits.HWUID)
+        return self._bind_locked(license_id, hwuid, to_utc(now))
 
     def _bind_locked(self, license_id: str, hwuid: str, now: datetime) -> BindOutcome:
         with self._db.write() as conn:

@@ -97,12 +97,24 @@ class SigningKeyRecord:
 
 @dataclass(frozen=True)
 class AuditRecord:
+    """One audit event. ``seq`` is its place in the hash chain (``None``: written before the
+    chain existed); ``actor`` the actor's id; the ``actor_ip``, ``actor_user_agent`` and
+    ``personal`` members are personal data (``None`` once erased)."""
+
     id: int
     action: str
     actor: str | None
     target: str | None
     data: dict[str, Any]
     created_at: datetime
+    seq: int | None = None
+    actor_kind: str | None = None
+    actor_name: str | None = None
+    request_id: str | None = None
+    app_id: str | None = None
+    actor_ip: str | None = None
+    actor_user_agent: str | None = None
+    personal: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

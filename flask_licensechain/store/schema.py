@@ -153,15 +153,61 @@ signing_keys = sa.Table(
     ),
 )
 
+# The audit log: a hash chain (store/audit.py has the design). ``seq`` NULL: an event written
+# before the chain existed. The personal columns (actor_ip .. personal_salt) stay outside the
+# MAC so that an erasure can blank them.
 audit_events = sa.Table(
     "lc_audit_events",
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("action", sa.Text, nullable=False),
-    sa.Column("actor", sa.Text),
+    sa.Column("actor", sa.Text),  # the actor's id: API key id, OS user, console user id
     sa.Column("target", sa.Text),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger),
+    sa.Column("actor_kind", sa.String(16)),
+    sa.Column("actor_name", sa.Text),
+    sa.Column("request_id", sa.String(128)),
+    sa.Column("app_id", sa.String(40)),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("prev_mac", sa.String(64)),
+    sa.Column("mac", sa.String(64)),
+    sa.Column("personal_digest", sa.String(64)),
+    sa.Column("actor_ip", sa.Text),
+    sa.Column("actor_user_agent", sa.Text),
+    sa.Column("personal", sa.JSON),
+    sa.Column("personal_salt", sa.String(32)),
+    sa.Index("ux_lc_audit_events_seq", "seq", unique=True),
+    sa.Index("ix_lc_audit_events_app_id", "app_id", "id"),
+    sa.Index("ix_lc_audit_events_target", "target", "id"),
+    sa.Index("ix_lc_audit_events_created", "created_at"),
+)
+
+# One row: the chain's head (last seq and MAC), updated with every append under its row lock.
+audit_head = sa.Table(
+    "lc_audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(32)),
+    sa.Column("head_mac", sa.String(64)),
+)
+
+# What ``audit prune`` leaves: the last pruned event's seq and MAC, signed.
+audit_checkpoints = sa.Table(
+    "lc_audit_checkpoints",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("mac", sa.String(64), nullable=False),
+    sa.Column("pruned", sa.BigInteger, nullable=False),
+    sa.Column("before", UTCDateTime, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+    sa.Column("signature", sa.String(64), nullable=False),
+    sa.Index("ux_lc_audit_checkpoints_seq", "seq", unique=True),
 )
 
 # Revocations: the source of truth every denylist follows (see store/revocations.py).
@@ -198,4 +244,103 @@ verification_counts = sa.Table(
     sa.Column("count", sa.BigInteger, nullable=False),
     sa.Index("ix_lc_verification_counts_app_day", "app_id", "day"),
     sa.Index("ix_lc_verification_counts_license_day", "license_id", "day"),
+)
+
+# -- the admin console (flask_licensechain/console): people, their second factors, sessions --
+
+console_users = sa.Table(
+    "lc_console_users",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),  # lower-cased
+    sa.Column("display_name", sa.Text, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    # The apps this user may act on; empty: every app.
+    sa.Column("app_ids", sa.JSON, nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("password_hash", sa.Text),  # Argon2id (PHC string); NULL until set up
+    sa.Column("totp_secret", sa.LargeBinary),  # sealed; NULL: none
+    sa.Column("totp_enabled", sa.Boolean, nullable=False),
+    sa.Column("totp_last_step", sa.BigInteger),  # the last accepted step: replays refused
+    sa.Column("locked_until", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+console_sessions = sa.Table(
+    "lc_console_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),  # SHA-256 (hex) of the cookie's id
+    sa.Column(
+        "user_id",
+        sa.String(40),
+        sa.ForeignKey("lc_console_users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("stage", sa.String(8), nullable=False),  # mfa, enrol, full
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
+    sa.Column("mfa_at", UTCDateTime),  # the last second-factor check
+    sa.Column("ip", sa.String(64)),
+    sa.Column("user_agent", sa.Text),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
+console_login_failures = sa.Table(
+    "lc_console_login_failures",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("ip", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_lc_console_login_failures_email", "email", "created_at"),
+    sa.Index("ix_lc_console_login_failures_ip", "ip", "created_at"),
+)
+
+console_setup_tokens = sa.Table(
+    "lc_console_setup_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # SHA-256 (hex)
+    sa.Column(
+        "user_id",
+        sa.String(40),
+        sa.ForeignKey("lc_console_users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+)
+
+console_backup_codes = sa.Table(
+    "lc_console_backup_codes",
+    metadata,
+    sa.Column(
+        "user_id",
+        sa.String(40),
+        sa.ForeignKey("lc_console_users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("code_hash", sa.String(64), primary_key=True),  # HMAC-SHA-256 (hex)
+    sa.Column("used_at", UTCDateTime),
+)
+
+console_webauthn_credentials = sa.Table(
+    "lc_console_webauthn_credentials",
+    metadata,
+    sa.Column("id", sa.String(1400), primary_key=True),  # credential id, base64url
+    sa.Column(
+        "user_id",
+        sa.String(40),
+        sa.ForeignKey("lc_console_users.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),  # COSE key
+    sa.Column("sign_count", sa.BigInteger, nullable=False),
+    sa.Column("transports", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_at", UTCDateTime),
 )

@@ -1,8 +1,9 @@
-"""Signing keys: the public JWK and the sealed private key (sealing lives in core/keys.py).
+"""Signing keys: the public JWK and the sealed private key (sealing: core/sealing.py).
 
 Lifecycle: ``active`` (signs; exactly one) -> ``retiring`` (no longer signs, still in the JWKS
 until ``expires_at``, when its last token is dead) -> ``retired`` (private key dropped).
 A partial unique index makes a second active key impossible, whatever the callers do.
+``sealed_private_key`` is a registered sealed column (``store/sealed.py``), context the kid.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from . import validation as check
 from .database import Database
 from .records import SigningKeyRecord
 from .schema import signing_keys, to_utc
+from .sealed import register_sealed_column
 
 ACTIVE: Final = "active"
 RETIRING: Final = "retiring"
@@ -24,6 +26,8 @@ RETIRED: Final = "retired"
 KEY_STATES: Final = (ACTIVE, RETIRING, RETIRED)
 _ROTATE_ATTEMPTS = 5
 _ROTATION_LOCK = 0x4C430002  # advisory lock id; any constant shared by all processes
+
+register_sealed_column(signing_keys, "sealed_private_key", context=lambda row: row.kid.encode())
 
 _ACTIVE = sa.select(signing_keys).where(signing_keys.c.state == ACTIVE)
 

@@ -1,0 +1,113 @@
+"""``flask licensechain users ...``: the admin console's people, from the command line.
+
+    flask --app APP licensechain users create --email ada@example.com --role owner
+    flask --app APP licensechain users list
+    flask --app APP licensechain users setup-link ada@example.com
+    flask --app APP licensechain users unlock ada@example.com
+
+``create`` and ``setup-link`` print a one-time setup link that expires in 24 hours (the
+person chooses a password, then a second factor). They need ``LICENSECHAIN_CONSOLE`` on.
+The console's modules (and the ``console`` extra's packages) are imported by each command,
+so that ``flask licensechain`` works without that extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .command import AUDIT_ACTOR, LicenseChainGroup, emit
+
+users_cli = LicenseChainGroup("users", help="Console users: create, list, setup links, unlock.")
+
+
+def _user_json(user: Any) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "displayName": user.display_name,
+        "role": user.role,
+        "appIds": list(user.app_ids),
+        "disabled": user.disabled,
+        "lockedUntil": None if user.locked_until is None else user.locked_until.isoformat(),
+        "mfa": {"totp": user.totp_enabled},
+    }
+
+
+@users_cli.command("create", help="Create a console user and print a one-time setup link.")
+@click.option("--email", required=True, help="The person's email address (their sign-in name).")
+@click.option(
+    "--role",
+    required=True,
+    help="Their role: owner, admin, developer, support, auditor or readonly.",
+)
+@click.option(
+    "--name", "display_name", default=None, help="Display name (default: from the email)."
+)
+@click.option("--app-id", "app_ids", multiple=True, help="Limit them to this app (repeat).")
+@click.option("--base-url", default=None, help="The console's URL for the link.")
+def create(
+    as_json: bool,
+    email: str,
+    role: str,
+    display_name: str | None,
+    app_ids: tuple[str, ...],
+    base_url: str | None,
+) -> None:
+    from .console import people  # the console extra, loaded only for these commands
+    from .console.state import console_state
+
+    state = console_state()
+    user, token = people.create_user(
+        state, email=email, role=role, display_name=display_name, app_ids=app_ids, actor=AUDIT_ACTOR
+    )
+    link = people.setup_link(state, token, base_url)
+    expires = (state.clock() + people.SETUP_LINK_LIFETIME).isoformat()
+    emit(
+        as_json,
+        {"user": _user_json(user), "setupLink": link, "expiresAt": expires},
+        f"Created console user {user.email} ({user.role}).\n"
+        f"Setup link (one use, expires {expires}):\n  {link}",
+    )
+
+
+@users_cli.command("setup-link", help="Print a new one-time setup link for a user.")
+@click.argument("user")
+@click.option("--base-url", default=None, help="The console's URL for the link.")
+def setup_link(as_json: bool, user: str, base_url: str | None) -> None:
+    from .console import people
+    from .console.state import console_state
+
+    state = console_state()
+    found = people.find_user(state, user)
+    token = people.new_setup_token(state, found, actor=AUDIT_ACTOR)
+    link = people.setup_link(state, token, base_url)
+    emit(
+        as_json,
+        {"user": _user_json(found), "setupLink": link},
+        f"Setup link for {found.email}:\n  {link}",
+    )
+
+
+@users_cli.command("list", help="List console users.")
+def list_users(as_json: bool) -> None:
+    from .console.state import console_state
+
+    users = console_state().repo.list_users()
+    lines = [f"{u.id}  {u.email}  {u.role}{'  disabled' if u.disabled else ''}" for u in users]
+    emit(
+        as_json, {"users": [_user_json(u) for u in users]}, "\n".join(lines) or "No console users."
+    )
+
+
+@users_cli.command("unlock", help="Lift a user's sign-in lock after too many failures.")
+@click.argument("user")
+def unlock(as_json: bool, user: str) -> None:
+    from .console import people
+    from .console.state import console_state
+
+    state = console_state()
+    found = people.find_user(state, user)
+    people.unlock(state, found, actor=AUDIT_ACTOR)
+    emit(as_json, {"user": _user_json(found), "unlocked": True}, f"Unlocked {found.email}.")

@@ -1,0 +1,83 @@
+"""App changes: create, update, delete (``app.create``, ``app.update``, ``app.delete``).
+
+Each runs in one unit of work with its audit event; the public endpoints' CORS allow-list
+(built from the apps' ``allowed_origins``) is refreshed once the change has committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+from ..core.errors import NotFound
+from ..state import IssuerState
+from ..store import Actor, AppRecord, Change
+from . import diff, plain
+
+#: the app fields an audit event records (an app holds no personal data)
+APP_FIELDS: Final = ("name", "description", "tier", "webhook_url", "allowed_origins")
+
+
+def _fields(app: AppRecord) -> dict[str, Any]:
+    return {name: plain(getattr(app, name)) for name in (*APP_FIELDS, "slug", "mode")}
+
+
+def create_app(state: IssuerState, actor: Actor, *, name: str, **fields: Any) -> AppRecord:
+    """A new app (``fields``: ``description``, ``tier``, ``webhook_url``,
+    ``allowed_origins``). Raises ``InvalidRequest`` for a bad field, ``Conflict`` when no
+    slug is free, ``Unavailable`` (nothing written) when the store or the audit write fails."""
+    with state.store.unit_of_work(actor) as unit:
+        app = state.store.apps.create(name, **fields)
+        unit.record(
+            Change(
+                action="app.create", target=app.id, app_id=app.id, data=_fields(app), subject=app
+            )
+        )
+        unit.after_commit(state.cors_origins.invalidate)
+    return app
+
+
+def update_app(state: IssuerState, actor: Actor, app_id: str, **changes: Any) -> AppRecord:
+    """Change the given fields of an app (none: the app as it is, nothing recorded).
+    ``data``: ``{"changes": {field: [before, after]}}``. Raises ``NotFound``,
+    ``InvalidRequest``, ``Unavailable``."""
+    store = state.store
+    with store.unit_of_work(actor) as unit:
+        before = store.apps.get(app_id)
+        if before is None:
+            raise NotFound("App not found.")
+        if not changes:
+            return before
+        after = store.apps.update(app_id, **changes)
+        if after is None:
+            raise NotFound("App not found.")
+        changed = diff(_fields(before), _fields(after), APP_FIELDS)
+        unit.record(
+            Change(
+                action="app.update",
+                target=app_id,
+                app_id=app_id,
+                data={"changes": changed},
+                subject=after,
+            )
+        )
+        unit.after_commit(state.cors_origins.invalidate)
+    return after
+
+
+def delete_app(state: IssuerState, actor: Actor, app_id: str) -> AppRecord:
+    """Delete an app whose licenses are all revoked; the API keys limited to it are revoked
+    with it. Raises ``NotFound``, ``Conflict`` (a license is not revoked), ``Unavailable``."""
+    with state.store.unit_of_work(actor) as unit:
+        app = state.store.apps.delete(app_id)
+        unit.record(
+            Change(
+                action="app.delete",
+                target=app.id,
+                app_id=app.id,
+                data=_fields(app),
+                subject=dataclasses.replace(app),
+            )
+        )
+        unit.after_commit(state.cors_origins.invalidate)
+    return app

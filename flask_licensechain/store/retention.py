@@ -1,0 +1,125 @@
+"""Retention of client IP addresses and user agents: past ``LICENSECHAIN_RETENTION_DAYS_IP``
+days (default 90) a stored IP is truncated to its network and a stored user agent erased.
+
+A module that stores IPs or user agents registers the columns once, at import, beside its
+table, naming the column that dates each row::
+
+    register_retention(audit_actors, timestamp="created_at", ips=("ip",),
+                       user_agents=("user_agent",))
+
+``apply_retention(db, older_than=...)`` is the job; ``flask licensechain maintenance run``
+runs it (daily from cron), and so may a long-running worker.
+
+What is kept: an IPv4 address becomes its /24 network (``203.0.113.7`` -> ``203.0.113.0``),
+an IPv6 address its /48 (``2001:db8:1:2::5`` -> ``2001:db8:1::``), as the IP anonymisation
+of common analytics tools; a value that is not an IP address is erased. A user agent becomes
+NULL. Both keep the row and its non-personal facts. The job is idempotent: it reads the rows
+older than the cut-off that hold an IP and writes only those not reduced yet.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from .database import Database
+from .schema import to_utc
+
+_IPV4_PREFIX: Final = 24
+_IPV6_PREFIX: Final = 48
+
+
+@dataclass(frozen=True)
+class RetainedColumns:
+    """Personal columns of ``table`` dated by ``timestamp`` (a timezone-aware column)."""
+
+    table: sa.Table
+    timestamp: str
+    ips: tuple[str, ...] = ()
+    user_agents: tuple[str, ...] = ()
+
+
+#: Every registered table, in registration order.
+RETAINED: list[RetainedColumns] = []
+
+
+def register_retention(
+    table: sa.Table,
+    *,
+    timestamp: str,
+    ips: tuple[str, ...] = (),
+    user_agents: tuple[str, ...] = (),
+) -> RetainedColumns:
+    """Declare columns holding client IPs or user agents (idempotent per table).
+
+    :raises KeyError: a column the table does not have.
+    """
+    for name in (timestamp, *ips, *user_agents):
+        table.c[name]  # a typo fails at import
+    for known in RETAINED:
+        if known.table.name == table.name:
+            return known
+    entry = RetainedColumns(table, timestamp, tuple(ips), tuple(user_agents))
+    RETAINED.append(entry)
+    return entry
+
+
+def truncate_ip(value: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network address of ``value``; ``None`` if it is not an
+    IP address. An IPv4-mapped IPv6 address is treated as IPv4."""
+    try:
+        address = ipaddress.ip_address(value.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = _IPV4_PREFIX if address.version == 4 else _IPV6_PREFIX
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def apply_retention(db: Database, *, older_than: datetime) -> dict[str, int]:
+    """Reduce the IPs and user agents of rows dated before ``older_than``.
+
+    Returns ``{"table.column": rows changed}`` for every registered column whose table
+    exists. One transaction per table.
+
+    :raises Unavailable: the store is down.
+    """
+    cutoff = to_utc(older_than)
+    changed: dict[str, int] = {}
+    with db.read() as conn:
+        present = set(sa.inspect(conn).get_table_names())
+    for entry in RETAINED:
+        if entry.table.name not in present:
+            continue
+        table = entry.table
+        pk = list(table.primary_key.columns)
+        with db.write() as conn:
+            old = table.c[entry.timestamp] < cutoff
+            for name in entry.user_agents:
+                col = table.c[name]
+                result = conn.execute(
+                    sa.update(table).where(old, col.is_not(None)).values({col: None})
+                )
+                changed[f"{table.name}.{name}"] = result.rowcount
+            for name in entry.ips:
+                col = table.c[name]
+                rows = conn.execute(sa.select(*pk, col).where(old, col.is_not(None))).all()
+                count = 0
+                for row in rows:
+                    value: Any = getattr(row, name)
+                    reduced = truncate_ip(str(value))
+                    if reduced == value:
+                        continue
+                    match = sa.and_(*(c == getattr(row, c.name) for c in pk))
+                    conn.execute(sa.update(table).where(match).values({col: reduced}))
+                    count += 1
+                changed[f"{table.name}.{name}"] = count
+    return changed
+
+
+__all__ = ["RETAINED", "RetainedColumns", "apply_retention", "register_retention", "truncate_ip"]
