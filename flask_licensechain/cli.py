@@ -28,6 +28,7 @@ from .cli_audit import audit_cli
 from .cli_console import users_cli
 from .cli_data import register_data_commands
 from .cli_db import db_cli
+from .cli_webhooks import webhooks_cli
 from .command import LicenseChainGroup, cli_actor, emit, issuer
 from .core.contract import SELLER_TIERS
 from .serialize import app_json, iso, license_json, parse_timestamp
@@ -42,6 +43,7 @@ licensechain_cli = LicenseChainGroup(
     "licensechain", help="Administer the LicenseChain license server of this app."
 )
 licensechain_cli.add_command(db_cli)
+licensechain_cli.add_command(webhooks_cli)
 licensechain_cli.add_command(users_cli)
 register_data_commands(licensechain_cli)
 licensechain_cli.add_command(audit_cli)

@@ -17,9 +17,21 @@ from typing import Any
 
 import click
 
-from .command import AUDIT_ACTOR, LicenseChainGroup, emit
+from .command import AUDIT_ACTOR, CommandFailure, LicenseChainGroup, emit, issuer
 
 users_cli = LicenseChainGroup("users", help="Console users: create, list, setup links, unlock.")
+
+
+def _require_console() -> None:
+    """``CommandFailure`` unless this app serves the console (checked before the console's
+    modules load: without the ``console`` extra they cannot)."""
+    state, _ = issuer()
+    if not state.settings.console:
+        raise CommandFailure(
+            "console_off",
+            "The console is not enabled on this app: set LICENSECHAIN_CONSOLE = True "
+            "(pip install 'flask-licensechain[console]').",
+        )
 
 
 def _user_json(user: Any) -> dict[str, Any]:
@@ -55,6 +67,7 @@ def create(
     app_ids: tuple[str, ...],
     base_url: str | None,
 ) -> None:
+    _require_console()
     from .console import people  # the console extra, loaded only for these commands
     from .console.state import console_state
 
@@ -76,6 +89,7 @@ def create(
 @click.argument("user")
 @click.option("--base-url", default=None, help="The console's URL for the link.")
 def setup_link(as_json: bool, user: str, base_url: str | None) -> None:
+    _require_console()
     from .console import people
     from .console.state import console_state
 
@@ -92,6 +106,7 @@ def setup_link(as_json: bool, user: str, base_url: str | None) -> None:
 
 @users_cli.command("list", help="List console users.")
 def list_users(as_json: bool) -> None:
+    _require_console()
     from .console.state import console_state
 
     users = console_state().repo.list_users()
@@ -104,6 +119,7 @@ def list_users(as_json: bool) -> None:
 @users_cli.command("unlock", help="Lift a user's sign-in lock after too many failures.")
 @click.argument("user")
 def unlock(as_json: bool, user: str) -> None:
+    _require_console()
     from .console import people
     from .console.state import console_state
 

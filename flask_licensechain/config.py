@@ -139,6 +139,65 @@ def _cookie(value: Any, key: str) -> str:
     return check_cookie_name(value, key)
 
 
+def _retry_schedule(value: Any, key: str) -> tuple[float, ...]:
+    items: Any = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or len(items) > 30:
+        raise ConfigError(f"{key} must be a list of at most 30 delays in seconds")
+    delays = tuple(_non_negative_float(item, key) for item in items)
+    return delays
+
+
+def _optional_path(value: Any, key: str) -> str | None:
+    text = _text(value, key)
+    if text is None:
+        return None
+    if not text.startswith("/") or any(c in text for c in "<>?#") or text != text.strip():
+        raise ConfigError(f"{key} must be a plain path starting with '/', got {value!r}")
+    return text
+
+
+def _optional_port(value: Any, key: str) -> int | None:
+    if value is None or value == "":
+        return None
+    port = parse_int(value, key)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{key} must be a TCP port (1 to 65535), got {port}")
+    return port
+
+
+def _signal_threshold(value: Any, key: str) -> str:
+    """``COUNT/PERIOD`` (``limits`` syntax, one item: ``10/hour``, ``50/10 minutes``) or
+    ``off``."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return "off"
+    from limits import parse_many  # the limits package loads its storages on import
+
+    try:
+        parsed = parse_many(value) if isinstance(value, str) else []
+    except (ValueError, TypeError):
+        parsed = []
+    if len(parsed) != 1 or parsed[0].amount < 1:
+        raise ConfigError(f"{key}: {value!r} is not a threshold such as '10/hour' (or 'off')")
+    return str(value)
+
+
+def _signals_storage(value: Any, key: str) -> str | None:
+    text = _text(value, key)
+    if text is None:
+        return None
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme not in ("memory", "redis", "rediss"):
+        raise ConfigError(f"{key} must be memory:// or a redis:// or rediss:// URI")
+    return check_storage_uri(text, key)
+
+
+def _word_list(value: Any, key: str) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"{key} must be a comma-separated string or a list of strings")
+    return tuple(i.strip() for i in items if i.strip())
+
+
 def _console_switch(value: Any, key: str) -> bool:
     enabled = parse_bool(value, key)
     if enabled:
@@ -279,6 +338,119 @@ class Settings:
         "error body, never HTML. The host app's own error handlers keep precedence.",
         parse_bool,
     )
+    webhooks_allow_private: bool = _opt(
+        False,
+        "Webhooks may go to loopback, private and link-local addresses, and over plain "
+        "http (development and tests only: see flask_licensechain/webhooks/ssrf.py).",
+        parse_bool,
+    )
+    webhooks_timeout: float = _opt(
+        10.0, "Seconds one webhook attempt may take in all (connect, TLS, answer).", _positive_float
+    )
+    webhooks_retry_schedule: tuple[float, ...] = _opt(
+        (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0, 50400.0, 50400.0, 50400.0),
+        "Seconds between the attempts of a webhook delivery (each +-20% jitter), a list or "
+        "comma-separated; after the last the delivery is dead. Default: about 3 days.",
+        _retry_schedule,
+    )
+    webhooks_disable_after: float = _opt(
+        5 * 86400.0,
+        "Seconds a webhook endpoint may fail without one success before it is disabled.",
+        _positive_float,
+    )
+    webhooks_secret_overlap: float = _opt(
+        86400.0,
+        "Seconds a rotated-out webhook secret keeps signing beside the new one.",
+        _non_negative_float,
+    )
+    webhooks_background: bool = _opt(
+        False,
+        "Deliver webhooks from a background thread of the web process (embedded use); "
+        "otherwise run `flask licensechain webhooks run`.",
+        parse_bool,
+    )
+    webhooks_retention_days: int = _opt(
+        30,
+        "Days finished webhook deliveries (with their payloads) are kept before the worker "
+        "deletes them.",
+        _positive_int,
+    )
+    webhooks_poll_interval: float = _opt(
+        1.0, "Seconds a webhook worker waits between two looks at the queue.", _positive_float
+    )
+    # -- monitoring (flask_licensechain/monitoring/) --------------------------------------
+    security_headers: bool = _opt(
+        True,
+        "Issuer mode: every response of the app gets `X-Content-Type-Options: nosniff`, "
+        "`Referrer-Policy: no-referrer` and `X-Frame-Options: DENY` (a header the view set "
+        "is kept), and `Strict-Transport-Security` when the request came over HTTPS (after "
+        "ProxyFix).",
+        parse_bool,
+    )
+    hsts: bool = _opt(
+        False,
+        "Send `Strict-Transport-Security` on every response, plain HTTP included (TLS ends "
+        "at a proxy that the app does not see through ProxyFix).",
+        parse_bool,
+    )
+    hsts_max_age: int = _opt(
+        31536000, "`max-age` of `Strict-Transport-Security`, in seconds.", _positive_int
+    )
+    metrics_enabled: bool = _opt(
+        False,
+        "Count Prometheus metrics (prometheus-client) even when neither `metrics_path` nor "
+        "`metrics_port` serves them (an exporter of your own). Under gunicorn set "
+        "`PROMETHEUS_MULTIPROC_DIR` (see Deployment).",
+        parse_bool,
+    )
+    metrics_path: str | None = _opt(
+        None,
+        "Serve the Prometheus metrics at this path (e.g. `/metrics`), only to an API key "
+        "with the `metrics:read` scope. Default: not served.",
+        _optional_path,
+    )
+    metrics_port: int | None = _opt(
+        None,
+        "Serve the Prometheus metrics without credentials on `127.0.0.1:<port>` (loopback "
+        "only). Default: not served.",
+        _optional_port,
+    )
+    access_log: bool = _opt(
+        False,
+        "One JSON line per request on the `licensechain.access` logger (request id, route "
+        "template, method, status, latency, API key id); never a key, a token or a body.",
+        parse_bool,
+    )
+    signals_enabled: bool = _opt(
+        True,
+        "Issuer mode: watch each license for the security signals below; each one over its "
+        "threshold records a `security.anomaly` audit event (once per window) and never "
+        "blocks a customer.",
+        parse_bool,
+    )
+    signals_storage_url: str | None = _opt(
+        None,
+        "Where the signals are counted: `memory://` (per process) or `redis://`/`rediss://` "
+        "(shared by every worker). Default: `redis_url` when it is redis:// or rediss://, "
+        "else `memory://`.",
+        _signals_storage,
+    )
+    signal_hardware_churn: str = _opt(
+        "10/hour",
+        "Signal: hardware-id churn of one license (devices bound, released, and refusals "
+        "for `hardware_id_mismatch`) over `COUNT/PERIOD`, or `off`.",
+        _signal_threshold,
+    )
+    signal_key_sharing: str = _opt(
+        "20/hour",
+        "Signal: distinct client IPs presenting one license key over `COUNT/PERIOD`, or `off`.",
+        _signal_threshold,
+    )
+    signal_failed_verifications: str = _opt(
+        "50/10 minutes",
+        "Signal: refused verifications of one license over `COUNT/PERIOD`, or `off`.",
+        _signal_threshold,
+    )
 
     console: bool = _opt(
         False,
@@ -312,6 +484,22 @@ class Settings:
         "Seconds a console account stays locked after 10 failed sign-ins in 15 minutes "
         "(an owner may unlock it sooner).",
         _positive_float,
+    )
+
+    console_sso_issuer: str | None = _opt(
+        None,
+        "Console SSO: the OpenID Connect issuer URL (its `/.well-known/openid-configuration` "
+        "is read). People sign in as the console user with the same verified email; SSO "
+        "never creates a user.",
+        _http_url,
+    )
+    console_sso_client_id: str | None = _opt(None, "Console SSO: the client id.", _text)
+    console_sso_client_secret: str | None = _opt(None, "Console SSO: the client secret.", _text)
+    console_sso_mfa_values: tuple[str, ...] = _opt(
+        (),
+        "Console SSO: `amr` or `acr` values (comma-separated) that count as the identity "
+        "provider's multi-factor sign-in. Empty: the console still asks its own second factor.",
+        _word_list,
     )
 
     @classmethod

@@ -26,6 +26,7 @@ from .core.options import audience_set, check_audience_choice
 from .core.verifier import TokenVerifier
 from .integrator import build_key_source
 from .issuer import init_issuer
+from .monitoring.setup import install_monitoring
 from .revocation import build_denylist
 from .state import EXTENSION_KEY, LicenseChainState
 
@@ -108,6 +109,7 @@ class LicenseChain:
             )
         else:
             state = init_issuer(app, settings)
+            install_monitoring(app, state)
         state.token_reader = TokenReader(settings.token_sources, settings.token_cookie)
         state.gate_audience = audience_set(settings.audience) or None
         if settings.authoritative:

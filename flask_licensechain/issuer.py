@@ -39,6 +39,8 @@ from .state import IssuerState
 from .store import Store, open_store
 from .store.audit import AuditKeys
 from .store.sealed import key_ids_in_use
+from .webhooks.runtime import WebhookRuntime, WebhookSettings
+from .webhooks.worker import BackgroundWorker
 
 log = logging.getLogger("licensechain.issuer")
 
@@ -233,6 +235,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         cors_origins=OriginAllowList(store.apps.all_allowed_origins),
         sealer=sealer,
     )
+    _init_webhooks(app, state)
     if settings.register_blueprint:
         has_root_health = any(rule.rule == "/health" for rule in app.url_map.iter_rules())
         app.register_blueprint(api_blueprint, url_prefix=settings.url_prefix)
@@ -244,8 +247,21 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         # The console extra's packages (flask-wtf, argon2...) load only when it is on.
         from .console import init_console
 
-        # TODO(issue 14): seal TOTP secrets with ``state.sealer`` (rotatable) instead.
-        init_console(app, state, encryption_keys[0][1])
+        init_console(app, state)
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)
     return state
+
+
+def _init_webhooks(app: Flask, state: IssuerState) -> None:
+    """The webhook outbox joins every unit of work (after the audit log); with
+    ``LICENSECHAIN_WEBHOOKS_BACKGROUND`` a worker thread starts with the first request."""
+    settings = WebhookSettings.from_settings(state.settings)
+    runtime = WebhookRuntime(state.store, state.sealer, settings)
+    runtime.install()
+    state.webhooks = runtime
+    if state.settings.webhooks_background:
+        background = BackgroundWorker(runtime)
+        state.webhook_worker = background
+        app.before_request(background.ensure_started)
+        state.store.changes.add_committed_listener(background.wake_for)

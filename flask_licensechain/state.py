@@ -26,8 +26,11 @@ if TYPE_CHECKING:
     from .core.keysource import KeySource
     from .core.sealing import Sealer
     from .core.verifier import TokenVerifier
+    from .monitoring.signals import Monitoring
     from .signing import SigningKeys
     from .store import Store
+    from .webhooks.runtime import WebhookRuntime
+    from .webhooks.worker import BackgroundWorker
 
 EXTENSION_KEY: Final = "licensechain"
 
@@ -76,6 +79,11 @@ class IssuerState(LicenseChainState):
     #: the keyring sealing secrets at rest (``core/sealing.py``): webhook and TOTP secrets
     #: seal and unseal through it
     sealer: Sealer
+    #: the webhooks (issue 12): settings, outbox, sender; and the in-process worker, if any
+    webhooks: WebhookRuntime | None = None
+    webhook_worker: BackgroundWorker | None = None
+    #: metrics and security signals (``flask_licensechain/monitoring``); None: not set up
+    monitoring: Monitoring | None = None
 
 
 def get_state(app: Flask | None = None) -> LicenseChainState:

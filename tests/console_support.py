@@ -10,6 +10,9 @@ Fast page tests need no browser:
         assert client.get("/console/api-keys").status_code == 403
         assert post_form(client, "/console/api-keys", {"name": "x"}).status_code == 403
 
+As a pytest plugin (``pytest_plugins = ["console_support"]``) it also gives the fixtures
+``console_clock`` (a ``Clock``) and ``console_app`` (``make_console_app`` on that clock).
+
 ``signed_in_client`` writes a full session (password and second factor done, second factor
 checked just now) straight into the store and gives its cookie to a Flask test client.
 ``post_form`` adds the CSRF token the console requires (read from a console page).
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pyotp
+import pytest
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
@@ -204,3 +208,15 @@ def sign_in(
         {"code": code if code is not None else person.totp_now(state)},
         page="/console/login/verify",
     )
+
+
+@pytest.fixture
+def console_clock() -> Clock:
+    """A settable clock for the console (``console_clock.advance(minutes=31)``)."""
+    return Clock()
+
+
+@pytest.fixture
+def console_app(tmp_path: Path, console_clock: Clock) -> Flask:
+    """A console app on SQLite in ``tmp_path``, on ``console_clock``."""
+    return make_console_app(tmp_path, clock=console_clock)

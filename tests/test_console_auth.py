@@ -151,7 +151,9 @@ def test_session_fixation_new_id_at_each_step(app: Flask) -> None:
     for old in (planted, after_password):
         other = app.test_client()
         other.set_cookie(COOKIE_NAME, old, path="/")
-        assert other.get("/console/account").status_code == 302
+        response = other.get("/console/account")
+        assert response.status_code == 302
+        assert response.headers["Location"].startswith("/console/login?")  # no session at all
 
 
 def test_idle_timeout(app: Flask, clock: Clock) -> None:
@@ -163,6 +165,10 @@ def test_idle_timeout(app: Flask, clock: Clock) -> None:
     clock.advance(minutes=30, seconds=1)
     response = client.get("/console/account")
     assert response.status_code == 302 and "/console/login" in response.headers["Location"]
+    ended = [
+        e for e in console_state(app).store.audit.list() if e.action == "console.session_ended"
+    ]
+    assert [e.data["reason"] for e in ended] == ["idle"]
 
 
 def test_absolute_timeout(app: Flask, clock: Clock) -> None:
@@ -338,3 +344,20 @@ def test_session_list_shows_device_ip_last_seen(app: Flask) -> None:
     client, _ = signed_in_client(app, "developer")
     html = client.get("/console/account/sessions").get_data(as_text=True)
     assert "console tests" in html and "127.0.0.1" in html and "UTC" in html
+
+
+def test_console_actor_for_the_service_layer(app: Flask) -> None:
+    from flask_licensechain.console.auth import console_actor
+
+    @app.get("/guarded/actor")
+    @login_required
+    def actor_view() -> dict[str, str | None]:
+        actor = console_actor()
+        return {"kind": actor.kind, "id": actor.id, "ip": actor.ip}
+
+    client, person = signed_in_client(app, "support")
+    assert client.get("/guarded/actor").get_json() == {
+        "kind": "console",
+        "id": person.user.id,
+        "ip": "127.0.0.1",
+    }

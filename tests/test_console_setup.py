@@ -4,6 +4,7 @@ passwords (Argon2id, policy, rehash), lockout and TOTP replay, through the test 
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
@@ -83,7 +84,7 @@ def test_first_owner_from_the_printed_link(app: Flask, clock: Clock) -> None:
     )
     assert shown.status_code == 200
     codes = re.findall(
-        r"<li><code>([a-z0-9]{5}-[a-z0-9]{5})</code></li>", shown.get_data(as_text=True)
+        r"<li><code>([a-z0-9]{4}(?:-[a-z0-9]{4}){3})</code></li>", shown.get_data(as_text=True)
     )
     assert len(codes) == 10 and len(set(codes)) == 10
     assert client.get("/console/account").status_code == 200
@@ -163,7 +164,9 @@ def test_backup_code_works_once(app: Flask) -> None:
     client = app.test_client()
     assert sign_in(client, app, person, code=code.upper()).status_code == 302
     assert client.get("/console/account").status_code == 200
-    assert sign_in(app.test_client(), app, person, code=code).status_code == 401
+    again = sign_in(app.test_client(), app, person, code=code)
+    assert again.status_code == 401
+    assert code not in again.get_data(as_text=True)  # a code is never shown back
     actions = [e.action for e in console_state(app).store.audit.list()]
     assert "console.backup_code_used" in actions
 
@@ -257,3 +260,123 @@ def test_regenerate_backup_codes_needs_recent_mfa(app: Flask, clock: Clock) -> N
     clock.advance(minutes=11)
     stale = post_form(client, "/console/account/backup-codes", page="/console/account")
     assert stale.status_code == 302 and "/console/reauth" in stale.headers["Location"]
+
+
+def test_totp_secret_is_sealed_by_the_keyring_and_follows_its_rotation(tmp_path: Path) -> None:
+    import base64
+    import json
+
+    k1 = base64.urlsafe_b64encode(bytes(range(32))).decode()
+    k2 = base64.urlsafe_b64encode(bytes(range(1, 33))).decode()
+    db = f"sqlite:///{tmp_path}/rotate.db"
+    first = make_console_app(
+        tmp_path, db, LICENSECHAIN_ENCRYPTION_KEY=None, LICENSECHAIN_ENCRYPTION_KEYS=f"k1:{k1}"
+    )
+    person = create_person(first, "owner")
+    stored = console_state(first).repo.get_user(person.user.id).totp_secret
+    assert stored.startswith(b"lcs1.k1.") and person.totp_secret.encode() not in stored
+    console_state(first).store.dispose()
+    # A new key first; the rotation re-seals the TOTP secret under it.
+    second = make_console_app(
+        tmp_path,
+        db,
+        LICENSECHAIN_ENCRYPTION_KEY=None,
+        LICENSECHAIN_ENCRYPTION_KEYS=f"k2:{k2},k1:{k1}",
+    )
+    result = second.test_cli_runner().invoke(
+        args=["licensechain", "rotate-encryption-key", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]), result.output
+    assert console_state(second).repo.get_user(person.user.id).totp_secret.startswith(b"lcs1.k2.")
+    console_state(second).store.dispose()
+    # k1 gone: the TOTP still signs in.
+    third = make_console_app(
+        tmp_path, db, LICENSECHAIN_ENCRYPTION_KEY=None, LICENSECHAIN_ENCRYPTION_KEYS=f"k2:{k2}"
+    )
+    assert sign_in(third.test_client(), third, person).status_code == 302
+
+
+class _CountingHasher(PasswordHasher):
+    calls = 0
+
+    def verify(self, hash: str, password: str) -> bool:
+        type(self).calls += 1
+        return super().verify(hash, password)
+
+
+def test_every_refusal_costs_one_password_check(app: Flask, clock: Clock) -> None:
+    """Same time whatever failed: each attempt runs exactly one Argon2 verification (a dummy
+    hash for unknown, disabled, locked or throttled accounts), never zero."""
+    state = console_state(app)
+    hasher = _CountingHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    good = create_person(app, "developer")
+    disabled = create_person(app, "developer")
+    state.repo.update_user(disabled.user.id, now=clock(), disabled=True)
+    locked = create_person(app, "developer")
+    state.repo.update_user(locked.user.id, now=clock(), locked_until=clock() + state.lockout)
+    state.passwords = Passwords(hasher)
+    cases = [
+        ("nobody@example.test", PASSWORD_GUESS),
+        (disabled.email, disabled.password),
+        (locked.email, locked.password),
+        (good.email, PASSWORD_GUESS),
+    ]
+    for email, password in cases:
+        before = _CountingHasher.calls
+        response = post_form(
+            app.test_client(), "/console/login", {"email": email, "password": password}
+        )
+        assert response.status_code == 401
+        assert _CountingHasher.calls - before == 1, email
+    # Throttled (backoff due after repeated failures): refused unchecked, yet one check spent.
+    for _ in range(throttle.ACCOUNT_FREE):
+        post_form(
+            app.test_client(), "/console/login", {"email": good.email, "password": PASSWORD_GUESS}
+        )
+    before = _CountingHasher.calls
+    response = post_form(
+        app.test_client(), "/console/login", {"email": good.email, "password": good.password}
+    )
+    assert response.status_code == 401 and _CountingHasher.calls - before == 1
+
+
+PASSWORD_GUESS = "guessing passwords here"
+
+
+def test_old_sessions_and_failures_are_not_kept(app: Flask, clock: Clock) -> None:
+    state = console_state(app)
+    person = create_person(app, "owner")
+    post_form(
+        app.test_client(), "/console/login", {"email": person.email, "password": PASSWORD_GUESS}
+    )
+    signed_in_client(app, person=person)
+    clock.advance(hours=13)
+    post_form(
+        app.test_client(), "/console/login", {"email": "x@example.test", "password": PASSWORD_GUESS}
+    )
+    assert state.repo.failures_since(clock() - timedelta(days=1), email=person.email)[0] == 0
+    sign_in(app.test_client(), app, person)
+    assert len(state.repo.list_sessions(person.user.id)) == 1
+
+
+def test_users_commands_need_the_console_on(tmp_path: Path) -> None:
+    import json
+
+    from gate_support import issuer_app_with
+
+    app = issuer_app_with(tmp_path, gated=False)
+    result = app.test_cli_runner().invoke(
+        args=[
+            "licensechain",
+            "users",
+            "create",
+            "--email",
+            "a@example.test",
+            "--role",
+            "owner",
+            "--json",
+        ]
+    )
+    assert result.exit_code == 1
+    assert json.loads(result.output)["error"] == "console_off"

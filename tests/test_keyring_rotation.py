@@ -216,7 +216,8 @@ def test_rotation_reseals_everything_under_the_first_key(tmp_path: Path, store_u
     report = run_json(issuer, "rotate-encryption-key")
     assert report == {
         "keyId": "k2",
-        "resealed": {"lc_signing_keys.sealed_private_key": 2},
+        # every registered column is reported; the console's TOTP secrets (none here) too
+        "resealed": {"lc_signing_keys.sealed_private_key": 2, "lc_console_users.totp_secret": 0},
         "total": 2,
         "removableKeyIds": ["k1"],
     }

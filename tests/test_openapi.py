@@ -31,8 +31,13 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from webhooks_support import socket_guard
 
 from flask_licensechain.api.openapi import openapi_document
+from flask_licensechain.services import webhooks as webhooks_service
+from flask_licensechain.store import Actor
+from flask_licensechain.webhooks import ssrf
+from flask_licensechain.webhooks.ssrf import DestinationPolicy
 
 SANE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -57,7 +62,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-#: Per operation; 20 operations. Enough to walk every documented branch, quick enough to run
+#: Per operation; 30 operations. Enough to walk every documented branch, quick enough to run
 #: on every change.
 MAX_EXAMPLES = 25
 #: Huge limits: the rate-limit headers are present and checked, but no case is refused.
@@ -106,6 +111,17 @@ CONTRACT_OPERATIONS = {
     ("post", "/v1/apps/{appId}/regenerate-key"),
     ("get", "/v1/audit-events"),
     ("get", "/health"),
+    # webhooks (issue 12)
+    ("post", "/v1/webhooks"),
+    ("get", "/v1/webhooks"),
+    ("get", "/v1/webhooks/{webhookId}"),
+    ("patch", "/v1/webhooks/{webhookId}"),
+    ("put", "/v1/webhooks/{webhookId}"),
+    ("delete", "/v1/webhooks/{webhookId}"),
+    ("post", "/v1/webhooks/{webhookId}/test"),
+    ("get", "/v1/webhooks/{webhookId}/deliveries"),
+    ("post", "/v1/webhooks/{webhookId}/deliveries/{deliveryId}/retry"),
+    ("post", "/v1/webhooks/{webhookId}/rotate-secret"),
     # CORS preflight of the public endpoints
     ("options", "/v1/licenses/verify"),
     ("options", "/v1/licenses/validate-hardware"),
@@ -129,11 +145,26 @@ class Planted:
         self.token = issuer.token_for(lic.key, hwuid=self.hwuid)
         self.key_id = ""
         self.fresh_api_key()
+        self.fresh_webhook()
 
     def fresh_api_key(self) -> None:
         """An API key for the ``{keyId}`` routes (not the admin key: they may revoke it)."""
         record, _ = self.issuer.store.api_keys.create("planted", ["apps:read"])
         self.key_id = record.id
+
+    def fresh_webhook(self) -> None:
+        """A webhook (to a name the stubbed resolver refuses) with one dead delivery."""
+        runtime = self.issuer.state.webhooks
+        created = webhooks_service.create_endpoint(
+            DestinationPolicyBypass(runtime),  # type: ignore[arg-type]
+            Actor(kind="cli", id="schemathesis"),
+            url="https://hooks.example.com/planted",
+            events=None,
+            app_id=None,
+        )
+        self.webhook_id = created.endpoint.id
+        delivery, _ = webhooks_service.send_test(runtime, created.endpoint)
+        self.delivery_id = str(delivery.id)
 
     def fresh_license(self) -> None:
         """A new license when the planted one was revoked (no way back from REVOKED)."""
@@ -149,6 +180,8 @@ class Planted:
             self.fresh_license()
         if self.issuer.store.api_keys.get(self.key_id).revoked:
             self.fresh_api_key()
+        if self.issuer.store.webhooks.get_endpoint(self.webhook_id) is None:
+            self.fresh_webhook()
         query = case.query or {}
         if "hwuid" in query:
             query["hwuid"] = self.hwuid
@@ -159,6 +192,8 @@ class Planted:
             ("license", self.license_id),
             ("hwuid", self.hwuid),
             ("keyId", self.key_id),
+            ("webhookId", self.webhook_id),
+            ("deliveryId", self.delivery_id),
         ):
             if name in params:
                 params[name] = value
@@ -179,6 +214,30 @@ class Planted:
             ):
                 if name in body:
                     body[name] = value
+
+
+class DestinationPolicyBypass:
+    """The webhook runtime with a policy that accepts the planted URL at creation (the
+    stubbed resolver refuses every name, so nothing is ever sent)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self.policy = DestinationPolicy(resolver=lambda host, port: ["93.184.215.14"])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
+
+
+def _refuse_every_name(host: str, port: int) -> list[str]:
+    raise ssrf.DestinationRefused(f"{host}: no DNS in tests")
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Generated webhook URLs never resolve, and no socket reaches past loopback."""
+    monkeypatch.setattr(ssrf, "resolve", _refuse_every_name)
+    with socket_guard(strict=False):
+        yield
 
 
 @pytest.fixture

@@ -29,8 +29,6 @@ from flask_licensechain.roles import (
 #: Scopes that other branches guard (they are in the one list so that keys can be made with
 #: them now). The lead removes each line when the branch that guards it is merged.
 PENDING = {
-    "webhooks:read": "issue 12: GET /v1/webhooks...",
-    "webhooks:write": "issue 12: POST/PATCH/DELETE /v1/webhooks...",
     "customers:read": "issue 15: POST /v1/customers/export",
     "customers:erase": "issue 15: POST /v1/customers/erase",
     "metrics:read": "issue 11 monitoring branch: the metrics endpoint",

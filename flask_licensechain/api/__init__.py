@@ -7,7 +7,7 @@ its app's state with ``get_issuer_state()``.
 
 from __future__ import annotations
 
-from . import admin, api_keys, audit_events, licenses, openapi, public
+from . import admin, api_keys, audit_events, licenses, openapi, public, webhooks
 from .blueprint import BLUEPRINT_NAME, bp, root_bp
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "openapi",
     "public",
     "root_bp",
+    "webhooks",
 ]

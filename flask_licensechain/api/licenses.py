@@ -22,6 +22,7 @@ from flask import Response, request
 from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES
 from ..core.errors import InvalidRequest, NotFound
+from ..monitoring.signals import observe_device
 from ..serialize import license_json, parse_timestamp
 from ..services import licenses as service
 from ..state import IssuerState, get_issuer_state
@@ -329,7 +330,9 @@ def extend_license(ref: str) -> Response:
 def _release(ref: str, hwuid: str) -> Response:
     state = get_issuer_state()
     lic = _existing(state, ref)
-    return _one(service.release_device(state, request_actor(), lic.id, hwuid=hwuid))
+    released = service.release_device(state, request_actor(), lic.id, hwuid=hwuid)
+    observe_device("released", lic.id, lic.app_id)
+    return _one(released)
 
 
 @bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)

@@ -26,9 +26,12 @@ from ..store.api_keys import MAX_ROTATION_GRACE
 from ..store.changes import ACTOR_KINDS
 from ..store.licenses import STATS_FIELDS
 from ..version import __version__
+from ..webhooks.events import SUBSCRIBABLE
 from . import admin, analytics_report, api_keys, audit_events, converters, cors, licenses, public
 from .blueprint import bp
 from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
+from .webhooks import DESCRIPTION as WEBHOOK_DESCRIPTION
+from .webhooks import MAX_EVENTS as WEBHOOK_MAX_EVENTS
 
 Schema = dict[str, Any]
 
@@ -754,6 +757,7 @@ def _schemas() -> dict[str, Schema]:
         **_admin_schemas(),
         **_analytics_schemas(),
         **_audit_schemas(),
+        **_webhook_schemas(),
     }
 
 
@@ -1588,13 +1592,278 @@ def _audit_paths(p: str) -> dict[str, Schema]:
     }
 
 
+# -- webhooks (issue 12) ------------------------------------------------------------------
+
+
+def _webhook_schemas() -> dict[str, Schema]:
+    url = {
+        **_text(limits.WEBHOOK_URL),
+        "description": "https URL (http and private "
+        "addresses only with LICENSECHAIN_WEBHOOKS_ALLOW_PRIVATE).",
+    }
+    events = {
+        "type": "array",
+        "items": {"type": "string", "enum": [*SUBSCRIBABLE, "*"]},
+        "maxItems": WEBHOOK_MAX_EVENTS,
+        "description": "Event types; `*`, empty or absent: all of them.",
+    }
+    secret_in = {
+        "anyOf": [{"type": "string", "pattern": "^whsec_[A-Za-z0-9+/]+={0,2}$"}, {"type": "null"}],
+        "description": "A `whsec_` secret of 24 to 64 bytes; null or absent: a new one.",
+    }
+    endpoint_fields: dict[str, Schema] = {
+        "id": {"type": "string", "format": "uuid"},
+        "url": STRING,
+        "description": _nullable(STRING),
+        "events": {"type": "array", "items": STRING},
+        "appId": _nullable(STRING),
+        "app_id": _nullable(STRING),
+        "source": {"type": "string", "enum": ["api", "app"]},
+        "active": {"type": "boolean"},
+        "enabled": {"type": "boolean"},
+        "disabledAt": _nullable(DATE_TIME),
+        "disabledReason": _nullable(STRING),
+        "failingSince": _nullable(DATE_TIME),
+        "createdAt": DATE_TIME,
+        "created_at": DATE_TIME,
+        "updatedAt": DATE_TIME,
+        "updated_at": DATE_TIME,
+    }
+    secret_out = {"type": "string", "pattern": "^whsec_", "description": "Shown this once."}
+    attempt = _obj(
+        ["attemptedAt", "statusCode", "latencyMs", "error"],
+        {
+            "attemptedAt": DATE_TIME,
+            "statusCode": _nullable({"type": "integer"}),
+            "latencyMs": {"type": "integer", "minimum": 0},
+            "error": _nullable(STRING),
+        },
+    )
+    delivery_fields: dict[str, Schema] = {
+        "id": STRING,
+        "webhookId": STRING,
+        "eventId": STRING,
+        "eventType": STRING,
+        "status": {"type": "string", "enum": ["pending", "succeeded", "dead"]},
+        "attemptCount": {"type": "integer", "minimum": 0},
+        "maxAttempts": {"type": "integer", "minimum": 1},
+        "nextAttemptAt": _nullable(DATE_TIME),
+        "lastStatusCode": _nullable({"type": "integer"}),
+        "lastError": _nullable(STRING),
+        "lastAttemptAt": _nullable(DATE_TIME),
+        "createdAt": DATE_TIME,
+        "attempts": {"type": "array", "items": attempt},
+    }
+    return {
+        "WebhookCreate": {
+            **_closed(
+                {
+                    "url": url,
+                    "events": events,
+                    "secret": secret_in,
+                    "description": _nullable(_text(WEBHOOK_DESCRIPTION)),
+                    **_aliases(("app_id", "appId"), _nullable(_text(limits.APP_ID))),
+                },
+                description="As LicenseChain's SDKs send it. `app_id` absent: every app's "
+                "events (unrestricted keys); an app-limited key makes its app's webhooks.",
+            ),
+            "required": ["url"],
+        },
+        "WebhookUpdate": _closed(
+            {
+                "url": url,
+                "events": _nullable(events),
+                "secret": secret_in,
+                "description": _nullable(_text(WEBHOOK_DESCRIPTION, 0)),
+                **_aliases(("enabled", "active"), _nullable({"type": "boolean"})),
+            },
+            description="Partial update (PATCH or PUT). An app's webhook (its "
+            "`webhook_url`) only takes `enabled` (409 otherwise).",
+        ),
+        "Webhook": _obj(list(endpoint_fields), endpoint_fields),
+        "WebhookWithSecret": _obj(
+            [*endpoint_fields, "secret"], {**endpoint_fields, "secret": secret_out}
+        ),
+        "WebhookRotated": _obj(
+            [*endpoint_fields, "secret", "previousSecretExpiresAt"],
+            {
+                **endpoint_fields,
+                "secret": secret_out,
+                "previousSecretExpiresAt": {
+                    **_nullable(DATE_TIME),
+                    "description": "Until then deliveries are signed with both secrets.",
+                },
+            },
+        ),
+        "WebhookList": _obj(
+            ["data", "total", "page", "limit", "pagination"],
+            {
+                "data": {"type": "array", "items": _schema("Webhook")},
+                "total": {"type": "integer"},
+                "page": {"type": "integer"},
+                "limit": {"type": "integer"},
+                "pagination": _obj(
+                    ["total", "page", "limit"],
+                    {k: {"type": "integer"} for k in ("total", "page", "limit")},
+                ),
+            },
+        ),
+        "WebhookDeleted": _obj(["id", "deleted"], {"id": STRING, "deleted": {"const": True}}),
+        "WebhookDelivery": _obj(list(delivery_fields), delivery_fields),
+        "WebhookDeliveryList": _obj(
+            ["data", "nextCursor", "limit"],
+            {
+                "data": {"type": "array", "items": _schema("WebhookDelivery")},
+                "nextCursor": {
+                    **_nullable(STRING),
+                    "description": "Pass as `cursor` for the next page; null on the last.",
+                },
+                "limit": {"type": "integer"},
+            },
+        ),
+        "WebhookTestResult": _obj(
+            ["success", "statusCode", "latencyMs", "error", "delivery"],
+            {
+                "success": {"type": "boolean"},
+                "statusCode": _nullable({"type": "integer"}),
+                "latencyMs": {"type": "integer", "minimum": 0},
+                "error": _nullable(STRING),
+                "delivery": _schema("WebhookDelivery"),
+            },
+        ),
+    }
+
+
+def _webhook_paths(p: str) -> dict[str, Schema]:
+    webhook = _path_param("webhookId", "Webhook id.")
+    delivery = _path_param("deliveryId", "Delivery id.")
+    one = _schema("Webhook")
+    update = {
+        "summary": "Update a webhook (PUT as LicenseChain's SDKs send it)",
+        "result": "The webhook.",
+    }
+
+    def write(summary: str, result: str, schema: Schema, *params: Schema, **kw: Any) -> Schema:
+        return _admin(
+            summary,
+            "webhooks:write",
+            kw.pop("status", 200),
+            result,
+            schema,
+            errors=kw.pop("errors", (404,)),
+            body=kw.pop("body", "EmptyRequest"),
+            body_required=kw.pop("body_required", False),
+            parameters=list(params),
+        )
+
+    cursor = _query("cursor", {"type": "string", "maxLength": 64}, "`nextCursor` of the last page.")
+    return {
+        f"{p}/webhooks": {
+            "post": _admin(
+                "Create a webhook; its signing secret is shown this once",
+                "webhooks:write",
+                201,
+                "The webhook with its `secret`.",
+                _schema("WebhookWithSecret"),
+                errors=(404, 409),
+                body="WebhookCreate",
+            ),
+            "get": _admin(
+                "List webhooks (in `data`)",
+                "webhooks:read",
+                200,
+                "One page.",
+                _schema("WebhookList"),
+                errors=(400, 404),
+                parameters=[*_page_params(), *_app_filter_params()],
+            ),
+        },
+        f"{p}/webhooks/{{webhookId}}": {
+            "get": _admin(
+                "A webhook (never its secret)",
+                "webhooks:read",
+                200,
+                "The webhook.",
+                one,
+                errors=(404,),
+                parameters=[webhook],
+            ),
+            "patch": write(
+                update["summary"],
+                update["result"],
+                one,
+                webhook,
+                errors=(404, 409),
+                body="WebhookUpdate",
+            ),
+            "put": write(
+                update["summary"],
+                update["result"],
+                one,
+                webhook,
+                errors=(404, 409),
+                body="WebhookUpdate",
+            ),
+            "delete": write(
+                "Delete a webhook and its deliveries",
+                "Deleted.",
+                _schema("WebhookDeleted"),
+                webhook,
+                errors=(404, 409),
+            ),
+        },
+        f"{p}/webhooks/{{webhookId}}/test": {
+            "post": write(
+                "Send a `webhook.test` event now",
+                "The outcome of the attempt (a failed one is not an error).",
+                _schema("WebhookTestResult"),
+                webhook,
+            )
+        },
+        f"{p}/webhooks/{{webhookId}}/deliveries": {
+            "get": _admin(
+                "Deliveries, newest first, with every attempt",
+                "webhooks:read",
+                200,
+                "One page; `nextCursor` leads to the next.",
+                _schema("WebhookDeliveryList"),
+                errors=(400, 404),
+                parameters=[
+                    webhook,
+                    cursor,
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": limits.PAGE_SIZE}),
+                ],
+            )
+        },
+        f"{p}/webhooks/{{webhookId}}/deliveries/{{deliveryId}}/retry": {
+            "post": write(
+                "Retry a delivery now (a dead one too), with a fresh run of attempts",
+                "The delivery, queued.",
+                _schema("WebhookDelivery"),
+                webhook,
+                delivery,
+                status=202,
+            )
+        },
+        f"{p}/webhooks/{{webhookId}}/rotate-secret": {
+            "post": write(
+                "A new signing secret, shown once; the old one signs too during the overlap",
+                "The webhook with its new `secret`.",
+                _schema("WebhookRotated"),
+                webhook,
+                errors=(404, 409),
+            )
+        },
+    }
+
+
 # -- the document -----------------------------------------------------------------------
 
 
 @lru_cache(maxsize=8)
 def _build(prefix: str) -> Schema:
     p = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    paths = {**_public_paths(p), **_admin_paths(p), **_audit_paths(p)}
+    paths = {**_public_paths(p), **_admin_paths(p), **_audit_paths(p), **_webhook_paths(p)}
     if p:
         paths["/health"] = _health(root=True)
     for item in paths.values():  # every operation takes the client's X-Request-ID

@@ -20,6 +20,7 @@ from .. import field_limits as limits
 from ..client_ip import client_ip
 from ..core.contract import STATUS_REASON, TIER_TO_VT, Reason, build_claims
 from ..core.errors import InvalidToken
+from ..monitoring.signals import observe_verification
 from ..serialize import iso, iso_from_unix
 from ..services.licenses import bind_device
 from ..state import IssuerState, get_issuer_state
@@ -113,6 +114,7 @@ def _verify_request(*, hwuid_required: bool) -> Response:
         app_id=decision.app_id,
         license_id=decision.license_id,
     )
+    observe_verification(state, decision)
     return _answer(state, decision, now)
 
 

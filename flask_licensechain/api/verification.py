@@ -14,6 +14,7 @@ from typing import Final
 
 from ..core.contract import STATUS_REASON, Reason
 from ..core.errors import NotFound
+from ..monitoring.signals import observe_device
 from ..store import AppRecord, BindOutcome, LicenseRecord, LicenseRepository
 from ..store.licenses import LAST_SEEN_RESOLUTION
 
@@ -84,6 +85,7 @@ def _check_device(
         outcome = bind(lic, hwuid, now)
     except NotFound:  # deleted since we read it
         return NOT_FOUND
+    observe_device(outcome.result, lic.id, lic.app_id)
     if not outcome.ok:
         return _refused(Reason.HARDWARE_ID_MISMATCH, "ACTIVE", lic)
     return Decision(

@@ -17,9 +17,11 @@ For the pages (``console/pages/``: add your routes to ``blueprint.bp`` and one l
   scope), ``@requires_recent_mfa`` (second factor checked within
   ``LICENSECHAIN_CONSOLE_MFA_MAX_AGE`` seconds, else a re-check page that comes back),
   ``current_user()`` (a ``ConsoleUser``: ``id``, ``email``, ``display_name``, ``role``,
-  ``app_ids``, empty meaning every app), ``user_can(scope)``, ``user_may_access_app(app_id)``
-  (``flask_licensechain.console.auth``). Templates get ``console_user`` and
-  ``lc_user_can(scope)`` to hide what a role may not do; the server still refuses it.
+  ``app_ids``, empty meaning every app), ``console_actor()`` (that user as the service
+  layer's ``Actor``, kind ``console``: pass it to ``flask_licensechain.services``),
+  ``user_can(scope)``, ``user_may_access_app(app_id)`` (``flask_licensechain.console.auth``).
+  Templates get ``console_user`` and ``lc_user_can(scope)`` to hide what a role may not do;
+  the server still refuses it.
 - ``audit_event(store, action, actor=..., target=..., **data)`` (``console.audit``): the one
   audit helper; ``actor_of(user)`` gives ``user:<id>``.
 - Templates extend ``console/base.html`` and fill ``{% block content %}`` (and ``{% block
@@ -28,8 +30,19 @@ For the pages (``console/pages/``: add your routes to ``blueprint.bp`` and one l
   Every POST form carries ``{{ form.csrf_token }}`` or ``csrf_token()``: the blueprint
   refuses a POST without a valid token (400). No inline script or style: the
   Content-Security-Policy forbids them; put JavaScript in ``static/console/``.
+- People (for the Users page): ``people.create_user`` (returns the user and a one-time setup
+  token; ``people.setup_link`` makes the URL), ``people.set_role`` and
+  ``people.set_disabled`` (both end the person's sessions), ``people.unlock``; all audited.
+  Changing roles is a sensitive action: guard it with ``@requires_recent_mfa``.
 - Tests: ``tests/console_support.py`` makes a console app and a signed-in test client for a
-  role (``signed_in_client(app, role="support")``), without a browser.
+  role (``signed_in_client(app, role="support")``), without a browser; ``post_form`` adds
+  the CSRF token; as a pytest plugin it gives ``console_app`` and ``console_clock``.
+
+Modules: ``signin`` (password, second factor, setup link, re-check), ``passkeys``
+(WebAuthn), ``mfa`` (TOTP, backup codes), ``account`` (account security, sessions page),
+``sso`` (optional OpenID Connect), ``sessions`` (server-side sessions), ``throttle``
+(backoff and lockout), ``passwords`` (Argon2id and policy), ``repository`` (the
+``lc_console_*`` tables), ``people`` (user management), ``roles``, ``audit``.
 
 Roles map to scopes through the shared role table, ``flask_licensechain/roles.py``.
 """
@@ -42,15 +55,14 @@ from flask import Flask
 
 from ..core.errors import ConfigError
 from ..state import IssuerState
-from . import account, signin
+from . import account, passkeys, signin, sso
 from .auth import current_user, login_required, requires_recent_mfa, requires_scope
 from .blueprint import bp, csrf
 from .passwords import Passwords
 from .repository import ConsoleRepository
-from .sealing import derive_console_key
 from .state import CONSOLE_KEY, ConsoleState, console_state
 
-_VIEWS: Final = (account, signin)  # imported for their routes
+_VIEWS: Final = (account, passkeys, signin, sso)  # imported for their routes
 
 #: flask-wtf's settings, as ``CSRFProtect.init_app`` would set them (it is not called:
 #: that would guard every view of the app, the JSON API included)
@@ -64,11 +76,13 @@ _CSRF_DEFAULTS: Final = {
 
 
 def init_console(
-    app: Flask, state: IssuerState, encryption_key: bytes, *, passwords: Passwords | None = None
+    app: Flask, state: IssuerState, *, passwords: Passwords | None = None
 ) -> ConsoleState:
     """Register the console blueprint on ``app`` at ``LICENSECHAIN_CONSOLE_PATH``, over the
-    issuer's store. ``encryption_key`` is the store's sealing key (a sub-key of it seals
-    TOTP secrets). Raises ``ConfigError`` without Flask's ``SECRET_KEY``."""
+    issuer's store; the issuer's keyring (``state.sealer``) seals TOTP secrets.
+
+    :raises ConfigError: Flask's ``SECRET_KEY`` is not set.
+    """
     if not app.secret_key:
         raise ConfigError(
             "LICENSECHAIN_CONSOLE needs Flask's SECRET_KEY (it signs the CSRF tokens of the "
@@ -83,8 +97,9 @@ def init_console(
         store=state.store,
         repo=ConsoleRepository(state.store.database),
         passwords=passwords or Passwords(),
-        sealing_key=derive_console_key(encryption_key),
+        sealer=state.sealer,
     )
+    console.sso = sso.init_sso(app, settings)
     app.extensions[CONSOLE_KEY] = console
     app.register_blueprint(bp, url_prefix=settings.console_path.rstrip("/") or None)
     return console

@@ -6,7 +6,7 @@ last one: every user keeps one (owners and admins included, as the rule says).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from flask import abort, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response as BaseResponse
@@ -18,7 +18,7 @@ from .blueprint import add_nav, bp
 from .forms import ActionForm, ChangePasswordForm, TotpConfirmForm
 from .passwords import WeakPassword, check_new_password
 from .repository import ConsoleUser
-from .signin import actor_of
+from .signin import actor_of, finish_enrolment
 from .state import console_state
 
 add_nav("Account", "console.account")
@@ -75,7 +75,7 @@ def totp_enrol() -> Any:
                 state.store, "console.mfa_totp_enabled", actor=actor_of(user), target=actor_of(user)
             )
             if enrolling or state.repo.unused_backup_codes(user.id) == 0:
-                return _finish_enrolment(user, enrolling)
+                return finish_enrolment(user, enrolling=enrolling)
             flash("The authenticator app is on.", "info")
             return redirect(url_for("console.account"))
         form.code.errors = ["That code is not right. Check the time on your device and try again."]
@@ -93,30 +93,6 @@ def totp_enrol() -> Any:
         ),
         status,
     )
-
-
-def _finish_enrolment(user: ConsoleUser, enrolling: bool) -> Any:
-    """After the first second factor: backup codes (shown once) and, when enrolling, a
-    full session with a new id."""
-    state = console_state()
-    codes = mfa.regenerate_backup_codes(state, user)
-    audit_event(
-        state.store, "console.backup_codes_generated", actor=actor_of(user), target=actor_of(user)
-    )
-    if enrolling:
-        found = signed()
-        created = found.session.created_at if found is not None else None
-        sessions.issue(
-            state, user, stage=sessions.STAGE_FULL, mfa_at=state.clock(), created_at=created
-        )
-        audit_event(
-            state.store,
-            "console.login",
-            actor=actor_of(user),
-            target=actor_of(user),
-            method="enrolment",
-        )
-    return render_template("console/backup_codes.html", codes=codes)
 
 
 @bp.post("/account/totp/disable")
@@ -201,6 +177,37 @@ def change_password() -> Any:
     )
 
 
+_BROWSERS: Final = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("HeadlessChrome/", "Headless Chrome"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+)
+_SYSTEMS: Final = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+)
+
+
+def device_name(user_agent: str | None) -> str:
+    """A short name for a session's device ("Firefox on Windows") from its User-Agent; the
+    full string stays available (shown as the cell's title)."""
+    if not user_agent:
+        return "Unknown device"
+    browser = next((name for mark, name in _BROWSERS if mark in user_agent), None)
+    system = next((name for mark, name in _SYSTEMS if mark in user_agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or user_agent[:60]
+
+
 def session_handle(id_hash: str) -> str:
     """The public name of a session in pages and URLs (not the cookie, not its hash)."""
     return id_hash[:16]
@@ -216,6 +223,7 @@ def sessions_page() -> Any:
     rows = [
         {
             "handle": session_handle(s.id_hash),
+            "device": device_name(s.user_agent),
             "current": s.id_hash == mine,
             "session": s,
             "stale": sessions.end_reason(state, s, user, state.clock()) is not None,

@@ -1,6 +1,7 @@
 """Who is signed in, and the decorators that guard console views.
 
 - ``current_user()``: the signed-in ``ConsoleUser`` (None outside a full session).
+- ``console_actor()``: that user as the service layer's ``Actor`` (``store.changes``).
 - ``@login_required``: a fully signed-in user (password and second factor), else a
   redirect to the sign-in page (or to the second-factor step that is pending).
 - ``@requires_scope("licenses:write")``: also the scope, from the user's role
@@ -19,6 +20,9 @@ from urllib.parse import urlsplit
 
 from flask import abort, flash, g, redirect, request, url_for
 
+from ..client_ip import client_ip
+from ..core.gate import environ_request_id
+from ..store.changes import Actor
 from . import sessions
 from .repository import ConsoleSession, ConsoleUser
 from .roles import role_allows
@@ -51,6 +55,25 @@ def current_session() -> ConsoleSession | None:
     return found.session if found is not None and found.session.stage == STAGE_FULL else None
 
 
+def console_actor() -> Actor:
+    """The signed-in user as the service layer's ``Actor`` (kind ``console``), with the
+    request's IP and user agent (personal data: the audit log keeps them apart).
+
+    :raises RuntimeError: nobody is fully signed in (guard the view with ``@login_required``).
+    """
+    user = current_user()
+    if user is None:
+        raise RuntimeError("console_actor() needs a signed-in user (@login_required)")
+    return Actor(
+        kind="console",
+        id=user.id,
+        name=user.display_name,
+        request_id=environ_request_id(request.environ),
+        ip=client_ip(),
+        user_agent=request.headers.get("User-Agent"),
+    )
+
+
 def user_can(scope: str) -> bool:
     """Whether the signed-in user's role grants ``scope`` (templates use it to hide what
     the role may not do)."""
@@ -71,8 +94,8 @@ def safe_next(target: str | None) -> str | None:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return None
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return None
+    if parts.scheme or parts.netloc or {".", ".."} & set(parts.path.split("/")):
+        return None  # a dot segment would walk out of the console once the browser resolves it
     prefix = console_state().settings.console_path.rstrip("/") + "/"
     return target if (parts.path + "/").startswith(prefix) or parts.path == prefix[:-1] else None
 

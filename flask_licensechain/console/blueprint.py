@@ -64,6 +64,8 @@ def _visible_nav() -> list[NavItem]:
 
 @bp.before_request
 def _load_session() -> None:
+    if request.endpoint == "console.static":
+        return  # stylesheet and script: no session, nothing to protect
     setattr(g, SIGNED_KEY, sessions.load(console_state()))
     csrf.protect()
 
@@ -96,6 +98,8 @@ def _template_context() -> dict[str, Any]:
         "console_user": current_user(),
         "console_signed": signed(),
         "console_nav": _visible_nav(),
+        "console_sso": console_state().sso is not None,
+        "console_base": request.script_root + console_state().settings.console_path.rstrip("/"),
     }
 
 

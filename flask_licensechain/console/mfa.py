@@ -5,10 +5,14 @@ or of one step either side is accepted (clock drift), and only once: the step of
 accepted code is recorded and a code of that step or an earlier one is refused (RFC 6238
 section 5.2: "the verifier MUST NOT accept the second attempt of the OTP after the
 successful validation has been issued for the first OTP"). The secret is sealed at rest
-(``sealing.py``) and shown once, as text and as a QR code (segno), at enrolment.
+by the issuer's keyring (``core/sealing.py``; column registered in ``store/schema.py``, so
+``rotate-encryption-key`` re-seals it) and shown once, as text and as a QR code (segno), at
+enrolment.
 
-Backup codes: ``BACKUP_CODE_COUNT`` random codes of 50 bits, shown once, kept as
-HMAC-SHA-256 under the console's sealing key, each usable once; regenerating replaces them.
+Backup codes: ``BACKUP_CODE_COUNT`` random codes of 16 characters from a 31-letter alphabet
+(79 bits: no offline search of a stolen hash is feasible, so a plain SHA-256 keeps them,
+and they outlive an encryption-key rotation), shown once, each usable once; regenerating
+replaces them.
 """
 
 from __future__ import annotations
@@ -23,17 +27,17 @@ import pyotp
 import segno
 
 from .repository import ConsoleUser
-from .sealing import seal_secret, unseal_secret
 from .state import ConsoleState
 
 TOTP_ISSUER: Final = "LicenseChain"
 TOTP_DRIFT_STEPS: Final = 1
 BACKUP_CODE_COUNT: Final = 10
 _BACKUP_ALPHABET: Final = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+_BACKUP_LENGTH: Final = 16
 
 
-def _context(user_id: str) -> str:
-    return f"totp:{user_id}"
+def _context(user_id: str) -> bytes:
+    return b"lc_console_users.totp_secret:" + user_id.encode()
 
 
 def new_totp_secret() -> str:
@@ -42,13 +46,14 @@ def new_totp_secret() -> str:
 
 
 def seal_totp_secret(state: ConsoleState, user_id: str, secret: str) -> bytes:
-    return seal_secret(secret.encode(), _context(user_id), state.sealing_key)
+    """The secret sealed for the user's row (ASCII bytes of the sealed text)."""
+    return state.sealer.seal(secret.encode(), context=_context(user_id)).encode("ascii")
 
 
 def open_totp_secret(state: ConsoleState, user: ConsoleUser) -> str | None:
     if user.totp_secret is None:
         return None
-    return unseal_secret(user.totp_secret, _context(user.id), state.sealing_key).decode()
+    return state.sealer.unseal(user.totp_secret, context=_context(user.id)).decode()
 
 
 def provisioning_uri(secret: str, email: str) -> str:
@@ -91,32 +96,31 @@ def _normalize_code(code: str) -> str:
     return "".join(ch for ch in code.lower() if ch.isalnum())
 
 
-def backup_code_hash(state: ConsoleState, user_id: str, code: str) -> str:
-    message = f"{user_id}:{_normalize_code(code)}".encode()
-    return hmac.new(state.sealing_key, message, hashlib.sha256).hexdigest()
+def backup_code_hash(user_id: str, code: str) -> str:
+    return hashlib.sha256(f"{user_id}:{_normalize_code(code)}".encode()).hexdigest()
 
 
 def new_backup_codes() -> list[str]:
     codes = []
     for _ in range(BACKUP_CODE_COUNT):
-        raw = "".join(secrets.choice(_BACKUP_ALPHABET) for _ in range(10))
-        codes.append(f"{raw[:5]}-{raw[5:]}")
+        raw = "".join(secrets.choice(_BACKUP_ALPHABET) for _ in range(_BACKUP_LENGTH))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, _BACKUP_LENGTH, 4)))
     return codes
 
 
 def regenerate_backup_codes(state: ConsoleState, user: ConsoleUser) -> list[str]:
     """New codes for ``user`` (the old ones stop working); the plain codes, to show once."""
     codes = new_backup_codes()
-    state.repo.replace_backup_codes(user.id, [backup_code_hash(state, user.id, c) for c in codes])
+    state.repo.replace_backup_codes(user.id, [backup_code_hash(user.id, c) for c in codes])
     return codes
 
 
 def use_backup_code(state: ConsoleState, user: ConsoleUser, code: str, now: datetime) -> bool:
     """Spend one of the user's backup codes: True once per code."""
     normalized = _normalize_code(code)
-    if len(normalized) != 10:
+    if len(normalized) != _BACKUP_LENGTH:
         return False
-    return state.repo.use_backup_code(user.id, backup_code_hash(state, user.id, code), now)
+    return state.repo.use_backup_code(user.id, backup_code_hash(user.id, code), now)
 
 
 def has_second_factor(state: ConsoleState, user: ConsoleUser) -> bool:

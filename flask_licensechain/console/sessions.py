@@ -24,6 +24,7 @@ from typing import Final
 from flask import Response, g, request
 
 from ..client_ip import client_ip
+from .audit import audit_event
 from .repository import ConsoleSession, ConsoleUser
 from .state import ConsoleState
 
@@ -93,9 +94,13 @@ def load(state: ConsoleState) -> Signed | None:
         return None
     user = state.repo.get_user(session.user_id)
     now = state.clock()
-    if end_reason(state, session, user, now) is not None:
-        if session.revoked_at is None:
-            state.repo.revoke_session(id_hash, now)
+    reason = end_reason(state, session, user, now)
+    if reason is not None:
+        if session.revoked_at is None and state.repo.revoke_session(id_hash, now):
+            actor = f"user:{session.user_id}"
+            audit_event(
+                state.store, "console.session_ended", actor=None, target=actor, reason=reason
+            )
         g.setdefault(_CLEAR_COOKIE, True)
         return None
     assert user is not None
@@ -117,6 +122,8 @@ def issue(
     the absolute timeout still counts from sign-in. Returns the new id's hash."""
     now = state.clock()
     revoke_current(state, now)
+    # Sessions past the absolute timeout are of no use: dropped (with their IP and device).
+    state.repo.delete_sessions_before(now - state.absolute_timeout)
     raw = secrets.token_urlsafe(32)
     id_hash = hash_session_id(raw)
     state.repo.create_session(

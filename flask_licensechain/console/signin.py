@@ -20,7 +20,7 @@ from . import mfa, sessions, throttle
 from .audit import audit_event
 from .auth import current_session, current_user, login_required, safe_next, signed
 from .blueprint import bp
-from .forms import ActionForm, LoginForm, SecondFactorForm, SetupForm
+from .forms import LoginForm, SecondFactorForm, SetupForm
 from .passwords import WeakPassword, check_new_password
 from .people import setup_token_hash
 from .repository import ConsoleUser
@@ -29,6 +29,11 @@ from .state import ConsoleState, console_state
 FAILED: Final = (
     "Sign-in failed: the email, password or code is wrong, or the account cannot sign in now."
 )
+
+
+def _form_status() -> int:
+    """200 for a form shown, 400 for one posted with invalid fields (shown again)."""
+    return 400 if request.method == "POST" else 200
 
 
 def actor_of(user: ConsoleUser) -> str:
@@ -103,7 +108,7 @@ def login() -> Any:
             throttle.record_failure(state, email, ip, user, now, step="password")
         flash(FAILED, "error")
         return render_template("console/login.html", form=form), 401
-    return render_template("console/login.html", form=form)
+    return render_template("console/login.html", form=form), _form_status()
 
 
 @bp.route("/login/verify", methods=["GET", "POST"])
@@ -127,11 +132,20 @@ def login_mfa() -> Any:
         if method is not None:
             return complete_sign_in(state, user, method, form.next.data)
         flash(FAILED, "error")
+        form.code.data = ""  # a code, even a spent one, is not shown again
         if throttle.is_locked(state.repo.get_user(user.id) or user, now):
             sessions.revoke_current(state, now)
             return redirect(url_for("console.login"))
-        return render_template("console/login_mfa.html", form=form, user=user), 401
-    return render_template("console/login_mfa.html", form=form, user=user)
+        return render_template(
+            "console/login_mfa.html", form=form, user=user, has_passkeys=_has_passkeys(user)
+        ), 401
+    return render_template(
+        "console/login_mfa.html", form=form, user=user, has_passkeys=_has_passkeys(user)
+    ), _form_status()
+
+
+def _has_passkeys(user: ConsoleUser) -> bool:
+    return bool(console_state().repo.credentials(user.id))
 
 
 def _check_second_factor(state: ConsoleState, user: ConsoleUser, code: str, ip: str) -> str | None:
@@ -211,7 +225,7 @@ def setup(token: str) -> Any:
         return redirect(
             url_for("console.enrol" if stage == sessions.STAGE_ENROL else "console.login_mfa")
         )
-    return render_template("console/setup.html", form=form, user=user)
+    return render_template("console/setup.html", form=form, user=user), _form_status()
 
 
 @bp.route("/reauth", methods=["GET", "POST"])
@@ -242,5 +256,34 @@ def reauth() -> Any:
             )
             return redirect(safe_next(form.next.data) or _home())
         flash(FAILED, "error")
-        return render_template("console/reauth.html", form=form), 401
-    return render_template("console/reauth.html", form=form, logout_form=ActionForm())
+        form.code.data = ""  # a code, even a spent one, is not shown again
+        return render_template(
+            "console/reauth.html", form=form, has_passkeys=_has_passkeys(user)
+        ), 401
+    return render_template(
+        "console/reauth.html", form=form, has_passkeys=_has_passkeys(user)
+    ), _form_status()
+
+
+def finish_enrolment(user: ConsoleUser, *, enrolling: bool) -> Any:
+    """After the first second factor: backup codes (shown once) and, when enrolling, a
+    full session with a new id."""
+    state = console_state()
+    codes = mfa.regenerate_backup_codes(state, user)
+    audit_event(
+        state.store, "console.backup_codes_generated", actor=actor_of(user), target=actor_of(user)
+    )
+    if enrolling:
+        found = signed()
+        created = found.session.created_at if found is not None else None
+        sessions.issue(
+            state, user, stage=sessions.STAGE_FULL, mfa_at=state.clock(), created_at=created
+        )
+        audit_event(
+            state.store,
+            "console.login",
+            actor=actor_of(user),
+            target=actor_of(user),
+            method="enrolment",
+        )
+    return render_template("console/backup_codes.html", codes=codes)

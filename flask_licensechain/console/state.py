@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from flask import Flask, current_app
 
 from ..config import Settings
+from ..core.sealing import Sealer
 from ..store import Store
 from .passwords import Passwords
 from .repository import ConsoleRepository
@@ -29,9 +30,11 @@ class ConsoleState:
     store: Store
     repo: ConsoleRepository
     passwords: Passwords
-    #: the key sealing TOTP secrets (``sealing.derive_console_key``)
-    sealing_key: bytes = field(repr=False)
+    #: the issuer's keyring: it seals TOTP secrets
+    sealer: Sealer
     clock: Callable[[], datetime] = utc_now
+    #: the OpenID Connect client registry (authlib) when SSO is configured
+    sso: Any = None
 
     @property
     def idle_timeout(self) -> timedelta:

@@ -62,6 +62,7 @@ def record_failure(
 ) -> None:
     """Count a failed ``step`` (``password`` or ``second_factor``); lock the account at
     ``LOCK_AFTER`` failures within ``WINDOW``. Audited."""
+    state.repo.delete_failures_before(now - WINDOW)  # only the window counts: no IP kept longer
     state.repo.record_failure(email, ip, now)
     audit_event(
         state.store,

@@ -31,6 +31,7 @@ from .records import (
 )
 from .revocations import RevocationRepository
 from .signing_keys import SigningKeyRepository
+from .webhooks import WebhookRepository
 
 
 class Store:
@@ -50,6 +51,8 @@ class Store:
         self.changes.add_listener(self.audit.append)
         self.unit_of_work = self.changes.unit_of_work
         self.verification_counts = VerificationCountRepository(self.database)
+        #: webhook endpoints, the outbox and deliveries (their listener: ``webhooks/outbox.py``)
+        self.webhooks = WebhookRepository(self.database)
         #: this process's verification outcomes, written to ``verification_counts`` in batches
         self.verification_tally = VerificationTally(self.verification_counts)
 
@@ -119,6 +122,7 @@ __all__ = [
     "Verification",
     "VerificationCountRepository",
     "VerificationTally",
+    "WebhookRepository",
     "normalize_url",
     "open_store",
 ]

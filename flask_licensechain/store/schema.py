@@ -8,6 +8,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from .sealed import register_sealed_column
+
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both backends. A naive value given is taken as UTC.
@@ -265,6 +267,13 @@ console_users = sa.Table(
     sa.Column("locked_until", UTCDateTime),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The TOTP secret, sealed by core/sealing.py (re-sealed by `rotate-encryption-key`).
+register_sealed_column(
+    console_users,
+    "totp_secret",
+    context=lambda row: b"lc_console_users.totp_secret:" + row.id.encode(),
 )
 
 console_sessions = sa.Table(

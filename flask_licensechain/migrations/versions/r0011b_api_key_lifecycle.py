@@ -1,7 +1,7 @@
 """API-key lifecycle (description, role, expiry, usage, rotation), app sets, app modes.
 
 Revision ID: 0011b
-Revises: 0005
+Revises: 0006
 
 - ``lc_apps.mode``: ``live`` or ``test`` (existing apps are live): lc_live_ keys act only on
   live apps, lc_test_ keys only on test apps.
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011b"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -1,0 +1,456 @@
+"""The console in a real browser: Debian's headless Chromium driven by Selenium, against
+the server running as its own process (``flask run`` on a free loopback port).
+
+Flows: the first owner set up from the link the CLI printed; TOTP enrolment (the code is
+computed from the secret the page shows); sign out and in with password and TOTP; a passkey
+registered with Chromium's virtual authenticator (WebDriver WebAuthn API), then used
+alone, as second factor and as the re-check before a sensitive action; an account set up
+with a passkey alone; a backup code used once, refused the second time; another
+session revoked and signed out; one sign-in driven by the keyboard alone. Screenshots of
+each page go to docs/console-screenshots/ (linked from the README); every page they show
+has a label on each control and no Content-Security-Policy refusal in the browser's log.
+
+Without Chromium and chromedriver these tests skip, and fail under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+from conftest import free_port
+from issuer_support import TEST_ENCRYPTION_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "docs" / "console-screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+PASSWORD = "a long and unusual passphrase"
+MFA_MAX_AGE = 2
+
+pytestmark = pytest.mark.slow
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:  # pragma: no cover - dev extra
+    webdriver = None
+
+
+def _need_browser() -> None:
+    missing = []
+    if webdriver is None:
+        missing.append("selenium (pip install -e '.[dev]')")
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.path.exists(path):
+            missing.append(path)
+    if missing:
+        reason = (
+            "browser tests need "
+            + ", ".join(missing)
+            + " (apt-get install chromium chromium-driver)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+class Server:
+    """The console app in its own ``flask run`` process on a free loopback port."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://localhost:{self.port}"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "tests"),
+            "FLASK_APP": "console_server:create_app",
+            "CONSOLE_TEST_INSTANCE": str(tmp / "instance"),
+            "SECRET_KEY": "browser tests secret",
+            "LICENSECHAIN_DATABASE_URL": f"sqlite:///{tmp}/console.db",
+            "LICENSECHAIN_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
+            "LICENSECHAIN_ISSUER": f"{self.base}/v1",
+            "LICENSECHAIN_CONSOLE": "true",
+            "LICENSECHAIN_CONSOLE_URL": f"{self.base}/console",
+            # Sensitive actions re-check the second factor after this many seconds (10 min in
+            # production): the re-check flow runs without a long wait.
+            "LICENSECHAIN_CONSOLE_MFA_MAX_AGE": str(MFA_MAX_AGE),
+        }
+        self.log = (tmp / "server.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "run",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--with-threads",
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/health", timeout=2):
+                    break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp / "server.log").read_text()) from None
+                time.sleep(0.2)
+
+    def cli(self, *args: str) -> dict[str, Any]:
+        """``flask licensechain ...`` against the same store: its JSON answer."""
+        result = subprocess.run(
+            [sys.executable, "-m", "flask", "licensechain", *args, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def new_driver() -> WebDriver:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1200,900",
+        "--host-resolver-rules=MAP localhost 127.0.0.1",
+        "--password-store=basic",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    _need_browser()
+    running = Server(tmp_path_factory.mktemp("console-browser"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def drivers() -> Iterator[Callable[[], WebDriver]]:
+    _need_browser()
+    made: list[WebDriver] = []
+
+    def make() -> WebDriver:
+        made.append(new_driver())
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for driver in made:
+            driver.quit()
+
+
+_UNLABELLED = """
+return [...document.querySelectorAll('input, select, textarea, button')]
+  .filter(e => !['hidden', 'submit'].includes(e.type) || e.tagName === 'BUTTON')
+  .filter(e => e.tagName === 'BUTTON'
+    ? !e.textContent.trim() && !e.getAttribute('aria-label')
+    : !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+  .map(e => e.id || e.name || e.outerHTML);
+"""
+
+
+def assert_no_csp_violation(driver: WebDriver) -> None:
+    """The pages run under the strict Content-Security-Policy without any refusal (no
+    inline script or style slipped in)."""
+    refused = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+        or "Content-Security-Policy" in entry["message"]
+    ]
+    assert refused == []
+
+
+def shot(driver: WebDriver, name: str) -> None:
+    """Save a screenshot of the page, and check that each of its controls has a label."""
+    assert driver.execute_script(_UNLABELLED) == [], f"unlabelled controls on {driver.current_url}"
+    assert_no_csp_violation(driver)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def wait_path(driver: WebDriver, path: str, timeout: float = 20) -> None:
+    WebDriverWait(driver, timeout).until(lambda d: d.current_url.split("?")[0].endswith(path))
+
+
+def fill(driver: WebDriver, field_id: str, text: str) -> None:
+    element = driver.find_element(By.ID, field_id)
+    element.clear()
+    element.send_keys(text)
+
+
+def submit(driver: WebDriver) -> None:
+    """Submit the page's form and wait for the next page."""
+    button = driver.find_element(By.CSS_SELECTOR, "main form input[type=submit]")
+    button.click()
+    WebDriverWait(driver, 20).until(staleness_of(button))
+
+
+def flash_text(driver: WebDriver) -> str:
+    return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, ".flash"))
+
+
+def totp_code(secret: str, *, ahead: int = 0) -> str:
+    totp = pyotp.TOTP(secret)
+    return totp.generate_otp(totp.timecode(time.time()) + ahead)
+
+
+class Owner:
+    email = "owner@example.test"
+    secret = ""
+    backup_codes: list[str] = []
+
+
+OWNER = Owner()
+
+
+def sign_out(driver: WebDriver) -> None:
+    driver.find_element(By.CSS_SELECTOR, "header form button").click()
+    wait_path(driver, "/console/login")
+
+
+def sign_in_password(driver: WebDriver, server: Server, password: str = PASSWORD) -> None:
+    driver.get(f"{server.base}/console/login")
+    fill(driver, "email", OWNER.email)
+    fill(driver, "password", password)
+    submit(driver)
+    wait_path(driver, "/console/login/verify")
+
+
+def test_first_owner_setup_and_totp(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    made = server.cli("users", "create", "--email", OWNER.email, "--role", "owner")
+    link = made["setupLink"]
+    assert link.startswith(f"{server.base}/console/setup/")
+    driver = drivers()
+    driver.get(link)
+    fill(driver, "display_name", "Ada Owner")
+    fill(driver, "password", PASSWORD)
+    fill(driver, "confirm", PASSWORD)
+    shot(driver, "01-setup")
+    submit(driver)
+    wait_path(driver, "/console/account/totp")
+    OWNER.secret = driver.find_element(By.ID, "totp-secret").text
+    assert re.fullmatch(r"[A-Z2-7]{32}", OWNER.secret)
+    assert (
+        driver.find_element(By.CSS_SELECTOR, "img.qr")
+        .get_attribute("src")
+        .startswith("data:image/svg+xml")
+    )
+    shot(driver, "02-totp-enrol")
+    fill(driver, "code", totp_code(OWNER.secret))
+    submit(driver)
+    codes = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#backup-codes code")]
+    assert len(codes) == 10
+    OWNER.backup_codes = codes
+    shot(driver, "03-backup-codes")
+    driver.find_element(By.LINK_TEXT, "I have stored them").click()
+    wait_path(driver, "/console/account")
+    assert "Ada Owner" in driver.find_element(By.TAG_NAME, "header").text
+    shot(driver, "04-account")
+    # Sign out, then in again with password and TOTP.
+    sign_out(driver)
+    shot(driver, "05-login")
+    sign_in_password(driver, server)
+    shot(driver, "06-second-factor")
+    fill(driver, "code", totp_code(OWNER.secret, ahead=1))
+    submit(driver)
+    wait_path(driver, "/console/account")
+
+
+def add_authenticator(driver: WebDriver) -> None:
+    """Chromium's virtual platform authenticator: resident keys, user verified."""
+    authenticator = VirtualAuthenticatorOptions()
+    authenticator.protocol = VirtualAuthenticatorOptions.Protocol.CTAP2
+    authenticator.transport = VirtualAuthenticatorOptions.Transport.INTERNAL
+    authenticator.has_resident_key = True
+    authenticator.has_user_verification = True
+    authenticator.is_user_verified = True
+    driver.add_virtual_authenticator(authenticator)
+
+
+def test_enrol_with_a_passkey_alone(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    """A developer sets up the account with a passkey instead of an authenticator app."""
+    link = server.cli("users", "create", "--email", "dev@example.test", "--role", "developer")[
+        "setupLink"
+    ]
+    driver = drivers()
+    add_authenticator(driver)
+    driver.get(link)
+    fill(driver, "display_name", "Dev Eloper")
+    fill(driver, "password", PASSWORD)
+    fill(driver, "confirm", PASSWORD)
+    submit(driver)
+    wait_path(driver, "/console/account/totp")
+    fill(driver, "passkey-name", "Work laptop")
+    driver.find_element(By.CSS_SELECTOR, "[data-webauthn=register]").click()
+    codes = WebDriverWait(driver, 20).until(
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#backup-codes code")]
+    )
+    assert len(codes) == 10
+    driver.find_element(By.LINK_TEXT, "I have stored them").click()
+    wait_path(driver, "/console/account")
+    assert "Work laptop" in driver.find_element(By.ID, "passkeys").text
+    assert "developer" in driver.find_element(By.TAG_NAME, "header").text
+
+
+def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    driver = drivers()
+    add_authenticator(driver)
+    # Signed in with a backup code (this browser has no session yet).
+    sign_in_password(driver, server)
+    fill(driver, "code", OWNER.backup_codes[0])
+    submit(driver)
+    wait_path(driver, "/console/account")
+    fill(driver, "passkey-name", "Laptop passkey")
+    driver.find_element(By.CSS_SELECTOR, "[data-webauthn=register]").click()
+    WebDriverWait(driver, 20).until(
+        lambda d: "Laptop passkey" in d.find_element(By.ID, "passkeys").get_attribute("innerHTML")
+    )
+    assert len(driver.get_credentials()) == 1
+    shot(driver, "07-passkey-added")
+    # Passwordless: the passkey alone (user verified by the authenticator).
+    sign_out(driver)
+    driver.find_element(By.CSS_SELECTOR, "[data-webauthn=passwordless]").click()
+    wait_path(driver, "/console/account")
+    # As the second factor after the password.
+    sign_out(driver)
+    sign_in_password(driver, server)
+    shot(driver, "08-second-factor-with-passkey")
+    driver.find_element(By.CSS_SELECTOR, "[data-webauthn=mfa]").click()
+    wait_path(driver, "/console/account")
+    # A sensitive action once the check is older than the maximum age: the second factor
+    # again (with the passkey), then the action.
+    time.sleep(MFA_MAX_AGE + 0.5)
+    new_codes = "form[action$='/account/backup-codes'] button"
+    driver.find_element(By.CSS_SELECTOR, new_codes).click()
+    wait_path(driver, "/console/reauth")
+    assert "submit the form again" in flash_text(driver)
+    shot(driver, "11-reauth")
+    driver.find_element(By.CSS_SELECTOR, "[data-webauthn=reauth]").click()
+    wait_path(driver, "/console/account")
+    driver.find_element(By.CSS_SELECTOR, new_codes).click()
+    OWNER.backup_codes = WebDriverWait(driver, 20).until(
+        lambda d: [e.text for e in d.find_elements(By.CSS_SELECTOR, "#backup-codes code")]
+    )
+    assert len(OWNER.backup_codes) == 10
+
+
+def test_backup_code_once(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    driver = drivers()
+    code = OWNER.backup_codes[1]
+    sign_in_password(driver, server)
+    fill(driver, "code", code)
+    submit(driver)
+    wait_path(driver, "/console/account")
+    sign_out(driver)
+    sign_in_password(driver, server)
+    fill(driver, "code", code)
+    submit(driver)
+    assert "Sign-in failed" in flash_text(driver)
+    shot(driver, "10-backup-code-reused")
+    assert driver.current_url.endswith("/console/login/verify")
+    driver.get(f"{server.base}/console/account")
+    wait_path(driver, "/console/login/verify")  # still not signed in
+
+
+def test_revoke_another_session(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    mine, other = drivers(), drivers()
+    for driver, code in ((mine, OWNER.backup_codes[2]), (other, OWNER.backup_codes[3])):
+        sign_in_password(driver, server)
+        fill(driver, "code", code)
+        submit(driver)
+        wait_path(driver, "/console/account")
+    mine.get(f"{server.base}/console/account/sessions")
+    shot(mine, "09-sessions")
+    rows = mine.find_elements(By.CSS_SELECTOR, "tbody tr:not(.current)")
+    assert rows
+    # Revoke every other session of this owner (the other browser's among them).
+    while rows:
+        button = rows[0].find_element(By.CSS_SELECTOR, "button")
+        button.click()
+        WebDriverWait(mine, 20).until(staleness_of(button))
+        assert "signed out" in flash_text(mine)
+        rows = mine.find_elements(By.CSS_SELECTOR, "tbody tr:not(.current)")
+    other.get(f"{server.base}/console/account")
+    wait_path(other, "/console/login")
+    mine.get(f"{server.base}/console/account")
+    wait_path(mine, "/console/account")
+    assert_no_csp_violation(mine)
+
+
+def _tab_to(driver: WebDriver, predicate: Callable[[Any], bool], limit: int = 40) -> Any:
+    """Press Tab until the focused element satisfies ``predicate``; it must be reachable."""
+    body = driver.find_element(By.TAG_NAME, "body")
+    for _ in range(limit):
+        active = driver.switch_to.active_element
+        if predicate(active):
+            return active
+        webdriver.ActionChains(driver).send_keys(Keys.TAB).perform()
+    raise AssertionError(f"not reachable by keyboard: {body.text[:200]}")
+
+
+def test_sign_in_with_the_keyboard_alone(server: Server, drivers: Callable[[], WebDriver]) -> None:
+    driver = drivers()
+    driver.get(f"{server.base}/console/login")
+    keys = webdriver.ActionChains(driver)
+    # The email field has the focus on arrival; type, Tab, type, Enter.
+    assert driver.switch_to.active_element.get_attribute("id") == "email"
+    keys.send_keys(OWNER.email, Keys.TAB, PASSWORD, Keys.ENTER).perform()
+    wait_path(driver, "/console/login/verify")
+    assert driver.switch_to.active_element.get_attribute("id") == "code"
+    webdriver.ActionChains(driver).send_keys(OWNER.backup_codes[4], Keys.ENTER).perform()
+    wait_path(driver, "/console/account")
+    # Every control is reachable: Tab to the sessions link and follow it with Enter.
+    link = _tab_to(driver, lambda e: e.text == "Sessions")
+    link.send_keys(Keys.ENTER)
+    wait_path(driver, "/console/account/sessions")
+    button = _tab_to(driver, lambda e: e.text == "Sign out")
+    button.send_keys(Keys.ENTER)
+    wait_path(driver, "/console/login")
