@@ -21,10 +21,15 @@ from typing import Any
 import jwt
 import pytest
 from issuer_support import Issuer, close_issuer, error_body, make_issuer
+from webhooks_support import socket_guard
 from werkzeug.routing import Rule
 
 from flask_licensechain.api.auth import REQUIRED_SCOPE_ATTR
 from flask_licensechain.api.blueprint import BLUEPRINT_NAME
+from flask_licensechain.services import webhooks as webhooks_service
+from flask_licensechain.store import Actor
+from flask_licensechain.webhooks import ssrf
+from flask_licensechain.webhooks.ssrf import DestinationPolicy
 
 pytest_plugins = ["issuer_fixtures"]
 
@@ -33,6 +38,8 @@ MISSING = {
     "ref": "lic_000000000000000000000000",
     "hwuid": "m1",
     "key_id": "key_000000000000000000000000",
+    "webhook_id": "whk_000000000000000000000000",
+    "delivery_id": "999999999",
 }
 #: bodies tried, in order, until the request naming a missing object gets past validation
 #: (placeholders: APP, TOKEN, LICENSE_KEY are the other tenant's, or missing ones)
@@ -48,6 +55,7 @@ BODIES: list[Any] = [
     {"name": "walker", "scopes": ["apps:read"], "appIds": ["APP"]},
     {"name": "walker", "mode": "live"},
     {"key": "LICENSE_KEY"},
+    {"url": "https://hooks.example.com/x", "app_id": "APP"},
 ]
 #: what the walk sends without an object in the path: query strings
 QUERIES = ["", "?app_id=APP"]
@@ -63,12 +71,21 @@ class Tenant:
     license_key: str
     key_id: str | None  # None: the walker may see that tenant's keys by design (none now)
     token: str
+    webhook_id: str
+    delivery_id: str
 
     def objects(self) -> dict[str, str | None]:
-        return {"app_id": self.app_id, "ref": self.license_id, "hwuid": "m1", "key_id": self.key_id}
+        return {
+            "app_id": self.app_id,
+            "ref": self.license_id,
+            "hwuid": "m1",
+            "key_id": self.key_id,
+            "webhook_id": self.webhook_id,
+            "delivery_id": self.delivery_id,
+        }
 
     def secrets(self) -> list[str]:
-        found = [self.app_id, self.license_id, self.license_key]
+        found = [self.app_id, self.license_id, self.license_key, self.webhook_id]
         return found + ([self.key_id] if self.key_id else [])
 
 
@@ -85,7 +102,47 @@ def _tenant(issuer: Issuer, mode: str, key_visible: bool) -> Tenant:
     lic = issuer.new_license(app.id, max_devices=2)
     token = issuer.token_for(lic.key, hwuid="m1")
     key, _ = issuer.store.api_keys.create("theirs", ["*"], environment=mode, app_ids=[app.id])
-    return Tenant(app.id, lic.id, lic.key, None if key_visible else key.id, token)
+    runtime = issuer.state.webhooks
+    created = webhooks_service.create_endpoint(
+        AcceptingPolicy(runtime),  # type: ignore[arg-type]
+        Actor(kind="cli", id="tenancy"),
+        url="https://hooks.example.com/theirs",
+        events=None,
+        app_id=app.id,
+    )
+    delivery, _ = webhooks_service.send_test(runtime, created.endpoint)
+    return Tenant(
+        app.id,
+        lic.id,
+        lic.key,
+        None if key_visible else key.id,
+        token,
+        created.endpoint.id,
+        str(delivery.id),
+    )
+
+
+class AcceptingPolicy:
+    """The webhook runtime with a policy that accepts the planted URL at creation (names
+    never resolve in these tests, so nothing is ever sent)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self.policy = DestinationPolicy(resolver=lambda host, port: ["93.184.215.14"])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
+
+
+def _refuse_every_name(host: str, port: int) -> list[str]:
+    raise ssrf.DestinationRefused(f"{host}: no DNS in tests")
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(ssrf, "resolve", _refuse_every_name)
+    with socket_guard(strict=False):
+        yield
 
 
 def _world(issuer: Issuer, variant: str) -> World:
