@@ -90,6 +90,8 @@ class AppForm(FlaskForm):
         "Description", validators=[Optional(), Length(max=limits.DESCRIPTION)]
     )
     tier = SelectField("Seller tier", choices=_TIERS, default="free")
+    #: set at creation only (an app's mode never changes); ignored when editing
+    mode = SelectField("Mode", choices=[("live", "Live"), ("test", "Test")], default="live")
     submit = SubmitField("Save")
 
 
