@@ -83,7 +83,7 @@ def test_a_refused_destination_or_event_is_a_message_not_a_500(tmp_path: Path) -
 
 def test_a_role_without_webhooks_write_sees_no_button_and_gets_403(app: Flask) -> None:
     endpoint = _endpoint(app, "http://127.0.0.1:9/hook")
-    client, _ = signed_in_client(app, "auditor")  # webhooks:read only
+    client, _ = signed_in_client(app, "readonly")  # webhooks:read only
     listing = client.get("/console/webhooks")
     assert listing.status_code == 200 and "Create a webhook" not in listing.get_data(as_text=True)
     detail = client.get(f"/console/webhooks/{endpoint.id}").get_data(as_text=True)
@@ -116,7 +116,7 @@ def test_an_app_limited_user_sees_only_its_apps_webhooks(app: Flask) -> None:
     own = _endpoint(app, "http://127.0.0.1:9/mine", mine.id)
     theirs = _endpoint(app, "http://127.0.0.1:9/theirs", other.id)
     every = _endpoint(app, "http://127.0.0.1:9/every")
-    client, _ = signed_in_client(app, "developer", app_ids=(mine.id,))
+    client, _ = signed_in_client(app, "admin", app_ids=(mine.id,))
     listing = client.get("/console/webhooks").get_data(as_text=True)
     assert "/mine" in listing and "/theirs" not in listing and "/every" not in listing
     assert client.get(f"/console/webhooks/{own.id}").status_code == 200
@@ -136,7 +136,7 @@ def test_an_app_limited_user_sees_only_its_apps_webhooks(app: Flask) -> None:
 
 
 def test_send_test_shows_the_delivery_and_a_dead_one_can_be_retried(app: Flask) -> None:
-    client, _ = signed_in_client(app, "developer")
+    client, _ = signed_in_client(app, "admin")
     runtime = get_issuer_state(app).webhooks
     assert runtime is not None
     with ThreadReceiver(statuses=[500]) as receiver:
@@ -164,7 +164,7 @@ def test_send_test_shows_the_delivery_and_a_dead_one_can_be_retried(app: Flask) 
 
 
 def test_disable_enable_delete(app: Flask) -> None:
-    client, _ = signed_in_client(app, "developer")
+    client, _ = signed_in_client(app, "admin")
     runtime = get_issuer_state(app).webhooks
     assert runtime is not None
     endpoint = _endpoint(app, "http://127.0.0.1:9/hook")
@@ -184,7 +184,7 @@ def test_rotating_the_secret_needs_a_recent_second_factor(app: Flask) -> None:
     assert runtime is not None
     endpoint = _endpoint(app, "http://127.0.0.1:9/hook")
     path = f"/console/webhooks/{endpoint.id}/rotate-secret"
-    client, person = signed_in_client(app, "developer")
+    client, person = signed_in_client(app, "admin")
     stale = app.test_client()
     stale.set_cookie(COOKIE_NAME, session_cookie_for(app, person, mfa_age=timedelta(days=1)))
     response = post_form(stale, path, page=ACCOUNT)
