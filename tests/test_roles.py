@@ -29,10 +29,10 @@ from flask_licensechain.roles import (
 #: Scopes that other branches guard (they are in the one list so that keys can be made with
 #: them now). The lead removes each line when the branch that guards it is merged.
 PENDING = {
-    "customers:read": "issue 15: POST /v1/customers/export",
-    "customers:erase": "issue 15: POST /v1/customers/erase",
-    "metrics:read": "issue 11 monitoring branch: the metrics endpoint",
-    "users:admin": "issue 14 console: user administration",
+    # guards GET <LICENSECHAIN_METRICS_PATH>, registered only when that path is configured
+    "metrics:read": "monitoring/setup.py: the metrics endpoint",
+    # a console user's right (owners), not an API key's: console/pages/users.py
+    "users:admin": "console user administration",
 }
 
 

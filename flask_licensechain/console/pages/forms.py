@@ -25,7 +25,6 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 from ... import field_limits as limits
 from ...api.webhooks import DESCRIPTION as WEBHOOK_DESCRIPTION
 from ...core.contract import LICENSE_STATUSES, SELLER_TIERS
-from ...roles import ENVIRONMENTS
 from ..roles import ROLES
 
 
@@ -92,8 +91,8 @@ class AppForm(FlaskForm):
         "Description", validators=[Optional(), Length(max=limits.DESCRIPTION)]
     )
     tier = SelectField("Seller tier", choices=_TIERS, default="free")
-    #: ``live`` or ``test`` (the environments API keys have), set at creation for good
-    mode = SelectField("Mode", choices=[(env, env) for env in ENVIRONMENTS], default="live")
+    #: set at creation only (an app's mode never changes); ignored when editing
+    mode = SelectField("Mode", choices=[("live", "Live"), ("test", "Test")], default="live")
     submit = SubmitField("Save")
 
 
