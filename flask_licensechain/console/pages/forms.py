@@ -23,6 +23,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from ... import field_limits as limits
+from ...api.webhooks import DESCRIPTION as WEBHOOK_DESCRIPTION
 from ...core.contract import LICENSE_STATUSES, SELLER_TIERS
 from ..roles import ROLES
 
@@ -175,3 +176,19 @@ class InviteForm(FlaskForm):
 class RoleForm(FlaskForm):
     role = SelectField("Role", choices=[(role, role) for role in ROLES])
     submit = SubmitField("Change role")
+
+
+class WebhookForm(FlaskForm):
+    """A new webhook endpoint; ``events`` empty means every event (``*``)."""
+
+    url = StringField(
+        "Destination URL", validators=[DataRequired(), Length(max=limits.WEBHOOK_URL)]
+    )
+    description = StringField(
+        "Description", validators=[Optional(), Length(max=WEBHOOK_DESCRIPTION)]
+    )
+    events = StringField(
+        "Events (comma separated; empty: every event)", validators=[Optional(), Length(max=4096)]
+    )
+    app_id = SelectField("App", choices=[], validate_choice=True)
+    submit = SubmitField("Create webhook")
