@@ -10,8 +10,11 @@ a SQLite store in the instance folder (``examples/instance``, or ``QUICKSTART_IN
 in-process denylist and rate limits, and a signing key made on first start.
 
 On first start it creates a demo app, a license key and an admin API key, and prints them
-with curl commands to try. It remembers the demo in ``<instance>/quickstart.json``, so later
-starts reuse it instead of making duplicates (the API key is shown on the first start only).
+with curl commands to try. With the ``console`` extra installed (``pip install -e
+'.[console]'``) it also serves the admin console at ``/console`` and prints a one-time setup
+link for its first owner, ``owner@example.com``. It remembers the demo in
+``<instance>/quickstart.json``, so later starts reuse it instead of making duplicates (the
+API key and the setup link are shown on the first start only).
 
 The same file serves the admin CLI: ``flask --app examples/quickstart.py licensechain --help``.
 This is Werkzeug's development server; in production run the app under gunicorn.
@@ -20,8 +23,10 @@ This is Werkzeug's development server; in production run the app under gunicorn.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +36,7 @@ from flask_licensechain import LicenseChain, get_issuer_state, get_state
 from flask_licensechain.api.docs import bundle_dir
 from flask_licensechain.api.ratelimit import ratelimit_storage_uri
 from flask_licensechain.config import PREFIX, Settings, config_from_environ
-from flask_licensechain.core.errors import ConfigError
+from flask_licensechain.core.errors import ConfigError, NotFound
 from flask_licensechain.core.private_files import PRIVATE_FILE_MODE, make_private_dirs
 from flask_licensechain.issuer import IssuerConfigurationError
 from flask_licensechain.revocation import denylist_uri
@@ -41,6 +46,8 @@ from flask_licensechain.services import licenses as license_service
 from flask_licensechain.store import Actor, Store
 
 DEMO_FILE = "quickstart.json"
+SECRET_KEY_FILE = "quickstart-secret-key"
+CONSOLE_OWNER = "owner@example.com"
 DEMO_HWUID = "demo-machine-1"
 DEFAULT_INSTANCE = Path(__file__).resolve().parent / "instance"
 PAD = " " * 17
@@ -66,8 +73,50 @@ def create_app() -> Flask:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     default_issuer = f"http://{shown}:{os.environ.get('PORT', '5000')}/v1"
     app.config.setdefault(PREFIX + "ISSUER", default_issuer)
+    if str(app.config.get(PREFIX + "CONSOLE", "")).lower() in ("1", "true", "yes", "on"):
+        app.secret_key = app.config.get("SECRET_KEY") or _secret_key(Path(app.instance_path))
     LicenseChain(app)
     return app
+
+
+def console_installed() -> bool:
+    """Whether the ``console`` extra's packages are importable."""
+    return all(importlib.util.find_spec(name) for name in ("flask_wtf", "argon2", "pyotp"))
+
+
+def _secret_key(instance: Path) -> str:
+    """Flask's ``SECRET_KEY`` for the console's CSRF tokens: made once, kept 0600."""
+    path = instance / SECRET_KEY_FILE
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    make_private_dirs(instance)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def console_owner_link(app: Flask, console_url: str) -> str | None:
+    """A one-time setup link for the console's first owner, made on the first start (None
+    when the console is off or the owner exists)."""
+    if not get_state(app).settings.console:
+        return None
+    # The console extra, installed when the console is on.
+    from flask_licensechain.console import people
+    from flask_licensechain.console.state import console_state
+
+    state = console_state(app)
+    with app.app_context():
+        try:
+            people.find_user(state, CONSOLE_OWNER)
+            return None
+        except NotFound:
+            pass
+        _, token = people.create_user(
+            state, email=CONSOLE_OWNER, role="owner", actor="cli:quickstart"
+        )
+        return str(people.setup_link(state, token, console_url))
 
 
 def ensure_demo(app: Flask) -> tuple[Demo, str | None]:
@@ -161,6 +210,7 @@ def instructions(
     backend: str,
     status: str = "ACTIVE",
     settings: Settings | None = None,
+    console: str | None = None,
 ) -> str:
     """What to print: the demo objects and the curl commands, for the API at ``api``.
 
@@ -202,8 +252,27 @@ def instructions(
         "",
         f"Public keys: {api}/licenses/jwks   API description: {api}/openapi.json",
         *([f"API reference (Swagger UI): {api}/docs"] if _docs_on(settings) else []),
+        *([console] if console else []),
         "Ctrl+C stops the server.",
     ]
+    return "\n".join(lines)
+
+
+def console_lines(app: Flask, origin: str) -> str:
+    """The admin console's address and, on its first start, the owner's setup link."""
+    settings = get_state(app).settings
+    if not settings.console:
+        return "Admin console: pip install -e '.[console]' and start again to get one."
+    url = origin + settings.console_path.rstrip("/")
+    link = console_owner_link(app, url)
+    lines = [f"  admin console  {url}"]
+    if link:
+        lines.append(f"  setup link     {link}   (one use, 24 h: {CONSOLE_OWNER}, owner)")
+    else:
+        lines.append(
+            "  setup link     flask --app examples/quickstart.py licensechain users "
+            f"setup-link {CONSOLE_OWNER}"
+        )
     return "\n".join(lines)
 
 
@@ -241,6 +310,8 @@ def main() -> None:
     os.environ["HOST"], os.environ["PORT"] = args.host, str(args.port)
     if bundle_dir() is not None:  # the docs extra is installed: browse the API at /v1/docs
         os.environ.setdefault(PREFIX + "API_DOCS", "true")
+    if console_installed():  # the console extra is installed: serve the admin console
+        os.environ.setdefault(PREFIX + "CONSOLE", "true")
 
     try:
         app = create_app()
@@ -253,7 +324,8 @@ def main() -> None:
     api = f"http://{shown_host}:{args.port}" + state.settings.url_prefix.rstrip("/")
     stored = state.store.licenses.get(demo.license_id)
     status = stored.status if stored is not None else "ACTIVE"
-    print(instructions(demo, api_key, api, state.store.backend, status, state.settings))
+    console = console_lines(app, f"http://{shown_host}:{args.port}")
+    print(instructions(demo, api_key, api, state.store.backend, status, state.settings, console))
     print(flush=True)
     app.run(host=args.host, port=args.port, use_reloader=False)
 

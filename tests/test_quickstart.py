@@ -182,6 +182,15 @@ def test_quickstart_prints_working_curl_steps_and_restarts_without_duplicates(
         # Step 3: the admin key works.
         apps = json_of(list_apps.send())["apps"]
         assert [a["name"] for a in apps] == ["Quickstart Demo"]
+
+        # The admin console (the dev extras include the console's): its first owner's
+        # one-time setup link opens the set-up page.
+        console = first.field("admin console")
+        link = first.field("setup link")
+        assert console == f"http://127.0.0.1:{port}/console"
+        assert link.startswith(f"{console}/setup/")
+        page = httpx.get(link)
+        assert page.status_code == 200 and "owner@example.com" in page.text
     assert database.exists()  # the configured store, not the instance default
     assert not (instance / "licensechain.db").exists()
 
@@ -190,6 +199,8 @@ def test_quickstart_prints_working_curl_steps_and_restarts_without_duplicates(
         assert second.field("license key") == license_key
         assert "lc_live_" not in "\n".join(second.output)
         assert "create-api-key" in "\n".join(second.output)
+        assert "/console/setup/" not in "\n".join(second.output)  # shown once
+        assert second.field("admin console") == f"http://127.0.0.1:{port}/console"
         auth = {"Authorization": f"Bearer {api_key}"}
         apps = json_of(httpx.get(f"http://127.0.0.1:{port}/v1/apps", headers=auth))["apps"]
         licenses = json_of(httpx.get(f"http://127.0.0.1:{port}/v1/licenses", headers=auth))
