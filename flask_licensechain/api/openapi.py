@@ -648,19 +648,20 @@ def _admin_schemas() -> dict[str, Schema]:
                 "licenses": {"type": "array", "items": _schema("License")},
                 "verificationMetadata": {"type": "object"},
                 "auditEvents": {"type": "array", "items": {"type": "object"}},
-                "webhookDeliveries": {"type": "array"},
+                "webhookDeliveries": {"type": "array", "items": {"type": "object"}},
                 "sources": {"type": "array", "items": STRING},
             },
             description="Every record about the customer (README, Data protection).",
         ),
         "CustomerErasure": _obj(
-            ["erased", "pseudonym", "licenses", "personalRows", "auditEvents"],
+            ["erased", "pseudonym", "licenses", "personalRows", "auditEvents", "webhookDeliveries"],
             {
                 "erased": {"const": True},
                 "pseudonym": {"type": "string", "pattern": "^erased-[0-9a-f]{32}$"},
                 "licenses": {"type": "integer", "minimum": 0},
                 "personalRows": {"type": "integer", "minimum": 0},
                 "auditEvents": {"type": "integer", "minimum": 0},
+                "webhookDeliveries": {"type": "integer", "minimum": 0},
             },
         ),
         "ApiKeyCreated": _obj(
