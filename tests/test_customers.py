@@ -219,12 +219,12 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> 
     assert issuer.store.audit.verify().ok  # the chain still verifies
 
     stored = everything(issuer)
-    for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann.example"):
+    for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann.example", "ann-machine"):
         assert personal.lower() not in stored, personal
     reader = issuer.api_key("customers:read")
     doc = post(issuer, "/v1/customers/export", reader, {"email": EMAIL}).get_json()
     records = json.dumps({k: v for k, v in doc.items() if k != "subject"}).lower()
-    for personal in (EMAIL, NAME, IP, AGENT, PHONE):
+    for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann-machine"):
         assert personal.lower() not in records, personal
     assert doc["licenses"] == []
 
@@ -233,9 +233,15 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> 
     assert (kept.plan, kept.status, list(kept.features)) == ("pro", "ACTIVE", ["export"])
     assert kept.metadata == {"seat": 3}
     assert kept.issued_email == result["pseudonym"] and kept.issued_to is None
-    assert [d.hwuid for d in kept.devices] == ["ann-machine"]
+    # the hardware id is a keyed pseudonym; the device still holds its slot
+    (device,) = kept.devices
+    assert device.hwuid.startswith("erased-") and device.hwuid != result["pseudonym"]
+    assert result["devices"] == 1
     assert issuer.introspect(world.token)["active"] is True
+    # the device is no longer recognised: it takes the second (last) slot, then none is left
     assert issuer.verify(key=world.ann_a.key, hwuid="ann-machine").get_json()["valid"] is True
+    assert len(issuer.store.licenses.get(world.ann_a.id).devices) == 2
+    assert issuer.verify(key=world.ann_a.key, hwuid="other-machine").get_json()["valid"] is False
     # Bob is untouched
     bob = issuer.store.licenses.get(world.bob.id)
     assert (bob.issued_email, bob.issued_to) == ("bob@example.test", "Bob")
@@ -243,7 +249,7 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> 
     # the erasure is an audit event without the personal data
     event = next(e for e in issuer.store.audit.list(limit=10) if e.action == "customer.erase")
     assert event.target == result["pseudonym"]
-    keys = ("licenses", "personalRows", "auditEvents", "webhookDeliveries")
+    keys = ("licenses", "personalRows", "auditEvents", "webhookDeliveries", "devices")
     assert event.data == {k: result[k] for k in keys}
     # the same e-mail always gives the same pseudonym; a second erasure finds nothing
     again = post(issuer, "/v1/customers/erase", eraser, {"email": EMAIL.upper()}).get_json()

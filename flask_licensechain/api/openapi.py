@@ -654,7 +654,15 @@ def _admin_schemas() -> dict[str, Schema]:
             description="Every record about the customer (README, Data protection).",
         ),
         "CustomerErasure": _obj(
-            ["erased", "pseudonym", "licenses", "personalRows", "auditEvents", "webhookDeliveries"],
+            [
+                "erased",
+                "pseudonym",
+                "licenses",
+                "personalRows",
+                "auditEvents",
+                "webhookDeliveries",
+                "devices",
+            ],
             {
                 "erased": {"const": True},
                 "pseudonym": {"type": "string", "pattern": "^erased-[0-9a-f]{32}$"},
@@ -662,6 +670,7 @@ def _admin_schemas() -> dict[str, Schema]:
                 "personalRows": {"type": "integer", "minimum": 0},
                 "auditEvents": {"type": "integer", "minimum": 0},
                 "webhookDeliveries": {"type": "integer", "minimum": 0},
+                "devices": {"type": "integer", "minimum": 0},
             },
         ),
         "ApiKeyCreated": _obj(

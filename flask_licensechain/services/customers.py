@@ -19,8 +19,8 @@ The export document (``EXPORT_FORMAT`` version ``EXPORT_VERSION``), a JSON objec
 
 Webhook deliveries are those whose payload names one of the customer's licenses or
 mentions the e-mail (``store/customers.delivery_rows``). Erasure keeps license ids, keys,
-plans, dates, status, features and devices; see ``store/customers.py`` for what it blanks
-or pseudonymises.
+plans, dates, status, features and device slots (hardware ids pseudonymised); see
+``store/customers.py`` for what it blanks or pseudonymises.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def erase_customer(
     the erasure is an audit event that names the pseudonym, never the e-mail.
 
     Returns ``{"erased": true, "pseudonym", "licenses", "personalRows", "auditEvents",
-    "webhookDeliveries"}`` (counts of rows changed).
+    "webhookDeliveries", "devices"}`` (counts of rows changed).
 
     :raises Unavailable: the store is down.
     """

@@ -18,12 +18,23 @@ replaces the e-mail inside the data of events older than the chain by the pseudo
 pseudonymises the payloads of the webhook deliveries about them: inside each payload the
 e-mail becomes the pseudonym, ``issuedTo`` null, the personal metadata keys are dropped. A
 delivery row is kept (pending or finished) so the operator's delivery history stays whole;
-a pending one is then sent pseudonymised. It
-keeps what a seller needs for accounting: license ids, keys, plans, dates,
-status, features, devices. The pseudonym, ``erased-<32 hex>``, is an HMAC-SHA-256 of the
-normalised e-mail under the named key ``customers.pseudonym`` (``store/named_keys.py``):
-the same e-mail always gives the same pseudonym, and nobody without the key can tell which
-e-mail it was.
+a pending one is then sent pseudonymised.
+
+Hardware ids are personal data too: a stable device identifier tied to an identified
+licensee (an "online identifier", GDPR Art. 4(1) and Recital 30). Erasure replaces each
+bound device's ``hwuid`` by ``device_pseudonym`` (``erased-<32 hex>``, keyed, one value per
+hardware id), keeping the row with its bound and last-seen times: the license's device
+slots still count (``max_devices``); the real hardware id no longer matches, so a device
+that verifies again after the erasure is bound anew, in a free slot (or refused when none
+is left: the seller can reset the devices).
+Delivery payloads get the same pseudonyms in their ``hwuid`` fields.
+
+It keeps what a seller needs for accounting: license ids, keys, plans, dates,
+status, features, the number of devices and their times.
+
+The pseudonym, ``erased-<32 hex>``, is an HMAC-SHA-256 of the normalised e-mail under the
+named key ``customers.pseudonym`` (``store/named_keys.py``): the same e-mail always gives
+the same pseudonym, and nobody without the key can tell which e-mail it was.
 
 Every function takes the connection of the caller's transaction (a unit of work).
 """
@@ -40,7 +51,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from .retention import RETAINED
-from .schema import audit_events, licenses
+from .schema import audit_events, devices, licenses
 from .webhooks import webhook_deliveries
 
 PSEUDONYM_PREFIX: Final = "erased-"
@@ -53,6 +64,13 @@ def normalize_email(email: str) -> str:
 def pseudonym(key: bytes, email: str) -> str:
     """``erased-<32 hex>``: HMAC-SHA-256 of the normalised e-mail, keyed."""
     digest = hmac.new(key, normalize_email(email).encode(), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:32]
+
+
+def device_pseudonym(key: bytes, hwuid: str) -> str:
+    """``erased-<32 hex>``: HMAC-SHA-256 of the hardware id, keyed (domain-separated from
+    the e-mail pseudonym)."""
+    digest = hmac.new(key, b"lc-hwuid-v1\x00" + hwuid.encode(), hashlib.sha256).hexdigest()
     return PSEUDONYM_PREFIX + digest[:32]
 
 
@@ -128,21 +146,25 @@ def delivery_rows(
     return list(conn.execute(statement))
 
 
-def _redact_payload(value: Any, drop: set[str]) -> Any:
-    """``value`` (a delivery payload) with every ``issuedTo`` nulled and the personal keys
-    of every ``metadata`` object dropped."""
+def _redact_payload(value: Any, drop: set[str], hwuids: dict[str, str]) -> Any:
+    """``value`` (a delivery payload) with every ``issuedTo`` nulled, the personal keys of
+    every ``metadata`` object dropped, and every ``hwuid`` found in ``hwuids`` replaced."""
     if isinstance(value, list):
-        return [_redact_payload(v, drop) for v in value]
+        return [_redact_payload(v, drop, hwuids) for v in value]
     if not isinstance(value, dict):
         return value
     out: dict[str, Any] = {}
     for k, v in value.items():
         if k == "issuedTo":
             out[k] = None
+        elif k == "hwuid" and isinstance(v, str):
+            out[k] = hwuids.get(v, v)
         elif k == "metadata" and isinstance(v, dict):
-            out[k] = {mk: _redact_payload(mv, drop) for mk, mv in v.items() if mk not in drop}
+            out[k] = {
+                mk: _redact_payload(mv, drop, hwuids) for mk, mv in v.items() if mk not in drop
+            }
         else:
-            out[k] = _redact_payload(v, drop)
+            out[k] = _redact_payload(v, drop, hwuids)
     return out
 
 
@@ -155,9 +177,11 @@ class ErasureCounts:
     personal_rows: int
     audit_events: int
     webhook_deliveries: int = 0
+    devices: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
+            "devices": self.devices,
             "licenses": self.licenses,
             "personalRows": self.personal_rows,
             "auditEvents": self.audit_events,
@@ -211,6 +235,20 @@ def erase(
                 issued_email=replacement, issued_to=None, meta=_scrub(kept, needle, replacement)
             )
         )
+    hwuids: dict[str, str] = {}
+    device_count = 0
+    if ids:
+        bound = sa.select(devices.c.license_id, devices.c.hwuid).where(
+            devices.c.license_id.in_(ids), devices.c.hwuid.not_like(f"{PSEUDONYM_PREFIX}%")
+        )
+        for row in conn.execute(bound).all():
+            hwuids[row.hwuid] = device_pseudonym(key, row.hwuid)
+            conn.execute(
+                sa.update(devices)
+                .where(devices.c.license_id == row.license_id, devices.c.hwuid == row.hwuid)
+                .values(hwuid=hwuids[row.hwuid])
+            )
+            device_count += 1
     blanked = 0
     present = _present(conn)
     for entry in RETAINED:
@@ -254,7 +292,7 @@ def erase(
             new_payload = _scrub(row.payload, needle, replacement)
         else:
             new_payload = _encode_payload(
-                _scrub(_redact_payload(payload, drop), needle, replacement)
+                _scrub(_redact_payload(payload, drop, hwuids), needle, replacement)
             )
         if new_payload != row.payload:
             conn.execute(
@@ -263,7 +301,7 @@ def erase(
                 .values(payload=new_payload)
             )
             rewritten += 1
-    return replacement, ErasureCounts(len(ids), blanked, scrubbed, rewritten)
+    return replacement, ErasureCounts(len(ids), blanked, scrubbed, rewritten, device_count)
 
 
 __all__ = [
@@ -271,6 +309,7 @@ __all__ = [
     "ErasureCounts",
     "audit_rows",
     "delivery_rows",
+    "device_pseudonym",
     "erase",
     "license_ids",
     "normalize_email",
