@@ -311,11 +311,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         help="accept only a server key with this base64 SHA-256 of its SubjectPublicKeyInfo "
-        "(RFC 7469 pin-sha256); repeat for a backup key",
+        "(RFC 7469 pin-sha256); repeat for a backup key (default: no pinning)",
     )
-    parser.add_argument("--ca-file", help="PEM bundle of CAs to trust instead of the system's")
     parser.add_argument(
-        "--print-pin", metavar="CERT_PEM", help="print the pin-sha256 of a PEM certificate and exit"
+        "--ca-file",
+        help="PEM bundle of CAs to trust instead of the system's (default: the system's)",
+    )
+    parser.add_argument(
+        "--print-pin",
+        metavar="CERT_PEM",
+        help="print the pin-sha256 of a PEM certificate and exit (default: run the client)",
     )
     args = parser.parse_args(argv)
     if args.print_pin:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from flask_licensechain import LicenseChain, get_state
+from flask_licensechain import LicenseChain, get_issuer_state, get_state
 from flask_licensechain.api.docs import bundle_dir
 from flask_licensechain.api.ratelimit import ratelimit_storage_uri
 from flask_licensechain.config import PREFIX, Settings, config_from_environ
@@ -35,7 +35,10 @@ from flask_licensechain.core.errors import ConfigError
 from flask_licensechain.core.private_files import PRIVATE_FILE_MODE, make_private_dirs
 from flask_licensechain.issuer import IssuerConfigurationError
 from flask_licensechain.revocation import denylist_uri
-from flask_licensechain.store import Store
+from flask_licensechain.services import api_keys as key_service
+from flask_licensechain.services import apps as app_service
+from flask_licensechain.services import licenses as license_service
+from flask_licensechain.store import Actor, Store
 
 DEMO_FILE = "quickstart.json"
 DEMO_HWUID = "demo-machine-1"
@@ -68,18 +71,34 @@ def create_app() -> Flask:
 
 
 def ensure_demo(app: Flask) -> tuple[Demo, str | None]:
-    """The demo app and license, created on first start; and the admin API key if new."""
-    store = get_state(app).store
-    assert store is not None, "the quickstart is an issuer, not an integrator"
+    """The demo app and license, created on first start; and the admin API key if new.
+    They are made through the service layer, as the CLI would: each is in the audit log."""
+    state = get_issuer_state(app)
+    store = state.store
     path = Path(app.instance_path) / DEMO_FILE
     demo = _load_demo(path, store)
     if demo is not None:
         return demo, None
-    seller_app = store.apps.create("Quickstart Demo", "Created by examples/quickstart.py", "pro")
-    lic = store.licenses.create(
-        seller_app.id, plan="pro", features=["export"], max_devices=2, issued_to="Demo User"
+    actor = Actor(kind="cli", id="quickstart", name="examples/quickstart.py")
+    seller_app = app_service.create_app(
+        state,
+        actor,
+        name="Quickstart Demo",
+        description="Created by examples/quickstart.py",
+        tier="pro",
     )
-    _, api_key = store.api_keys.create("quickstart admin", ["*"])
+    lic = license_service.create_license(
+        state,
+        actor,
+        app_id=seller_app.id,
+        plan="pro",
+        features=["export"],
+        max_devices=2,
+        issued_to="Demo User",
+    )
+    _, api_key = key_service.create_key(
+        store, actor, creator=None, name="quickstart admin", scopes=["*"]
+    )
     demo = Demo(seller_app.id, seller_app.name, lic.id, lic.key)
     # It holds a license key: owner-only, like the database beside it.
     make_private_dirs(path.parent)

@@ -4,6 +4,7 @@
     flask --app APP licensechain create-app --name "My App" --tier pro
     flask --app APP licensechain create-license --app-id app_... --feature export
     flask --app APP licensechain create-api-key --name ci --scope licenses:write
+    flask --app APP licensechain api-keys list|show|create|rotate|revoke   (cli_api_keys.py)
     flask --app APP licensechain rotate-keys
 
 Every command takes ``--json`` and then prints exactly one JSON object on stdout (the same
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 import click
 
 from .cli_admin import apps_cli, devices_cli, licenses_cli
+from .cli_api_keys import api_keys_cli, create_api_key
 from .cli_audit import audit_cli
 from .cli_console import users_cli
 from .cli_data import register_data_commands
@@ -34,7 +36,6 @@ from .serialize import app_json, iso, license_json, parse_timestamp
 from .services.apps import create_app as create_app_service
 from .services.licenses import create_license as create_license_service
 from .services.signing_keys import rotate_signing_key
-from .store import API_KEY_SCOPES, Change
 
 #: ``flask licensechain``. Flask finds it through the ``flask.commands`` entry point (before
 #: the app loads, so load errors are reported like any other), and an issuer app also adds
@@ -50,6 +51,8 @@ licensechain_cli.add_command(webhooks_cli)
 licensechain_cli.add_command(users_cli)
 register_data_commands(licensechain_cli)
 licensechain_cli.add_command(audit_cli)
+licensechain_cli.add_command(api_keys_cli)
+licensechain_cli.add_command(create_api_key)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -83,9 +86,18 @@ def init(as_json: bool) -> None:
     show_default=True,
     help="Seller tier: sets the tokens' verification type and lifetime.",
 )
-def create_app(as_json: bool, name: str, description: str | None, tier: str) -> None:
+@click.option(
+    "--mode",
+    type=click.Choice(("live", "test")),
+    default="live",
+    show_default=True,
+    help="Which API keys act on it (lc_live_ or lc_test_); set for good.",
+)
+def create_app(as_json: bool, name: str, description: str | None, tier: str, mode: str) -> None:
     state, _ = issuer()
-    app = create_app_service(state, cli_actor(), name=name, description=description, tier=tier)
+    app = create_app_service(
+        state, cli_actor(), name=name, description=description, tier=tier, mode=mode
+    )
     emit(as_json, app_json(app), f"Created app {app.name!r}: id {app.id}, tier {app.tier}.")
 
 
@@ -138,36 +150,6 @@ def create_license(
         as_json,
         license_json(lic, datetime.now(UTC)),
         f"Created license {lic.key} (id {lic.id}) for app {app_id}; expires: {until}.",
-    )
-
-
-@licensechain_cli.command(
-    "create-api-key", help="Create an admin API key. It is shown once: keep it."
-)
-@click.option("--name", required=True, help="What the key is for.")
-@click.option(
-    "--scope",
-    "scopes",
-    multiple=True,
-    required=True,
-    type=click.Choice(API_KEY_SCOPES),
-    help="A scope it grants (repeat the option); * grants all.",
-)
-@click.option("--test", "test_key", is_flag=True, help="An lc_test_ key instead of lc_live_.")
-def create_api_key(as_json: bool, name: str, scopes: tuple[str, ...], test_key: bool) -> None:
-    _, store = issuer()
-    with store.unit_of_work(cli_actor()) as unit:
-        record, plaintext = store.api_keys.create(
-            name, scopes, environment="test" if test_key else "live"
-        )
-        data = {"scopes": list(record.scopes)}
-        unit.record(Change("api_key.create", target=record.id, data=data))
-    emit(
-        as_json,
-        {"id": record.id, "key": plaintext, "scopes": list(record.scopes)},
-        f"Created API key {record.id} with scopes {', '.join(record.scopes)}:\n"
-        f"  {plaintext}\n"
-        "It is stored only as a hash and cannot be shown again.",
     )
 
 

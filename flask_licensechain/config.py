@@ -300,7 +300,11 @@ class Settings:
     max_token_bytes: int = _shared(8192, "max_token_bytes", _positive_int)
     max_body_bytes: int = _opt(65536, "Request bodies larger than this get 413.", _positive_int)
     verified_cache_size: int = _shared(10000, "verified_cache_size", _non_negative_int)
-    ratelimit_enabled: bool = _opt(True, "Rate limit the public endpoints.", parse_bool)
+    ratelimit_enabled: bool = _opt(
+        True,
+        "Rate limit the public endpoints and failed API-key authentications.",
+        parse_bool,
+    )
     ratelimit_per_ip: str = _opt(
         "10/second;100/minute;1000/hour", "Limits per client IP on public endpoints.", _rate_limit
     )
@@ -310,6 +314,13 @@ class Settings:
         _rate_limit,
     )
     ratelimit_fail_open: bool = _shared(True, "ratelimit_fail_open", parse_bool)
+    api_key_failure_limit: str = _opt(
+        "20/minute",
+        "Failed API-key authentications allowed per client IP (a `limits` string, counted "
+        "in the rate-limit storage while `ratelimit_enabled`); over it every request from "
+        "that IP answers 429 with `Retry-After`, a correct key included.",
+        _rate_limit,
+    )
     denylist_mirror: bool = _opt(
         True,
         "Keep an in-process copy of a Redis denylist, kept current over pub/sub, so "

@@ -44,7 +44,7 @@ REASON: Final = 2000
 #: the client's User-Agent as recorded in a verification answer (longer is cut)
 USER_AGENT: Final = 512
 #: scopes per API key, and characters per scope
-SCOPES: Final = 16
+SCOPES: Final = 32
 SCOPE: Final = 32
 #: list pagination: ``page`` and ``limit`` (items per page) query parameters
 PAGE: Final = 1_000_000
@@ -57,3 +57,5 @@ WEBHOOK_URL: Final = 2048
 #: an app's allowed CORS origins, and characters per origin
 ORIGINS: Final = 100
 ORIGIN: Final = 255
+#: apps one API key may be limited to
+API_KEY_APPS: Final = 100

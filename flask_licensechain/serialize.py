@@ -80,6 +80,7 @@ def app_json(app: AppRecord) -> dict[str, Any]:
         "verificationType": verification_type(app.tier),
         "webhookUrl": app.webhook_url,
         "allowedOrigins": list(app.allowed_origins),
+        "mode": app.mode,
         "createdAt": iso(app.created_at),
         "updatedAt": iso(app.updated_at),
     }
@@ -117,16 +118,36 @@ def license_json(lic: LicenseRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def api_key_json(key: ApiKeyRecord) -> dict[str, Any]:
-    """An API key's public fields; never its secret or hash."""
+def api_key_json(key: ApiKeyRecord, now: datetime | None = None) -> dict[str, Any]:
+    """An API key's public fields; never its secret or hash. ``status`` is ``active``,
+    ``revoked`` or ``expired`` at ``now``; ``appIds`` is ``null`` for a key of every app
+    (``appId``: the one app of a key limited to one, for LicenseChain's SDKs)."""
+    now = now or datetime.now(UTC)
+    if key.revoked_at is not None:
+        status = "revoked"
+    elif key.expires_at is not None and key.expires_at <= now:
+        status = "expired"
+    else:
+        status = "active"
+    app_ids = None if key.app_ids is None else sorted(key.app_ids)
     return {
         "id": key.id,
         "name": key.name,
+        "description": key.description,
         "prefix": key.prefix,
+        "environment": key.environment,
+        "role": key.role,
         "scopes": list(key.scopes),
+        "appIds": app_ids,
+        "appId": app_ids[0] if app_ids is not None and len(app_ids) == 1 else None,
+        "status": status,
         "createdAt": iso(key.created_at),
+        "expiresAt": iso(key.expires_at),
         "lastUsedAt": iso(key.last_used_at),
+        "lastUsedIp": key.last_used_ip,
+        "usageCount": key.usage_count,
         "revokedAt": iso(key.revoked_at),
+        "previousKeyExpiresAt": iso(key.previous_expires_at),
     }
 
 

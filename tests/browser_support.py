@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -35,13 +36,29 @@ SECRET_KEY = "browser tests secret"
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.remote.webelement import WebElement
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - dev extra
     webdriver = None
+
+
+def staleness_of(element: WebElement) -> Any:
+    """A wait condition: ``element`` has left the page. Chromium answers a node of the old
+    document either as stale or, during the navigation, with an inspector error ("Node with
+    given id does not belong to the document"); both mean it is gone."""
+
+    def gone(_driver: Any) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # StaleElementReferenceException is one
+            return True
+        return False
+
+    return gone
 
 
 def need_browser() -> None:

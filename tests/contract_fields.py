@@ -14,6 +14,8 @@ APP_FIELDS = frozenset(
         # POST /v1/apps accepts webhook_url and allowed_origins; the app object gives them back
         "webhookUrl",
         "allowedOrigins",
+        # issue 11: live or test, set at creation
+        "mode",
         "createdAt",
         "updatedAt",
     }

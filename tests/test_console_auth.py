@@ -248,9 +248,11 @@ def test_api_needs_no_csrf_token(app: Flask) -> None:
 
 
 def test_requires_scope_refuses_other_roles(app: Flask) -> None:
+    developer, _ = signed_in_client(app, "developer")
     support, _ = signed_in_client(app, "support")
     readonly, _ = signed_in_client(app, "readonly")
-    assert support.get("/guarded/licenses-write").get_data(as_text=True) == "ok support"
+    assert developer.get("/guarded/licenses-write").get_data(as_text=True) == "ok developer"
+    assert support.get("/guarded/licenses-write").status_code == 403  # suspend, not write
     assert readonly.get("/guarded/licenses-write").status_code == 403
     assert app.test_client().get("/guarded/licenses-write").status_code == 302
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from browser_support import staleness_of
 from conftest import free_port
 from issuer_support import TEST_ENCRYPTION_KEY
 
@@ -48,7 +49,6 @@ try:
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
     from selenium.webdriver.remote.webdriver import WebDriver
-    from selenium.webdriver.support.expected_conditions import staleness_of
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # pragma: no cover - dev extra
     webdriver = None

@@ -24,7 +24,9 @@ from flask import Flask
 
 from flask_licensechain.console.roles import ROLES, role_allows
 from flask_licensechain.console.sessions import COOKIE_NAME
+from flask_licensechain.services import webhooks as webhook_service
 from flask_licensechain.state import get_issuer_state
+from flask_licensechain.store import Actor
 
 ACCOUNT = "/console/account"  # a page every signed-in user may open (for CSRF tokens)
 
@@ -32,7 +34,9 @@ ACCOUNT = "/console/account"  # a page every signed-in user may open (for CSRF t
 # One app for the module: every test here only reads, or is refused (and checks so).
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
-    return make_console_app(tmp_path_factory.mktemp("console"))
+    return make_console_app(
+        tmp_path_factory.mktemp("console"), LICENSECHAIN_WEBHOOKS_ALLOW_PRIVATE=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +48,23 @@ def data(app: Flask) -> dict[str, Any]:
     store.licenses.bind_device(lic.id, "device-1", lic.created_at)
     other_lic = store.licenses.create(other.id)
     key, _ = store.api_keys.create("CI key", ["licenses:read"], app_id=demo.id)
-    return {"app": demo, "other": other, "license": lic, "other_license": other_lic, "key": key}
+    runtime = get_issuer_state(app).webhooks
+    assert runtime is not None
+    hook = webhook_service.create_endpoint(
+        runtime,
+        Actor(kind="system", id="test"),
+        url="http://127.0.0.1:9/hook",
+        events=None,
+        app_id=demo.id,
+    ).endpoint
+    return {
+        "app": demo,
+        "other": other,
+        "license": lic,
+        "other_license": other_lic,
+        "key": key,
+        "webhook": hook,
+    }
 
 
 def pages(d: dict[str, Any]) -> list[tuple[str, str]]:
@@ -56,6 +76,8 @@ def pages(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("/console/licenses", "licenses:read"),
         (f"/console/licenses/{d['license'].id}", "licenses:read"),
         ("/console/api-keys", "api-keys:read"),
+        ("/console/webhooks", "webhooks:read"),
+        (f"/console/webhooks/{d['webhook'].id}", "webhooks:read"),
         ("/console/signing-keys", "apps:read"),
         ("/console/audit", "audit:read"),
         ("/console/users", "users:manage"),
@@ -65,6 +87,7 @@ def pages(d: dict[str, Any]) -> list[tuple[str, str]]:
 def actions(d: dict[str, Any]) -> list[tuple[str, dict[str, str], str]]:
     """(path, form, scope needed) of every action."""
     lic = f"/console/licenses/{d['license'].id}"
+    hook = f"/console/webhooks/{d['webhook'].id}"
     return [
         ("/console/apps", {"name": "New", "tier": "free"}, "apps:write"),
         (f"/console/apps/{d['app'].id}", {"name": "Renamed", "tier": "pro"}, "apps:write"),
@@ -81,6 +104,13 @@ def actions(d: dict[str, Any]) -> list[tuple[str, dict[str, str], str]]:
             "api-keys:write",
         ),
         (f"/console/api-keys/{d['key'].id}/revoke", {}, "api-keys:write"),
+        ("/console/webhooks", {"url": "http://127.0.0.1:9/new", "app_id": ""}, "webhooks:write"),
+        (f"{hook}/disable", {}, "webhooks:write"),
+        (f"{hook}/enable", {}, "webhooks:write"),
+        (f"{hook}/test", {}, "webhooks:write"),
+        (f"{hook}/rotate-secret", {}, "webhooks:write"),
+        (f"{hook}/deliveries/1/retry", {}, "webhooks:write"),
+        (f"{hook}/delete", {}, "webhooks:write"),
         ("/console/signing-keys/rotate", {}, "keys:rotate"),
         ("/console/users", {"email": "new@example.test", "role": "support"}, "users:manage"),
     ]

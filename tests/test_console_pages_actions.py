@@ -212,7 +212,7 @@ def test_api_key_is_shown_once_and_works(app: Flask) -> None:
 
 
 def test_a_user_cannot_create_a_key_beyond_its_role(app: Flask) -> None:
-    client, _ = signed_in_client(app, "developer")
+    client, _ = signed_in_client(app, "admin")
     page = client.get("/console/api-keys").get_data(as_text=True)
     assert '<option value="owner"' not in page
     refused = post(

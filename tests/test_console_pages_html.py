@@ -15,7 +15,9 @@ from console_support import make_console_app, post_form, signed_in_client
 from flask import Flask
 
 from flask_licensechain.console.state import console_state
+from flask_licensechain.services import webhooks as webhook_service
 from flask_licensechain.state import get_issuer_state
+from flask_licensechain.store import Actor
 
 ACCOUNT = "/console/account"
 PAYLOAD = '<script>alert("xss")</script><img src=x onerror=alert(1)>'
@@ -83,7 +85,7 @@ def parse(html: str) -> Page:
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
-    return make_console_app(tmp_path)
+    return make_console_app(tmp_path, LICENSECHAIN_WEBHOOKS_ALLOW_PRIVATE=True)
 
 
 def _seed(app: Flask, text: str) -> dict[str, Any]:
@@ -100,7 +102,17 @@ def _seed(app: Flask, text: str) -> dict[str, Any]:
     )
     store.licenses.bind_device(lic.id, text[:200], lic.created_at)
     store.api_keys.create(text[:200], ["licenses:read"])
-    return {"app": demo, "license": lic}
+    runtime = get_issuer_state(app).webhooks
+    assert runtime is not None
+    hook = webhook_service.create_endpoint(
+        runtime,
+        Actor(kind="system", id="test"),
+        url="http://127.0.0.1:9/hook",
+        events=None,
+        app_id=demo.id,
+        description=text,
+    ).endpoint
+    return {"app": demo, "license": lic, "webhook": hook}
 
 
 def _all_pages(d: dict[str, Any]) -> list[str]:
@@ -112,6 +124,8 @@ def _all_pages(d: dict[str, Any]) -> list[str]:
         f"/console/licenses/{d['license'].id}",
         f"/console/licenses?q={d['license'].key}",
         "/console/api-keys",
+        "/console/webhooks",
+        f"/console/webhooks/{d['webhook'].id}",
         "/console/signing-keys",
         "/console/audit",
         "/console/users",

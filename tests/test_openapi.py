@@ -94,6 +94,11 @@ CONTRACT_OPERATIONS = {
     ("post", "/v1/api-keys"),
     ("post", "/v1/customers/export"),
     ("post", "/v1/customers/erase"),
+    ("get", "/v1/api-keys"),
+    ("get", "/v1/api-keys/{keyId}"),
+    ("patch", "/v1/api-keys/{keyId}"),
+    ("post", "/v1/api-keys/{keyId}/revoke"),
+    ("post", "/v1/api-keys/{keyId}/rotate"),
     # LicenseChain's clients: status through update, PUT, DELETE, stats, analytics, apps
     ("put", "/v1/licenses/{license}"),
     ("delete", "/v1/licenses/{license}"),
@@ -140,7 +145,14 @@ class Planted:
         self.license_key = lic.key
         self.hwuid = "machine-1"
         self.token = issuer.token_for(lic.key, hwuid=self.hwuid)
+        self.key_id = ""
+        self.fresh_api_key()
         self.fresh_webhook()
+
+    def fresh_api_key(self) -> None:
+        """An API key for the ``{keyId}`` routes (not the admin key: they may revoke it)."""
+        record, _ = self.issuer.store.api_keys.create("planted", ["apps:read"])
+        self.key_id = record.id
 
     def fresh_webhook(self) -> None:
         """A webhook (to a name the stubbed resolver refuses) with one dead delivery."""
@@ -168,6 +180,8 @@ class Planted:
             self.fresh_license()
         if self.issuer.store.licenses.get(self.license_id).status == "REVOKED":
             self.fresh_license()
+        if self.issuer.store.api_keys.get(self.key_id).revoked:
+            self.fresh_api_key()
         if self.issuer.store.webhooks.get_endpoint(self.webhook_id) is None:
             self.fresh_webhook()
         query = case.query or {}
@@ -179,6 +193,7 @@ class Planted:
             ("licenseId", self.license_id),
             ("license", self.license_id),
             ("hwuid", self.hwuid),
+            ("keyId", self.key_id),
             ("webhookId", self.webhook_id),
             ("deliveryId", self.delivery_id),
         ):
@@ -196,6 +211,8 @@ class Planted:
                 ("token", self.token),
                 ("hwuid", self.hwuid),
                 ("hardwareId", self.hwuid),
+                ("appIds", [self.app.id]),
+                ("app_ids", [self.app.id]),
             ):
                 if name in body:
                     body[name] = value
@@ -232,6 +249,7 @@ def issuer(tmp_path: Path) -> Iterator[Issuer]:
         ratelimit_enabled=True,
         ratelimit_per_ip=HUGE_LIMITS,
         ratelimit_per_key=HUGE_LIMITS,
+        api_key_failure_limit=HUGE_LIMITS,
     )
     try:
         yield made

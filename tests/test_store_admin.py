@@ -153,9 +153,9 @@ def test_replace_app_key_revokes_only_that_apps_keys(store: Store) -> None:
         app.id, "app key", ["licenses:read"]
     )
     assert revoked == []
-    assert first.app_id == app.id
+    assert first.app_ids == {app.id}
     authenticated = store.api_keys.authenticate(first_secret)
-    assert authenticated is not None and authenticated.app_id == app.id
+    assert authenticated is not None and authenticated.app_ids == {app.id}
     other_key, other_secret, _ = store.api_keys.replace_app_key(other.id, "k", ["licenses:read"])
     _, global_secret = store.api_keys.create("global", ["*"])
     second, second_secret, revoked = store.api_keys.replace_app_key(
@@ -166,7 +166,7 @@ def test_replace_app_key_revokes_only_that_apps_keys(store: Store) -> None:
     assert store.api_keys.authenticate(second_secret) is not None
     assert store.api_keys.authenticate(other_secret) is not None
     global_key = store.api_keys.authenticate(global_secret)
-    assert global_key is not None and global_key.app_id is None
+    assert global_key is not None and global_key.app_ids is None
     assert second.id != other_key.id
     with pytest.raises(NotFound):
         store.api_keys.replace_app_key("app_missing", "k", ["licenses:read"])

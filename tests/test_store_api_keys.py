@@ -9,25 +9,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from flask_licensechain.core.errors import InvalidRequest, Unavailable
 from flask_licensechain.store import API_KEY_SCOPES, Store, open_store
 from flask_licensechain.store import api_keys as api_keys_module
-from flask_licensechain.store.schema import api_keys
 
-#: CONTRACT section 2's scopes, written out (not read back from the code under test).
+#: CONTRACT section 2's scopes, the vocabulary's new ones, and issue 11's finer license
+#: scopes, written out (not read back from the code under test).
 CONTRACT_SCOPES = (
     "apps:read",
     "apps:write",
     "licenses:read",
     "licenses:write",
+    "licenses:suspend",
+    "devices:write",
     "tokens:revoke",
     "keys:rotate",
+    "api-keys:read",
     "api-keys:write",
     "audit:read",
+    "webhooks:read",
     "webhooks:write",
-    "metrics:read",  # issue 11's monitoring (VOCABULARY's new scopes): GET <metrics path>
+    "customers:read",
+    "customers:erase",
+    "metrics:read",
+    "users:admin",
     "*",
 )
 
@@ -81,32 +87,40 @@ def test_list_is_ordered_by_creation(store: Store) -> None:
     assert [k.id for k in store.api_keys.list()] == created  # not by the random ids
 
 
-def test_last_used_is_recorded_at_most_once_a_minute(
-    store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_usage_is_counted_in_memory_and_written_in_one_batch(store: Store) -> None:
     _, plaintext = store.api_keys.create("k", ["apps:read"])
-    first = store.api_keys.authenticate(plaintext)
-    assert first is not None and first.last_used_at is not None
-    again = store.api_keys.authenticate(plaintext)
-    assert again is not None and again.last_used_at == first.last_used_at
-    # a minute later the use is recorded again
-    earlier = first.last_used_at - timedelta(minutes=1)
-    with store.engine.begin() as conn:
-        conn.execute(sa.update(api_keys).values(last_used_at=earlier))
-    later = store.api_keys.authenticate(plaintext)
-    assert later is not None and later.last_used_at is not None
-    assert later.last_used_at > first.last_used_at
-    assert store.api_keys.list()[0].last_used_at == later.last_used_at
-    assert api_keys_module.LAST_USED_RESOLUTION == timedelta(minutes=1)
+    for _ in range(5):
+        assert store.api_keys.authenticate(plaintext) is not None
+    # Nothing written on the request path...
+    assert store.api_keys.list()[0].usage_count == 0
+    store.api_keys.usage.flush()
+    # ...then one batch: the count and the last time.
+    written = store.api_keys.list()[0]
+    assert written.usage_count == 5 and written.last_used_at is not None
+    store.api_keys.usage.flush()  # nothing pending: no change
+    assert store.api_keys.list()[0].usage_count == 5
 
 
-def test_just_under_a_minute_is_not_recorded_again(store: Store) -> None:
+def test_usage_timer_writes_within_about_a_second(store: Store) -> None:
     _, plaintext = store.api_keys.create("k", ["apps:read"])
-    recent = datetime.now(UTC) - timedelta(seconds=50)
-    with store.engine.begin() as conn:
-        conn.execute(sa.update(api_keys).values(last_used_at=recent))
-    authed = store.api_keys.authenticate(plaintext)
-    assert authed is not None and authed.last_used_at == recent
+    assert store.api_keys.authenticate(plaintext) is not None
+    deadline = time.monotonic() + 10
+    while store.api_keys.list()[0].usage_count == 0:
+        assert time.monotonic() < deadline, "the usage timer never wrote"
+        time.sleep(0.05)
+    assert api_keys_module.USAGE_FLUSH_SECONDS == 1.0
+
+
+def test_an_older_batch_never_moves_last_used_back(store: Store) -> None:
+    record, _ = store.api_keys.create("k", ["apps:read"])
+    now = datetime.now(UTC)
+    store.api_keys.usage.record(record.id, now, "192.0.2.1")
+    store.api_keys.usage.flush()
+    store.api_keys.usage.record(record.id, now - timedelta(minutes=5), "192.0.2.9")
+    store.api_keys.usage.flush()
+    written = store.api_keys.list()[0]
+    assert written.usage_count == 2
+    assert (written.last_used_at, written.last_used_ip) == (now, "192.0.2.1")
 
 
 def test_revoked_key_never_authenticates(store: Store) -> None:
@@ -123,11 +137,12 @@ def test_revoking_an_unusable_id_is_false(store: Store, key_id: Any) -> None:
     assert store.api_keys.list()[0].revoked_at is None
 
 
-def test_a_failed_last_used_write_does_not_fail_authentication(
+def test_a_failed_usage_write_does_not_fail_authentication_and_is_kept(
     store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     record, plaintext = store.api_keys.create("k", ["apps:read"])
     database = store.api_keys._db
+    real_write = database.write
 
     def busy() -> Any:
         raise Unavailable(detail="database is locked")
@@ -135,7 +150,11 @@ def test_a_failed_last_used_write_does_not_fail_authentication(
     monkeypatch.setattr(database, "write", busy)
     authed = store.api_keys.authenticate(plaintext)
     assert authed is not None and authed.id == record.id
-    assert "could not record API key use" in caplog.text and "database is locked" in caplog.text
+    store.api_keys.usage.flush(quiet=True)
+    assert "could not store API key usage" in caplog.text and "database is locked" in caplog.text
+    monkeypatch.setattr(database, "write", real_write)
+    store.api_keys.usage.flush()
+    assert store.api_keys.list()[0].usage_count == 1
 
 
 def test_environment_must_be_live_or_test(store: Store) -> None:

@@ -7,12 +7,13 @@ its app's state with ``get_issuer_state()``.
 
 from __future__ import annotations
 
-from . import admin, audit_events, customers, licenses, openapi, public, webhooks
+from . import admin, api_keys, audit_events, customers, licenses, openapi, public, webhooks
 from .blueprint import BLUEPRINT_NAME, bp, root_bp
 
 __all__ = [
     "BLUEPRINT_NAME",
     "admin",
+    "api_keys",
     "audit_events",
     "bp",
     "customers",

@@ -1,4 +1,5 @@
-"""Authenticated endpoints other than licenses: apps, token revocation, key rotation, API keys."""
+"""Authenticated endpoints other than licenses and API keys: apps, token revocation, signing
+key rotation, analytics."""
 
 from __future__ import annotations
 
@@ -11,18 +12,18 @@ from flask import Response
 from .. import field_limits as limits
 from ..core.contract import LONGEST_TTL
 from ..core.errors import InsufficientScope, InvalidRequest, NotFound
-from ..serialize import api_key_json, app_json, iso
+from ..serialize import app_json, iso
 from ..services import apps as app_service
 from ..services import tokens as token_service
 from ..services.signing_keys import rotate_signing_key
 from ..state import IssuerState, get_issuer_state
-from ..store import AppRecord, Change
+from ..store import AppRecord
+from ..store.apps import AppScope
 from .analytics_report import query_period, verification_report
 from .auth import (
     app_filter,
     check_app_visible,
     current_api_key,
-    grants,
     request_actor,
     require_unrestricted,
     requires,
@@ -33,8 +34,6 @@ from .http import NO_STORE, json_response
 from .names import TOKEN_FIELDS
 from .query import query_app_id, query_int
 
-#: the scopes of the key ``POST /apps/<id>/regenerate-key`` makes (limited to that app)
-APP_KEY_SCOPES: Final = ("apps:read", "licenses:read", "licenses:write")
 #: app field -> its accepted names (snake_case as LicenseChain's SDKs send, or camelCase)
 APP_FIELD_NAMES: Final = {
     "name": ("name",),
@@ -42,6 +41,7 @@ APP_FIELD_NAMES: Final = {
     "tier": ("tier",),
     "webhook_url": ("webhook_url", "webhookUrl"),
     "allowed_origins": ("allowed_origins", "allowedOrigins"),
+    "mode": ("mode",),
 }
 _APP_NAMES: Final = {name for names in APP_FIELD_NAMES.values() for name in names}
 
@@ -51,6 +51,10 @@ def app_changes(fields: Fields, *, creating: bool) -> dict[str, Any]:
     ``description`` and ``webhook_url`` and empties ``allowed_origins``)."""
     reject_unknown(fields, _APP_NAMES)
     changes: dict[str, Any] = {}
+    if fields.present("mode") and not creating:
+        raise InvalidRequest("An app's mode is set when it is created; it cannot change.")
+    if fields.present("mode"):
+        changes["mode"] = fields.string("mode", max_length=8)
     if creating or fields.present("name"):
         changes["name"] = fields.required_string("name", max_length=limits.NAME)
     if fields.present("description"):
@@ -103,11 +107,14 @@ def revoke_token() -> Response:
             raise InvalidRequest("The token has no usable 'jti'.")
         if jti is not None and jti != token_jti:
             raise InvalidRequest("'jti' does not match the token's jti.")
-        audiences = _signed_audiences(state, token)
-        own = current_api_key().app_id
-        if own is not None and own not in audiences:
-            raise NotFound("The token is not for this key's app.")
-        app_id = own if own is not None else _one_audience(audiences)
+        # The token must be for an app the key may act on (one of its audiences); a key of
+        # every live app may revoke any token, as it may revoke a bare jti.
+        audiences = [aud for aud in _signed_audiences(state, token) if isinstance(aud, str)]
+        visible = [aud for aud in audiences if _visible(aud)]
+        key = current_api_key()
+        if not visible and (key.app_ids is not None or key.environment != "live"):
+            raise NotFound("The token is not for this key's apps.")
+        app_id = visible[0] if len(visible) == 1 else None
         jti = token_jti
         exp = claims.get("exp")
         if isinstance(exp, int) and not isinstance(exp, bool):
@@ -118,6 +125,14 @@ def revoke_token() -> Response:
         state, request_actor(), jti=jti, until=now + ttl, now=now, app_id=app_id
     )
     return json_response({"revoked": True, "jti": jti}, 200, NO_STORE)
+
+
+def _visible(app_id: str) -> bool:
+    try:
+        check_app_visible(app_id)
+    except NotFound:
+        return False
+    return True
 
 
 def _signed_audiences(state: IssuerState, token: str) -> list[Any]:
@@ -163,7 +178,15 @@ def create_app() -> Response:
     them); 201 with the app object."""
     state = get_issuer_state()
     changes = app_changes(Fields(read_json_body(state.settings.max_body_bytes)), creating=True)
-    require_unrestricted("create apps")
+    require_unrestricted("create apps", every_environment=False)
+    # An app's mode defaults to the key's environment; a key never creates an app it
+    # could not act on (an lc_test_ key making a live app).
+    environment = current_api_key().environment
+    changes["mode"] = changes.get("mode") or environment
+    if changes["mode"] != environment:
+        raise InsufficientScope(
+            f"An lc_{environment}_ API key can only create {environment}-mode apps."
+        )
     app = app_service.create_app(state, request_actor(), **changes)
     return json_response(app_json(app), 201)
 
@@ -175,12 +198,12 @@ def list_apps() -> Response:
     store = get_issuer_state().store
     number = query_int("page", 1, limits.PAGE)
     size = query_int("limit", limits.PAGE_SIZE, limits.PAGE_SIZE)
-    own = app_filter(None)
-    apps = store.apps.list(page=number, limit=size, app_id=own)
+    scope = app_filter(None)
+    apps = store.apps.list(page=number, limit=size, scope=scope)
     return json_response(
         {
             "apps": [app_json(app) for app in apps],
-            "total": store.apps.count(app_id=own),
+            "total": store.apps.count(scope=scope),
             "page": number,
             "limit": size,
         }
@@ -225,48 +248,17 @@ def delete_app(app_id: str) -> Response:
     return json_response({**app_json(app), "deleted": True})
 
 
-@bp.post("/apps/<app_id>/regenerate-key")
-@requires("api-keys:write")
-def regenerate_app_key(app_id: str) -> Response:
-    """A new API key limited to the app, shown once (201); the app's previous keys are
-    revoked in the same transaction."""
-    state = get_issuer_state()
-    reject_unknown(Fields(read_json_body(state.settings.max_body_bytes)), set())
-    app = _visible_app(state, app_id)
-    caller = current_api_key()
-    beyond = [scope for scope in APP_KEY_SCOPES if not grants(caller, scope)]
-    if beyond:
-        raise InsufficientScope(
-            "An API key can only grant scopes it holds: " + ", ".join(beyond) + "."
-        )
-    with state.store.unit_of_work(request_actor()) as unit:
-        record, plaintext, revoked = state.store.api_keys.replace_app_key(
-            app.id, f"{app.name[:150]} (app key)", APP_KEY_SCOPES, environment=caller.environment
-        )
-        data = {"scopes": list(record.scopes), "revokedKeyIds": revoked}
-        unit.record(Change("api_key.create", target=record.id, app_id=app.id, data=data))
-    body = {
-        **api_key_json(record),
-        "appId": app.id,
-        "key": plaintext,
-        "apiKey": plaintext,
-        "revokedKeyIds": revoked,
-    }
-    return json_response(body, 201, NO_STORE)
-
-
 # -- analytics -------------------------------------------------------------------------
 
 
-def _app_report(state: IssuerState) -> tuple[str | None, dict[str, Any]]:
-    """The ``app_id`` filter (404 for an unknown app) and the verification report of the
-    ``period`` asked for."""
+def _app_report(state: IssuerState) -> tuple[AppScope, dict[str, Any]]:
+    """The apps to report on (the key's, or ``app_id``: 404 when the key cannot see it)
+    and the verification report of the ``period`` asked for."""
     period = query_period()
-    app_id = app_filter(query_app_id())
-    if app_id is not None and state.store.apps.get(app_id) is None:
-        raise NotFound("App not found.")
-    report = verification_report(state.store.verification_tally, period, app_id=app_id)
-    return app_id, {"appId": app_id, **report}
+    app_id = query_app_id()
+    scope = app_filter(app_id)
+    report = verification_report(state.store.verification_tally, period, scope=scope)
+    return scope, {"appId": app_id, **report}
 
 
 @bp.get("/analytics/stats")
@@ -274,10 +266,10 @@ def _app_report(state: IssuerState) -> tuple[str | None, dict[str, Any]]:
 def analytics_stats() -> Response:
     """Verifications by outcome per day, with the license counts and the number of apps."""
     state = get_issuer_state()
-    app_id, report = _app_report(state)
+    scope, report = _app_report(state)
     counts = {
-        "licenses": state.store.licenses.stats(app_id=app_id),
-        "apps": state.store.apps.count(app_id=app_id),
+        "licenses": state.store.licenses.stats(scope=scope),
+        "apps": state.store.apps.count(scope=scope),
     }
     return json_response({**report, **counts})
 
@@ -306,35 +298,3 @@ def rotate_keys() -> Response:
             "previousKeyExpiresAt": iso(result.previous_expires_at),
         }
     )
-
-
-# -- API keys --------------------------------------------------------------------------
-
-
-@bp.post("/api-keys")
-@requires("api-keys:write")
-def create_api_key() -> Response:
-    """A new API key, shown once (201); it can grant only scopes the caller holds."""
-    state = get_issuer_state()
-    fields = Fields(read_json_body(state.settings.max_body_bytes))
-    reject_unknown(fields, {"name", "scopes", "environment"})
-    name = fields.required_string("name", max_length=limits.NAME)
-    scopes = fields.string_list("scopes", max_items=limits.SCOPES, max_length=limits.SCOPE)
-    if not scopes:
-        raise InvalidRequest("'scopes' must list at least one scope.")
-    caller = current_api_key()
-    # No privilege escalation: a key can only hand out scopes it holds itself.
-    beyond = [scope for scope in scopes if not grants(caller, scope)]
-    if beyond:
-        raise InsufficientScope(
-            "An API key can only grant scopes it holds: " + ", ".join(beyond) + "."
-        )
-    environment = fields.string("environment", max_length=8) or "live"
-    # An app-limited key makes keys limited to the same app, never wider ones.
-    with state.store.unit_of_work(request_actor()) as unit:
-        record, plaintext = state.store.api_keys.create(
-            name, scopes, environment=environment, app_id=caller.app_id
-        )
-        data = {"scopes": list(record.scopes)}
-        unit.record(Change("api_key.create", target=record.id, app_id=caller.app_id, data=data))
-    return json_response({**api_key_json(record), "key": plaintext}, 201, NO_STORE)

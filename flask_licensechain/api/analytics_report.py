@@ -17,6 +17,7 @@ from flask import request
 
 from ..core.errors import InvalidRequest
 from ..store.analytics import VALID_OUTCOME, VerificationTally, day_range
+from ..store.apps import EVERY_APP, AppScope
 
 #: the periods LicenseChain's clients ask for -> days
 PERIODS: Final[Mapping[str, int]] = {"7d": 7, "30d": 30, "90d": 90, "1y": 365}
@@ -43,6 +44,7 @@ def verification_report(
     app_id: str | None = None,
     license_id: str | None = None,
     now: datetime | None = None,
+    scope: AppScope = EVERY_APP,
 ) -> dict[str, Any]:
     """The report of ``period`` ending today (UTC), of one app and/or license when given.
 
@@ -51,7 +53,9 @@ def verification_report(
     tally.flush()
     today = (now or datetime.now(UTC)).astimezone(UTC).date()
     days = day_range(PERIODS[period], today)
-    counts = tally.repository.per_day(days[0], days[-1], app_id=app_id, license_id=license_id)
+    counts = tally.repository.per_day(
+        days[0], days[-1], app_id=app_id, license_id=license_id, scope=scope
+    )
     return build_report(period, days, counts)
 
 

@@ -27,8 +27,16 @@ from ..serialize import license_json, parse_timestamp
 from ..services import licenses as service
 from ..state import IssuerState, get_issuer_state
 from ..store import LicenseRecord
+from ..store.apps import AppScope
 from .analytics_report import query_period, verification_report
-from .auth import app_filter, check_app_visible, request_actor, requires, visible_license
+from .auth import (
+    app_filter,
+    check_app_visible,
+    key_scope,
+    request_actor,
+    requires,
+    visible_license,
+)
 from .blueprint import bp
 from .body import Fields, read_json_body, reject_unknown
 from .http import json_response
@@ -139,12 +147,12 @@ def _existing(state: IssuerState, ref: str) -> LicenseRecord:
     return visible_license(state.store.licenses.get_by_id_or_key(ref))
 
 
-def _page(state: IssuerState, app_id: str | None) -> Response:
+def _page(state: IssuerState, app_id: str | None, scope: AppScope) -> Response:
     number = query_int("page", 1, limits.PAGE)
     size = query_int("limit", limits.DEFAULT_PAGE_SIZE, limits.PAGE_SIZE)
     now = datetime.now(UTC)
     records, total = state.store.licenses.list(
-        app_id=app_id, status=_query_status(), page=number, limit=size, now=now
+        app_id=app_id, status=_query_status(), page=number, limit=size, now=now, scope=scope
     )
     return json_response(
         {
@@ -176,16 +184,14 @@ def app_licenses(app_id: str) -> Response:
     """One page of an app's licenses (``page``, ``limit``, ``status`` query parameters)."""
     state = get_issuer_state()
     check_app_visible(app_id)
-    if state.store.apps.get(app_id) is None:
-        raise NotFound("App not found.")
-    return _page(state, app_id)
+    return _page(state, app_id, key_scope())
 
 
 @bp.get("/licenses")
 @requires("licenses:read")
 def list_licenses() -> Response:
     """One page of licenses, of every app or of ``app_id``."""
-    return _page(get_issuer_state(), app_filter(query_app_id()))
+    return _page(get_issuer_state(), None, app_filter(query_app_id()))
 
 
 @bp.get("/licenses/stats")
@@ -193,10 +199,7 @@ def list_licenses() -> Response:
 def license_stats() -> Response:
     """License counts by status, of every app or of ``app_id`` (404 for an unknown app)."""
     state = get_issuer_state()
-    app_id = app_filter(query_app_id())
-    if app_id is not None and state.store.apps.get(app_id) is None:
-        raise NotFound("App not found.")
-    return json_response(state.store.licenses.stats(app_id=app_id))
+    return json_response(state.store.licenses.stats(scope=app_filter(query_app_id())))
 
 
 @bp.get("/licenses/<lc_license:ref>")
@@ -277,7 +280,7 @@ def delete_license(ref: str) -> Response:
 
 
 @bp.patch("/licenses/<lc_license:ref>/suspend")
-@requires("licenses:write")
+@requires("licenses:suspend")
 def suspend_license(ref: str) -> Response:
     """Suspend (reversible); the license's outstanding tokens are refused at once."""
     state = get_issuer_state()
@@ -286,7 +289,7 @@ def suspend_license(ref: str) -> Response:
 
 
 @bp.patch("/licenses/<lc_license:ref>/activate")
-@requires("licenses:write")
+@requires("licenses:suspend")
 def activate_license(ref: str) -> Response:
     """Lift a suspension (a revoked license stays revoked: 409)."""
     state = get_issuer_state()
@@ -333,14 +336,14 @@ def _release(ref: str, hwuid: str) -> Response:
 
 
 @bp.delete("/licenses/<lc_license:ref>/devices/<lc_hwuid:hwuid>", merge_slashes=False)
-@requires("licenses:write")
+@requires("devices:write")
 def release_device(ref: str, hwuid: str) -> Response:
     """Unbind a hardware id (percent-encoded in the path, ``/`` included)."""
     return _release(ref, hwuid)
 
 
 @bp.delete("/licenses/<lc_license:ref>/devices")
-@requires("licenses:write")
+@requires("devices:write")
 def release_device_by_query(ref: str) -> Response:
     """Unbind a hardware id given as ``?hwuid=`` or ``{"hwuid"}``: any id, untouched by URL
     normalization."""

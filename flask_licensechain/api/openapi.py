@@ -19,14 +19,15 @@ from flask import Response
 
 from .. import field_limits as limits
 from ..core.contract import LICENSE_STATUSES, SELLER_TIERS, TOKEN_USE, TTL_BY_VT, Reason
+from ..roles import ENVIRONMENTS, ROLE_NAMES, SCOPES
 from ..state import get_issuer_state
 from ..store.analytics import VALID_OUTCOME
-from ..store.api_keys import API_KEY_SCOPES, ENVIRONMENTS
+from ..store.api_keys import MAX_ROTATION_GRACE
 from ..store.changes import ACTOR_KINDS
 from ..store.licenses import STATS_FIELDS
 from ..version import __version__
 from ..webhooks.events import SUBSCRIBABLE
-from . import admin, analytics_report, audit_events, converters, cors, licenses, public
+from . import admin, analytics_report, api_keys, audit_events, converters, cors, licenses, public
 from .blueprint import bp
 from .names import APP_ID_FIELDS, HWUID_FIELDS, KEY_FIELDS, TOKEN_FIELDS
 from .webhooks import DESCRIPTION as WEBHOOK_DESCRIPTION
@@ -437,7 +438,15 @@ def _admin_schemas() -> dict[str, Schema]:
         ),
         "AppCreate": {
             **_closed(
-                _app_fields(),
+                {
+                    **_app_fields(),
+                    "mode": {
+                        "type": "string",
+                        "enum": list(ENVIRONMENTS),
+                        "description": "Set for good. Default: the key's environment; an "
+                        "lc_test_ key makes test apps only (403 otherwise).",
+                    },
+                },
                 description="`webhook_url` and `allowed_origins` as LicenseChain's SDKs send "
                 "them (camelCase accepted too).",
             ),
@@ -458,6 +467,7 @@ def _admin_schemas() -> dict[str, Schema]:
                 "verificationType",
                 "webhookUrl",
                 "allowedOrigins",
+                "mode",
                 "createdAt",
                 "updatedAt",
             ],
@@ -470,6 +480,7 @@ def _admin_schemas() -> dict[str, Schema]:
                 "verificationType": VT,
                 "webhookUrl": _nullable(STRING),
                 "allowedOrigins": {"type": "array", "items": STRING},
+                "mode": {"type": "string", "enum": list(ENVIRONMENTS)},
                 "createdAt": DATE_TIME,
                 "updatedAt": DATE_TIME,
             },
@@ -507,7 +518,7 @@ def _admin_schemas() -> dict[str, Schema]:
                 ),
             ],
             "description": f"A key limited to the app, with the scopes "
-            f"{', '.join(admin.APP_KEY_SCOPES)}; shown once.",
+            f"{', '.join(api_keys.APP_KEY_SCOPES)}; shown once.",
         },
         "LicenseCreate": _closed(
             {
@@ -613,25 +624,42 @@ def _admin_schemas() -> dict[str, Schema]:
                 },
             },
         ),
+        **_api_key_schemas(),
+    }
+
+
+def _api_key_schemas() -> dict[str, Schema]:
+    expiry = {**_nullable(TIMESTAMP_IN), "description": "When it stops working; null: never."}
+    app_ids = {
+        "type": "array",
+        "items": _text(limits.APP_ID),
+        "minItems": 1,
+        "maxItems": limits.API_KEY_APPS,
+        "description": "The apps it may act on (default: the creator's restriction).",
+    }
+    scopes = {
+        "type": "array",
+        "items": {"type": "string", "enum": list(SCOPES)},
+        "minItems": 1,
+        "maxItems": limits.SCOPES,
+    }
+    return {
         "ApiKeyCreate": {
             **_closed(
                 {
                     "name": _text(limits.NAME),
-                    "scopes": {
-                        "type": "array",
-                        "items": {"type": "string", "enum": list(API_KEY_SCOPES)},
-                        "minItems": 1,
-                        "maxItems": 16,
-                    },
-                    "environment": {
-                        "type": "string",
-                        "enum": list(ENVIRONMENTS),
-                        "default": "live",
-                    },
+                    "description": _nullable(_text(limits.DESCRIPTION, 0)),
+                    "scopes": scopes,
+                    "role": {"type": "string", "enum": list(ROLE_NAMES)},
+                    "environment": {"type": "string", "enum": list(ENVIRONMENTS)},
+                    **_aliases(api_keys.APP_IDS_NAMES, app_ids),
+                    **_aliases(api_keys.EXPIRY_NAMES, expiry),
                 },
-                description="A key can only grant scopes its creator holds (else 403).",
+                description="`role` or `scopes`. A key never gets more rights than its "
+                "creator: no scope it lacks, no live environment from an lc_test_ key, no app "
+                "outside its restriction, no longer life (else 403).",
             ),
-            "required": ["name", "scopes"],
+            "required": ["name"],
         },
         "CustomerRequest": {
             **_closed({"email": _text(limits.EMAIL)}),
@@ -673,23 +701,84 @@ def _admin_schemas() -> dict[str, Schema]:
                 "devices": {"type": "integer", "minimum": 0},
             },
         ),
-        "ApiKeyCreated": _obj(
-            ["id", "name", "prefix", "scopes", "createdAt", "key"],
+        "ApiKeyUpdate": _closed(
+            {
+                "name": _text(limits.NAME),
+                "description": _nullable(_text(limits.DESCRIPTION, 0)),
+                **_aliases(api_keys.EXPIRY_NAMES, expiry),
+            },
+            description="Partial update.",
+        ),
+        "ApiKeyRotate": _closed(
+            _aliases(
+                api_keys.GRACE_NAMES,
+                {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": int(MAX_ROTATION_GRACE.total_seconds()),
+                    "default": 86400,
+                    "description": "Seconds the previous secret keeps working (0: none).",
+                },
+            ),
+        ),
+        "ApiKey": _obj(
+            [
+                "id",
+                "name",
+                "description",
+                "prefix",
+                "environment",
+                "role",
+                "scopes",
+                "appIds",
+                "status",
+                "createdAt",
+                "expiresAt",
+                "lastUsedAt",
+                "lastUsedIp",
+                "usageCount",
+                "revokedAt",
+            ],
             {
                 "id": STRING,
                 "name": STRING,
+                "description": _nullable(STRING),
                 "prefix": STRING,
+                "environment": {"type": "string", "enum": list(ENVIRONMENTS)},
+                "role": _nullable({"type": "string", "enum": list(ROLE_NAMES)}),
                 "scopes": {"type": "array", "items": STRING},
+                "appIds": _nullable({"type": "array", "items": STRING}),
+                "appId": _nullable(STRING),
+                "status": {"type": "string", "enum": ["active", "revoked", "expired"]},
                 "createdAt": DATE_TIME,
+                "expiresAt": _nullable(DATE_TIME),
                 "lastUsedAt": _nullable(DATE_TIME),
+                "lastUsedIp": _nullable(STRING),
+                "usageCount": {"type": "integer", "minimum": 0},
                 "revokedAt": _nullable(DATE_TIME),
-                "key": {
-                    "type": "string",
-                    "pattern": "^lc_(live|test)_",
-                    "description": "The key itself: shown this once, stored only as a hash.",
-                },
+                "previousKeyExpiresAt": _nullable(DATE_TIME),
             },
+            description="Never the secret. Usage is written about once a second.",
         ),
+        "ApiKeyList": _obj(
+            ["apiKeys", "total"],
+            {"apiKeys": {"type": "array", "items": _schema("ApiKey")}, "total": _count()},
+        ),
+        "ApiKeyCreated": {
+            "allOf": [
+                _schema("ApiKey"),
+                _obj(
+                    ["key"],
+                    {
+                        "key": {
+                            "type": "string",
+                            "pattern": "^lc_(live|test)_",
+                            "description": "The secret: shown this once, stored only as a hash.",
+                        }
+                    },
+                ),
+            ]
+        },
     }
 
 
@@ -808,7 +897,7 @@ _CORS_HEADERS = {
     "Vary": _ref("headers", "Vary"),
 }
 _BODY_ERRORS = (400, 413, 415)
-_AUTH_ERRORS = (401, 403, 503)
+_AUTH_ERRORS = (401, 403, 429, 503)
 
 
 def _ok(description: str, schema: Schema, headers: dict[str, Schema] | None = None) -> Schema:
@@ -1085,12 +1174,16 @@ def _admin_paths(p: str) -> dict[str, Schema]:
     lic = _schema("License")
 
     def status_change(
-        summary: str, body: str = "EmptyRequest", *, required: bool = False
+        summary: str,
+        body: str = "EmptyRequest",
+        *,
+        required: bool = False,
+        scope: str = "licenses:write",
     ) -> Schema:
         return {
             "patch": _admin(
                 summary,
-                "licenses:write",
+                scope,
                 200,
                 "The license after the change.",
                 lic,
@@ -1302,9 +1395,12 @@ def _admin_paths(p: str) -> dict[str, Schema]:
             "RevokeLicenseRequest",
         ),
         f"{p}/licenses/{{licenseId}}/suspend": status_change(
-            "Suspend a license (its outstanding tokens are refused at once)"
+            "Suspend a license (its outstanding tokens are refused at once)",
+            scope="licenses:suspend",
         ),
-        f"{p}/licenses/{{licenseId}}/activate": status_change("Reactivate a suspended license"),
+        f"{p}/licenses/{{licenseId}}/activate": status_change(
+            "Reactivate a suspended license", scope="licenses:suspend"
+        ),
         f"{p}/licenses/{{licenseId}}/status": status_change(
             "Set the status (any case), as /revoke, /suspend or /activate would",
             "LicenseStatusRequest",
@@ -1327,7 +1423,7 @@ def _admin_paths(p: str) -> dict[str, Schema]:
         f"{p}/licenses/{{licenseId}}/devices/{{hwuid}}": {
             "delete": _admin(
                 "Release a device slot",
-                "licenses:write",
+                "devices:write",
                 200,
                 "The license without that device.",
                 lic,
@@ -1338,7 +1434,7 @@ def _admin_paths(p: str) -> dict[str, Schema]:
         f"{p}/licenses/{{licenseId}}/devices": {
             "delete": _admin(
                 "Release a device slot, the hardware id as `?hwuid=` or in the body",
-                "licenses:write",
+                "devices:write",
                 200,
                 "The license without that device.",
                 lic,
@@ -1385,14 +1481,78 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 body="CustomerRequest",
             )
         },
+        **_api_key_paths(p),
+    }
+
+
+def _api_key_paths(p: str) -> dict[str, Schema]:
+    key_id = _path_param("keyId", "API key id.")
+    key = _schema("ApiKey")
+    return {
         f"{p}/api-keys": {
+            "get": _admin(
+                "List the API keys this key may see (never a secret)",
+                "api-keys:read",
+                200,
+                "The keys, oldest first.",
+                _schema("ApiKeyList"),
+            ),
             "post": _admin(
-                "Create an API key",
+                "Create an API key (a role or scopes, apps, expiry)",
                 "api-keys:write",
                 201,
                 "The new key, shown once.",
                 _schema("ApiKeyCreated"),
+                errors=(404,),
                 body="ApiKeyCreate",
+            ),
+        },
+        f"{p}/api-keys/{{keyId}}": {
+            "get": _admin(
+                "One API key (never its secret)",
+                "api-keys:read",
+                200,
+                "The key.",
+                key,
+                errors=(404,),
+                parameters=[key_id],
+            ),
+            "patch": _admin(
+                "Rename, describe or change the expiry of an API key",
+                "api-keys:write",
+                200,
+                "The key after the change.",
+                key,
+                errors=(404,),
+                body="ApiKeyUpdate",
+                body_required=False,
+                parameters=[key_id],
+            ),
+        },
+        f"{p}/api-keys/{{keyId}}/rotate": {
+            "post": _admin(
+                "A new secret; the old one works for the grace period",
+                "api-keys:write",
+                200,
+                "The key with its new secret, shown once.",
+                _schema("ApiKeyCreated"),
+                errors=(404, 409),
+                body="ApiKeyRotate",
+                body_required=False,
+                parameters=[key_id],
+            )
+        },
+        f"{p}/api-keys/{{keyId}}/revoke": {
+            "post": _admin(
+                "Revoke an API key (every worker refuses it from the next request)",
+                "api-keys:write",
+                200,
+                "The revoked key (idempotent).",
+                key,
+                errors=(404,),
+                body="EmptyRequest",
+                body_required=False,
+                parameters=[key_id],
             )
         },
     }
@@ -1805,8 +1965,11 @@ def _build(prefix: str) -> Schema:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "An API key (`lc_live_...` or `lc_test_...`). Scopes: "
-                    + ", ".join(f"`{s}`" for s in API_KEY_SCOPES)
-                    + "; `*` grants them all.",
+                    + ", ".join(f"`{s}`" for s in SCOPES)
+                    + "; `*` grants them all. Roles: "
+                    + ", ".join(f"`{r}`" for r in ROLE_NAMES)
+                    + ". `licenses:write` implies `licenses:suspend` and `devices:write`; "
+                    "`api-keys:write` implies `api-keys:read`.",
                 }
             },
         },

@@ -98,6 +98,12 @@ class PublicRateLimits:
         self.storage: Storage | None = cast("Storage | None", storage)
         self._strategy = FixedWindowRateLimiter(self.storage) if self.storage else None
         self._fallback = StoreFallback(self.fail_open, FixedWindowRateLimiter)
+        #: failed API-key authentications per client IP (``None`` when limits are off)
+        self.auth_failures = (
+            AuthFailureLimit(self.storage, settings.api_key_failure_limit, self.fail_open)
+            if self.storage is not None
+            else None
+        )
 
     def __repr__(self) -> str:  # the storage URI may carry a password
         return f"PublicRateLimits(enabled={self.enabled}, fail_open={self.fail_open})"
@@ -254,6 +260,63 @@ def build_public_rate_limits(app: Flask, settings: Settings) -> PublicRateLimits
     if settings.ratelimit_enabled and settings.ratelimit_backend == "flask-limiter":
         host = HostLimiter(host_flask_limiter(app), settings)
     return PublicRateLimits(settings, host)
+
+
+class AuthFailureLimit:
+    """Failed API-key authentications per client IP (``LICENSECHAIN_API_KEY_FAILURE_LIMIT``).
+
+    Counters are ``licensechain/authfail/<ip>`` in the rate-limit storage, so every worker
+    (and host, with Redis) shares them. ``check`` raises ``LimitExceeded`` (429) while any
+    window is used up; ``fail`` counts one failure and answers ``True`` for exactly one
+    failure per window (the one that uses the window up: the storage's atomic increment
+    gives each caller its own count), so the trip is logged and recorded once.
+    """
+
+    def __init__(self, storage: Storage, limit: str, fail_open: bool) -> None:
+        self.limit = limit
+        self.items: tuple[RateLimitItem, ...] = tuple(parse_many(limit))
+        self._strategy: RateLimiter = FixedWindowRateLimiter(storage)
+        self._fallback = StoreFallback(fail_open, FixedWindowRateLimiter)
+
+    def describe(self) -> str:
+        """The configured limit, e.g. ``20/minute``."""
+        return self.limit
+
+    def _run(self, action: Callable[[RateLimiter], Any]) -> Any:
+        strategy = self._fallback.active() or self._strategy
+        try:
+            return action(strategy)
+        except LimitExceeded:
+            raise
+        except Exception as exc:
+            if strategy is self._fallback.strategy:
+                raise
+            return action(self._fallback.engage(exc))
+
+    def check(self, ip: str) -> None:
+        """Raise ``LimitExceeded`` while ``ip`` is over its failure limit (``Unavailable``
+        when the storage fails and rate limiting fails closed)."""
+
+        def test(strategy: RateLimiter) -> None:
+            for item in self.items:
+                if not strategy.test(item, KEY_PREFIX, "authfail", ip):
+                    stats = strategy.get_window_stats(item, KEY_PREFIX, "authfail", ip)
+                    raise LimitExceeded(item, stats.reset_time, 0)
+
+        self._run(test)
+
+    def fail(self, ip: str) -> bool:
+        """Count one failure of ``ip``; ``True`` when it used a window up."""
+
+        def count(strategy: RateLimiter) -> bool:
+            tripped = False
+            for item in self.items:
+                key = item.key_for(KEY_PREFIX, "authfail", ip)
+                if strategy.storage.incr(key, item.get_expiry()) == item.amount:
+                    tripped = True
+            return tripped
+
+        return bool(self._run(count))
 
 
 def license_key_bucket(max_body: int) -> str | None:

@@ -23,7 +23,7 @@ from ..state import get_issuer_state
 from ..store.webhooks import WebhookEndpointRecord
 from ..webhooks.runtime import WebhookRuntime
 from ..webhooks.serialize import delivery_json, endpoint_json
-from .auth import app_filter, check_app_visible, request_actor, requires
+from .auth import app_filter, check_app_visible, key_scope, request_actor, requires
 from .blueprint import bp
 from .body import Fields, read_json_body, reject_unknown
 from .http import NO_STORE, json_response
@@ -52,13 +52,28 @@ def _visible(runtime: WebhookRuntime, webhook_id: str) -> WebhookEndpointRecord:
         raise NotFound("Webhook not found.")
     try:
         if endpoint.app_id is None:
-            if app_filter(None) is not None:  # an app-limited key: not its endpoint
+            if not key_scope().unassigned:  # only a key of every live app sees these
                 raise NotFound("Webhook not found.")
         else:
             check_app_visible(endpoint.app_id)
     except NotFound:
         raise NotFound("Webhook not found.") from None
     return endpoint
+
+
+def _endpoint_app(requested: str | None) -> str | None:
+    """The app of a new endpoint: ``requested`` when the key may see it (else 404); none
+    given: every app for a key of every live app, the key's app when it has exactly one,
+    else 400."""
+    if requested is not None:
+        check_app_visible(requested)
+        return requested
+    scope = key_scope()
+    if scope.unassigned:
+        return None
+    if scope.app_ids is not None and len(scope.app_ids) == 1:
+        return next(iter(scope.app_ids))
+    raise InvalidRequest("'app_id' is required: this API key does not see every live app.")
 
 
 def _events(fields: Fields) -> list[str] | None:
@@ -76,7 +91,7 @@ def create_webhook() -> Response:
     events = _events(fields)
     secret = fields.string("secret", max_length=200)
     description = fields.string("description", max_length=DESCRIPTION)
-    app_id = app_filter(fields.string("app_id", "appId", max_length=limits.APP_ID))
+    app_id = _endpoint_app(fields.string("app_id", "appId", max_length=limits.APP_ID))
     created = service.create_endpoint(
         runtime,
         request_actor(),
@@ -97,8 +112,8 @@ def list_webhooks() -> Response:
     runtime = _runtime()
     number = query_int("page", 1, limits.PAGE)
     size = query_int("limit", limits.DEFAULT_PAGE_SIZE, limits.PAGE_SIZE)
-    app_id = app_filter(query_app_id())
-    found, total = runtime.repository.list_endpoints(app_id=app_id, page=number, limit=size)
+    scope = app_filter(query_app_id())
+    found, total = runtime.repository.list_endpoints(scope=scope, page=number, limit=size)
     return json_response(
         {
             "data": [endpoint_json(endpoint) for endpoint in found],

@@ -44,7 +44,7 @@ Modules: ``signin`` (password, second factor, setup link, re-check), ``passkeys`
 (backoff and lockout), ``passwords`` (Argon2id and policy), ``repository`` (the
 ``lc_console_*`` tables), ``people`` (user management), ``roles``, ``audit``.
 
-Roles map to scopes in ``roles.ROLE_SCOPES`` until issue 11's shared role table replaces it.
+Roles map to scopes through the shared role table, ``flask_licensechain/roles.py``.
 """
 
 from __future__ import annotations

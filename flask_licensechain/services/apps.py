@@ -19,7 +19,7 @@ APP_FIELDS: Final = ("name", "description", "tier", "webhook_url", "allowed_orig
 
 
 def _fields(app: AppRecord) -> dict[str, Any]:
-    fields = {name: plain(getattr(app, name)) for name in (*APP_FIELDS, "slug")}
+    fields = {name: plain(getattr(app, name)) for name in (*APP_FIELDS, "slug", "mode")}
     fields["webhook_url"] = redacted_url(app.webhook_url)
     return fields
 

@@ -85,6 +85,7 @@ class Store:
 
     def dispose(self) -> None:
         self.verification_tally.close()
+        self.api_keys.usage.close()
         self.engine.dispose()
 
 

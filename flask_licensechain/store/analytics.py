@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import validation as check
+from .apps import EVERY_APP, AppScope
 from .database import Database
 from .schema import to_utc, verification_counts
 
@@ -86,11 +87,16 @@ class VerificationCountRepository:
         *,
         app_id: str | None = None,
         license_id: str | None = None,
+        scope: AppScope = EVERY_APP,
     ) -> dict[str, dict[str, int]]:
         """``{"YYYY-MM-DD": {outcome: count}}`` for the days from ``since`` to ``until``
         (inclusive) that have counts, of one app and/or one license when given."""
         table = verification_counts
-        conditions = [table.c.day >= since.isoformat(), table.c.day <= until.isoformat()]
+        conditions = [
+            table.c.day >= since.isoformat(),
+            table.c.day <= until.isoformat(),
+            scope.clause(table.c.app_id),
+        ]
         if app_id is not None:
             conditions.append(table.c.app_id == check.text(app_id, "app_id"))
         if license_id is not None:

@@ -8,6 +8,7 @@ import re
 import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -16,10 +17,12 @@ import sqlalchemy as sa
 from .. import field_limits as limits
 from ..core.contract import SELLER_TIERS
 from ..core.errors import Conflict, InvalidRequest, NotFound
+from ..roles import ENVIRONMENTS
 from . import validation as check
+from .api_keys import detach_app
 from .database import Database
 from .records import AppRecord
-from .schema import api_keys, apps, licenses
+from .schema import apps, licenses
 
 _SLUG_MAX = 64
 _SLUG_ATTEMPTS = 5
@@ -37,7 +40,54 @@ def app_record(row: Any) -> AppRecord:
         updated_at=row.updated_at,
         webhook_url=row.webhook_url,
         allowed_origins=tuple(row.allowed_origins or ()),
+        mode=row.mode,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AppScope:
+    """The apps a reader may see: those in ``mode`` (``live``/``test``; ``None``: both) and,
+    when ``app_ids`` is given, only those. ``unassigned``: also rows tied to no app (an
+    empty or NULL app id: verifications of unknown keys, events of the whole server), which
+    only a reader of every live app sees. An API key's scope is its environment and its app
+    restriction (``api/auth.py``); the CLI sees everything (``EVERY_APP``)."""
+
+    mode: str | None = None
+    app_ids: frozenset[str] | None = None
+    unassigned: bool = True
+
+    def clause(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """The SQL condition on ``column`` (any column holding an app id: licenses, audit
+        events, webhooks, verification counts) that keeps to this scope."""
+        conditions: builtins.list[sa.ColumnElement[bool]] = []
+        if self.app_ids is not None:
+            conditions.append(column.in_(sorted(self.app_ids)))
+        if self.mode is not None:
+            conditions.append(column.in_(sa.select(apps.c.id).where(apps.c.mode == self.mode)))
+        if not conditions:
+            return sa.true() if self.unassigned else sa.and_(column.is_not(None), column != "")
+        scoped = sa.and_(*conditions)
+        if self.unassigned:
+            return sa.or_(column.is_(None), column == "", scoped)
+        return scoped
+
+    def allows(self, app_id: str, mode: str | None) -> bool:
+        """Whether an app of that id and ``mode`` (``None``: no such app) is in scope."""
+        if mode is None or (self.mode is not None and mode != self.mode):
+            return False
+        return self.app_ids is None or app_id in self.app_ids
+
+
+EVERY_APP: Final = AppScope()
+#: app ids whose mode this process remembers (modes never change: no invalidation)
+_MODE_CACHE_SIZE: Final = 100_000
+
+
+def check_mode(value: object) -> str:
+    """``live`` or ``test``; ``InvalidRequest`` otherwise."""
+    if value not in ENVIRONMENTS:
+        raise InvalidRequest("mode must be 'live' or 'test'.")
+    return str(value)
 
 
 def _tier(value: object) -> str:
@@ -76,6 +126,23 @@ def _candidate_slugs(base: str, taken: set[str]) -> str:
 class AppRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._modes: dict[str, str] = {}
+
+    def mode_of(self, app_id: str) -> str | None:
+        """The app's mode (``live``/``test``), or ``None`` when there is no such app.
+        Remembered per process once read: an app's mode never changes."""
+        mode = self._modes.get(app_id)
+        if mode is not None:
+            return mode
+        if not check.is_lookup(app_id):
+            return None
+        with self._db.single() as conn:
+            mode = conn.scalar(sa.select(apps.c.mode).where(apps.c.id == app_id))
+        if mode is not None:
+            if len(self._modes) >= _MODE_CACHE_SIZE:
+                self._modes.clear()
+            self._modes[app_id] = mode
+        return mode
 
     def create(
         self,
@@ -85,14 +152,17 @@ class AppRepository:
         *,
         webhook_url: str | None = None,
         allowed_origins: Iterable[str] | None = None,
+        mode: str = "live",
     ) -> AppRecord:
-        """A new app. ``InvalidRequest`` for a bad field, ``Conflict`` when no slug is free."""
+        """A new app in ``mode`` (``live`` or ``test``, for good). ``InvalidRequest`` for a
+        bad field, ``Conflict`` when no slug is free."""
         name = _UPDATABLE["name"](name)
         extra = {
             "description": _UPDATABLE["description"](description),
             "tier": _tier(tier),
             "webhook_url": check.webhook_url(webhook_url),
             "allowed_origins": check.origins(allowed_origins),
+            "mode": check_mode(mode),
         }
         base = slugify(name)
         for attempt in range(_SLUG_ATTEMPTS):
@@ -140,11 +210,16 @@ class AppRepository:
         return None if row is None else app_record(row)
 
     def list(
-        self, *, page: int | None = None, limit: int | None = None, app_id: str | None = None
+        self,
+        *,
+        page: int | None = None,
+        limit: int | None = None,
+        app_id: str | None = None,
+        scope: AppScope = EVERY_APP,
     ) -> builtins.list[AppRecord]:
         """Apps, oldest first; one page of ``limit`` when both are given; only ``app_id``
-        when given (an app-limited caller)."""
-        statement = _SELECT.order_by(apps.c.created_at, apps.c.id)
+        when given, only those in ``scope``."""
+        statement = _SELECT.order_by(apps.c.created_at, apps.c.id).where(*_in_scope(scope))
         if app_id is not None:
             statement = statement.where(apps.c.id == check.text(app_id, "app_id"))
         if page is not None and limit is not None:
@@ -155,8 +230,8 @@ class AppRepository:
             rows = conn.execute(statement).all()
         return [app_record(row) for row in rows]
 
-    def count(self, *, app_id: str | None = None) -> int:
-        statement = sa.select(sa.func.count()).select_from(apps)
+    def count(self, *, app_id: str | None = None, scope: AppScope = EVERY_APP) -> int:
+        statement = sa.select(sa.func.count()).select_from(apps).where(*_in_scope(scope))
         if app_id is not None:
             statement = statement.where(apps.c.id == check.text(app_id, "app_id"))
         with self._db.single() as conn:
@@ -191,8 +266,8 @@ class AppRepository:
         return app_record(row)
 
     def delete(self, app_id: str) -> AppRecord:
-        """Delete an app whose licenses are all revoked (they go with it), and revoke the API
-        keys limited to it, in one transaction.
+        """Delete an app whose licenses are all revoked (they go with it), revoke the API
+        keys limited to it alone and take it out of the other keys' sets, in one transaction.
 
         ``NotFound`` when there is no such app; ``Conflict`` while a license of the app is not
         revoked (revoke it first: that denylists its outstanding tokens).
@@ -214,11 +289,16 @@ class AppRepository:
                 raise Conflict(
                     f"The app still has {live} license(s) that are not revoked; revoke them first."
                 )
-            conn.execute(
-                sa.update(api_keys)
-                .where(api_keys.c.app_id == app_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(UTC))
-            )
+            detach_app(conn, app_id, datetime.now(UTC))
             conn.execute(sa.delete(licenses).where(licenses.c.app_id == app_id))
             conn.execute(sa.delete(apps).where(apps.c.id == app_id))
         return app_record(row)
+
+
+def _in_scope(scope: AppScope) -> builtins.list[sa.ColumnElement[bool]]:
+    conditions: builtins.list[sa.ColumnElement[bool]] = []
+    if scope.mode is not None:
+        conditions.append(apps.c.mode == scope.mode)
+    if scope.app_ids is not None:
+        conditions.append(apps.c.id.in_(sorted(scope.app_ids)))
+    return conditions

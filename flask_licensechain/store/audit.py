@@ -90,6 +90,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .. import field_limits as limits
 from ..core.errors import InvalidRequest
 from . import validation as check
+from .apps import AppScope
 from .changes import Actor, Change
 from .database import Database
 from .records import AuditRecord
@@ -305,13 +306,15 @@ class Prune:
 
 @dataclass(frozen=True)
 class AuditFilter:
-    """The readers' filters (``None``: any). ``app_id`` is one app id or a collection of
-    them (an app-limited caller's apps): events of no app never match it."""
+    """The readers' filters (``None``: any). ``app_id`` is one app id, a collection of
+    them (events of no app never match it), or an API key's ``AppScope`` (``api.auth.
+    app_filter``: its environment's apps, its app set; events of no app only for a key of
+    every live app)."""
 
     actor: str | None = None
     action: str | None = None
     target: str | None = None
-    app_id: str | Collection[str] | None = None
+    app_id: str | Collection[str] | AppScope | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -499,7 +502,9 @@ class AuditRepository:
         ):
             if value is not None:
                 conditions.append(column == value)
-        if isinstance(where.app_id, str):
+        if isinstance(where.app_id, AppScope):
+            conditions.append(where.app_id.clause(c.app_id))
+        elif isinstance(where.app_id, str):
             conditions.append(c.app_id == where.app_id)
         elif where.app_id is not None:
             conditions.append(c.app_id.in_(builtins.list(where.app_id)))

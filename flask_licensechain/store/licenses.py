@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from .. import field_limits as limits
 from ..core.errors import Conflict, InvalidRequest, NotFound
 from . import validation as check
+from .apps import EVERY_APP, AppScope
 from .database import Database
 from .fastpath import FastQuery
 from .records import AppRecord, BindOutcome, DeviceRecord, LicenseRecord
@@ -133,6 +134,7 @@ def _prefixed_app(row: Mapping[Any, Any]) -> AppRecord:
         updated_at=row["app__updated_at"],
         webhook_url=row["app__webhook_url"],
         allowed_origins=tuple(row["app__allowed_origins"] or ()),
+        mode=row["app__mode"],
     )
 
 
@@ -329,13 +331,14 @@ class LicenseRepository:
         limit: int = limits.DEFAULT_PAGE_SIZE,
         now: datetime | None = None,
         email: str | None = None,
+        scope: AppScope = EVERY_APP,
     ) -> tuple[builtins.list[LicenseRecord], int]:
         """One page of licenses, newest first, and the total that match: of ``app_id``,
         with the (effective) ``status``, issued to ``email`` (compared without case)."""
         page = check.integer(page, "page", minimum=1, maximum=limits.PAGE)
         limit = check.integer(limit, "limit", minimum=1, maximum=limits.PAGE_SIZE)
         now = to_utc(now) if now is not None else datetime.now(UTC)
-        conditions: builtins.list[sa.ColumnElement[bool]] = []
+        conditions: builtins.list[sa.ColumnElement[bool]] = [scope.clause(licenses.c.app_id)]
         if app_id is not None:
             conditions.append(licenses.c.app_id == check.text(app_id, "app_id"))
         if status is not None:
@@ -362,9 +365,16 @@ class LicenseRepository:
         records = [_license_record(row._mapping, tuple(by_license[row.id])) for row in rows]
         return records, total
 
-    def stats(self, *, app_id: str | None = None, now: datetime | None = None) -> dict[str, int]:
+    def stats(
+        self,
+        *,
+        app_id: str | None = None,
+        now: datetime | None = None,
+        scope: AppScope = EVERY_APP,
+    ) -> dict[str, int]:
         """``{"total", "active", "expired", "revoked", "suspended"}``: license counts by
-        effective status (EXPIRED derived from ``expires_at``), of one app when given."""
+        effective status (EXPIRED derived from ``expires_at``), of one app when given, of
+        the apps in ``scope``."""
         now = to_utc(now) if now is not None else datetime.now(UTC)
         expired = sa.and_(licenses.c.expires_at.is_not(None), licenses.c.expires_at <= now)
 
@@ -372,13 +382,17 @@ class LicenseRepository:
             return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
         active = licenses.c.status == "ACTIVE"
-        statement = sa.select(
-            sa.func.count().label("total"),
-            count_of(sa.and_(active, sa.not_(expired))).label("active"),
-            count_of(sa.and_(active, expired)).label("expired"),
-            count_of(licenses.c.status == "REVOKED").label("revoked"),
-            count_of(licenses.c.status == "SUSPENDED").label("suspended"),
-        ).select_from(licenses)
+        statement = (
+            sa.select(
+                sa.func.count().label("total"),
+                count_of(sa.and_(active, sa.not_(expired))).label("active"),
+                count_of(sa.and_(active, expired)).label("expired"),
+                count_of(licenses.c.status == "REVOKED").label("revoked"),
+                count_of(licenses.c.status == "SUSPENDED").label("suspended"),
+            )
+            .select_from(licenses)
+            .where(scope.clause(licenses.c.app_id))
+        )
         if app_id is not None:
             statement = statement.where(licenses.c.app_id == check.text(app_id, "app_id"))
         with self._db.single() as conn:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..roles import Rights
+
 
 @dataclass(frozen=True)
 class AppRecord:
@@ -19,6 +21,7 @@ class AppRecord:
     webhook_url: str | None = None
     #: browser origins (``scheme://host[:port]``) allowed to call the public endpoints
     allowed_origins: tuple[str, ...] = ()
+    mode: str = "live"  # "live" or "test", set at creation: which API keys may act on it
 
 
 @dataclass(frozen=True)
@@ -58,16 +61,27 @@ class ApiKeyRecord:
     id: str
     name: str
     prefix: str  # first characters of the key, for display ("lc_live_ab12")
-    scopes: tuple[str, ...]
+    scopes: tuple[str, ...]  # the effective scopes (a role's scopes for a role key)
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
     environment: str = "live"  # "live" or "test", from the key's lc_live_ / lc_test_ prefix
-    app_id: str | None = None  # the one app the key may act on; None: every app
+    app_ids: frozenset[str] | None = None  # the apps the key may act on; None: every app
+    description: str | None = None
+    role: str | None = None  # roles.py name, or None for explicit scopes
+    expires_at: datetime | None = None
+    last_used_ip: str | None = None
+    usage_count: int = 0
+    #: after a rotation, until when the previous secret still works
+    previous_expires_at: datetime | None = None
 
     @property
     def revoked(self) -> bool:
         return self.revoked_at is not None
+
+    def rights(self) -> Rights:
+        """What the key may reach (``roles.Rights``)."""
+        return Rights(self.scopes, self.environment, self.app_ids, self.expires_at)
 
 
 @dataclass(frozen=True)

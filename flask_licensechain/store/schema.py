@@ -61,6 +61,8 @@ apps = sa.Table(
     sa.Column("slug", sa.String(80), nullable=False, unique=True),
     sa.Column("description", sa.Text),
     sa.Column("tier", sa.String(20), nullable=False),
+    # "live" or "test", set at creation: lc_live_ keys act on live apps, lc_test_ on test ones.
+    sa.Column("mode", sa.String(8), nullable=False),
     # Where the app's events go (the webhooks read it); NULL: nowhere.
     sa.Column("webhook_url", sa.Text),
     # Browser origins allowed to call the public endpoints for this app's licenses (CORS).
@@ -112,15 +114,25 @@ api_keys = sa.Table(
     metadata,
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
     sa.Column("prefix", sa.String(20), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # SHA-256, hex
+    # After a rotation: the previous secret's hash, accepted until previous_expires_at.
+    sa.Column("previous_key_hash", sa.String(64)),
+    sa.Column("previous_expires_at", UTCDateTime),
     sa.Column("environment", sa.String(8), nullable=False),
+    # A role name (roles.py), or NULL for a key made with explicit scopes.
+    sa.Column("role", sa.String(20)),
     sa.Column("scopes", sa.JSON, nullable=False),
-    # The one app this key may act on; NULL: every app.
-    sa.Column("app_id", sa.String(40), index=True),
+    # The apps this key may act on (a JSON list of app ids); NULL: every app.
+    sa.Column("app_ids", sa.JSON(none_as_null=True)),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
     sa.Column("last_used_at", UTCDateTime),
+    sa.Column("last_used_ip", sa.String(64)),
+    sa.Column("usage_count", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", UTCDateTime),
+    sa.UniqueConstraint("previous_key_hash", name="uq_lc_api_keys_previous_key_hash"),
 )
 
 signing_keys = sa.Table(

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..core.errors import NotFound
+from .apps import EVERY_APP, AppScope
 from .database import Database
 from .schema import UTCDateTime, metadata
 from .sealed import register_sealed_column
@@ -388,10 +389,16 @@ class WebhookRepository:
             raise NotFound("Webhook not found.")
 
     def list_endpoints(
-        self, *, app_id: str | None = None, page: int = 1, limit: int = 50
+        self,
+        *,
+        app_id: str | None = None,
+        page: int = 1,
+        limit: int = 50,
+        scope: AppScope = EVERY_APP,
     ) -> tuple[builtins.list[WebhookEndpointRecord], int]:
-        """One page of endpoints (oldest first) and the total, of ``app_id`` when given."""
-        where: builtins.list[sa.ColumnElement[bool]] = []
+        """One page of endpoints (oldest first) and the total, of ``app_id`` when given, of
+        the apps in ``scope`` (an API key's, ``api.auth.app_filter``)."""
+        where: builtins.list[sa.ColumnElement[bool]] = [scope.clause(webhook_endpoints.c.app_id)]
         if app_id is not None:
             where.append(webhook_endpoints.c.app_id == app_id)
         query = (

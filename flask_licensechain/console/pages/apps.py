@@ -78,6 +78,7 @@ def create_app() -> Any:
             name=form.name.data or "",
             description=form.description.data or None,
             tier=form.tier.data,
+            mode=form.mode.data,
         )
     if not outcome.ok:
         return _page(form, outcome.status)

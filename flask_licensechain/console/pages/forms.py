@@ -23,6 +23,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from ... import field_limits as limits
+from ...api.webhooks import DESCRIPTION as WEBHOOK_DESCRIPTION
 from ...core.contract import LICENSE_STATUSES, SELLER_TIERS
 from ..roles import ROLES
 
@@ -90,6 +91,8 @@ class AppForm(FlaskForm):
         "Description", validators=[Optional(), Length(max=limits.DESCRIPTION)]
     )
     tier = SelectField("Seller tier", choices=_TIERS, default="free")
+    #: set at creation only (an app's mode never changes); ignored when editing
+    mode = SelectField("Mode", choices=[("live", "Live"), ("test", "Test")], default="live")
     submit = SubmitField("Save")
 
 
@@ -173,3 +176,19 @@ class InviteForm(FlaskForm):
 class RoleForm(FlaskForm):
     role = SelectField("Role", choices=[(role, role) for role in ROLES])
     submit = SubmitField("Change role")
+
+
+class WebhookForm(FlaskForm):
+    """A new webhook endpoint; ``events`` empty means every event (``*``)."""
+
+    url = StringField(
+        "Destination URL", validators=[DataRequired(), Length(max=limits.WEBHOOK_URL)]
+    )
+    description = StringField(
+        "Description", validators=[Optional(), Length(max=WEBHOOK_DESCRIPTION)]
+    )
+    events = StringField(
+        "Events (comma separated; empty: every event)", validators=[Optional(), Length(max=4096)]
+    )
+    app_id = SelectField("App", choices=[], validate_choice=True)
+    submit = SubmitField("Create webhook")

@@ -49,7 +49,12 @@ def may_change(user: ConsoleUser, key: ApiKeyRecord) -> bool:
 
 def key_apps(key: ApiKeyRecord) -> frozenset[str] | None:
     """The apps a key is limited to (``None``: every app)."""
-    return None if key.app_id is None else frozenset({key.app_id})
+    return None if key.app_ids is None else frozenset(key.app_ids)
+
+
+def _single_app(key: ApiKeyRecord) -> str | None:
+    """The app of a key limited to exactly one (the app its changes are filed under)."""
+    return next(iter(key.app_ids)) if key.app_ids is not None and len(key.app_ids) == 1 else None
 
 
 def _facts(key: ApiKeyRecord) -> dict[str, object]:
@@ -57,7 +62,7 @@ def _facts(key: ApiKeyRecord) -> dict[str, object]:
         "name": key.name,
         "scopes": list(key.scopes),
         "environment": key.environment,
-        "appId": key.app_id,
+        "appIds": None if key.app_ids is None else sorted(key.app_ids),
     }
 
 
@@ -108,7 +113,7 @@ def revoke_key(store: Store, actor: Actor, user: ConsoleUser, key: ApiKeyRecord)
                 Change(
                     action="api_key.revoke",
                     target=key_id,
-                    app_id=after.app_id,
+                    app_id=_single_app(after),
                     data=_facts(after),
                     subject=after,
                 )
