@@ -8,7 +8,6 @@ seconds so that a rotation done by one worker reaches the others), the settings,
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import secrets
@@ -35,7 +34,6 @@ from .core.sealing import (
     parse_encryption_key,
 )
 from .core.verifier import TokenVerifier
-from .maintenance import run_maintenance
 from .revocation import build_denylist
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
@@ -266,9 +264,7 @@ def _init_webhooks(app: Flask, state: IssuerState) -> None:
     runtime.install()
     state.webhooks = runtime
     if state.settings.webhooks_background:
-        background = BackgroundWorker(
-            runtime, maintenance=functools.partial(run_maintenance, state)
-        )
+        background = BackgroundWorker(runtime)
         state.webhook_worker = background
         app.before_request(background.ensure_started)
         state.store.changes.add_committed_listener(background.wake_for)
