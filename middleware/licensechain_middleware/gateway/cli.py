@@ -103,6 +103,12 @@ def _multiprocess_metrics(config: GatewayConfig) -> None:
     directory = tempfile.mkdtemp(prefix="licensechain-gateway-metrics-")
     os.environ[MULTIPROC_ENV] = directory
     atexit.register(shutil.rmtree, directory, True)
+    # prometheus_client picks its value class when first imported, and importing
+    # flask_licensechain (for its core) already loaded it with the single-process class:
+    # pick again, so the metric children the workers make write to the shared directory.
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":  # pragma: no cover
