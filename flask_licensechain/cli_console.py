@@ -22,9 +22,10 @@ from .command import AUDIT_ACTOR, CommandFailure, LicenseChainGroup, emit, issue
 users_cli = LicenseChainGroup("users", help="Console users: create, list, setup links, unlock.")
 
 
-def _require_console() -> None:
-    """``CommandFailure`` unless this app serves the console (checked before the console's
-    modules load: without the ``console`` extra they cannot)."""
+def _console() -> tuple[Any, Any]:
+    """The console's state and its ``people`` module. ``CommandFailure`` unless this app
+    serves the console, checked before the console's modules load: they need the
+    ``console`` extra, so they are imported here, once, not at this module's import."""
     state, _ = issuer()
     if not state.settings.console:
         raise CommandFailure(
@@ -32,6 +33,10 @@ def _require_console() -> None:
             "The console is not enabled on this app: set LICENSECHAIN_CONSOLE = True "
             "(pip install 'flask-licensechain[console]').",
         )
+    from .console import people
+    from .console import state as console_module
+
+    return console_module.console_state(), people
 
 
 def _user_json(user: Any) -> dict[str, Any]:
@@ -67,11 +72,7 @@ def create(
     app_ids: tuple[str, ...],
     base_url: str | None,
 ) -> None:
-    _require_console()
-    from .console import people  # the console extra, loaded only for these commands
-    from .console.state import console_state
-
-    state = console_state()
+    state, people = _console()
     user, token = people.create_user(
         state, email=email, role=role, display_name=display_name, app_ids=app_ids, actor=AUDIT_ACTOR
     )
@@ -89,11 +90,7 @@ def create(
 @click.argument("user")
 @click.option("--base-url", default=None, help="The console's URL for the link.")
 def setup_link(as_json: bool, user: str, base_url: str | None) -> None:
-    _require_console()
-    from .console import people
-    from .console.state import console_state
-
-    state = console_state()
+    state, people = _console()
     found = people.find_user(state, user)
     token = people.new_setup_token(state, found, actor=AUDIT_ACTOR)
     link = people.setup_link(state, token, base_url)
@@ -106,10 +103,8 @@ def setup_link(as_json: bool, user: str, base_url: str | None) -> None:
 
 @users_cli.command("list", help="List console users.")
 def list_users(as_json: bool) -> None:
-    _require_console()
-    from .console.state import console_state
-
-    users = console_state().repo.list_users()
+    state, _ = _console()
+    users = state.repo.list_users()
     lines = [f"{u.id}  {u.email}  {u.role}{'  disabled' if u.disabled else ''}" for u in users]
     emit(
         as_json, {"users": [_user_json(u) for u in users]}, "\n".join(lines) or "No console users."
@@ -119,11 +114,7 @@ def list_users(as_json: bool) -> None:
 @users_cli.command("unlock", help="Lift a user's sign-in lock after too many failures.")
 @click.argument("user")
 def unlock(as_json: bool, user: str) -> None:
-    _require_console()
-    from .console import people
-    from .console.state import console_state
-
-    state = console_state()
+    state, people = _console()
     found = people.find_user(state, user)
     people.unlock(state, found, actor=AUDIT_ACTOR)
     emit(as_json, {"user": _user_json(found), "unlocked": True}, f"Unlocked {found.email}.")
