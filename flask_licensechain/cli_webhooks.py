@@ -8,6 +8,7 @@ due now, and exits. Several workers may run at once, on several machines (see
 
 from __future__ import annotations
 
+import functools
 import signal
 import threading
 from types import FrameType
@@ -15,6 +16,7 @@ from types import FrameType
 import click
 
 from .command import LicenseChainGroup, emit, issuer
+from .maintenance import run_maintenance
 from .webhooks.worker import DEFAULT_THREADS, Worker
 
 webhooks_cli = LicenseChainGroup("webhooks", help="Deliver the webhook outbox.")
@@ -32,7 +34,9 @@ webhooks_cli = LicenseChainGroup("webhooks", help="Deliver the webhook outbox.")
 def run(as_json: bool, once: bool, threads: int) -> None:
     state, _ = issuer()
     assert state.webhooks is not None
-    worker = Worker(state.webhooks, threads=threads)
+    worker = Worker(
+        state.webhooks, threads=threads, maintenance=functools.partial(run_maintenance, state)
+    )
     try:
         if once:
             report = worker.run_once()

@@ -8,6 +8,7 @@ seconds so that a rotation done by one worker reaches the others), the settings,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import secrets
@@ -34,6 +35,7 @@ from .core.sealing import (
     parse_encryption_key,
 )
 from .core.verifier import TokenVerifier
+from .maintenance import run_maintenance
 from .revocation import build_denylist
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
@@ -264,7 +266,9 @@ def _init_webhooks(app: Flask, state: IssuerState) -> None:
     runtime.install()
     state.webhooks = runtime
     if state.settings.webhooks_background:
-        background = BackgroundWorker(runtime)
+        background = BackgroundWorker(
+            runtime, maintenance=functools.partial(run_maintenance, state)
+        )
         state.webhook_worker = background
         app.before_request(background.ensure_started)
         state.store.changes.add_committed_listener(background.wake_for)

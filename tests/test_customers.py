@@ -49,7 +49,7 @@ def issuer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Issuer]:
     url = f"sqlite:///{tmp_path / 'cust.db'}"
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
-    made = make_issuer(tmp_path, url, personal_metadata_keys="phone")
+    made = make_issuer(tmp_path, url, personal_metadata_keys="phone", webhooks_allow_private=True)
     with made.store.engine.begin() as conn:
         visits.create(conn)
     try:
@@ -63,6 +63,10 @@ class World:
     def __init__(self, issuer: Issuer) -> None:
         self.app_a = issuer.new_app(name="App A")
         self.app_b = issuer.new_app(name="App B")
+        hook = {"url": "http://127.0.0.1:9/hook"}  # never sent: no worker runs here
+        assert (
+            issuer.client.post("/v1/webhooks", json=hook, headers=issuer.auth()).status_code == 201
+        )
         create = issuer.store.licenses.create
         self.ann_a = create(
             self.app_a.id,
@@ -79,6 +83,12 @@ class World:
             self.app_a.id, plan="pro", issued_email="bob@example.test", issued_to="Bob"
         )
         self.token = issuer.token_for(self.ann_a.key, hwuid="ann-machine")
+        # webhook deliveries whose payload holds the license JSON: e-mail, name, phone
+        with issuer.store.unit_of_work(Actor(kind="cli", id="t")) as unit:
+            for lic in (self.ann_a, self.ann_b, self.bob):
+                unit.record(
+                    Change(action="license.create", target=lic.id, app_id=lic.app_id, subject=lic)
+                )
         with issuer.store.engine.begin() as conn:
             conn.execute(
                 sa.insert(visits),
@@ -137,6 +147,10 @@ def test_export_holds_every_record_about_the_customer(issuer: Issuer) -> None:
     assert [(r["ip"], r["user_agent"]) for r in rows] == [(IP, AGENT)]
     actions = [e["action"] for e in doc["auditEvents"]]
     assert "test.note" in actions
+    hooks = doc["webhookDeliveries"]
+    assert {d["payload"]["data"]["id"] for d in hooks} == {world.ann_a.id, world.ann_b.id}
+    created = [d for d in hooks if d["eventType"] == "license.created"]
+    assert {d["payload"]["data"]["issuedTo"] for d in created} == {NAME, None}
     assert "bob@example.test" not in json.dumps(doc)
     # the export is an audit event that does not name the e-mail
     last = issuer.store.audit.list(limit=1)[0]
@@ -153,6 +167,7 @@ def test_an_app_limited_key_exports_its_app_only(issuer: Issuer) -> None:
     assert sorted(lic["id"] for lic in doc["licenses"]) == sorted([world.ann_a.id, world.ann_a2.id])
     assert doc["appId"] == world.app_a.id
     assert "test.note" not in [e["action"] for e in doc["auditEvents"]]  # not about its app
+    assert {d["appId"] for d in doc["webhookDeliveries"]} == {world.app_a.id}
 
 
 @pytest.mark.parametrize(
@@ -189,21 +204,27 @@ def test_refusals(
 def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> None:
     world = World(issuer)
     assert EMAIL.lower() in everything(issuer)  # the search below can find it
+    with issuer.store.engine.connect() as conn:  # ... in the webhook deliveries too
+        payloads = [
+            p for (p,) in conn.execute(sa.text("SELECT payload FROM lc_webhook_deliveries"))
+        ]
+    assert any(NAME in p and PHONE in p for p in payloads) and any("Bob" in p for p in payloads)
     eraser = issuer.api_key("customers:erase")
     response = post(issuer, "/v1/customers/erase", eraser, {"email": EMAIL})
     assert response.status_code == 200, response.get_json()
     result = response.get_json()
     assert result["erased"] is True and result["licenses"] == 3
     assert result["personalRows"] == 1 and result["auditEvents"] >= 1
+    assert result["webhookDeliveries"] >= 2
     assert issuer.store.audit.verify().ok  # the chain still verifies
 
     stored = everything(issuer)
-    for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann.example"):
+    for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann.example", "ann-machine"):
         assert personal.lower() not in stored, personal
     reader = issuer.api_key("customers:read")
     doc = post(issuer, "/v1/customers/export", reader, {"email": EMAIL}).get_json()
     records = json.dumps({k: v for k, v in doc.items() if k != "subject"}).lower()
-    for personal in (EMAIL, NAME, IP, AGENT, PHONE):
+    for personal in (EMAIL, NAME, IP, AGENT, PHONE, "ann-machine"):
         assert personal.lower() not in records, personal
     assert doc["licenses"] == []
 
@@ -212,9 +233,15 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> 
     assert (kept.plan, kept.status, list(kept.features)) == ("pro", "ACTIVE", ["export"])
     assert kept.metadata == {"seat": 3}
     assert kept.issued_email == result["pseudonym"] and kept.issued_to is None
-    assert [d.hwuid for d in kept.devices] == ["ann-machine"]
+    # the hardware id is a keyed pseudonym; the device still holds its slot
+    (device,) = kept.devices
+    assert device.hwuid.startswith("erased-") and device.hwuid != result["pseudonym"]
+    assert result["devices"] == 1
     assert issuer.introspect(world.token)["active"] is True
+    # the device is no longer recognised: it takes the second (last) slot, then none is left
     assert issuer.verify(key=world.ann_a.key, hwuid="ann-machine").get_json()["valid"] is True
+    assert len(issuer.store.licenses.get(world.ann_a.id).devices) == 2
+    assert issuer.verify(key=world.ann_a.key, hwuid="other-machine").get_json()["valid"] is False
     # Bob is untouched
     bob = issuer.store.licenses.get(world.bob.id)
     assert (bob.issued_email, bob.issued_to) == ("bob@example.test", "Bob")
@@ -222,7 +249,8 @@ def test_erasure_leaves_no_personal_data_and_keeps_the_facts(issuer: Issuer) -> 
     # the erasure is an audit event without the personal data
     event = next(e for e in issuer.store.audit.list(limit=10) if e.action == "customer.erase")
     assert event.target == result["pseudonym"]
-    assert event.data == {k: result[k] for k in ("licenses", "personalRows", "auditEvents")}
+    keys = ("licenses", "personalRows", "auditEvents", "webhookDeliveries", "devices")
+    assert event.data == {k: result[k] for k in keys}
     # the same e-mail always gives the same pseudonym; a second erasure finds nothing
     again = post(issuer, "/v1/customers/erase", eraser, {"email": EMAIL.upper()}).get_json()
     assert again["pseudonym"] == result["pseudonym"] and again["licenses"] == 0

@@ -104,7 +104,10 @@ def test_maintenance_run_reduces_old_ips_and_user_agents(issuer: Issuer) -> None
     fill(issuer)
     report = run(issuer, "maintenance", "run")
     assert report["retentionDaysIp"] == 90
-    assert report["retention"] == {"lc_test_visits.user_agent": 2, "lc_test_visits.ip": 3}
+    assert {k: v for k, v in report["retention"].items() if "lc_test" in k} == {
+        "lc_test_visits.user_agent": 2,
+        "lc_test_visits.ip": 3,
+    }
     assert table(issuer) == {
         1: ("lic_1", "203.0.113.0", None),
         2: ("lic_1", "2001:db8:1::", None),
@@ -113,7 +116,7 @@ def test_maintenance_run_reduces_old_ips_and_user_agents(issuer: Issuer) -> None
         5: ("lic_1", "192.0.2.44", "Client/2.0"),
     }
     again = run(issuer, "maintenance", "run")
-    assert again["retention"] == {"lc_test_visits.user_agent": 0, "lc_test_visits.ip": 0}
+    assert set(again["retention"].values()) == {0}
 
 
 def test_the_retention_period_is_configurable(tmp_path: Path, registered: None) -> None:

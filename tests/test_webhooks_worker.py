@@ -6,12 +6,19 @@ request."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from issuer_support import Issuer, close_issuer, make_issuer
 from webhooks_support import ThreadReceiver, wait_for
 
 from flask_licensechain.store import Actor, Change
+from flask_licensechain.store.retention import RETAINED, register_retention
+from flask_licensechain.store.schema import UTCDateTime
+from flask_licensechain.webhooks.worker import MAINTENANCE_INTERVAL, Worker
 
 
 def record(issuer: Issuer) -> str:
@@ -70,5 +77,64 @@ def test_no_background_thread_unless_asked(tmp_path: Path) -> None:
     issuer = make_issuer(tmp_path)
     try:
         assert issuer.state.webhook_worker is None
+    finally:
+        close_issuer(issuer)
+
+
+retained_visits = sa.Table(
+    "lc_test_worker_visits",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("ip", sa.Text),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+
+def test_run_once_runs_the_retention_job(tmp_path: Path) -> None:
+    """The job of ``maintenance run`` also runs from the webhooks worker (issue 15)."""
+    entry = register_retention(retained_visits, timestamp="seen_at", ips=("ip",))
+    issuer = make_issuer(tmp_path)
+    try:
+        now = datetime.now(UTC)
+        with issuer.store.engine.begin() as conn:
+            retained_visits.create(conn)
+            conn.execute(
+                sa.insert(retained_visits),
+                [
+                    {"id": 1, "ip": "203.0.113.7", "seen_at": now - timedelta(days=200)},
+                    {"id": 2, "ip": "198.51.100.9", "seen_at": now},
+                ],
+            )
+        result = issuer.app.test_cli_runner().invoke(
+            args=["licensechain", "webhooks", "run", "--once", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        with issuer.store.engine.connect() as conn:
+            ips = [ip for (ip,) in conn.execute(sa.select(retained_visits.c.ip).order_by("id"))]
+        assert ips == ["203.0.113.0", "198.51.100.9"]
+    finally:
+        close_issuer(issuer)
+        RETAINED.remove(entry)
+
+
+def test_a_running_worker_runs_maintenance_at_most_hourly(tmp_path: Path) -> None:
+    issuer = make_issuer(tmp_path)
+    runs: list[float] = []
+    try:
+        assert issuer.state.webhooks is not None
+        worker = Worker(issuer.state.webhooks, threads=1, maintenance=lambda: runs.append(1))
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, args=(stop,))
+        thread.start()
+        try:
+            for _ in range(5):  # five polls of the queue
+                worker.wake()
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            worker.wake()
+            thread.join(10)
+        assert runs == [1]  # at start, not again within the hour
+        assert MAINTENANCE_INTERVAL == 3600.0
     finally:
         close_issuer(issuer)

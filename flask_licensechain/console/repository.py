@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from ..core.errors import Conflict, NotFound
 from ..store.database import Database
+from ..store.retention import register_retention
 from ..store.schema import (
     console_backup_codes,
     console_login_failures,
@@ -27,6 +28,13 @@ from ..store.schema import (
     console_webauthn_credentials,
     to_utc,
 )
+
+# Client IPs and user agents past LICENSECHAIN_RETENTION_DAYS_IP (store/retention.py): a
+# session's are dated by its last use; a failed sign-in's IP by the failure.
+register_retention(
+    console_sessions, timestamp="last_seen_at", ips=("ip",), user_agents=("user_agent",)
+)
+register_retention(console_login_failures, timestamp="created_at", ips=("ip",))
 
 
 @dataclass(frozen=True)

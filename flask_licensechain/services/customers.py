@@ -12,14 +12,20 @@ The export document (``EXPORT_FORMAT`` version ``EXPORT_VERSION``), a JSON objec
      "verificationMetadata": {table: [rows: client IPs, user agents, times]},
      "auditEvents": [{"id", "action", "actor", "target", "data", "createdAt", "actorIp",
                       "actorUserAgent", "personal"}],
-     "webhookDeliveries": [], "sources": [the tables searched]}
+     "webhookDeliveries": [{"id", "endpointId", "eventId", "eventType", "appId",
+                            "status", "payload": the event as sent (JSON), "createdAt",
+                            "lastAttemptAt"}],
+     "sources": [the tables searched]}
 
-Erasure keeps license ids, keys, plans, dates, status, features and devices; see
+Webhook deliveries are those whose payload names one of the customer's licenses or
+mentions the e-mail (``store/customers.delivery_rows``). Erasure keeps license ids, keys,
+plans, dates, status, features and device slots (hardware ids pseudonymised); see
 ``store/customers.py`` for what it blanks or pseudonymises.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -27,7 +33,14 @@ from ..serialize import iso, license_json
 from ..state import IssuerState
 from ..store import store_named_key
 from ..store.changes import Actor, Change
-from ..store.customers import audit_rows, erase, license_ids, normalize_email, personal_rows
+from ..store.customers import (
+    audit_rows,
+    delivery_rows,
+    erase,
+    license_ids,
+    normalize_email,
+    personal_rows,
+)
 from ..store.customers import pseudonym as keyed_pseudonym
 from ..store.retention import RETAINED
 
@@ -42,6 +55,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes | memoryview):
         return None
     return value
+
+
+def _payload(text: str) -> Any:
+    """A delivery's payload as JSON, or its text when it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def export_customer(
@@ -59,6 +80,7 @@ def export_customer(
         records = [store.licenses.get(license_id) for license_id in ids]
         events = audit_rows(unit.conn, email, ids, mentions=app_id is None)
         personal = personal_rows(unit.conn, ids)
+        deliveries = delivery_rows(unit.conn, email, ids, app_id)
         unit.record(
             Change(
                 action="customer.export",
@@ -92,9 +114,22 @@ def export_customer(
             }
             for row in events
         ],
-        "webhookDeliveries": [],
+        "webhookDeliveries": [
+            {
+                "id": int(row.id),
+                "endpointId": row.endpoint_id,
+                "eventId": row.event_id,
+                "eventType": row.event_type,
+                "appId": row.app_id,
+                "status": row.status,
+                "payload": _payload(row.payload),
+                "createdAt": iso(row.created_at),
+                "lastAttemptAt": iso(row.last_attempt_at),
+            }
+            for row in deliveries
+        ],
         "sources": sorted(
-            {"lc_licenses", "lc_devices", "lc_audit_events"}
+            {"lc_licenses", "lc_devices", "lc_audit_events", "lc_webhook_deliveries"}
             | {e.table.name for e in RETAINED if e.license_id is not None}
         ),
     }
@@ -106,7 +141,8 @@ def erase_customer(
     """Erase ``email``'s personal data (within ``app_id`` when given), in one transaction;
     the erasure is an audit event that names the pseudonym, never the e-mail.
 
-    Returns ``{"erased": true, "pseudonym", "licenses", "personalRows", "auditEvents"}``.
+    Returns ``{"erased": true, "pseudonym", "licenses", "personalRows", "auditEvents",
+    "webhookDeliveries", "devices"}`` (counts of rows changed).
 
     :raises Unavailable: the store is down.
     """

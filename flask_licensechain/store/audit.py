@@ -94,6 +94,7 @@ from .apps import AppScope
 from .changes import Actor, Change
 from .database import Database
 from .records import AuditRecord
+from .retention import register_retention
 from .schema import audit_checkpoints, audit_events, audit_head, to_utc
 
 #: HKDF ``info`` of the audit MAC key (RFC 5869); changing it orphans every chain
@@ -112,6 +113,16 @@ _BATCH: Final = 1000
 #: the columns outside the MAC (``erase_personal`` blanks them with ``personal_salt``)
 _PERSONAL_COLUMNS: Final = ("actor_ip", "actor_user_agent", "personal")
 _CURSOR_PREFIX: Final = "ae1:"
+
+# Past LICENSECHAIN_RETENTION_DAYS_IP the job blanks the personal columns of an event as
+# ``erase_personal`` does (all four together, or ``verify`` reports an edit).
+register_retention(
+    audit_events,
+    timestamp="created_at",
+    ips=("actor_ip",),
+    user_agents=("actor_user_agent",),
+    blank_together=("personal", "personal_salt"),
+)
 
 Breach = Literal["edited", "deleted", "reordered", "inserted", "unknown_key"]
 

@@ -6,18 +6,35 @@ compared trimmed and case-insensitively). Their records:
 - the licenses issued to that e-mail, with their devices;
 - rows of the tables registered for retention (``store/retention.py``) that name one of
   those licenses: client IPs and user agents;
-- audit events about one of those licenses, or whose data mentions the e-mail.
+- audit events about one of those licenses, or whose data mentions the e-mail;
+- webhook deliveries (``lc_webhook_deliveries``) whose payload names one of those licenses
+  or mentions the e-mail (the payload holds the license JSON: e-mail, name, metadata).
 
 Erasure (``erase``) replaces the e-mail with a keyed pseudonym, blanks the name
 (``issued_to``), drops the metadata keys the operator lists as personal, blanks the IPs and
 user agents of registered rows, blanks the personal columns of the audit events about those
 licenses or naming the e-mail (outside the chain's MAC: ``audit verify`` still passes), and
-replaces the e-mail inside the data of events older than the chain by the pseudonym. It
-keeps what a seller needs for accounting: license ids, keys, plans, dates,
-status, features, devices. The pseudonym, ``erased-<32 hex>``, is an HMAC-SHA-256 of the
-normalised e-mail under the named key ``customers.pseudonym`` (``store/named_keys.py``):
-the same e-mail always gives the same pseudonym, and nobody without the key can tell which
-e-mail it was.
+replaces the e-mail inside the data of events older than the chain by the pseudonym, and
+pseudonymises the payloads of the webhook deliveries about them: inside each payload the
+e-mail becomes the pseudonym, ``issuedTo`` null, the personal metadata keys are dropped. A
+delivery row is kept (pending or finished) so the operator's delivery history stays whole;
+a pending one is then sent pseudonymised.
+
+Hardware ids are personal data too: a stable device identifier tied to an identified
+licensee (an "online identifier", GDPR Art. 4(1) and Recital 30). Erasure replaces each
+bound device's ``hwuid`` by ``device_pseudonym`` (``erased-<32 hex>``, keyed, one value per
+hardware id), keeping the row with its bound and last-seen times: the license's device
+slots still count (``max_devices``); the real hardware id no longer matches, so a device
+that verifies again after the erasure is bound anew, in a free slot (or refused when none
+is left: the seller can reset the devices).
+Delivery payloads get the same pseudonyms in their ``hwuid`` fields.
+
+It keeps what a seller needs for accounting: license ids, keys, plans, dates,
+status, features, the number of devices and their times.
+
+The pseudonym, ``erased-<32 hex>``, is an HMAC-SHA-256 of the normalised e-mail under the
+named key ``customers.pseudonym`` (``store/named_keys.py``): the same e-mail always gives
+the same pseudonym, and nobody without the key can tell which e-mail it was.
 
 Every function takes the connection of the caller's transaction (a unit of work).
 """
@@ -34,7 +51,8 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from .retention import RETAINED
-from .schema import audit_events, licenses
+from .schema import audit_events, devices, licenses
+from .webhooks import webhook_deliveries
 
 PSEUDONYM_PREFIX: Final = "erased-"
 
@@ -46,6 +64,13 @@ def normalize_email(email: str) -> str:
 def pseudonym(key: bytes, email: str) -> str:
     """``erased-<32 hex>``: HMAC-SHA-256 of the normalised e-mail, keyed."""
     digest = hmac.new(key, normalize_email(email).encode(), hashlib.sha256).hexdigest()
+    return PSEUDONYM_PREFIX + digest[:32]
+
+
+def device_pseudonym(key: bytes, hwuid: str) -> str:
+    """``erased-<32 hex>``: HMAC-SHA-256 of the hardware id, keyed (domain-separated from
+    the e-mail pseudonym)."""
+    digest = hmac.new(key, b"lc-hwuid-v1\x00" + hwuid.encode(), hashlib.sha256).hexdigest()
     return PSEUDONYM_PREFIX + digest[:32]
 
 
@@ -97,17 +122,70 @@ def personal_rows(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[dic
     return found
 
 
+def _deliveries_where(email: str, ids: Sequence[str], app_id: str | None) -> sa.ColumnElement[bool]:
+    """Deliveries whose payload names one of ``ids`` or mentions ``email`` (in ``app_id``)."""
+    payload = webhook_deliveries.c.payload
+    found = sa.or_(_mentions(email, payload), *(payload.contains(i, autoescape=True) for i in ids))
+    if app_id is not None:
+        found = sa.and_(found, webhook_deliveries.c.app_id == app_id)
+    return found
+
+
+def delivery_rows(
+    conn: sa.Connection, email: str, ids: Sequence[str], app_id: str | None = None
+) -> list[Any]:
+    """The webhook deliveries about ``email`` (see ``_deliveries_where``), oldest first;
+    ``[]`` when the webhook tables do not exist."""
+    if webhook_deliveries.name not in _present(conn):
+        return []
+    statement = (
+        sa.select(webhook_deliveries)
+        .where(_deliveries_where(email, ids, app_id))
+        .order_by(webhook_deliveries.c.id)
+    )
+    return list(conn.execute(statement))
+
+
+def _redact_payload(value: Any, drop: set[str], hwuids: dict[str, str]) -> Any:
+    """``value`` (a delivery payload) with every ``issuedTo`` nulled, the personal keys of
+    every ``metadata`` object dropped, and every ``hwuid`` found in ``hwuids`` replaced."""
+    if isinstance(value, list):
+        return [_redact_payload(v, drop, hwuids) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        if k == "issuedTo":
+            out[k] = None
+        elif k == "hwuid" and isinstance(v, str):
+            out[k] = hwuids.get(v, v)
+        elif k == "metadata" and isinstance(v, dict):
+            out[k] = {
+                mk: _redact_payload(mv, drop, hwuids) for mk, mv in v.items() if mk not in drop
+            }
+        else:
+            out[k] = _redact_payload(v, drop, hwuids)
+    return out
+
+
+_encode_payload = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 @dataclass(frozen=True)
 class ErasureCounts:
     licenses: int
     personal_rows: int
     audit_events: int
+    webhook_deliveries: int = 0
+    devices: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
+            "devices": self.devices,
             "licenses": self.licenses,
             "personalRows": self.personal_rows,
             "auditEvents": self.audit_events,
+            "webhookDeliveries": self.webhook_deliveries,
         }
 
 
@@ -146,6 +224,7 @@ def erase(
     needle = normalize_email(email)
     ids = license_ids(conn, email, app_id)
     drop = set(personal_metadata_keys)
+    deliveries = delivery_rows(conn, email, ids, app_id)  # before the licenses change
     for license_id in ids:
         meta = conn.execute(sa.select(licenses.c.meta).where(licenses.c.id == license_id)).scalar()
         kept = {k: v for k, v in dict(meta or {}).items() if k not in drop}
@@ -156,6 +235,20 @@ def erase(
                 issued_email=replacement, issued_to=None, meta=_scrub(kept, needle, replacement)
             )
         )
+    hwuids: dict[str, str] = {}
+    device_count = 0
+    if ids:
+        bound = sa.select(devices.c.license_id, devices.c.hwuid).where(
+            devices.c.license_id.in_(ids), devices.c.hwuid.not_like(f"{PSEUDONYM_PREFIX}%")
+        )
+        for row in conn.execute(bound).all():
+            hwuids[row.hwuid] = device_pseudonym(key, row.hwuid)
+            conn.execute(
+                sa.update(devices)
+                .where(devices.c.license_id == row.license_id, devices.c.hwuid == row.hwuid)
+                .values(hwuid=hwuids[row.hwuid])
+            )
+            device_count += 1
     blanked = 0
     present = _present(conn)
     for entry in RETAINED:
@@ -191,13 +284,32 @@ def erase(
             .values(data=_scrub(data, needle, replacement))
         )
         scrubbed += 1
-    return replacement, ErasureCounts(len(ids), blanked, scrubbed)
+    rewritten = 0
+    for row in deliveries:
+        try:
+            payload = json.loads(row.payload)
+        except ValueError:  # not JSON: scrub the text itself
+            new_payload = _scrub(row.payload, needle, replacement)
+        else:
+            new_payload = _encode_payload(
+                _scrub(_redact_payload(payload, drop, hwuids), needle, replacement)
+            )
+        if new_payload != row.payload:
+            conn.execute(
+                sa.update(webhook_deliveries)
+                .where(webhook_deliveries.c.id == row.id)
+                .values(payload=new_payload)
+            )
+            rewritten += 1
+    return replacement, ErasureCounts(len(ids), blanked, scrubbed, rewritten, device_count)
 
 
 __all__ = [
     "PSEUDONYM_PREFIX",
     "ErasureCounts",
     "audit_rows",
+    "delivery_rows",
+    "device_pseudonym",
     "erase",
     "license_ids",
     "normalize_email",

@@ -10,6 +10,16 @@ table, naming the column that dates each row::
 ``license_id`` (optional) names the column linking a row to a license: a customer's export
 includes those rows and an erasure blanks them (``store/customers.py``).
 
+``blank_together`` (optional) names columns that must be blanked with the IPs and user
+agents, all at once, because a digest covers them together: then an old row's IPs are
+erased (not truncated) and those columns set to NULL. The audit log registers its personal
+columns so (``actor_ip``, ``actor_user_agent``, ``personal``, ``personal_salt``: what
+``AuditRepository.erase_personal`` blanks), so ``audit verify`` still passes.
+
+Registered today: ``lc_audit_events`` (``store/audit.py``), ``lc_console_sessions`` and
+``lc_console_login_failures`` (``console/repository.py``). API keys and webhook attempts
+store no IP or user agent.
+
 ``apply_retention(db, older_than=...)`` is the job; ``flask licensechain maintenance run``
 runs it (daily from cron), and so may a long-running worker.
 
@@ -46,6 +56,7 @@ class RetainedColumns:
     ips: tuple[str, ...] = ()
     user_agents: tuple[str, ...] = ()
     license_id: str | None = None
+    blank_together: tuple[str, ...] = ()
 
 
 #: Every registered table, in registration order.
@@ -59,17 +70,21 @@ def register_retention(
     ips: tuple[str, ...] = (),
     user_agents: tuple[str, ...] = (),
     license_id: str | None = None,
+    blank_together: tuple[str, ...] = (),
 ) -> RetainedColumns:
     """Declare columns holding client IPs or user agents (idempotent per table).
 
     :raises KeyError: a column the table does not have.
     """
-    for name in (timestamp, *ips, *user_agents, *([license_id] if license_id else [])):
+    named = (timestamp, *ips, *user_agents, *blank_together, *([license_id] if license_id else []))
+    for name in named:
         table.c[name]  # a typo fails at import
     for known in RETAINED:
         if known.table.name == table.name:
             return known
-    entry = RetainedColumns(table, timestamp, tuple(ips), tuple(user_agents), license_id)
+    entry = RetainedColumns(
+        table, timestamp, tuple(ips), tuple(user_agents), license_id, tuple(blank_together)
+    )
     RETAINED.append(entry)
     return entry
 
@@ -106,6 +121,18 @@ def apply_retention(db: Database, *, older_than: datetime) -> dict[str, int]:
         pk = list(table.primary_key.columns)
         with db.write() as conn:
             old = table.c[entry.timestamp] < cutoff
+            if entry.blank_together:
+                names = (*entry.ips, *entry.user_agents, *entry.blank_together)
+                # A JSON column blanked through the ORM may hold JSON null, not SQL NULL:
+                # only the other columns tell whether a row is still to blank.
+                plain = [n for n in names if not isinstance(table.c[n].type, sa.JSON)]
+                held = sa.or_(*(table.c[name].is_not(None) for name in plain))
+                result = conn.execute(
+                    sa.update(table).where(old, held).values({n: sa.null() for n in names})
+                )
+                for name in (*entry.ips, *entry.user_agents):
+                    changed[f"{table.name}.{name}"] = result.rowcount
+                continue
             for name in entry.user_agents:
                 col = table.c[name]
                 result = conn.execute(
@@ -119,6 +146,8 @@ def apply_retention(db: Database, *, older_than: datetime) -> dict[str, int]:
                 for row in rows:
                     value: Any = getattr(row, name)
                     reduced = truncate_ip(str(value))
+                    if reduced is None and not col.nullable:
+                        reduced = ""
                     if reduced == value:
                         continue
                     match = sa.and_(*(c == getattr(row, c.name) for c in pk))

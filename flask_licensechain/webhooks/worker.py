@@ -17,6 +17,11 @@ retries, disables endpoints that keep failing, and sweeps license expiries.
   payload's ``timestamp`` or re-read the object.
 - Each sweep (at start, then every 30 s) also deletes finished deliveries older than
   ``LICENSECHAIN_WEBHOOKS_RETENTION_DAYS``.
+- Given ``maintenance`` (a callable: ``maintenance.run_maintenance`` bound to the issuer
+  state, wired by ``flask licensechain webhooks run`` and the background thread), the worker
+  also runs the store's maintenance (retention of IPs and user agents, signing-key
+  retirement): ``run()`` at start and then at most once per ``MAINTENANCE_INTERVAL`` (an
+  hour), ``run_once()`` once. The job is idempotent, so several workers may run it.
 - A 2xx is success; otherwise the next attempt is scheduled with jitter
   (``LICENSECHAIN_WEBHOOKS_RETRY_SCHEDULE``), and after the last one the delivery is dead
   (visible, retryable by hand). An endpoint failing without a single success for
@@ -30,6 +35,7 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -45,6 +51,8 @@ log = logging.getLogger("licensechain.webhooks")
 
 #: seconds between two license-expiry sweeps of a running worker
 SWEEP_INTERVAL = 30.0
+#: seconds between two maintenance runs of a running worker (an hour)
+MAINTENANCE_INTERVAL = 3600.0
 DEFAULT_THREADS = 8
 #: deliveries one thread claims at a time (their results are recorded together)
 DEFAULT_BATCH = 4
@@ -91,8 +99,11 @@ class Worker:
         threads: int = DEFAULT_THREADS,
         batch: int = DEFAULT_BATCH,
         name: str | None = None,
+        maintenance: Callable[[], object] | None = None,
     ) -> None:
         self.runtime = runtime
+        self.maintenance = maintenance
+        self._last_maintenance: float | None = None
         self.threads = max(1, threads)
         self.batch = max(1, batch)
         self.name = name or f"w{os.getpid()}-{secrets.token_hex(4)}"
@@ -103,8 +114,10 @@ class Worker:
         self._wake.set()
 
     def run_once(self) -> RunReport:
-        """Sweep expiries, then deliver until nothing is due; return what was done."""
+        """Run maintenance (if given), sweep expiries, then deliver until nothing is due;
+        return what was done."""
         report = RunReport()
+        self._maintain()
         report.expired = self._sweep()
         self._drain(report, threading.Event())
         return report
@@ -115,6 +128,9 @@ class Worker:
         last_sweep = 0.0
         poll = self.runtime.settings.poll_interval
         while not stop.is_set():
+            last = self._last_maintenance
+            if last is None or time.monotonic() - last >= MAINTENANCE_INTERVAL:
+                self._maintain()
             if time.monotonic() - last_sweep >= SWEEP_INTERVAL:
                 report.expired += self._sweep()
                 last_sweep = time.monotonic()
@@ -127,6 +143,18 @@ class Worker:
             self._wake.wait(poll)
             self._wake.clear()
         return report
+
+    def _maintain(self) -> None:
+        """Run ``maintenance`` once; a store error is logged, the next try is an hour on."""
+        if self.maintenance is None:
+            return
+        self._last_maintenance = time.monotonic()
+        try:
+            self.maintenance()
+        except LicenseChainError as exc:
+            log.warning("maintenance failed: %s", exc.detail or exc)
+        except Exception:  # a bug must not end a long-running worker silently
+            log.exception("maintenance: unexpected error; going on")
 
     def _sweep(self) -> int:
         """Announce license expiries, and delete finished deliveries past retention."""
@@ -222,8 +250,14 @@ class BackgroundWorker:
     """A ``Worker`` in a daemon thread of this process, started on first use (so a forked
     web worker starts its own) and stopped with ``stop()``."""
 
-    def __init__(self, runtime: WebhookRuntime, *, threads: int = 2) -> None:
-        self.worker = Worker(runtime, threads=threads)
+    def __init__(
+        self,
+        runtime: WebhookRuntime,
+        *,
+        threads: int = 2,
+        maintenance: Callable[[], object] | None = None,
+    ) -> None:
+        self.worker = Worker(runtime, threads=threads, maintenance=maintenance)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
