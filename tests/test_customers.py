@@ -292,3 +292,48 @@ def test_the_cli_exports_and_erases(issuer: Issuer) -> None:
     assert EMAIL.lower() not in everything(issuer)
     event = issuer.store.audit.list(limit=1)[0]
     assert event.action == "customer.erase" and event.actor not in (None, "")
+
+
+@pytest.mark.parametrize(
+    "email", [" ", "\t", "a", "example.test", "@", "ann@", "@example.test", "a b@x.test", "a@b@c"]
+)
+@pytest.mark.parametrize("path", ["/v1/customers/export", "/v1/customers/erase"])
+def test_only_a_whole_address_names_a_customer(issuer: Issuer, path: str, email: str) -> None:
+    """A blank or partial address would match every record holding it as text: 400, and
+    nothing read, erased or recorded."""
+    World(issuer)
+    before = issuer.snapshot()
+    key = issuer.api_key("customers:read", "customers:erase")
+    response = post(issuer, path, key, {"email": email})
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "invalid_request"
+    after = issuer.snapshot()
+    after.pop("lc_api_keys"), before.pop("lc_api_keys")
+    assert after == before
+
+
+def test_another_address_holding_the_email_is_left_alone(issuer: Issuer) -> None:
+    """``ann.example@example.test`` is not ``joann.example@example.test`` nor
+    ``ann.example@example.test.au``: their licenses, audit events and deliveries keep
+    every personal value."""
+    World(issuer)
+    others = [f"jo{EMAIL}".lower(), f"{EMAIL}.au".lower(), f"x.{EMAIL}".lower()]
+    for other in others:
+        issuer.store.licenses.create(
+            issuer.new_app(name=f"App {other}").id, plan="pro", issued_email=other
+        )
+        support = Actor(kind="system", id="support", ip="192.0.2.9", user_agent="Other/1")
+        with issuer.store.unit_of_work(support) as unit:
+            unit.record(Change(action="test.note", personal={"note": f"call {other}"}))
+    key = issuer.api_key("customers:read", "customers:erase")
+    doc = post(issuer, "/v1/customers/export", key, {"email": EMAIL}).get_json()
+    exported = json.dumps(doc).lower()
+    for other in others:
+        assert other not in exported, other
+    result = post(issuer, "/v1/customers/erase", key, {"email": EMAIL}).get_json()
+    assert result["licenses"] == 3
+    stored = everything(issuer)
+    for other in others:
+        assert stored.count(other) >= 2, other  # the license and the audit note
+    assert "192.0.2.9" in stored and "other/1" in stored
+    assert issuer.store.audit.verify().ok

@@ -70,15 +70,17 @@ def export_customer(
 ) -> dict[str, Any]:
     """Every record about ``email`` (within ``app_id`` when given) as one document.
 
+    :raises InvalidRequest: ``email`` is not one whole address (``normalize_email``).
     :raises Unavailable: the store is down.
     """
+    normalize_email(email)  # before anything is read or written
     store = state.store
     key = store_named_key(store.database, state.sealer, PSEUDONYM_KEY)
     now = datetime.now(UTC)
     with store.unit_of_work(actor) as unit:
         ids = license_ids(unit.conn, email, app_id)
         records = [store.licenses.get(license_id) for license_id in ids]
-        events = audit_rows(unit.conn, email, ids, mentions=app_id is None)
+        events = audit_rows(unit.conn, email, ids, mentions_too=app_id is None)
         personal = personal_rows(unit.conn, ids)
         deliveries = delivery_rows(unit.conn, email, ids, app_id)
         unit.record(
@@ -144,8 +146,10 @@ def erase_customer(
     Returns ``{"erased": true, "pseudonym", "licenses", "personalRows", "auditEvents",
     "webhookDeliveries", "devices"}`` (counts of rows changed).
 
+    :raises InvalidRequest: ``email`` is not one whole address (``normalize_email``).
     :raises Unavailable: the store is down.
     """
+    normalize_email(email)  # before anything is read or written
     store = state.store
     key = store_named_key(store.database, state.sealer, PSEUDONYM_KEY)
     with store.unit_of_work(actor) as unit:

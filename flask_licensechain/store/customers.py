@@ -44,12 +44,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import sqlalchemy as sa
 
+from ..core.errors import InvalidRequest
 from .retention import RETAINED
 from .schema import audit_events, devices, licenses
 from .webhooks import webhook_deliveries
@@ -57,8 +59,41 @@ from .webhooks import webhook_deliveries
 PSEUDONYM_PREFIX: Final = "erased-"
 
 
+#: an e-mail address as a customer is named by: one ``@`` between a non-empty local part
+#: and domain, no white space (RFC 5322 addr-spec, without quoted local parts). Anything
+#: shorter would match other customers' records as a substring.
+_ADDRESS: Final = re.compile(r"[^@\s]+@[^@\s]+")
+#: characters an address may hold around the ``@`` (RFC 5322 atext, and ``.``)
+_ATEXT: Final = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~.-"
+
+
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """``email`` trimmed and lower-cased: how licenses are matched to a customer.
+
+    :raises InvalidRequest: ``email`` is not one whole address (``_ADDRESS``).
+    """
+    normalized = email.strip().lower()
+    if not _ADDRESS.fullmatch(normalized):
+        raise InvalidRequest("'email' must be one e-mail address (local part, '@', domain).")
+    return normalized
+
+
+def address_pattern(email: str) -> re.Pattern[str]:
+    """``email`` as a whole address inside text, case-insensitively: not when it is the
+    tail of a longer local part (``joann@x`` for ``ann@x``) or the head of a longer domain
+    (``ann@x.test.au`` for ``ann@x.test``)."""
+    return re.compile(
+        rf"(?<![{_ATEXT}])" + re.escape(normalize_email(email)) + r"(?![A-Za-z0-9-]|\.[A-Za-z0-9])",
+        re.IGNORECASE,
+    )
+
+
+def mentions(pattern: re.Pattern[str], value: Any) -> bool:
+    """Whether ``value`` (text, or JSON data: keys and string values) holds ``pattern``."""
+    if value is None:
+        return False
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return pattern.search(text) is not None
 
 
 def pseudonym(key: bytes, email: str) -> str:
@@ -84,8 +119,9 @@ def license_ids(conn: sa.Connection, email: str, app_id: str | None = None) -> l
     return [row.id for row in conn.execute(statement)]
 
 
-def _mentions(email: str, column: Any = None) -> sa.ColumnElement[bool]:
-    """``column`` (default the event data) holds ``email`` as text, case-insensitively."""
+def _may_mention(email: str, column: Any = None) -> sa.ColumnElement[bool]:
+    """SQL prefilter: ``column`` (default the event data) holds ``email`` as text,
+    case-insensitively, maybe inside a longer address; ``address_pattern`` decides."""
     needle = normalize_email(email).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     target = audit_events.c.data if column is None else column
     text = sa.func.lower(sa.cast(target, sa.Text))
@@ -93,16 +129,24 @@ def _mentions(email: str, column: Any = None) -> sa.ColumnElement[bool]:
 
 
 def audit_rows(
-    conn: sa.Connection, email: str, ids: Sequence[str], *, mentions: bool = True
+    conn: sa.Connection, email: str, ids: Sequence[str], *, mentions_too: bool = True
 ) -> list[Any]:
-    """Audit events about one of ``ids`` or (``mentions``) whose data mentions ``email``,
-    oldest first. An app-limited caller passes ``mentions=False``: other apps' events may
-    mention the e-mail."""
+    """Audit events about one of ``ids`` or (``mentions_too``) whose data or personal
+    columns mention ``email`` as a whole address, oldest first. An app-limited caller
+    passes ``mentions_too=False``: other apps' events may mention the e-mail."""
     about = audit_events.c.target.in_(list(ids)) if ids else sa.false()
-    found = sa.or_(_mentions(email), _mentions(email, audit_events.c.personal))
-    where = sa.or_(about, found) if mentions else about
-    statement = sa.select(audit_events).where(where).order_by(audit_events.c.id)
-    return list(conn.execute(statement))
+    if not mentions_too:
+        statement = sa.select(audit_events).where(about).order_by(audit_events.c.id)
+        return list(conn.execute(statement))
+    pattern = address_pattern(email)
+    maybe = sa.or_(_may_mention(email), _may_mention(email, audit_events.c.personal))
+    statement = sa.select(audit_events).where(sa.or_(about, maybe)).order_by(audit_events.c.id)
+    wanted = set(ids)
+    return [
+        row
+        for row in conn.execute(statement)
+        if row.target in wanted or mentions(pattern, row.data) or mentions(pattern, row.personal)
+    ]
 
 
 def _present(conn: sa.Connection) -> set[str]:
@@ -122,28 +166,27 @@ def personal_rows(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[dic
     return found
 
 
-def _deliveries_where(email: str, ids: Sequence[str], app_id: str | None) -> sa.ColumnElement[bool]:
-    """Deliveries whose payload names one of ``ids`` or mentions ``email`` (in ``app_id``)."""
-    payload = webhook_deliveries.c.payload
-    found = sa.or_(_mentions(email, payload), *(payload.contains(i, autoescape=True) for i in ids))
-    if app_id is not None:
-        found = sa.and_(found, webhook_deliveries.c.app_id == app_id)
-    return found
-
-
 def delivery_rows(
     conn: sa.Connection, email: str, ids: Sequence[str], app_id: str | None = None
 ) -> list[Any]:
-    """The webhook deliveries about ``email`` (see ``_deliveries_where``), oldest first;
-    ``[]`` when the webhook tables do not exist."""
+    """The webhook deliveries (in ``app_id`` when given) whose payload names one of ``ids``
+    or mentions ``email`` as a whole address, oldest first; ``[]`` when the webhook tables
+    do not exist."""
     if webhook_deliveries.name not in _present(conn):
         return []
-    statement = (
-        sa.select(webhook_deliveries)
-        .where(_deliveries_where(email, ids, app_id))
-        .order_by(webhook_deliveries.c.id)
+    payload = webhook_deliveries.c.payload
+    maybe = sa.or_(
+        _may_mention(email, payload), *(payload.contains(i, autoescape=True) for i in ids)
     )
-    return list(conn.execute(statement))
+    if app_id is not None:
+        maybe = sa.and_(maybe, webhook_deliveries.c.app_id == app_id)
+    statement = sa.select(webhook_deliveries).where(maybe).order_by(webhook_deliveries.c.id)
+    pattern = address_pattern(email)
+    return [
+        row
+        for row in conn.execute(statement)
+        if mentions(pattern, row.payload) or any(i in row.payload for i in ids)
+    ]
 
 
 def _redact_payload(value: Any, drop: set[str], hwuids: dict[str, str]) -> Any:
@@ -171,6 +214,13 @@ def _redact_payload(value: Any, drop: set[str], hwuids: dict[str, str]) -> Any:
 _encode_payload = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _batches(ids: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
+    """``ids`` in slices of ``size``: an ``IN`` list stays under the drivers' parameter
+    limits (SQLite's 32,766)."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
 @dataclass(frozen=True)
 class ErasureCounts:
     licenses: int
@@ -189,24 +239,18 @@ class ErasureCounts:
         }
 
 
-def _scrub(value: Any, needle: str, replacement: str) -> Any:
-    """``value`` (JSON data) with every string holding ``needle`` (case-insensitive)
-    rewritten to ``replacement`` in its place."""
+def _scrub(value: Any, pattern: re.Pattern[str], replacement: str) -> Any:
+    """``value`` (text or JSON data) with every whole address matching ``pattern`` in its
+    keys and strings rewritten to ``replacement``."""
     if isinstance(value, str):
-        lowered = value.lower()
-        if needle not in lowered:
-            return value
-        out, start = [], 0
-        while (at := lowered.find(needle, start)) >= 0:
-            out.append(value[start:at] + replacement)
-            start = at + len(needle)
-        return "".join(out) + value[start:]
+        return pattern.sub(replacement, value)
     if isinstance(value, dict):
         return {
-            _scrub(k, needle, replacement): _scrub(v, needle, replacement) for k, v in value.items()
+            _scrub(k, pattern, replacement): _scrub(v, pattern, replacement)
+            for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_scrub(v, needle, replacement) for v in value]
+        return [_scrub(v, pattern, replacement) for v in value]
     return value
 
 
@@ -221,7 +265,7 @@ def erase(
     """Erase ``email``'s personal data (see the module docstring); returns the pseudonym
     and what was changed. Idempotent: a second run finds nothing to change."""
     replacement = pseudonym(key, email)
-    needle = normalize_email(email)
+    pattern = address_pattern(email)
     ids = license_ids(conn, email, app_id)
     drop = set(personal_metadata_keys)
     deliveries = delivery_rows(conn, email, ids, app_id)  # before the licenses change
@@ -232,7 +276,7 @@ def erase(
             sa.update(licenses)
             .where(licenses.c.id == license_id)
             .values(
-                issued_email=replacement, issued_to=None, meta=_scrub(kept, needle, replacement)
+                issued_email=replacement, issued_to=None, meta=_scrub(kept, pattern, replacement)
             )
         )
     hwuids: dict[str, str] = {}
@@ -262,26 +306,29 @@ def erase(
     # Chained events: blank the personal columns, which stay outside the MAC (store/audit.py),
     # so the chain still verifies. Events from before the chain (seq NULL): scrub their data.
     about = audit_events.c.target.in_(ids) if ids else sa.false()
-    personal_mention = _mentions(email, audit_events.c.personal)
-    if app_id is None:
-        chained = sa.or_(about, personal_mention)
-    else:
-        chained = sa.and_(about, sa.true())
-    blanked_events = conn.execute(
-        sa.update(audit_events)
-        .where(chained, audit_events.c.personal_salt.is_not(None))
-        .values(actor_ip=None, actor_user_agent=None, personal=None, personal_salt=None)
-    ).rowcount
-    legacy = sa.and_(audit_events.c.seq.is_(None), _mentions(email))
+    chained = [
+        row.id
+        for row in audit_rows(conn, email, ids, mentions_too=app_id is None)
+        if row.personal_salt is not None
+        and (row.target in ids or (app_id is None and mentions(pattern, row.personal)))
+    ]
+    scrubbed = 0
+    for batch in _batches(chained):
+        scrubbed += conn.execute(
+            sa.update(audit_events)
+            .where(audit_events.c.id.in_(batch))
+            .values(actor_ip=None, actor_user_agent=None, personal=None, personal_salt=None)
+        ).rowcount
+    legacy = sa.and_(audit_events.c.seq.is_(None), _may_mention(email))
     if app_id is not None:
         legacy = sa.and_(legacy, about)
-    scrubbed = int(blanked_events)
     for row in conn.execute(sa.select(audit_events.c.id, audit_events.c.data).where(legacy)).all():
         data = json.loads(json.dumps(row.data))
+        scrubbed_data = _scrub(data, pattern, replacement)
+        if scrubbed_data == data:
+            continue
         conn.execute(
-            sa.update(audit_events)
-            .where(audit_events.c.id == row.id)
-            .values(data=_scrub(data, needle, replacement))
+            sa.update(audit_events).where(audit_events.c.id == row.id).values(data=scrubbed_data)
         )
         scrubbed += 1
     rewritten = 0
@@ -289,10 +336,10 @@ def erase(
         try:
             payload = json.loads(row.payload)
         except ValueError:  # not JSON: scrub the text itself
-            new_payload = _scrub(row.payload, needle, replacement)
+            new_payload = _scrub(row.payload, pattern, replacement)
         else:
             new_payload = _encode_payload(
-                _scrub(_redact_payload(payload, drop, hwuids), needle, replacement)
+                _scrub(_redact_payload(payload, drop, hwuids), pattern, replacement)
             )
         if new_payload != row.payload:
             conn.execute(
@@ -307,11 +354,13 @@ def erase(
 __all__ = [
     "PSEUDONYM_PREFIX",
     "ErasureCounts",
+    "address_pattern",
     "audit_rows",
     "delivery_rows",
     "device_pseudonym",
     "erase",
     "license_ids",
+    "mentions",
     "normalize_email",
     "personal_rows",
     "pseudonym",
