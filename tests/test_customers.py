@@ -337,3 +337,39 @@ def test_another_address_holding_the_email_is_left_alone(issuer: Issuer) -> None
         assert stored.count(other) >= 2, other  # the license and the audit note
     assert "192.0.2.9" in stored and "other/1" in stored
     assert issuer.store.audit.verify().ok
+
+
+def test_console_sign_in_failures_with_the_address_are_exported_and_erased(
+    issuer: Issuer,
+) -> None:
+    """Someone typed the customer's address into the console's sign-in form: the failure
+    row (address and IP) is the customer's data too, in a whole-store export and erasure."""
+    from flask_licensechain.console.repository import ConsoleRepository
+
+    World(issuer)
+    failures = ConsoleRepository(issuer.store.database)
+    failures.record_failure(f" {EMAIL.upper()}", "192.0.2.44", datetime.now(UTC))
+    failures.record_failure("bob@example.test", "192.0.2.45", datetime.now(UTC))
+    key = issuer.api_key("customers:read", "customers:erase")
+    doc = post(issuer, "/v1/customers/export", key, {"email": EMAIL}).get_json()
+    rows = doc["verificationMetadata"]["lc_console_login_failures"]
+    assert [row["ip"] for row in rows] == ["192.0.2.44"]
+    assert "lc_console_login_failures" in doc["sources"]
+    result = post(issuer, "/v1/customers/erase", key, {"email": EMAIL}).get_json()
+    assert result.get("erased") is True, result
+    stored = everything(issuer)
+    assert EMAIL.lower() not in stored and "192.0.2.44" not in stored
+    assert "bob@example.test" in stored and "192.0.2.45" in stored
+    with issuer.store.engine.connect() as conn:
+        emails = conn.execute(sa.text("SELECT email FROM lc_console_login_failures")).scalars()
+        assert sorted(emails) == sorted(["bob@example.test", result["pseudonym"]])
+
+
+def test_the_cli_refuses_a_partial_address(issuer: Issuer) -> None:
+    World(issuer)
+    before = issuer.snapshot()
+    for command in (["export", "--email", "example.test"], ["erase", "--email", " ", "--yes"]):
+        result = cli(issuer, *command)
+        assert result.exit_code == 1, result.output  # InvalidRequest, as every command
+        assert "e-mail address" in result.output
+    assert issuer.snapshot() == before

@@ -34,7 +34,7 @@ from ..store.schema import (
 register_retention(
     console_sessions, timestamp="last_seen_at", ips=("ip",), user_agents=("user_agent",)
 )
-register_retention(console_login_failures, timestamp="created_at", ips=("ip",))
+register_retention(console_login_failures, timestamp="created_at", ips=("ip",), email="email")
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,7 @@ def export_customer(
         ids = license_ids(unit.conn, email, app_id)
         records = [store.licenses.get(license_id) for license_id in ids]
         events = audit_rows(unit.conn, email, ids, mentions_too=app_id is None)
-        personal = personal_rows(unit.conn, ids)
+        personal = personal_rows(unit.conn, ids, email if app_id is None else None)
         deliveries = delivery_rows(unit.conn, email, ids, app_id)
         unit.record(
             Change(
@@ -132,7 +132,7 @@ def export_customer(
         ],
         "sources": sorted(
             {"lc_licenses", "lc_devices", "lc_audit_events", "lc_webhook_deliveries"}
-            | {e.table.name for e in RETAINED if e.license_id is not None}
+            | {e.table.name for e in RETAINED if e.license_id or e.email}
         ),
     }
 

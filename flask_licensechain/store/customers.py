@@ -52,7 +52,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from ..core.errors import InvalidRequest
-from .retention import RETAINED
+from .retention import RETAINED, RetainedColumns, blank
 from .schema import audit_events, devices, licenses
 from .webhooks import webhook_deliveries
 
@@ -153,17 +153,33 @@ def _present(conn: sa.Connection) -> set[str]:
     return set(sa.inspect(conn).get_table_names())
 
 
-def personal_rows(conn: sa.Connection, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """``{table: [row as a dict]}`` of the registered retention tables linked to ``ids``."""
+def personal_rows(
+    conn: sa.Connection, ids: Sequence[str], email: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """``{table: [row as a dict]}`` of the registered retention tables linked to ``ids``
+    and, when ``email`` is given (a whole-store search), to that address."""
     found: dict[str, list[dict[str, Any]]] = {}
     present = _present(conn)
     for entry in RETAINED:
-        if entry.license_id is None or entry.table.name not in present or not ids:
+        where = _personal_link(entry, ids, email)
+        if where is None or entry.table.name not in present:
             continue
-        link = entry.table.c[entry.license_id]
-        rows = conn.execute(sa.select(entry.table).where(link.in_(list(ids)))).mappings()
+        rows = conn.execute(sa.select(entry.table).where(where)).mappings()
         found[entry.table.name] = [dict(row) for row in rows]
     return found
+
+
+def _personal_link(
+    entry: RetainedColumns, ids: Sequence[str], email: str | None
+) -> sa.ColumnElement[bool] | None:
+    """Which rows of ``entry`` are about the licenses ``ids`` or the address ``email``;
+    ``None`` when none can be."""
+    if entry.license_id is not None and ids:
+        return entry.table.c[entry.license_id].in_(list(ids))
+    if entry.email is not None and email is not None:
+        column = entry.table.c[entry.email]
+        return sa.func.lower(sa.func.trim(column)) == normalize_email(email)
+    return None
 
 
 def delivery_rows(
@@ -296,13 +312,15 @@ def erase(
     blanked = 0
     present = _present(conn)
     for entry in RETAINED:
-        if entry.license_id is None or entry.table.name not in present or not ids:
+        link = _personal_link(entry, ids, email if app_id is None else None)
+        if link is None or entry.table.name not in present:
             continue
-        columns = {name: None for name in (*entry.ips, *entry.user_agents)}
+        names = (*entry.ips, *entry.user_agents, *entry.blank_together)
+        columns: dict[str, Any] = {name: blank(entry.table.c[name]) for name in names}
+        if entry.email is not None and entry.license_id is None:
+            columns[entry.email] = replacement
         if columns:
-            link = entry.table.c[entry.license_id]
-            result = conn.execute(sa.update(entry.table).where(link.in_(ids)).values(columns))
-            blanked += result.rowcount
+            blanked += conn.execute(sa.update(entry.table).where(link).values(columns)).rowcount
     # Chained events: blank the personal columns, which stay outside the MAC (store/audit.py),
     # so the chain still verifies. Events from before the chain (seq NULL): scrub their data.
     about = audit_events.c.target.in_(ids) if ids else sa.false()

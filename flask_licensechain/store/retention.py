@@ -8,7 +8,10 @@ table, naming the column that dates each row::
                        user_agents=("user_agent",), license_id="license_id")
 
 ``license_id`` (optional) names the column linking a row to a license: a customer's export
-includes those rows and an erasure blanks them (``store/customers.py``).
+includes those rows and an erasure blanks them (``store/customers.py``). ``email``
+(optional) names a column holding the e-mail address a row is about (a console sign-in
+failure): a whole-store export includes the rows of the customer's address, and an erasure
+blanks their IPs and user agents and replaces the address by the customer's pseudonym.
 
 ``blank_together`` (optional) names columns that must be blanked with the IPs and user
 agents, all at once, because a digest covers them together: then an old row's IPs are
@@ -57,6 +60,7 @@ class RetainedColumns:
     user_agents: tuple[str, ...] = ()
     license_id: str | None = None
     blank_together: tuple[str, ...] = ()
+    email: str | None = None
 
 
 #: Every registered table, in registration order.
@@ -71,22 +75,29 @@ def register_retention(
     user_agents: tuple[str, ...] = (),
     license_id: str | None = None,
     blank_together: tuple[str, ...] = (),
+    email: str | None = None,
 ) -> RetainedColumns:
     """Declare columns holding client IPs or user agents (idempotent per table).
 
     :raises KeyError: a column the table does not have.
     """
-    named = (timestamp, *ips, *user_agents, *blank_together, *([license_id] if license_id else []))
+    links = [name for name in (license_id, email) if name]
+    named = (timestamp, *ips, *user_agents, *blank_together, *links)
     for name in named:
         table.c[name]  # a typo fails at import
     for known in RETAINED:
         if known.table.name == table.name:
             return known
     entry = RetainedColumns(
-        table, timestamp, tuple(ips), tuple(user_agents), license_id, tuple(blank_together)
+        table, timestamp, tuple(ips), tuple(user_agents), license_id, tuple(blank_together), email
     )
     RETAINED.append(entry)
     return entry
+
+
+def blank(column: sa.Column[Any]) -> Any:
+    """What an erased value of ``column`` becomes: NULL, or ``""`` where NULL is refused."""
+    return None if column.nullable else ""
 
 
 def truncate_ip(value: str) -> str | None:
@@ -146,8 +157,8 @@ def apply_retention(db: Database, *, older_than: datetime) -> dict[str, int]:
                 for row in rows:
                     value: Any = getattr(row, name)
                     reduced = truncate_ip(str(value))
-                    if reduced is None and not col.nullable:
-                        reduced = ""
+                    if reduced is None:
+                        reduced = blank(col)
                     if reduced == value:
                         continue
                     match = sa.and_(*(c == getattr(row, c.name) for c in pk))
@@ -157,4 +168,11 @@ def apply_retention(db: Database, *, older_than: datetime) -> dict[str, int]:
     return changed
 
 
-__all__ = ["RETAINED", "RetainedColumns", "apply_retention", "register_retention", "truncate_ip"]
+__all__ = [
+    "RETAINED",
+    "RetainedColumns",
+    "apply_retention",
+    "blank",
+    "register_retention",
+    "truncate_ip",
+]
