@@ -19,8 +19,10 @@ from urllib.parse import quote
 import pytest
 from contract_fields import APP_FIELDS, LICENSE_FIELDS
 from issuer_support import Issuer, close_issuer, error_body, make_issuer
+from webhooks_support import stub_resolver
 
 from flask_licensechain.core.errors import InvalidToken
+from flask_licensechain.webhooks import ssrf
 
 pytest_plugins = ["issuer_fixtures"]
 
@@ -404,7 +406,11 @@ def test_stats_route_is_not_a_license_lookup(sqlite_issuer: Issuer) -> None:
 # -- 6. create an app with the SDK's fields ----------------------------------------------------
 
 
-def test_create_app_as_the_python_sdk_sends_it(issuer: Issuer) -> None:
+def test_create_app_as_the_python_sdk_sends_it(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the webhook URL's host must resolve to a public address (webhooks/ssrf.py): stubbed
+    monkeypatch.setattr(ssrf, "resolve", stub_resolver({"hooks.example": ["93.184.215.14"]}))
     body = {"name": "Shop", "description": "d", "webhook_url": None, "allowed_origins": []}
     response = sdk(issuer, "POST", "/v1/apps", body)
     assert response.status_code == 201, response.get_json()

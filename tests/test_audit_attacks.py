@@ -7,12 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from issuer_support import close_issuer, make_issuer
+from webhooks_support import stub_resolver
 
 from flask_licensechain.console.audit import audit_event
 from flask_licensechain.store import Actor, Change, Store
 from flask_licensechain.store.schema import audit_events, audit_head
+from flask_licensechain.webhooks import ssrf
 
 pytest_plugins = ["store_fixtures"]
 
@@ -117,10 +120,14 @@ SECRET_HOOK = "https://hooks.example.com/services/T0/B0/s3cr3t-token-one"
 OTHER_HOOK = "https://hooks.example.com/services/T0/B0/s3cr3t-token-two"
 
 
-def test_an_apps_webhook_url_secret_stays_out_of_the_audit_log(tmp_path: Path) -> None:
+def test_an_apps_webhook_url_secret_stays_out_of_the_audit_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A webhook URL often carries its secret in the path (a chat service's incoming hook):
     the audit log, which no one can edit and every ``audit:read`` key reads, records its
     origin and a digest, and still records that it changed."""
+    # the destination rule resolves the host (webhooks/ssrf.py): stubbed, never the network
+    monkeypatch.setattr(ssrf, "resolve", stub_resolver({"hooks.example.com": ["93.184.215.14"]}))
     made = make_issuer(tmp_path)
     try:
         app = made.post(

@@ -156,3 +156,31 @@ def test_the_development_switch_allows_loopback_and_http(
         assert response.status_code == 201
     finally:
         close_issuer(made)
+
+
+@pytest.mark.parametrize("url", REFUSED)
+def test_an_apps_webhook_url_is_refused_at_creation_and_on_update(strict: Issuer, url: str) -> None:
+    """The app's ``webhookUrl`` (LicenseChain's SDK field) becomes an endpoint: the same
+    rule applies when it is set, before anything is stored."""
+    created = strict.client.post(
+        "/v1/apps", json={"name": "Hooked", "webhookUrl": url}, headers=strict.auth()
+    )
+    error_body(created, 400, "invalid_request")
+    assert strict.store.webhooks.list_endpoints()[1] == 0
+    plain = strict.new_app(name="Plain")
+    updated = strict.client.patch(
+        f"/v1/apps/{plain.id}", json={"webhookUrl": url}, headers=strict.auth()
+    )
+    error_body(updated, 400, "invalid_request")
+    assert strict.store.apps.get(plain.id).webhook_url is None
+    assert strict.store.webhooks.list_endpoints()[1] == 0
+
+
+def test_an_apps_public_webhook_url_is_accepted(strict: Issuer) -> None:
+    created = strict.client.post(
+        "/v1/apps",
+        json={"name": "Hooked", "webhookUrl": "https://hooks.example.com/hook"},
+        headers=strict.auth(),
+    )
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["webhookUrl"] == "https://hooks.example.com/hook"

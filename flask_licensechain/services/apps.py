@@ -24,10 +24,21 @@ def _fields(app: AppRecord) -> dict[str, Any]:
     return fields
 
 
+def _checked_destination(state: IssuerState, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with a set ``webhook_url`` passed through the webhooks' destination policy
+    (``webhooks/ssrf.py``; ``InvalidRequest`` when refused): it becomes an endpoint."""
+    url = fields.get("webhook_url")
+    if isinstance(url, str) and url and state.webhooks is not None:
+        return {**fields, "webhook_url": state.webhooks.policy.check_url(url)}
+    return fields
+
+
 def create_app(state: IssuerState, actor: Actor, *, name: str, **fields: Any) -> AppRecord:
     """A new app (``fields``: ``description``, ``tier``, ``webhook_url``,
-    ``allowed_origins``). Raises ``InvalidRequest`` for a bad field, ``Conflict`` when no
-    slug is free, ``Unavailable`` (nothing written) when the store or the audit write fails."""
+    ``allowed_origins``). Raises ``InvalidRequest`` for a bad field or a refused webhook
+    destination, ``Conflict`` when no slug is free, ``Unavailable`` (nothing written) when
+    the store or the audit write fails."""
+    fields = _checked_destination(state, fields)
     with state.store.unit_of_work(actor) as unit:
         app = state.store.apps.create(name, **fields)
         unit.record(
@@ -42,7 +53,8 @@ def create_app(state: IssuerState, actor: Actor, *, name: str, **fields: Any) ->
 def update_app(state: IssuerState, actor: Actor, app_id: str, **changes: Any) -> AppRecord:
     """Change the given fields of an app (none: the app as it is, nothing recorded).
     ``data``: ``{"changes": {field: [before, after]}}``. Raises ``NotFound``,
-    ``InvalidRequest``, ``Unavailable``."""
+    ``InvalidRequest`` (also for a refused webhook destination), ``Unavailable``."""
+    changes = _checked_destination(state, changes)
     store = state.store
     with store.unit_of_work(actor) as unit:
         before = store.apps.get(app_id)

@@ -101,10 +101,10 @@ async def async_client() -> None:
 
     async def update_app() -> Any:
         body = await lc.update_application(
-            app_id, {"description": "updated", "webhook_url": "https://hooks.example/lc"}
+            app_id, {"description": "updated", "webhook_url": "http://127.0.0.1:9/lc"}
         )
         check(body["description"] == "updated", f"update {body}")
-        check(body["webhookUrl"] == "https://hooks.example/lc", f"update {body}")
+        check(body["webhookUrl"] == "http://127.0.0.1:9/lc", f"update {body}")
 
     await arecord(p + "update_application", update_app)
 
