@@ -35,7 +35,7 @@ from .core.contract import SELLER_TIERS
 from .serialize import app_json, iso, license_json, parse_timestamp
 from .services.apps import create_app as create_app_service
 from .services.licenses import create_license as create_license_service
-from .services.signing_keys import rotate_signing_key
+from .services.signing_keys import ensure_active_signing_key, rotate_signing_key
 
 #: ``flask licensechain``. Flask finds it through the ``flask.commands`` entry point (before
 #: the app loads, so load errors are reported like any other), and an issuer app also adds
@@ -64,7 +64,7 @@ licensechain_cli.add_command(create_api_key)
 def init(as_json: bool) -> None:
     state, store = issuer()
     store.upgrade_schema()
-    state.signing_keys.ensure_active(state.settings.signing_key_file)
+    ensure_active_signing_key(store, state.signing_keys, state.settings.signing_key_file)
     state.keyring.reload()
     kid = state.keyring.active_key().kid
     emit(

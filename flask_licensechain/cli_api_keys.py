@@ -16,7 +16,9 @@ show never print them. ``--json`` prints the API's JSON objects.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 import click
 from flask.cli import with_appcontext
@@ -92,79 +94,52 @@ _TEST_OPTION = click.option(
 )
 
 
+_NEW_KEY_OPTIONS: Final = (
+    click.option("--name", required=True, help="What the key is for."),
+    _SCOPE_OPTION,
+    _ROLE_OPTION,
+    _APP_OPTION,
+    _EXPIRES_OPTION,
+    _DESCRIPTION_OPTION,
+    _TEST_OPTION,
+)
+
+
+def _new_key_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of a new key (``create-api-key`` and ``api-keys create``), in order."""
+    for option in reversed(_NEW_KEY_OPTIONS):
+        command = option(command)
+    return command
+
+
+_SHOWN_ONCE: Final = "It is stored only as a hash and cannot be shown again."
+
+
 @click.command(
     "create-api-key",
     cls=LicenseChainCommand,
     help="Create an admin API key. It is shown once: keep it.",
 )
-@click.option("--name", required=True, help="What the key is for.")
-@_SCOPE_OPTION
-@_ROLE_OPTION
-@_APP_OPTION
-@_EXPIRES_OPTION
-@_DESCRIPTION_OPTION
-@_TEST_OPTION
+@_new_key_options
 @with_appcontext
-def create_api_key(
-    as_json: bool,
-    name: str,
-    scopes: tuple[str, ...],
-    role: str | None,
-    apps: tuple[str, ...],
-    expires: str | None,
-    description: str | None,
-    test_key: bool,
-) -> None:
-    record, plaintext = _create(
-        name=name,
-        scopes=scopes,
-        role=role,
-        apps=apps,
-        expires=expires,
-        description=description,
-        test_key=test_key,
-    )
+def create_api_key(as_json: bool, **options: Any) -> None:
+    record, plaintext = _create(**options)
     emit(
         as_json,
         {"id": record.id, "key": plaintext, "scopes": list(record.scopes)},
         f"Created API key {record.id} with scopes {', '.join(record.scopes)}:\n"
-        f"  {plaintext}\n"
-        "It is stored only as a hash and cannot be shown again.",
+        f"  {plaintext}\n{_SHOWN_ONCE}",
     )
 
 
 @api_keys_cli.command("create", help="Create an API key. It is shown once: keep it.")
-@click.option("--name", required=True, help="What the key is for.")
-@_SCOPE_OPTION
-@_ROLE_OPTION
-@_APP_OPTION
-@_EXPIRES_OPTION
-@_DESCRIPTION_OPTION
-@_TEST_OPTION
-def create(
-    as_json: bool,
-    name: str,
-    scopes: tuple[str, ...],
-    role: str | None,
-    apps: tuple[str, ...],
-    expires: str | None,
-    description: str | None,
-    test_key: bool,
-) -> None:
-    record, plaintext = _create(
-        name=name,
-        scopes=scopes,
-        role=role,
-        apps=apps,
-        expires=expires,
-        description=description,
-        test_key=test_key,
-    )
+@_new_key_options
+def create(as_json: bool, **options: Any) -> None:
+    record, plaintext = _create(**options)
     emit(
         as_json,
         {**api_key_json(record), "key": plaintext},
-        f"Created API key {record.id}:\n  {plaintext}\n"
-        "It is stored only as a hash and cannot be shown again.",
+        f"Created API key {record.id}:\n  {plaintext}\n{_SHOWN_ONCE}",
     )
 
 

@@ -37,6 +37,7 @@ from .core.sealing import (
 from .core.verifier import TokenVerifier
 from .maintenance import run_maintenance
 from .revocation import build_denylist
+from .services.signing_keys import ensure_active_signing_key
 from .signing import IssuerConfigurationError, SigningKeys
 from .state import IssuerState
 from .store import Store, open_store
@@ -211,7 +212,7 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
     denylist = build_denylist(settings, source=store.revocations)
 
     signing_keys = SigningKeys(store, sealer, settings)
-    signing_keys.ensure_active(settings.signing_key_file)
+    ensure_active_signing_key(store, signing_keys, settings.signing_key_file)
     keyring = KeyRing(signing_keys.load, refresh_interval=settings.key_refresh_interval)
     keyring.reload()
     keyring.active_key()  # fail at start-up, not on the first request

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Settings
 from .core.contract import LONGEST_TTL, clamp_leeway
-from .core.errors import ConfigError, Conflict
+from .core.errors import ConfigError
 from .core.keyring import RingKey
 from .core.keys import (
     KeyMaterialError,
@@ -108,31 +108,20 @@ class SigningKeys:
         return RingKey(kid=record.kid, public_key=public, signing_key=signing)
 
     # Lifecycle
-    def ensure_active(self, signing_key_file: str | None) -> None:
-        """First start: create (or import) the active key. Workers racing here are fine: the
-        store admits one active key, and the losers use the winner's."""
-        imported = _import_key_file(signing_key_file) if signing_key_file else None
-        active = self._store.signing_keys.active()
-        if active is None:
-            key = imported or SigningKey.generate(self._key_size)
-            try:
-                self._store.signing_keys.add(self._record(key, datetime.now(UTC)))
-                log.info("created signing key %s", key.kid)
-            except Conflict:
-                log.info("another worker created the first signing key")
-        elif imported is not None and active.kid != imported.kid:
-            if self._store.signing_keys.get(imported.kid) is not None:
-                log.warning(
-                    "LICENSECHAIN_SIGNING_KEY_FILE holds key %s, which was rotated out; "
-                    "keeping the active key %s",
-                    imported.kid,
-                    active.kid,
-                )
-            else:
-                try:
-                    self.rotate(imported)
-                except Conflict:
-                    log.info("another worker imported signing key %s", imported.kid)
+    def load_key_file(self, signing_key_file: str | None) -> SigningKey | None:
+        """The key of ``LICENSECHAIN_SIGNING_KEY_FILE``, or ``None`` when none is set.
+        Raises ``KeyMaterialError`` for an unreadable file."""
+        return _import_key_file(signing_key_file) if signing_key_file else None
+
+    def create_first(self, key: SigningKey | None) -> SigningKey:
+        """Store ``key`` (default: a fresh one) as the first active key, in the caller's
+        unit of work. Raises ``Conflict`` when a worker racing here stored one first."""
+        key = key or SigningKey.generate(self._key_size)
+        self._store.signing_keys.add(self._record(key, datetime.now(UTC)))
+        return key
+
+    def retire_expired(self) -> None:
+        """Drop the retired keys whose last token has expired."""
         self._store.signing_keys.retire_expired(datetime.now(UTC))
 
     def rotate(self, new_key: SigningKey | None = None) -> RotationResult:

@@ -38,6 +38,10 @@ def run_json(issuer: Issuer, *args: str, exit_code: int = 0) -> dict[str, Any]:
     return data
 
 
+#: events a fresh issuer already holds: its first signing key (``signing_key.create``)
+AT_START = 1
+
+
 def make_events(issuer: Issuer, n: int) -> None:
     for i in range(n):
         assert run(issuer, "create-app", "--name", f"App {i}").exit_code == 0
@@ -47,9 +51,9 @@ def test_verify_an_intact_chain(issuer: Issuer) -> None:
     make_events(issuer, 3)
     result = run(issuer, "audit", "verify")
     assert result.exit_code == 0
-    assert "3 event(s) verified" in result.stdout
+    assert f"{AT_START + 3} event(s) verified" in result.stdout
     data = run_json(issuer, "audit", "verify")
-    assert (data["ok"], data["count"], data["broken"]) == (True, 3, None)
+    assert (data["ok"], data["count"], data["broken"]) == (True, AT_START + 3, None)
 
 
 def test_verify_names_the_first_broken_event(issuer: Issuer) -> None:
@@ -71,12 +75,13 @@ def test_prune_leaves_a_checkpoint(issuer: Issuer) -> None:
     cutoff = datetime.now(UTC).isoformat()
     make_events(issuer, 1)
     data = run_json(issuer, "audit", "prune", "--before", cutoff)
-    assert (data["pruned"], data["checkpointSeq"]) == (3, 3)
+    pruned = AT_START + 3
+    assert (data["pruned"], data["checkpointSeq"]) == (pruned, pruned)
     verified = run_json(issuer, "audit", "verify")
-    assert (verified["ok"], verified["count"], verified["checkpointSeq"]) == (True, 2, 3)
+    assert (verified["ok"], verified["count"], verified["checkpointSeq"]) == (True, 2, pruned)
     newest = issuer.store.audit.list()[0]
     assert (newest.action, newest.actor_kind) == ("audit.prune", "cli")
-    assert newest.data["pruned"] == 3
+    assert newest.data["pruned"] == pruned
 
 
 def test_prune_refuses_a_bad_date_and_a_broken_chain(issuer: Issuer) -> None:
@@ -87,4 +92,4 @@ def test_prune_refuses_a_bad_date_and_a_broken_chain(issuer: Issuer) -> None:
         conn.execute(sa.update(audit_events).where(audit_events.c.seq == 1).values(action="x"))
     refused = run_json(issuer, "audit", "prune", "--before", "2999-01-01", exit_code=1)
     assert "does not verify" in refused["message"]
-    assert len(issuer.store.audit.list()) == 2
+    assert len(issuer.store.audit.list()) == AT_START + 2

@@ -48,7 +48,9 @@ def test_lists_newest_first_with_the_actor(busy: tuple[Issuer, str, str, str]) -
         "license.create",
         "app.create",
         "app.create",
+        "signing_key.create",  # the issuer's first key, at start-up
     ]
+    assert found[-1]["actor"]["kind"] == "system"
     suspend = found[1]
     assert (suspend["target"], suspend["appId"], suspend["actor"]["kind"]) == (
         lic,
@@ -56,7 +58,7 @@ def test_lists_newest_first_with_the_actor(busy: tuple[Issuer, str, str, str]) -
         "api_key",
     )
     assert suspend["actor"]["name"] == "admin" and suspend["requestId"]
-    assert suspend["seq"] == 5 and suspend["createdAt"].endswith("Z")
+    assert suspend["seq"] == 6 and suspend["createdAt"].endswith("Z")
 
 
 def test_filters(busy: tuple[Issuer, str, str, str]) -> None:
@@ -89,7 +91,7 @@ def test_cursor_pagination_walks_every_event_once(busy: tuple[Issuer, str, str, 
         if cursor is None:
             break
         assert str(seen[-1]) not in cursor  # opaque
-    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 6
+    assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 7
 
 
 @pytest.mark.parametrize(
@@ -117,7 +119,7 @@ def test_needs_the_audit_read_scope(busy: tuple[Issuer, str, str, str]) -> None:
     )
     error_body(response, 403, "insufficient_scope")
     assert issuer.client.get("/v1/audit-events").status_code == 401
-    assert len(events(issuer, issuer.api_key("audit:read"))) == 6
+    assert len(events(issuer, issuer.api_key("audit:read"))) == 7
 
 
 def test_an_app_limited_key_sees_only_its_app(busy: tuple[Issuer, str, str, str]) -> None:

@@ -147,6 +147,7 @@ def test_signing_key_file_is_imported_then_rotated_to(tmp_path: Path) -> None:
     made = make_issuer(tmp_path, db, signing_key_file=str(pem_path))
     try:
         assert _active_kid(made) == expected
+        assert _key_events(made) == [("signing_key.create", expected, "file")]
         token = made.token_for(made.new_license().key)
         assert decode_unverified(token)[0]["kid"] == expected
     finally:
@@ -155,6 +156,7 @@ def test_signing_key_file_is_imported_then_rotated_to(tmp_path: Path) -> None:
     again = make_issuer(tmp_path / "again", db, signing_key_file=str(pem_path))
     try:
         assert _kids(again) == [expected]
+        assert len(_key_events(again)) == 1  # nothing changed, nothing recorded
     finally:
         close_issuer(again)
     # a new file is rotated to; the old key stays trusted for its tokens
@@ -170,8 +172,24 @@ def test_signing_key_file_is_imported_then_rotated_to(tmp_path: Path) -> None:
     try:
         new_kid = SigningKey.from_private_key(other).kid
         assert _kids(rotated) == [new_kid, expected]
+        assert _key_events(rotated)[-1] == ("signing_key.rotate", new_kid, "file")
+        assert rotated.store.audit.verify().ok
     finally:
         close_issuer(rotated)
+
+
+def _key_events(issuer: Issuer) -> list[tuple[str, str | None, str | None]]:
+    """The signing-key audit events, oldest first: (action, target, data's source)."""
+    events = [e for e in issuer.store.audit.list(limit=100) if e.action.startswith("signing_key")]
+    return [(e.action, e.target, e.data.get("source")) for e in reversed(events)]
+
+
+def test_the_first_signing_key_is_an_audit_event(issuer: Issuer) -> None:
+    """The key a fresh store makes at start-up is recorded, by the system actor."""
+    (event,) = [e for e in issuer.store.audit.list(limit=100) if e.action == "signing_key.create"]
+    assert event.target == _active_kid(issuer) and event.data == {"source": "generated"}
+    assert event.actor_kind == "system"
+    assert issuer.store.audit.verify().ok
 
 
 def test_unreadable_signing_key_file_fails_at_start(tmp_path: Path) -> None:
