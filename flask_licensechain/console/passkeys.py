@@ -47,8 +47,10 @@ from webauthn.helpers.structs import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..client_ip import client_ip
+from ..core.errors import Conflict
+from ..services import users
 from . import mfa, sessions, throttle
-from .audit import audit_event
+from .actors import request_actor
 from .auth import (
     current_session,
     current_user,
@@ -61,7 +63,7 @@ from .auth import (
 from .blueprint import bp
 from .forms import ActionForm, NameForm
 from .repository import ConsoleUser, WebAuthnCredential
-from .signin import FAILED, actor_of, complete_sign_in, finish_enrolment
+from .signin import FAILED, complete_sign_in, finish_enrolment
 from .state import ConsoleState, console_state
 
 CHALLENGE_TTL: Final = 300  # seconds
@@ -286,17 +288,10 @@ def passkey_register_verify() -> ResponseReturnValue:
         created_at=now,
         last_used_at=None,
     )
-    if state.repo.get_credential(credential.id) is not None:
+    try:
+        users.add_passkey(state, request_actor(user), credential)
+    except Conflict:
         return _json_error(409, "This authenticator is registered already.")
-    state.repo.add_credential(credential)
-    audit_event(
-        state.store,
-        "console.mfa_passkey_added",
-        actor=actor_of(user),
-        target=actor_of(user),
-        name=name,
-        credential=credential.id[:16],
-    )
     found = signed()
     if found is not None and found.session.stage == sessions.STAGE_ENROL:
         return jsonify({"ok": True, "finish": url_for("console.enrol_finish")})
@@ -416,27 +411,38 @@ def passkey_login_verify() -> ResponseReturnValue:
                 verified = None
     if verified is None or stored is None or owner is None or attempt is None:
         if attempt is not None:
-            throttle.record_failure(state, email, ip, claimed, now, step="passkey", attempt=attempt)
+            users.login_failed(
+                state,
+                request_actor(None),
+                email=email,
+                ip=ip,
+                user=claimed,
+                now=now,
+                step="passkey",
+                attempt=attempt,
+            )
         return _json_error(401, FAILED)
     throttle.forget_attempt(state, attempt)
-    state.repo.use_credential(stored.id, verified.new_sign_count, now)
-    if mode == "reauth":
-        session_now = current_session()
-        assert session_now is not None
-        sessions.issue(
-            state, owner, stage=sessions.STAGE_FULL, mfa_at=now, created_at=session_now.created_at
+    actor = request_actor(owner)
+    with state.store.unit_of_work(actor):
+        users.use_passkey(state, stored, verified.new_sign_count)
+        if mode == "reauth":
+            session_now = current_session()
+            assert session_now is not None
+            sessions.issue(
+                state,
+                owner,
+                stage=sessions.STAGE_FULL,
+                mfa_at=now,
+                created_at=session_now.created_at,
+            )
+            users.record_event(state, actor, "console.reauth", owner, method="passkey")
+            return jsonify(
+                {"ok": True, "redirect": safe_next(next_url) or url_for("console.index")}
+            )
+        response = complete_sign_in(
+            state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", next_url
         )
-        audit_event(
-            state.store,
-            "console.reauth",
-            actor=actor_of(owner),
-            target=actor_of(owner),
-            method="passkey",
-        )
-        return jsonify({"ok": True, "redirect": safe_next(next_url) or url_for("console.index")})
-    response = complete_sign_in(
-        state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", next_url
-    )
     return jsonify({"ok": True, "redirect": response.headers["Location"]})
 
 
@@ -462,15 +468,7 @@ def passkey_rename(credential_id: str) -> BaseResponse:
         flash("Give the passkey a name of at most 100 characters.", "error")
         return redirect(url_for("console.account"))
     name = (form.name.data or "").strip()
-    state.repo.rename_credential(user.id, credential.id, name)
-    audit_event(
-        state.store,
-        "console.mfa_passkey_renamed",
-        actor=actor_of(user),
-        target=actor_of(user),
-        name=name,
-        credential=credential.id[:16],
-    )
+    users.rename_passkey(state, request_actor(user), credential, name)
     flash("Passkey renamed.", "info")
     return redirect(url_for("console.account"))
 
@@ -487,14 +485,6 @@ def passkey_remove(credential_id: str) -> BaseResponse:
     if not others and not user.totp_enabled:
         flash("This is your last second factor: add another one before removing it.", "error")
         return redirect(url_for("console.account"))
-    state.repo.remove_credential(user.id, credential.id)
-    audit_event(
-        state.store,
-        "console.mfa_passkey_removed",
-        actor=actor_of(user),
-        target=actor_of(user),
-        name=credential.name,
-        credential=credential.id[:16],
-    )
+    users.remove_passkey(state, request_actor(user), credential)
     flash(f"Passkey “{credential.name}” removed.", "info")
     return redirect(url_for("console.account"))
