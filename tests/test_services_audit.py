@@ -30,7 +30,7 @@ from console_support import (
 )
 from flask import Flask
 from flask.testing import FlaskClient
-from issuer_support import Issuer, close_issuer, make_issuer
+from issuer_support import Issuer, close_issuer, make_issuer, snapshot
 from werkzeug.test import TestResponse
 
 from flask_licensechain.console import mfa
@@ -38,7 +38,6 @@ from flask_licensechain.console.repository import WebAuthnCredential
 from flask_licensechain.console.sessions import hash_session_id
 from flask_licensechain.console.state import console_state
 from flask_licensechain.store import AuditRecord
-from flask_licensechain.store.schema import metadata
 
 pytest_plugins = ["issuer_fixtures"]
 
@@ -46,9 +45,9 @@ pytest_plugins = ["issuer_fixtures"]
 Call = Callable[[Issuer, str, Any], TestResponse]
 
 
-def refuse_audit_writes(issuer: Issuer) -> None:
+def refuse_audit_writes(engine: sa.Engine) -> None:
     """From now on every insert into the audit table fails (the table stays readable)."""
-    with issuer.store.engine.begin() as conn:
+    with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(
                 "CREATE TRIGGER lc_test_refuse_audit BEFORE INSERT ON lc_audit_events "
@@ -151,7 +150,7 @@ def test_a_failed_audit_write_fails_the_api_change(
     issuer, app_id, lic = prepared
     _, call = API_CHANGES[name]
     token = issuer.token_for(lic.key, hwuid="m1")
-    refuse_audit_writes(issuer)
+    refuse_audit_writes(issuer.store.engine)
     before = issuer.snapshot()
     response = call(issuer, app_id, lic)
     assert response.status_code >= 400
@@ -174,7 +173,7 @@ def test_a_failed_audit_write_fails_the_cli_change(
     prepared: tuple[Issuer, str, Any], args: tuple[str, ...]
 ) -> None:
     issuer, app_id, _ = prepared
-    refuse_audit_writes(issuer)
+    refuse_audit_writes(issuer.store.engine)
     before = issuer.snapshot()
     result = run_cli(issuer, *(arg.format(app=app_id) for arg in args))
     assert result.exit_code == 1, result.stdout
@@ -299,32 +298,6 @@ def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]
     console_state(app).store.dispose()
 
 
-def _console_snapshot(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    with console_state(app).store.engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            result = conn.execute(sa.select(table)).all()
-            rows[table.name] = sorted(
-                tuple(json.dumps(v, default=str) for v in row) for row in result
-            )
-    return rows
-
-
-def _refuse_console_audit(app: Flask) -> None:
-    with console_state(app).store.engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql(
-                "CREATE TRIGGER lc_test_refuse_audit BEFORE INSERT ON lc_audit_events "
-                "BEGIN SELECT RAISE(ABORT, 'audit refused'); END"
-            )
-        else:
-            conn.exec_driver_sql(
-                "ALTER TABLE lc_audit_events ADD CONSTRAINT lc_test_refuse_audit "
-                "CHECK (action = 'never') NOT VALID"
-            )
-
-
 #: a console change: ``prepare`` makes what it needs that is not the change itself (a
 #: passkey, a pending TOTP secret, a second session) and returns the form to post: (path,
 #: data, page the CSRF token is read from)
@@ -444,8 +417,10 @@ def test_each_console_change_records_its_action(console: Console, name: str) -> 
 def test_a_failed_audit_write_fails_the_console_change(console: Console, name: str) -> None:
     _, prepare = CONSOLE_CHANGES[name]
     prepared = prepare(console)
-    _refuse_console_audit(console.app)
-    before = _console_snapshot(console.app)
+    refuse_audit_writes(console_state(console.app).store.engine)
+    before = snapshot(console_state(console.app).store.engine)
     response = _change(console, prepared)
     assert response.status_code >= 400, response.get_data(as_text=True)
-    assert _console_snapshot(console.app) == before  # no row changed, no audit event
+    assert (
+        snapshot(console_state(console.app).store.engine) == before
+    )  # no row changed, no audit event
