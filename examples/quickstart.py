@@ -105,6 +105,7 @@ def console_owner_link(app: Flask, console_url: str) -> str | None:
     # The console extra, installed when the console is on.
     from flask_licensechain.console import people
     from flask_licensechain.console.state import console_state
+    from flask_licensechain.services import users as user_service
 
     state = console_state(app)
     with app.app_context():
@@ -113,9 +114,8 @@ def console_owner_link(app: Flask, console_url: str) -> str | None:
             return None
         except NotFound:
             pass
-        _, token = people.create_user(
-            state, email=CONSOLE_OWNER, role="owner", actor="cli:quickstart"
-        )
+        actor = Actor(kind="cli", id="quickstart", name="examples/quickstart.py")
+        _, token = user_service.create_user(state, actor, email=CONSOLE_OWNER, role="owner")
         return str(people.setup_link(state, token, console_url))
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import click
 
-from .command import AUDIT_ACTOR, CommandFailure, LicenseChainGroup, emit, issuer
+from .command import CommandFailure, LicenseChainGroup, cli_actor, emit, issuer
 
 users_cli = LicenseChainGroup("users", help="Console users: create, list, setup links, unlock.")
 
 
-def _console() -> tuple[Any, Any]:
-    """The console's state and its ``people`` module. ``CommandFailure`` unless this app
+def _console() -> tuple[Any, Any, Any]:
+    """The console's state, its ``people`` module and the ``services.users`` module.
+    ``CommandFailure`` unless this app
     serves the console, checked before the console's modules load: they need the
     ``console`` extra, so they are imported here, once, not at this module's import."""
     state, _ = issuer()
@@ -35,8 +36,9 @@ def _console() -> tuple[Any, Any]:
         )
     from .console import people
     from .console import state as console_module
+    from .services import users
 
-    return console_module.console_state(), people
+    return console_module.console_state(), people, users
 
 
 def _user_json(user: Any) -> dict[str, Any]:
@@ -72,9 +74,9 @@ def create(
     app_ids: tuple[str, ...],
     base_url: str | None,
 ) -> None:
-    state, people = _console()
-    user, token = people.create_user(
-        state, email=email, role=role, display_name=display_name, app_ids=app_ids, actor=AUDIT_ACTOR
+    state, people, users = _console()
+    user, token = users.create_user(
+        state, cli_actor(), email=email, role=role, display_name=display_name, app_ids=app_ids
     )
     link = people.setup_link(state, token, base_url)
     expires = (state.clock() + people.SETUP_LINK_LIFETIME).isoformat()
@@ -90,9 +92,9 @@ def create(
 @click.argument("user")
 @click.option("--base-url", default=None, help="The console's URL for the link.")
 def setup_link(as_json: bool, user: str, base_url: str | None) -> None:
-    state, people = _console()
+    state, people, users = _console()
     found = people.find_user(state, user)
-    token = people.new_setup_token(state, found, actor=AUDIT_ACTOR)
+    token = users.issue_setup_link(state, cli_actor(), found)
     link = people.setup_link(state, token, base_url)
     emit(
         as_json,
@@ -103,7 +105,7 @@ def setup_link(as_json: bool, user: str, base_url: str | None) -> None:
 
 @users_cli.command("list", help="List console users.")
 def list_users(as_json: bool) -> None:
-    state, _ = _console()
+    state, _, _ = _console()
     users = state.repo.list_users()
     lines = [f"{u.id}  {u.email}  {u.role}{'  disabled' if u.disabled else ''}" for u in users]
     emit(
@@ -114,7 +116,7 @@ def list_users(as_json: bool) -> None:
 @users_cli.command("unlock", help="Lift a user's sign-in lock after too many failures.")
 @click.argument("user")
 def unlock(as_json: bool, user: str) -> None:
-    state, people = _console()
+    state, people, users = _console()
     found = people.find_user(state, user)
-    people.unlock(state, found, actor=AUDIT_ACTOR)
+    users.unlock(state, cli_actor(), found)
     emit(as_json, {"user": _user_json(found), "unlocked": True}, f"Unlocked {found.email}.")

@@ -38,17 +38,21 @@ from issuer_support import TEST_ENCRYPTION_KEY
 from werkzeug.test import TestResponse
 
 from flask_licensechain import LicenseChain
-from flask_licensechain.console import mfa, people
+from flask_licensechain.console import mfa
 from flask_licensechain.console.passwords import Passwords
 from flask_licensechain.console.repository import ConsoleUser
 from flask_licensechain.console.sessions import COOKIE_NAME, STAGE_FULL, hash_session_id
 from flask_licensechain.console.state import ConsoleState, console_state
+from flask_licensechain.services import users
+from flask_licensechain.store import Actor
 
 ISSUER = "https://licenses.example.test/v1"
 PASSWORD = "correct staple horse battery"
 #: cheap Argon2id parameters: tests hash many passwords (the real ones are argon2-cffi's)
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 _numbers = itertools.count(1)
+#: who makes the tests' people (as ``flask licensechain users create`` would)
+TEST_ACTOR = Actor(kind="cli", id="test", name="cli")
 
 
 class Clock:
@@ -123,8 +127,8 @@ def create_person(
     """A user of ``role`` with a password, an active TOTP and backup codes (by default)."""
     state = console_state(app)
     address = email or f"{role}{next(_numbers)}@example.test"
-    user, _ = people.create_user(
-        state, email=address, role=role, display_name=display_name, app_ids=app_ids, actor="test"
+    user, _ = users.create_user(
+        state, TEST_ACTOR, email=address, role=role, display_name=display_name, app_ids=app_ids
     )
     now = state.clock()
     values: dict[str, Any] = {"password_hash": state.passwords.hash(password)}

@@ -27,6 +27,19 @@ NO_LIMITS = {"ratelimit_enabled": False}
 _BOOKKEEPING = ("last_used_at", "last_used_ip", "usage_count")
 
 
+def snapshot(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the store on ``engine`` (``Issuer.snapshot``)."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            columns = [c for c in table.c if c.name not in _BOOKKEEPING]
+            result = conn.execute(sa.select(*columns)).all()
+            rows[table.name] = sorted(
+                tuple(json.dumps(v, default=str) for v in row) for row in result
+            )
+    return rows
+
+
 @dataclass
 class Issuer:
     app: Flask
@@ -83,16 +96,7 @@ class Issuer:
         ``lc_api_keys``' usage columns are left out: authenticating records them (bookkeeping,
         written in batches by a timer).
         """
-        engine = self.store.engine
-        rows: dict[str, list[tuple[Any, ...]]] = {}
-        with engine.connect() as conn:
-            for table in metadata.sorted_tables:
-                columns = [c for c in table.c if c.name not in _BOOKKEEPING]
-                result = conn.execute(sa.select(*columns)).all()
-                rows[table.name] = sorted(
-                    tuple(json.dumps(v, default=str) for v in row) for row in result
-                )
-        return rows
+        return snapshot(self.store.engine)
 
 
 def make_issuer(tmp_path: Path, database_url: str | None = None, **options: Any) -> Issuer:

@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from console_support import make_console_app
 from issuer_support import close_issuer, make_issuer
 from webhooks_support import stub_resolver
 
-from flask_licensechain.console.audit import audit_event
+from flask_licensechain.console.repository import WebAuthnCredential
+from flask_licensechain.console.state import console_state
+from flask_licensechain.services import users
 from flask_licensechain.store import Actor, Change, Store
 from flask_licensechain.store.schema import audit_events, audit_head
 from flask_licensechain.webhooks import ssrf
@@ -90,19 +93,28 @@ def test_a_head_reset_to_genesis_is_named(store: Store) -> None:
     assert broken(store) == (0, "edited")  # the head (row id None), at the seq it claims
 
 
-def test_console_events_keep_personal_data_out_of_the_mac(store: Store) -> None:
+def test_console_events_keep_personal_data_out_of_the_mac(tmp_path: Path) -> None:
     """The console's events carry e-mail addresses, IPs and passkey names: they go beside
     the event, so that an erasure blanks them and the chain still verifies."""
-    audit_event(
-        store,
-        "console.user_created",
-        actor="user:1",
-        target="user:2",
-        role="admin",
-        email="ann@example.com",
+    state = console_state(make_console_app(tmp_path))
+    store = state.store
+    owner = Actor(kind="console", id="usr_1", name="owner", ip="192.0.2.1")
+    user, _ = users.create_user(state, owner, email="ann@example.com", role="admin")
+    visitor = Actor(kind="console", id=users.ANONYMOUS_ID, ip="192.0.2.7")
+    users.login_failed(
+        state, visitor, email=user.email, ip="192.0.2.7", user=user, now=state.clock(), step="x"
     )
-    audit_event(store, "console.login_failed", actor=None, target="user:2", ip="192.0.2.7")
-    audit_event(store, "console.mfa_passkey_added", actor="user:2", target="user:2", name="Ann")
+    credential = WebAuthnCredential(
+        id="Y3JlZA",
+        user_id=user.id,
+        name="Ann",
+        public_key=b"k",
+        sign_count=0,
+        transports=(),
+        created_at=state.clock(),
+        last_used_at=None,
+    )
+    users.add_passkey(state, Actor(kind="console", id=user.id, name="admin"), credential)
     events = {e.action: e for e in store.audit.list()}
     for event in events.values():
         text = repr(event.data)
@@ -112,7 +124,7 @@ def test_console_events_keep_personal_data_out_of_the_mac(store: Store) -> None:
     assert events["console.user_created"].personal == {"email": "ann@example.com"}
     assert events["console.login_failed"].actor_ip == "192.0.2.7"
     with store.database.write() as conn:
-        assert store.audit.erase_personal(conn, targets=["user:2"]) == 3
+        assert store.audit.erase_personal(conn, targets=[users.target_of(user)]) == 3
     assert store.audit.verify().ok
 
 

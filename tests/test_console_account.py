@@ -19,9 +19,10 @@ from console_support import (
 )
 from flask import Flask
 
-from flask_licensechain.console import people
 from flask_licensechain.console.repository import WebAuthnCredential
 from flask_licensechain.console.state import console_state
+from flask_licensechain.services import users
+from flask_licensechain.store import Actor
 
 
 @pytest.fixture
@@ -132,11 +133,12 @@ def test_password_change_ends_the_other_sessions(app: Flask) -> None:
 def test_role_change_and_disabling_end_the_sessions(app: Flask) -> None:
     state = console_state(app)
     client, person = signed_in_client(app, "admin")
-    people.set_role(state, person.user, "readonly", actor="user:owner")
+    owner = Actor(kind="console", id="usr_owner", name="owner")
+    users.set_role(state, owner, person.user, "readonly")
     assert client.get("/console/account").status_code == 302
     client, _ = signed_in_client(app, person=person)
     assert "readonly" in client.get("/console/account").get_data(as_text=True)
-    people.set_disabled(state, person.user, True, actor="user:owner")
+    users.set_disabled(state, owner, person.user, True)
     assert client.get("/console/account").status_code == 302
     assert {"console.user_role_changed", "console.user_disabled"} <= set(_actions(app))
 
@@ -150,7 +152,15 @@ def test_sign_in_events_are_audited(app: Flask, clock: Clock) -> None:
     post_form(client, "/console/logout", page="/console/account")
     events = {e.action: e for e in console_state(app).store.audit.list(limit=50)}
     assert events["console.login_failed"].data["step"] == "password"
-    assert events["console.login"].actor == f"user:{person.user.id}"
+    login = events["console.login"]
+    assert (login.actor_kind, login.actor, login.actor_name) == ("console", person.user.id, "owner")
+    assert login.target == f"user:{person.user.id}" and login.actor_ip == "127.0.0.1"
+    failed = events["console.login_failed"]
+    assert (failed.actor_kind, failed.actor, failed.target) == (
+        "console",
+        users.ANONYMOUS_ID,
+        f"user:{person.user.id}",
+    )
     assert events["console.login"].data["method"] == "totp"
     assert "console.logout" in events
 

@@ -44,6 +44,7 @@ pytestmark = pytest.mark.slow
 
 try:
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -361,7 +362,9 @@ def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebD
     signed_in_home(driver)
     fill(driver, "passkey-name", "Laptop passkey")
     driver.find_element(By.CSS_SELECTOR, "[data-webauthn=register]").click()
-    WebDriverWait(driver, 20).until(
+    # The page reloads once the passkey is added: a node read during the navigation is
+    # stale (or foreign to the new document), which only means "not yet".
+    WebDriverWait(driver, 20, ignored_exceptions=(WebDriverException,)).until(
         lambda d: "Laptop passkey" in d.find_element(By.ID, "passkeys").get_attribute("innerHTML")
     )
     assert len(driver.get_credentials()) == 1

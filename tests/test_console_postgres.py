@@ -7,12 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_support import Clock, create_person, make_console_app, post_form, sign_in
+from console_support import TEST_ACTOR, Clock, create_person, make_console_app, post_form, sign_in
 from flask import Flask
 from flask.testing import FlaskClient
 
 from flask_licensechain.console import people, throttle
 from flask_licensechain.console.state import console_state
+from flask_licensechain.services import users
 
 pytestmark = pytest.mark.postgres
 
@@ -37,7 +38,7 @@ def test_console_rules_on_postgresql(app: Flask, clock: Clock) -> None:
     state = console_state(app)
     assert state.store.backend == "postgresql"
     # Setup link: one use.
-    user, token = people.create_user(state, email="pg@example.test", role="admin", actor="test")
+    user, token = users.create_user(state, TEST_ACTOR, email="pg@example.test", role="admin")
     assert state.repo.use_setup_token(people.setup_token_hash(token), clock()) == user.id
     assert state.repo.use_setup_token(people.setup_token_hash(token), clock()) is None
     person = create_person(app, "owner")

@@ -1,23 +1,42 @@
 """The service layer: every state change records its audit event in its own transaction.
 
-If the audit write fails, the change fails and no row changes (API and CLI, SQLite and
-PostgreSQL), and nothing is announced to the denylist. Each event names its actor (the API
-key's id and name, ``cli`` with the OS user, the license's client on verify), the request
-id, the client IP and the user agent.
+If the audit write fails, the change fails and no row changes (API, CLI and the console's
+own changes, SQLite and PostgreSQL), and nothing is announced to the denylist. Each event
+names its actor (the API key's id and name, ``cli`` with the OS user, the license's client
+on verify), the request id, the client IP and the user agent.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
+import sqlalchemy as sa
 from click.testing import Result
-from issuer_support import Issuer, close_issuer, make_issuer
+from console_support import (
+    PASSWORD,
+    Person,
+    create_person,
+    make_console_app,
+    post_form,
+    session_cookie_for,
+    signed_in_client,
+)
+from flask import Flask
+from flask.testing import FlaskClient
+from issuer_support import Issuer, close_issuer, make_issuer, snapshot
 from werkzeug.test import TestResponse
 
+from flask_licensechain.console import mfa
+from flask_licensechain.console.repository import WebAuthnCredential
+from flask_licensechain.console.sessions import hash_session_id
+from flask_licensechain.console.state import console_state
 from flask_licensechain.store import AuditRecord
 
 pytest_plugins = ["issuer_fixtures"]
@@ -26,9 +45,9 @@ pytest_plugins = ["issuer_fixtures"]
 Call = Callable[[Issuer, str, Any], TestResponse]
 
 
-def refuse_audit_writes(issuer: Issuer) -> None:
+def refuse_audit_writes(engine: sa.Engine) -> None:
     """From now on every insert into the audit table fails (the table stays readable)."""
-    with issuer.store.engine.begin() as conn:
+    with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql(
                 "CREATE TRIGGER lc_test_refuse_audit BEFORE INSERT ON lc_audit_events "
@@ -131,7 +150,7 @@ def test_a_failed_audit_write_fails_the_api_change(
     issuer, app_id, lic = prepared
     _, call = API_CHANGES[name]
     token = issuer.token_for(lic.key, hwuid="m1")
-    refuse_audit_writes(issuer)
+    refuse_audit_writes(issuer.store.engine)
     before = issuer.snapshot()
     response = call(issuer, app_id, lic)
     assert response.status_code >= 400
@@ -154,7 +173,7 @@ def test_a_failed_audit_write_fails_the_cli_change(
     prepared: tuple[Issuer, str, Any], args: tuple[str, ...]
 ) -> None:
     issuer, app_id, _ = prepared
-    refuse_audit_writes(issuer)
+    refuse_audit_writes(issuer.store.engine)
     before = issuer.snapshot()
     result = run_cli(issuer, *(arg.format(app=app_id) for arg in args))
     assert result.exit_code == 1, result.stdout
@@ -250,3 +269,158 @@ def test_a_status_change_in_an_update_is_one_unit(
         ("license.update", {"changes": {"plan": [None, "x"]}, "personalFields": []}),
         ("license.suspend", {"changes": {"status": ["ACTIVE", "SUSPENDED"]}}),
     ]
+
+
+# -- the console's own changes (users, second factors, sessions) ----------------------------
+#
+# Found in review: the console wrote these through its repository, each in its own
+# transaction, then the audit line apart, logging and swallowing a failed audit write: the
+# change stayed, unrecorded. Now each is one unit of work with its event.
+
+
+@dataclass
+class Console:
+    app: Flask
+    owner: FlaskClient
+    person: Person  # the signed-in owner
+    other: Person  # another user, with a second session (``other_session``)
+    other_session: str
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def console(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Console]:
+    url = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    app = make_console_app(tmp_path, url)
+    app.testing = False  # an unhandled error answers 500 here instead of raising
+    client, person = signed_in_client(app, "owner")
+    other = create_person(app, "developer")
+    yield Console(app, client, person, other, session_cookie_for(app, other))
+    console_state(app).store.dispose()
+
+
+#: a console change: ``prepare`` makes what it needs that is not the change itself (a
+#: passkey, a pending TOTP secret, a second session) and returns the form to post: (path,
+#: data, page the CSRF token is read from)
+Prepare = Callable[[Console], tuple[str, dict[str, str], str]]
+
+
+def _post(path: str, data: dict[str, str] | None = None, page: str = "/console/account") -> Prepare:
+    def prepare(c: Console) -> tuple[str, dict[str, str], str]:
+        return path.format(other=c.other.user.id), data or {}, page
+
+    return prepare
+
+
+def _new_passkey(c: Console) -> str:
+    state = console_state(c.app)
+    state.repo.add_credential(
+        WebAuthnCredential(
+            id="Y3JlZC0x",
+            user_id=c.person.user.id,
+            name="Desk key",
+            public_key=b"k",
+            sign_count=0,
+            transports=(),
+            created_at=state.clock(),
+            last_used_at=None,
+        )
+    )
+    return "Y3JlZC0x"
+
+
+def _passkey_removal(c: Console) -> tuple[str, dict[str, str], str]:
+    return f"/console/account/passkeys/{_new_passkey(c)}/remove", {}, "/console/account"
+
+
+def _totp_confirmation(c: Console) -> tuple[str, dict[str, str], str]:
+    """The owner enrols a new authenticator app: the pending secret is written when the
+    page is shown (no event yet); the code confirms it (the change)."""
+    state = console_state(c.app)
+    user_id = c.person.user.id
+    state.repo.update_user(user_id, now=state.clock(), totp_enabled=False, totp_secret=None)
+    _new_passkey(c)  # the second factor the owner keeps meanwhile
+    assert c.owner.get("/console/account/totp").status_code == 200
+    user = state.repo.get_user(user_id)
+    assert user is not None
+    secret = mfa.open_totp_secret(state, user)
+    assert secret is not None
+    code = pyotp.TOTP(secret).at(state.clock())
+    return "/console/account/totp", {"code": code}, "/console/account/totp"
+
+
+def _session_revocation(c: Console) -> tuple[str, dict[str, str], str]:
+    handle = hash_session_id(session_cookie_for(c.app, c.person))[:16]
+    return f"/console/account/sessions/{handle}/revoke", {}, "/console/account"
+
+
+NEW_PASSWORD = "a new and rather long passphrase 42"
+
+CONSOLE_CHANGES: dict[str, tuple[str, Prepare]] = {
+    "create user": (
+        "console.user_created",
+        _post("/console/users", {"email": "new@example.test", "role": "support"}, "/console/users"),
+    ),
+    "role change": (
+        "console.user_role_changed",
+        _post("/console/users/{other}/role", {"role": "readonly"}, "/console/users"),
+    ),
+    "disable user": (
+        "console.user_disabled",
+        _post("/console/users/{other}/disable", page="/console/users"),
+    ),
+    "new setup link": (
+        "console.setup_link_issued",
+        _post("/console/users/{other}/setup-link", page="/console/users"),
+    ),
+    "totp enrol confirmation": ("console.mfa_totp_enabled", _totp_confirmation),
+    "backup-code regeneration": (
+        "console.backup_codes_generated",
+        _post("/console/account/backup-codes"),
+    ),
+    "passkey removal": ("console.mfa_passkey_removed", _passkey_removal),
+    "session revocation": ("console.session_revoked", _session_revocation),
+    "revoke all sessions": (
+        "console.sessions_revoked_all",
+        _post("/console/account/sessions/revoke-all"),
+    ),
+    "password change": (
+        "console.password_changed",
+        _post(
+            "/console/account/password",
+            {"current": PASSWORD, "password": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+        ),
+    ),
+}
+
+
+def _change(c: Console, prepared: tuple[str, dict[str, str], str]) -> TestResponse:
+    path, data, page = prepared
+    return post_form(c.owner, path, data, page=page)
+
+
+@pytest.mark.parametrize("name", sorted(CONSOLE_CHANGES))
+def test_each_console_change_records_its_action(console: Console, name: str) -> None:
+    action, prepare = CONSOLE_CHANGES[name]
+    prepared = prepare(console)
+    audit = console_state(console.app).store.audit
+    before = {e.id for e in audit.list()}
+    response = _change(console, prepared)
+    assert response.status_code < 400, response.get_data(as_text=True)
+    new = [e for e in audit.list() if e.id not in before]
+    assert action in [e.action for e in new]
+    for event in new:  # personal data stays out of the chained part
+        for personal in ("@example.test", "Desk key"):
+            assert personal not in json.dumps(event.data), (event.action, event.data)
+
+
+@pytest.mark.parametrize("name", sorted(CONSOLE_CHANGES))
+def test_a_failed_audit_write_fails_the_console_change(console: Console, name: str) -> None:
+    _, prepare = CONSOLE_CHANGES[name]
+    prepared = prepare(console)
+    refuse_audit_writes(console_state(console.app).store.engine)
+    before = snapshot(console_state(console.app).store.engine)
+    response = _change(console, prepared)
+    assert response.status_code >= 400, response.get_data(as_text=True)
+    assert (
+        snapshot(console_state(console.app).store.engine) == before
+    )  # no row changed, no audit event

@@ -22,17 +22,18 @@ For the pages (``console/pages/``: add your routes to ``blueprint.bp`` and one l
   ``user_can(scope)``, ``user_may_access_app(app_id)`` (``flask_licensechain.console.auth``).
   Templates get ``console_user`` and ``lc_user_can(scope)`` to hide what a role may not do;
   the server still refuses it.
-- ``audit_event(store, action, actor=..., target=..., **data)`` (``console.audit``): the one
-  audit helper; ``actor_of(user)`` gives ``user:<id>``.
+- The console's own changes (people, second factors, sessions) and its sign-in events are
+  services of ``flask_licensechain.services.users``: each commits with its audit event, or
+  not at all; ``console.actors.request_actor(user)`` is the ``Actor`` they take.
 - Templates extend ``console/base.html`` and fill ``{% block content %}`` (and ``{% block
   title %}``); ``console/macros.html`` has ``field(f)`` (a labelled control with its
   errors) and ``action(url, label, form)`` (a one-button POST form with its CSRF token).
   Every POST form carries ``{{ form.csrf_token }}`` or ``csrf_token()``: the blueprint
   refuses a POST without a valid token (400). No inline script or style: the
   Content-Security-Policy forbids them; put JavaScript in ``static/console/``.
-- People (for the Users page): ``people.create_user`` (returns the user and a one-time setup
-  token; ``people.setup_link`` makes the URL), ``people.set_role`` and
-  ``people.set_disabled`` (both end the person's sessions), ``people.unlock``; all audited.
+- People (for the Users page): ``services.users.create_user`` (returns the user and a
+  one-time setup token; ``people.setup_link`` makes the URL), ``services.users.set_role`` and
+  ``services.users.set_disabled`` (both end the person's sessions), ``services.users.unlock``.
   Changing roles is a sensitive action: guard it with ``@requires_recent_mfa``.
 - Tests: ``tests/console_support.py`` makes a console app and a signed-in test client for a
   role (``signed_in_client(app, role="support")``), without a browser; ``post_form`` adds

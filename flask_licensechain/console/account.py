@@ -11,8 +11,9 @@ from typing import Any, Final
 from flask import abort, flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from ..services import users
 from . import mfa, sessions
-from .audit import audit_event
+from .actors import request_actor
 from .auth import (
     current_session,
     current_user,
@@ -26,7 +27,7 @@ from .blueprint import add_nav, bp
 from .forms import ActionForm, ChangePasswordForm, TotpConfirmForm
 from .passwords import WeakPassword, check_new_password
 from .repository import ConsoleUser
-from .signin import actor_of, finish_enrolment
+from .signin import finish_enrolment
 from .state import console_state
 
 add_nav("Account", "console.account")
@@ -73,17 +74,15 @@ def totp_enrol() -> Any:
     secret = mfa.open_totp_secret(state, user)
     if secret is None:
         secret = mfa.new_totp_secret()
-        user = state.repo.update_user(
-            user.id, now=now, totp_secret=mfa.seal_totp_secret(state, user.id, secret)
-        )
+        user = users.begin_totp(state, user, secret)
     form = TotpConfirmForm()
     if form.validate_on_submit():
         step = mfa.matching_step(secret, form.code.data or "", now)
-        if step is not None and state.repo.accept_totp_step(user.id, step, now=now):
-            user = state.repo.update_user(user.id, now=now, totp_enabled=True)
-            audit_event(
-                state.store, "console.mfa_totp_enabled", actor=actor_of(user), target=actor_of(user)
-            )
+        enabled = (
+            None if step is None else users.enable_totp(state, request_actor(user), user, step)
+        )
+        if enabled is not None:
+            user = enabled
             if enrolling or state.repo.unused_backup_codes(user.id) == 0:
                 return finish_enrolment(user, enrolling=enrolling)
             flash("The authenticator app is on.", "info")
@@ -114,10 +113,7 @@ def totp_disable() -> BaseResponse:
     if not state.repo.credentials(user.id):
         flash("Register a passkey first: every account keeps a second factor.", "error")
         return redirect(url_for("console.account"))
-    state.repo.update_user(user.id, now=state.clock(), totp_enabled=False, totp_secret=None)
-    audit_event(
-        state.store, "console.mfa_totp_disabled", actor=actor_of(user), target=actor_of(user)
-    )
+    users.disable_totp(state, request_actor(user), user)
     flash("The authenticator app is off.", "info")
     return redirect(url_for("console.account"))
 
@@ -129,10 +125,7 @@ def backup_codes() -> Any:
     user = current_user()
     assert user is not None
     ActionForm().validate_on_submit()
-    codes = mfa.regenerate_backup_codes(state, user)
-    audit_event(
-        state.store, "console.backup_codes_generated", actor=actor_of(user), target=actor_of(user)
-    )
+    codes = users.regenerate_backup_codes(state, request_actor(user), user)
     return render_template("console/backup_codes.html", codes=codes)
 
 
@@ -153,25 +146,19 @@ def change_password() -> Any:
             except WeakPassword as weak:
                 form.password.errors = [str(weak)]
             else:
-                now = state.clock()
-                state.repo.update_user(
-                    user.id, now=now, password_hash=state.passwords.hash(form.password.data or "")
-                )
-                new_hash = sessions.issue(
-                    state,
-                    user,
-                    stage=sessions.STAGE_FULL,
-                    mfa_at=session.mfa_at,
-                    created_at=session.created_at,
-                )
-                ended = state.repo.revoke_user_sessions(user.id, now, keep=new_hash)
-                audit_event(
-                    state.store,
-                    "console.password_changed",
-                    actor=actor_of(user),
-                    target=actor_of(user),
-                    other_sessions_revoked=ended,
-                )
+                actor = request_actor(user)
+                password_hash = state.passwords.hash(form.password.data or "")
+                with state.store.unit_of_work(actor):
+                    new_hash = sessions.issue(
+                        state,
+                        user,
+                        stage=sessions.STAGE_FULL,
+                        mfa_at=session.mfa_at,
+                        created_at=session.created_at,
+                    )
+                    users.change_password(
+                        state, actor, user, password_hash=password_hash, keep=new_hash
+                    )
                 flash("Password changed. Your other sessions are signed out.", "info")
                 return redirect(url_for("console.account"))
     return (
@@ -257,14 +244,7 @@ def revoke_session(handle: str) -> BaseResponse:
     )
     if target is None:
         abort(404)
-    state.repo.revoke_session(target.id_hash, state.clock(), user_id=user.id)
-    audit_event(
-        state.store,
-        "console.session_revoked",
-        actor=actor_of(user),
-        target=actor_of(user),
-        session=handle,
-    )
+    users.revoke_session(state, request_actor(user), user, target.id_hash, handle=handle)
     if target.id_hash == sessions.current_id_hash():
         sessions.revoke_current(state)
         return redirect(url_for("console.login"))
@@ -279,14 +259,7 @@ def revoke_all_sessions() -> BaseResponse:
     user = current_user()
     assert user is not None
     ActionForm().validate_on_submit()
-    count = state.repo.revoke_user_sessions(user.id, state.clock())
+    users.revoke_all_sessions(state, request_actor(user), user)
     sessions.revoke_current(state)
-    audit_event(
-        state.store,
-        "console.sessions_revoked_all",
-        actor=actor_of(user),
-        target=actor_of(user),
-        count=count,
-    )
     flash("You are signed out everywhere.", "info")
     return redirect(url_for("console.login"))

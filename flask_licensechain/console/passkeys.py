@@ -7,7 +7,11 @@ biometrics), so that possession and knowledge are both there (WebAuthn 7.2 step 
 
 Ceremonies are two JSON calls each (``static/console/webauthn.js`` makes them, sending the
 CSRF token in ``X-CSRFToken``): options, then the browser's answer to verify. The challenge
-lives in Flask's signed session for ``CHALLENGE_TTL`` and is used once. The relying party
+is kept on the server (``lc_console_webauthn_challenges``, by its SHA-256) for
+``CHALLENGE_TTL``, bound to the browser that asked (a random id in Flask's signed session,
+kept as its SHA-256) and deleted when an answer signed over it arrives: used once, even by
+whoever captured the session cookie with a signed answer (a signature counter that stays 0,
+as synced passkeys report it, would not stop that replay). The relying party
 is the console's host (``LICENSECHAIN_CONSOLE_URL`` when set, else the request's), the
 expected origin that URL's origin. Failures count like wrong passwords (``throttle``).
 """
@@ -15,7 +19,11 @@ expected origin that URL's origin. Failures count like wrong passwords (``thrott
 from __future__ import annotations
 
 import binascii
-import time
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -39,8 +47,10 @@ from webauthn.helpers.structs import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..client_ip import client_ip
+from ..core.errors import Conflict
+from ..services import users
 from . import mfa, sessions, throttle
-from .audit import audit_event
+from .actors import request_actor
 from .auth import (
     current_session,
     current_user,
@@ -53,12 +63,13 @@ from .auth import (
 from .blueprint import bp
 from .forms import ActionForm, NameForm
 from .repository import ConsoleUser, WebAuthnCredential
-from .signin import FAILED, actor_of, complete_sign_in, finish_enrolment
+from .signin import FAILED, complete_sign_in, finish_enrolment
 from .state import ConsoleState, console_state
 
 CHALLENGE_TTL: Final = 300  # seconds
 RP_NAME: Final = "LicenseChain console"
-_SESSION_KEY: Final = "lc_console_webauthn"
+#: Flask session key of the browser's random ceremony id (the challenges are in the store)
+_SESSION_KEY: Final = "lc_console_webauthn_id"
 _MAX_BODY: Final = 64 * 1024
 
 
@@ -71,23 +82,69 @@ def relying_party(state: ConsoleState) -> tuple[str, str]:
     return request.host.split(":")[0].strip("[]"), request.host_url.rstrip("/")
 
 
-def _remember(purpose: str, challenge: bytes, **extra: Any) -> None:
-    session[_SESSION_KEY] = {
-        "purpose": purpose,
-        "challenge": bytes_to_base64url(challenge),
-        "expires": time.time() + CHALLENGE_TTL,
-        **extra,
-    }
+@dataclass(frozen=True)
+class _Pending:
+    """A challenge taken for use: its bytes and the user it was issued for."""
+
+    challenge: bytes
+    user_id: str | None
 
 
-def _take(purpose: str) -> dict[str, Any] | None:
-    """The pending ceremony of ``purpose`` (removed: a challenge is used once), or None."""
-    pending = session.pop(_SESSION_KEY, None)
-    if not isinstance(pending, dict) or pending.get("purpose") != purpose:
+def _binding(*, create: bool) -> str | None:
+    """The SHA-256 (hex) of this browser's random ceremony id, kept in Flask's signed
+    session (made when ``create``; None when there is none)."""
+    raw = session.get(_SESSION_KEY)
+    if not isinstance(raw, str) or len(raw) > 100:
+        if not create:
+            return None
+        raw = secrets.token_urlsafe(32)
+        session[_SESSION_KEY] = raw
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _remember(state: ConsoleState, purpose: str, challenge: bytes, user_id: str | None) -> None:
+    """Keep ``challenge`` on the server for this browser, for ``CHALLENGE_TTL`` seconds."""
+    binding = _binding(create=True)
+    assert binding is not None
+    now = state.clock()
+    state.repo.add_challenge(
+        hashlib.sha256(challenge).hexdigest(),
+        purpose=purpose,
+        user_id=user_id,
+        binding_hash=binding,
+        expires_at=now + timedelta(seconds=CHALLENGE_TTL),
+        now=now,
+    )
+
+
+def _signed_challenge(credential: dict[str, Any]) -> bytes | None:
+    """The challenge the answer's ``clientDataJSON`` claims (py_webauthn then checks it
+    against the one taken), or None when there is no readable one."""
+    client_data = credential["response"].get("clientDataJSON")
+    if not isinstance(client_data, str) or len(client_data) > _MAX_BODY:
         return None
-    if float(pending.get("expires", 0)) < time.time():
+    decoded = _decoded(client_data)
+    try:
+        challenge = None if decoded is None else json.loads(decoded).get("challenge")
+    except (ValueError, AttributeError, RecursionError):
         return None
-    return pending
+    return _decoded(challenge) if isinstance(challenge, str) and len(challenge) <= 200 else None
+
+
+def _take(state: ConsoleState, purpose: str, credential: dict[str, Any]) -> _Pending | None:
+    """The pending ceremony of ``purpose`` that ``credential`` answers, deleted (a challenge
+    is used once), or None: never issued, issued to another browser, expired, used already,
+    or of another purpose."""
+    binding = _binding(create=False)
+    challenge = _signed_challenge(credential)
+    if binding is None or not challenge:
+        return None
+    taken = state.repo.take_challenge(
+        hashlib.sha256(challenge).hexdigest(), binding_hash=binding, now=state.clock()
+    )
+    if taken is None or taken.purpose != purpose:
+        return None
+    return _Pending(challenge, taken.user_id)
 
 
 def _body() -> dict[str, Any]:
@@ -193,7 +250,7 @@ def passkey_register_options() -> ResponseReturnValue:
             user_verification=UserVerificationRequirement.PREFERRED,
         ),
     )
-    _remember("register", options.challenge, user=user.id)
+    _remember(state, "register", options.challenge, user.id)
     return BaseResponse(options_to_json(options), mimetype="application/json")
 
 
@@ -206,14 +263,15 @@ def passkey_register_verify() -> ResponseReturnValue:
     body = _body()
     name = (_text(body, "name", 1000) or "").strip()[:100] or "Passkey"
     transports = _texts(body, "transports", 8)
-    pending = _take("register")
-    if pending is None or pending.get("user") != user.id:
+    credential_json = _credential_json(body)
+    pending = _take(state, "register", credential_json)
+    if pending is None or pending.user_id != user.id:
         return _json_error(400, "The registration expired. Try again.")
     rp_id, origin = relying_party(state)
     try:
         verified = verify_registration_response(
-            credential=_credential_json(body),
-            expected_challenge=base64url_to_bytes(pending["challenge"]),
+            credential=credential_json,
+            expected_challenge=pending.challenge,
             expected_rp_id=rp_id,
             expected_origin=origin,
         )
@@ -230,17 +288,10 @@ def passkey_register_verify() -> ResponseReturnValue:
         created_at=now,
         last_used_at=None,
     )
-    if state.repo.get_credential(credential.id) is not None:
+    try:
+        users.add_passkey(state, request_actor(user), credential)
+    except Conflict:
         return _json_error(409, "This authenticator is registered already.")
-    state.repo.add_credential(credential)
-    audit_event(
-        state.store,
-        "console.mfa_passkey_added",
-        actor=actor_of(user),
-        target=actor_of(user),
-        name=name,
-        credential=credential.id[:16],
-    )
     found = signed()
     if found is not None and found.session.stage == sessions.STAGE_ENROL:
         return jsonify({"ok": True, "finish": url_for("console.enrol_finish")})
@@ -305,7 +356,7 @@ def passkey_login_options() -> ResponseReturnValue:
         if mode == "passwordless"
         else UserVerificationRequirement.PREFERRED,
     )
-    _remember(mode, options.challenge, user=None if user is None else user.id)
+    _remember(state, mode, options.challenge, None if user is None else user.id)
     return BaseResponse(options_to_json(options), mimetype="application/json")
 
 
@@ -318,10 +369,10 @@ def passkey_login_verify() -> ResponseReturnValue:
     if mode not in _MODES:
         abort(400)
     expected_user = _mode_user(mode)
-    pending = _take(mode)
+    credential_json = _credential_json(body)
+    pending = _take(state, mode, credential_json)
     now = state.clock()
     ip = client_ip()
-    credential_json = _credential_json(body)
     raw_id = credential_json.get("rawId")
     stored = state.repo.get_credential(raw_id) if isinstance(raw_id, str) else None
     owner = None if stored is None else state.repo.get_user(stored.user_id)
@@ -332,7 +383,7 @@ def passkey_login_verify() -> ResponseReturnValue:
     refused = (
         attempt is None
         or pending is None
-        or pending.get("user") != (None if expected_user is None else expected_user.id)
+        or pending.user_id != (None if expected_user is None else expected_user.id)
         or stored is None
         or owner is None
         or owner.disabled
@@ -345,7 +396,7 @@ def passkey_login_verify() -> ResponseReturnValue:
         try:
             verified = verify_authentication_response(
                 credential=credential_json,
-                expected_challenge=base64url_to_bytes(pending["challenge"]),
+                expected_challenge=pending.challenge,
                 expected_rp_id=rp_id,
                 expected_origin=origin,
                 credential_public_key=stored.public_key,
@@ -360,27 +411,38 @@ def passkey_login_verify() -> ResponseReturnValue:
                 verified = None
     if verified is None or stored is None or owner is None or attempt is None:
         if attempt is not None:
-            throttle.record_failure(state, email, ip, claimed, now, step="passkey", attempt=attempt)
+            users.login_failed(
+                state,
+                request_actor(None),
+                email=email,
+                ip=ip,
+                user=claimed,
+                now=now,
+                step="passkey",
+                attempt=attempt,
+            )
         return _json_error(401, FAILED)
     throttle.forget_attempt(state, attempt)
-    state.repo.use_credential(stored.id, verified.new_sign_count, now)
-    if mode == "reauth":
-        session_now = current_session()
-        assert session_now is not None
-        sessions.issue(
-            state, owner, stage=sessions.STAGE_FULL, mfa_at=now, created_at=session_now.created_at
+    actor = request_actor(owner)
+    with state.store.unit_of_work(actor):
+        users.use_passkey(state, stored, verified.new_sign_count)
+        if mode == "reauth":
+            session_now = current_session()
+            assert session_now is not None
+            sessions.issue(
+                state,
+                owner,
+                stage=sessions.STAGE_FULL,
+                mfa_at=now,
+                created_at=session_now.created_at,
+            )
+            users.record_event(state, actor, "console.reauth", owner, method="passkey")
+            return jsonify(
+                {"ok": True, "redirect": safe_next(next_url) or url_for("console.index")}
+            )
+        response = complete_sign_in(
+            state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", next_url
         )
-        audit_event(
-            state.store,
-            "console.reauth",
-            actor=actor_of(owner),
-            target=actor_of(owner),
-            method="passkey",
-        )
-        return jsonify({"ok": True, "redirect": safe_next(next_url) or url_for("console.index")})
-    response = complete_sign_in(
-        state, owner, "passkey" if mode == "mfa" else "passkey_passwordless", next_url
-    )
     return jsonify({"ok": True, "redirect": response.headers["Location"]})
 
 
@@ -406,15 +468,7 @@ def passkey_rename(credential_id: str) -> BaseResponse:
         flash("Give the passkey a name of at most 100 characters.", "error")
         return redirect(url_for("console.account"))
     name = (form.name.data or "").strip()
-    state.repo.rename_credential(user.id, credential.id, name)
-    audit_event(
-        state.store,
-        "console.mfa_passkey_renamed",
-        actor=actor_of(user),
-        target=actor_of(user),
-        name=name,
-        credential=credential.id[:16],
-    )
+    users.rename_passkey(state, request_actor(user), credential, name)
     flash("Passkey renamed.", "info")
     return redirect(url_for("console.account"))
 
@@ -431,14 +485,6 @@ def passkey_remove(credential_id: str) -> BaseResponse:
     if not others and not user.totp_enabled:
         flash("This is your last second factor: add another one before removing it.", "error")
         return redirect(url_for("console.account"))
-    state.repo.remove_credential(user.id, credential.id)
-    audit_event(
-        state.store,
-        "console.mfa_passkey_removed",
-        actor=actor_of(user),
-        target=actor_of(user),
-        name=credential.name,
-        credential=credential.id[:16],
-    )
+    users.remove_passkey(state, request_actor(user), credential)
     flash(f"Passkey “{credential.name}” removed.", "info")
     return redirect(url_for("console.account"))

@@ -1,5 +1,6 @@
 """The console's rows in the store: users, sessions, sign-in failures, setup links, backup
-codes and WebAuthn credentials (tables ``lc_console_*`` in ``store/schema.py``).
+codes, WebAuthn credentials and pending WebAuthn challenges (tables ``lc_console_*`` in
+``store/schema.py``).
 
 Every method is its own transaction, as in the store's other repositories. Secrets are kept
 only as hashes (session ids, setup tokens, backup codes) or sealed (TOTP secrets, by the
@@ -25,6 +26,7 @@ from ..store.schema import (
     console_sessions,
     console_setup_tokens,
     console_users,
+    console_webauthn_challenges,
     console_webauthn_credentials,
     to_utc,
 )
@@ -84,6 +86,15 @@ class WebAuthnCredential:
     transports: tuple[str, ...]
     created_at: datetime
     last_used_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PendingChallenge:
+    """A WebAuthn challenge taken for use: its ``purpose`` and the user it was issued for
+    (None: anyone, a passwordless sign-in)."""
+
+    purpose: str
+    user_id: str | None
 
 
 def new_user_id() -> str:
@@ -538,3 +549,58 @@ class ConsoleRepository:
                 sa.delete(table).where(table.c.id == credential_id, table.c.user_id == user_id)
             )
         return result.rowcount == 1
+
+    # -- pending WebAuthn challenges ---------------------------------------------------
+
+    def add_challenge(
+        self,
+        challenge_hash: str,
+        *,
+        purpose: str,
+        user_id: str | None,
+        binding_hash: str,
+        expires_at: datetime,
+        now: datetime,
+    ) -> None:
+        """Keep an issued challenge (by its SHA-256, hex) until ``expires_at``. It replaces
+        the browser's (``binding_hash``) pending challenge of the same ``purpose``: one
+        ceremony of a kind per browser, as before. Expired challenges of every browser are
+        swept in the same transaction, so the table holds at most what was issued in the
+        last ``CHALLENGE_TTL``."""
+        table = console_webauthn_challenges
+        with self._db.write() as conn:
+            conn.execute(sa.delete(table).where(table.c.expires_at <= to_utc(now)))
+            conn.execute(
+                sa.delete(table).where(
+                    table.c.binding_hash == binding_hash, table.c.purpose == purpose
+                )
+            )
+            conn.execute(
+                sa.insert(table).values(
+                    challenge_hash=challenge_hash,
+                    purpose=purpose,
+                    user_id=user_id,
+                    binding_hash=binding_hash,
+                    expires_at=to_utc(expires_at),
+                )
+            )
+
+    def take_challenge(
+        self, challenge_hash: str, *, binding_hash: str, now: datetime
+    ) -> PendingChallenge | None:
+        """Delete and return the unexpired challenge ``challenge_hash`` issued to the
+        browser ``binding_hash``; None when there is none (never issued, issued to another
+        browser, expired, or used already). One ``DELETE ... RETURNING``: of two concurrent
+        takes, one gets the row and the other None."""
+        table = console_webauthn_challenges
+        with self._db.write() as conn:
+            row = conn.execute(
+                sa.delete(table)
+                .where(
+                    table.c.challenge_hash == challenge_hash,
+                    table.c.binding_hash == binding_hash,
+                    table.c.expires_at > to_utc(now),
+                )
+                .returning(table.c.purpose, table.c.user_id)
+            ).first()
+        return None if row is None else PendingChallenge(str(row.purpose), row.user_id)

@@ -24,7 +24,8 @@ from typing import Final
 from flask import Response, g, request
 
 from ..client_ip import client_ip
-from .audit import audit_event
+from ..services import users
+from ..store.changes import SYSTEM
 from .repository import ConsoleSession, ConsoleUser
 from .state import ConsoleState
 
@@ -96,11 +97,8 @@ def load(state: ConsoleState) -> Signed | None:
     now = state.clock()
     reason = end_reason(state, session, user, now)
     if reason is not None:
-        if session.revoked_at is None and state.repo.revoke_session(id_hash, now):
-            actor = f"user:{session.user_id}"
-            audit_event(
-                state.store, "console.session_ended", actor=None, target=actor, reason=reason
-            )
+        if session.revoked_at is None:
+            users.end_session(state, SYSTEM, id_hash, session.user_id, reason=reason)
         g.setdefault(_CLEAR_COOKIE, True)
         return None
     assert user is not None

@@ -16,8 +16,9 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from werkzeug.wrappers import Response as BaseResponse
 
 from ..client_ip import client_ip
+from ..services import users
 from . import mfa, sessions, throttle
-from .audit import audit_event
+from .actors import request_actor
 from .auth import current_session, current_user, login_required, safe_next, signed
 from .blueprint import bp
 from .forms import LoginForm, SecondFactorForm, SetupForm
@@ -36,10 +37,6 @@ def _form_status() -> int:
     return 400 if request.method == "POST" else 200
 
 
-def actor_of(user: ConsoleUser) -> str:
-    return f"user:{user.id}"
-
-
 def _home() -> str:
     return url_for("console.index")
 
@@ -51,16 +48,10 @@ def complete_sign_in(
     now = state.clock()
     found = signed()
     created = found.session.created_at if found is not None else None
-    sessions.issue(state, user, stage=sessions.STAGE_FULL, mfa_at=now, created_at=created)
-    throttle.record_success(state, user.email)
-    audit_event(
-        state.store,
-        "console.login",
-        actor=actor_of(user),
-        target=actor_of(user),
-        method=method,
-        ip=client_ip(),
-    )
+    actor = request_actor(user)
+    with state.store.unit_of_work(actor):
+        sessions.issue(state, user, stage=sessions.STAGE_FULL, mfa_at=now, created_at=created)
+        users.signed_in(state, actor, user, method=method)
     return redirect(safe_next(next_url) or _home())
 
 
@@ -95,9 +86,8 @@ def login() -> Any:
         if ok and user is not None and attempt is not None:
             throttle.forget_attempt(state, attempt)
             if user.password_hash and state.passwords.needs_rehash(user.password_hash):
-                state.repo.update_user(
-                    user.id, now=now, password_hash=state.passwords.hash(form.password.data or "")
-                )
+                rehashed = state.passwords.hash(form.password.data or "")
+                users.rehash_password(state, user, rehashed)
             stage = (
                 sessions.STAGE_MFA if mfa.has_second_factor(state, user) else sessions.STAGE_ENROL
             )
@@ -106,7 +96,16 @@ def login() -> Any:
                 return redirect(url_for("console.enrol"))
             return redirect(url_for("console.login_mfa", next=safe_next(form.next.data)))
         if attempt is not None:
-            throttle.record_failure(state, email, ip, user, now, step="password", attempt=attempt)
+            users.login_failed(
+                state,
+                request_actor(None),
+                email=email,
+                ip=ip,
+                user=user,
+                now=now,
+                step="password",
+                attempt=attempt,
+            )
         flash(FAILED, "error")
         return render_template("console/login.html", form=form), 401
     return render_template("console/login.html", form=form), _form_status()
@@ -162,18 +161,18 @@ def _check_second_factor(state: ConsoleState, user: ConsoleUser, code: str, ip: 
     if mfa.check_totp(state, fresh, code, now):
         throttle.forget_attempt(state, attempt)
         return "totp"
-    if mfa.use_backup_code(state, fresh, code, now):
+    if users.use_backup_code(state, request_actor(fresh), fresh, code, now):
         throttle.forget_attempt(state, attempt)
-        audit_event(
-            state.store,
-            "console.backup_code_used",
-            actor=actor_of(fresh),
-            target=actor_of(fresh),
-            left=state.repo.unused_backup_codes(fresh.id),
-        )
         return "backup_code"
-    throttle.record_failure(
-        state, fresh.email, ip, fresh, now, step="second_factor", attempt=attempt
+    users.login_failed(
+        state,
+        request_actor(None),
+        email=fresh.email,
+        ip=ip,
+        user=fresh,
+        now=now,
+        step="second_factor",
+        attempt=attempt,
     )
     return None
 
@@ -182,10 +181,9 @@ def _check_second_factor(state: ConsoleState, user: ConsoleUser, code: str, ip: 
 def logout() -> BaseResponse:
     state = console_state()
     found = signed()
-    if sessions.revoke_current(state) and found is not None:
-        audit_event(
-            state.store, "console.logout", actor=actor_of(found.user), target=actor_of(found.user)
-        )
+    if found is not None:
+        users.logout(state, request_actor(found.user), found.user, found.session.id_hash)
+    sessions.revoke_current(state)
     flash("You are signed out.", "info")
     return redirect(url_for("console.login"))
 
@@ -211,21 +209,17 @@ def setup(token: str) -> Any:
         except WeakPassword as weak:
             form.password.errors = [str(weak)]
             return render_template("console/setup.html", form=form, user=user), 400
-        if state.repo.use_setup_token(token_hash, now) != user.id:
-            return render_template("console/setup_invalid.html"), 404
-        user = state.repo.update_user(
-            user.id,
-            now=now,
-            display_name=(form.display_name.data or "").strip() or user.display_name,
+        updated = users.set_password(
+            state,
+            request_actor(user),
+            user,
             password_hash=state.passwords.hash(password),
+            display_name=(form.display_name.data or "").strip() or None,
+            setup_token_hash=token_hash,
         )
-        audit_event(
-            state.store,
-            "console.password_set",
-            actor=actor_of(user),
-            target=actor_of(user),
-            via="setup_link",
-        )
+        if updated is None:
+            return render_template("console/setup_invalid.html"), 404
+        user = updated
         stage = sessions.STAGE_MFA if mfa.has_second_factor(state, user) else sessions.STAGE_ENROL
         sessions.issue(state, user, stage=stage, mfa_at=None)
         return redirect(
@@ -250,16 +244,16 @@ def reauth() -> Any:
             session = current_session()
             assert session is not None
             now = state.clock()
-            sessions.issue(
-                state, user, stage=sessions.STAGE_FULL, mfa_at=now, created_at=session.created_at
-            )
-            audit_event(
-                state.store,
-                "console.reauth",
-                actor=actor_of(user),
-                target=actor_of(user),
-                method=method,
-            )
+            actor = request_actor(user)
+            with state.store.unit_of_work(actor):
+                sessions.issue(
+                    state,
+                    user,
+                    stage=sessions.STAGE_FULL,
+                    mfa_at=now,
+                    created_at=session.created_at,
+                )
+                users.record_event(state, actor, "console.reauth", user, method=method)
             return redirect(safe_next(form.next.data) or _home())
         flash(FAILED, "error")
         form.code.data = ""  # a code, even a spent one, is not shown again
@@ -275,21 +269,14 @@ def finish_enrolment(user: ConsoleUser, *, enrolling: bool) -> Any:
     """After the first second factor: backup codes (shown once) and, when enrolling, a
     full session with a new id."""
     state = console_state()
-    codes = mfa.regenerate_backup_codes(state, user)
-    audit_event(
-        state.store, "console.backup_codes_generated", actor=actor_of(user), target=actor_of(user)
-    )
-    if enrolling:
-        found = signed()
-        created = found.session.created_at if found is not None else None
-        sessions.issue(
-            state, user, stage=sessions.STAGE_FULL, mfa_at=state.clock(), created_at=created
-        )
-        audit_event(
-            state.store,
-            "console.login",
-            actor=actor_of(user),
-            target=actor_of(user),
-            method="enrolment",
-        )
+    actor = request_actor(user)
+    with state.store.unit_of_work(actor):
+        codes = users.regenerate_backup_codes(state, actor, user)
+        if enrolling:
+            found = signed()
+            created = found.session.created_at if found is not None else None
+            sessions.issue(
+                state, user, stage=sessions.STAGE_FULL, mfa_at=state.clock(), created_at=created
+            )
+            users.signed_in(state, actor, user, method="enrolment")
     return render_template("console/backup_codes.html", codes=codes)

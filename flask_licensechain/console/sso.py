@@ -23,12 +23,13 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ..client_ip import client_ip
 from ..config import Settings
+from ..services import users
 from . import mfa, sessions, throttle
-from .audit import audit_event
+from .actors import request_actor
 from .auth import safe_next
 from .blueprint import bp
 from .forms import LoginForm
-from .signin import FAILED, actor_of, complete_sign_in
+from .signin import FAILED, complete_sign_in
 from .state import console_state
 
 CLIENT_NAME: Final = "licensechain_console_sso"
@@ -93,12 +94,12 @@ def sso_callback() -> Any:
     try:
         token = client.authorize_access_token()
     except (OAuthError, ValueError, KeyError) as exc:
-        audit_event(
-            state.store,
+        users.record_event(
+            state,
+            request_actor(None),
             "console.login_failed",
-            actor=None,
+            None,
             step="sso",
-            ip=ip,
             error=type(exc).__name__,
         )
         flash(FAILED, "error")
@@ -114,14 +115,16 @@ def sso_callback() -> Any:
         or throttle.is_locked(user, now)
         or not throttle.allowed(state, address, ip, now)
     ):
-        throttle.record_failure(state, address, ip, user, now, step="sso")
+        users.login_failed(
+            state, request_actor(None), email=address, ip=ip, user=user, now=now, step="sso"
+        )
         flash(FAILED, "error")
         return render_template("console/login.html", form=_login_form()), 401
-    audit_event(
-        state.store,
+    users.record_event(
+        state,
+        request_actor(user),
         "console.sso_verified",
-        actor=actor_of(user),
-        target=actor_of(user),
+        user,
         issuer=claims.get("iss"),
         amr=claims.get("amr"),
         acr=claims.get("acr"),

@@ -7,7 +7,7 @@ Every failed password or second-factor check is a row in ``lc_console_login_fail
   (at most ``MAX_WAIT``) after its last failure before the next attempt is even checked;
 - an IP with ``n >= IP_FREE`` failures waits ``2 ** (n - IP_FREE)`` seconds likewise;
 - the ``LOCK_AFTER``-th failure locks the account for ``LICENSECHAIN_CONSOLE_LOCKOUT_SECONDS``
-  (an owner may unlock it sooner: ``unlock``).
+  (an owner may unlock it sooner: ``services.users.unlock``).
 
 (OWASP Authentication Cheat Sheet, "Protect against automated attacks".) A refused
 attempt answers exactly like a wrong password: the caller gives one message and spends one
@@ -16,7 +16,8 @@ password-hash check whatever happened.
 An attempt is counted BEFORE it is checked (``begin_attempt`` inserts its row, then judges
 it by the rows inserted before it), so parallel requests cannot all pass the backoff while
 each one's check is still running: the n-th of a burst sees the n-1 before it. A success
-drops its row (``forget_attempt``); a failure keeps it (``record_failure``); an attempt
+drops its row (``forget_attempt``); a failure keeps it (``services.users.login_failed``,
+which also locks); an attempt
 refused by the backoff is not counted.
 """
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Final
 
-from .audit import audit_event
 from .repository import ConsoleUser
 from .state import ConsoleState
 
@@ -66,7 +66,7 @@ def allowed(
 def begin_attempt(state: ConsoleState, email: str, ip: str, now: datetime) -> int | None:
     """Count an attempt for ``email`` from ``ip`` before checking it: its row id when it
     may be checked now, else None (backoff due; the attempt is then not counted). End it
-    with ``forget_attempt`` (success) or ``record_failure(..., attempt=id)``."""
+    with ``forget_attempt`` (success) or ``services.users.login_failed(..., attempt=id)``."""
     attempt = state.repo.record_failure(email, ip, now)
     if allowed(state, email, ip, now, before_id=attempt):
         return attempt
@@ -81,54 +81,3 @@ def forget_attempt(state: ConsoleState, attempt: int) -> None:
 
 def is_locked(user: ConsoleUser, now: datetime) -> bool:
     return user.locked_until is not None and user.locked_until > now
-
-
-def record_failure(
-    state: ConsoleState,
-    email: str,
-    ip: str,
-    user: ConsoleUser | None,
-    now: datetime,
-    *,
-    step: str,
-    attempt: int | None = None,
-) -> None:
-    """Count a failed ``step`` (``password``, ``second_factor``, ``passkey``, ``sso``): the
-    row of ``attempt`` (from ``begin_attempt``) stays, or a new one is inserted; lock the
-    account at ``LOCK_AFTER`` failures within ``WINDOW``. Audited."""
-    state.repo.delete_failures_before(now - WINDOW)  # only the window counts: no IP kept longer
-    if attempt is None:
-        state.repo.record_failure(email, ip, now)
-    audit_event(
-        state.store,
-        "console.login_failed",
-        actor=None if user is None else f"user:{user.id}",
-        target=None if user is None else f"user:{user.id}",
-        step=step,
-        ip=ip,
-    )
-    if user is None or is_locked(user, now):
-        return
-    count, _ = state.repo.failures_since(now - WINDOW, email=email)
-    if count >= LOCK_AFTER:
-        state.repo.update_user(user.id, now=now, locked_until=now + state.lockout)
-        audit_event(
-            state.store,
-            "console.account_locked",
-            actor=None,
-            target=f"user:{user.id}",
-            failures=count,
-            until=(now + state.lockout).isoformat(),
-        )
-
-
-def record_success(state: ConsoleState, email: str) -> None:
-    """A full sign-in: the account's failures are forgotten."""
-    state.repo.clear_failures(email)
-
-
-def unlock(state: ConsoleState, user: ConsoleUser, *, actor: str, now: datetime) -> None:
-    """Lift a lock and forget the account's failures (an owner's action). Audited."""
-    state.repo.update_user(user.id, now=now, locked_until=None)
-    state.repo.clear_failures(user.email)
-    audit_event(state.store, "console.account_unlocked", actor=actor, target=f"user:{user.id}")

@@ -38,7 +38,8 @@ class Actor:
     """Who makes a change.
 
     ``kind`` is ``api_key`` (``id``: the key id, ``name``: its name), ``cli`` (``id``: the
-    OS user), ``console`` (``id``: the console user id), ``system`` (sweepers and workers)
+    OS user), ``console`` (``id``: the console user id, ``name``: the role; ``anonymous``
+    for a visitor not signed in, as in a failed sign-in), ``system`` (sweepers and workers)
     or ``client`` (a license's client on the public endpoints, ``id``: the license id whose
     key it presented; it binds devices).
     ``ip`` and ``user_agent`` are personal data: the audit log keeps them outside the part

@@ -354,6 +354,20 @@ console_webauthn_credentials = sa.Table(
     sa.Column("last_used_at", UTCDateTime),
 )
 
+# Pending WebAuthn ceremonies (console/passkeys.py): each challenge is used once, by the
+# browser it was issued to, before it expires. Rows are deleted when used or swept.
+console_webauthn_challenges = sa.Table(
+    "lc_console_webauthn_challenges",
+    metadata,
+    sa.Column("challenge_hash", sa.String(64), primary_key=True),  # SHA-256 (hex)
+    sa.Column("purpose", sa.String(16), nullable=False),  # register, mfa, reauth, passwordless
+    # The user the ceremony is for; NULL: anyone (a passwordless sign-in).
+    sa.Column("user_id", sa.String(40), sa.ForeignKey("lc_console_users.id", ondelete="CASCADE")),
+    # SHA-256 (hex) of a random id kept in the browser's session cookie.
+    sa.Column("binding_hash", sa.String(64), nullable=False, index=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
 
 # Named secret keys (store/named_keys.py): 32 random bytes each, sealed under the keyring.
 named_keys = sa.Table(

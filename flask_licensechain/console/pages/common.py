@@ -17,18 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
 
-from flask import abort, flash, request
+from flask import abort, flash
 
-from ...client_ip import client_ip
 from ...core.errors import LicenseChainError
 from ...store import Actor
+from ..actors import request_actor
 from ..auth import current_user, user_may_access_app
 from ..repository import ConsoleUser
-
-#: the longest user agent kept with an action (the rest is noise)
-USER_AGENT_MAX: Final = 256
 
 
 def signed_in_user() -> ConsoleUser:
@@ -41,15 +37,7 @@ def signed_in_user() -> ConsoleUser:
 
 def console_actor() -> Actor:
     """The ``Actor`` of the signed-in user for the service layer."""
-    user = signed_in_user()
-    agent = request.user_agent.string or None
-    return Actor(
-        kind="console",
-        id=user.id,
-        name=user.role,
-        ip=client_ip(),
-        user_agent=agent[:USER_AGENT_MAX] if agent else None,
-    )
+    return request_actor(signed_in_user())
 
 
 def visible_app_ids() -> tuple[str, ...] | None:

@@ -1,8 +1,8 @@
 """Users (owners only): invite a person (a one-time setup link, shown once), change a role,
 disable or enable, issue a new setup link.
 
-Each change goes through ``console.people``, the same functions as ``flask licensechain
-users ...``; each is an audit event, and a role change or a disabling ends the person's
+Each change goes through ``services/users.py``, the same functions as ``flask licensechain
+users ...``; each commits with its audit event, and a role change or a disabling ends the person's
 sessions. Changing a role asks for a recent second factor. Nobody changes their own role
 or disables themselves here: the last owner cannot lock everyone out.
 """
@@ -14,13 +14,13 @@ from typing import Any, Final
 from flask import abort, flash, redirect, render_template, url_for
 
 from ...core.errors import Conflict
+from ...services import users as user_service
 from .. import people
 from ..auth import requires_recent_mfa, requires_scope
 from ..blueprint import bp
 from ..repository import ConsoleUser
-from ..signin import actor_of
 from ..state import console_state
-from .common import service_call, signed_in_user
+from .common import console_actor, service_call, signed_in_user
 from .forms import InviteForm, RoleForm, split_list
 
 #: the scope of this page: only the owner role holds it
@@ -58,13 +58,13 @@ def invite_user() -> Any:
         return _page(form, status=400)
     state = console_state()
     with service_call() as outcome:
-        _, token = people.create_user(
+        _, token = user_service.create_user(
             state,
+            console_actor(),
             email=form.email.data or "",
             role=form.role.data or "",
             display_name=form.display_name.data or None,
             app_ids=split_list(form.app_ids.data),
-            actor=actor_of(signed_in_user()),
         )
     if not outcome.ok:
         return _page(form, status=outcome.status)
@@ -90,9 +90,7 @@ def change_role(user_id: str) -> Any:
         return _page(InviteForm(formdata=None), status=400)
     with service_call() as outcome:
         user = _other_user(user_id)
-        people.set_role(
-            console_state(), user, form.role.data or "", actor=actor_of(signed_in_user())
-        )
+        user_service.set_role(console_state(), console_actor(), user, form.role.data or "")
     if not outcome.ok:
         return _page(InviteForm(formdata=None), status=outcome.status)
     flash("Role changed; that person signs in again.", "info")
@@ -102,7 +100,7 @@ def change_role(user_id: str) -> Any:
 def _set_disabled(user_id: str, disabled: bool) -> Any:
     with service_call() as outcome:
         user = _other_user(user_id)
-        people.set_disabled(console_state(), user, disabled, actor=actor_of(signed_in_user()))
+        user_service.set_disabled(console_state(), console_actor(), user, disabled)
     if not outcome.ok:
         return _page(InviteForm(formdata=None), status=outcome.status)
     flash("User disabled." if disabled else "User enabled.", "info")
@@ -128,5 +126,5 @@ def new_setup_link(user_id: str) -> Any:
     user = state.repo.get_user(user_id)
     if user is None:
         abort(404)
-    token = people.new_setup_token(state, user, actor=actor_of(signed_in_user()))
+    token = user_service.issue_setup_link(state, console_actor(), user)
     return _page(InviteForm(formdata=None), link=people.setup_link(state, token))
