@@ -20,11 +20,14 @@ from pathlib import Path
 import click
 
 from .command import CommandFailure, LicenseChainGroup, cli_actor, dumps, emit, issuer
+from .core.errors import NotFound
 from .maintenance import run_maintenance
 from .serialize import iso
 from .services.customers import erase_customer, export_customer
 from .services.encryption_keys import rotate_encryption_key
+from .state import IssuerState
 from .store.backup import METHODS, BackupError, backup, restore
+from .store.customers import WHOLE_STORE, Reach
 from .store.sealed import key_ids_in_use
 
 #: Holds the commands until ``register_data_commands`` adds them to ``flask licensechain``.
@@ -171,6 +174,15 @@ customers_cli = LicenseChainGroup(
 data_cli.add_command(customers_cli)
 
 
+def _reach(state: IssuerState, app_id: str | None) -> Reach:
+    """The whole store, or the one app ``--app-id`` names (``NotFound`` when unknown)."""
+    if app_id is None:
+        return WHOLE_STORE
+    if state.store.apps.get(app_id) is None:
+        raise NotFound("App not found.")
+    return Reach((app_id,), store_wide=False)
+
+
 @customers_cli.command(
     "export", help="Print every record about the customer as one versioned JSON document."
 )
@@ -178,7 +190,7 @@ data_cli.add_command(customers_cli)
 @click.option("--app-id", default=None, help="Only the licenses of this app.")
 def customers_export(as_json: bool, email: str, app_id: str | None) -> None:
     state, _ = issuer()
-    document = export_customer(state, cli_actor(), email=email, app_id=app_id)
+    document = export_customer(state, cli_actor(), email=email, reach=_reach(state, app_id))
     click.echo(dumps(document) if as_json else json.dumps(document, indent=2, ensure_ascii=False))
 
 
@@ -194,7 +206,7 @@ def customers_erase(as_json: bool, email: str, app_id: str | None, confirmed: bo
     if not confirmed:
         raise click.UsageError("erasure cannot be undone: pass --yes")
     state, _ = issuer()
-    result = erase_customer(state, cli_actor(), email=email, app_id=app_id)
+    result = erase_customer(state, cli_actor(), email=email, reach=_reach(state, app_id))
     emit(
         as_json,
         result,

@@ -662,8 +662,19 @@ def _api_key_schemas() -> dict[str, Schema]:
             "required": ["name"],
         },
         "CustomerRequest": {
-            **_closed({"email": _text(limits.EMAIL)}),
+            **_closed(
+                {
+                    "email": {
+                        **_text(limits.EMAIL),
+                        "pattern": r"^\s*[^@\s]+@[^@\s]+\s*$",
+                        "description": "One whole address (400 otherwise).",
+                    },
+                    "appId": _text(limits.APP_ID),
+                }
+            ),
             "required": ["email"],
+            "description": "Without `appId`: every app the key sees; an unrestricted live "
+            "key also reaches the records tied to no app.",
         },
         "CustomerExport": _obj(
             ["format", "version", "exportedAt", "subject", "licenses", "auditEvents"],
@@ -673,6 +684,7 @@ def _api_key_schemas() -> dict[str, Schema]:
                 "exportedAt": DATE_TIME,
                 "subject": _obj(["email"], {"email": STRING}),
                 "appId": _nullable(STRING),
+                "appIds": _nullable({"type": "array", "items": STRING}),
                 "licenses": {"type": "array", "items": _schema("License")},
                 "verificationMetadata": {"type": "object"},
                 "auditEvents": {"type": "array", "items": {"type": "object"}},
@@ -1466,9 +1478,10 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 "Export every record about a customer",
                 "customers:read",
                 200,
-                "One versioned JSON document (an app-limited key: its app only).",
+                "One versioned JSON document (an app-limited key: its apps only).",
                 _schema("CustomerExport"),
                 body="CustomerRequest",
+                errors=(404,),
             )
         },
         f"{p}/customers/erase": {
@@ -1479,6 +1492,7 @@ def _admin_paths(p: str) -> dict[str, Schema]:
                 "What was blanked or pseudonymised; license facts are kept.",
                 _schema("CustomerErasure"),
                 body="CustomerRequest",
+                errors=(404,),
             )
         },
         **_api_key_paths(p),

@@ -16,6 +16,8 @@ from . import diff, plain, redacted_url
 #: the app fields an audit event records (an app holds no personal data; ``webhook_url``
 #: as ``redacted_url``)
 APP_FIELDS: Final = ("name", "description", "tier", "webhook_url", "allowed_origins")
+#: license ids per ``IN`` list (under the drivers' parameter limits)
+_BATCH: Final = 500
 
 
 def _fields(app: AppRecord) -> dict[str, Any]:
@@ -81,9 +83,16 @@ def update_app(state: IssuerState, actor: Actor, app_id: str, **changes: Any) ->
 
 def delete_app(state: IssuerState, actor: Actor, app_id: str) -> AppRecord:
     """Delete an app whose licenses are all revoked; the API keys limited to it are revoked
-    with it. Raises ``NotFound``, ``Conflict`` (a license is not revoked), ``Unavailable``."""
-    with state.store.unit_of_work(actor) as unit:
-        app = state.store.apps.delete(app_id)
+    with it. The audit events about its licenses lose their personal columns (client IPs,
+    user agents, e-mails, hardware ids; outside the chain's MAC): with the licenses gone,
+    no customer's erasure could find them any more (storage limitation, GDPR Art. 5(1)(e)).
+    Raises ``NotFound``, ``Conflict`` (a license is not revoked), ``Unavailable``."""
+    store = state.store
+    with store.unit_of_work(actor) as unit:
+        license_ids = store.licenses.ids_of_app(app_id)
+        app = store.apps.delete(app_id)
+        for start in range(0, len(license_ids), _BATCH):
+            store.audit.erase_personal(unit.conn, targets=license_ids[start : start + _BATCH])
         unit.record(
             Change(
                 action="app.delete",

@@ -7,14 +7,19 @@ e-mail: the event's target is the customer's keyed pseudonym (``store/customers.
 The export document (``EXPORT_FORMAT`` version ``EXPORT_VERSION``), a JSON object::
 
     {"format": "licensechain.customer-export", "version": 1, "exportedAt": ISO 8601,
-     "subject": {"email"}, "appId": the app it was limited to or null,
+     "subject": {"email"}, "appId": the one app it was limited to or null,
+     "appIds": the apps it was limited to, or null for every app,
      "licenses": [license objects as the API returns them, devices included],
      "verificationMetadata": {table: [rows: client IPs, user agents, times]},
      "auditEvents": [{"id", "action", "actor", "target", "data", "createdAt", "actorIp",
-                      "actorUserAgent", "personal"}],
+                      "actorUserAgent", "personal"}] (an event that only mentions the
+                      address: no actor IP or user agent, "personal" only the values that
+                      mention it, {JSONPath: value}),
      "webhookDeliveries": [{"id", "endpointId", "eventId", "eventType", "appId",
-                            "status", "payload": the event as sent (JSON), "createdAt",
-                            "lastAttemptAt"}],
+                            "status", "payload": the event as sent (JSON) when it is about
+                            one of the customer's licenses, else null, "mentionedAt":
+                            [JSONPaths of the address in another license's payload],
+                            "createdAt", "lastAttemptAt"}],
      "sources": [the tables searched]}
 
 Webhook deliveries are those whose payload names one of the customer's licenses or
@@ -26,6 +31,7 @@ plans, dates, status, features and device slots (hardware ids pseudonymised); se
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -34,11 +40,16 @@ from ..state import IssuerState
 from ..store import store_named_key
 from ..store.changes import Actor, Change
 from ..store.customers import (
+    WHOLE_STORE,
+    Reach,
+    address_pattern,
     audit_rows,
     delivery_rows,
     erase,
     license_ids,
+    mentioned,
     normalize_email,
+    payload_is_about,
     personal_rows,
 )
 from ..store.customers import pseudonym as keyed_pseudonym
@@ -65,10 +76,55 @@ def _payload(text: str) -> Any:
         return text
 
 
+def _event_json(row: Any, ids: set[str], pattern: re.Pattern[str]) -> dict[str, Any]:
+    """An audit event as exported: whole when it is about one of the customer's licenses;
+    otherwise (it only mentions the address) without the actor's IP and user agent, and
+    with only the personal values that mention the address, ``{JSONPath: value}``
+    (GDPR Art. 15(4))."""
+    own = row.target in ids
+    personal = row.personal if own else mentioned(pattern, row.personal) or None
+    return {
+        "id": int(row.id),
+        "action": row.action,
+        "actor": row.actor,
+        "target": row.target,
+        "data": row.data,
+        "createdAt": iso(row.created_at),
+        "actorIp": row.actor_ip if own else None,
+        "actorUserAgent": row.actor_user_agent if own else None,
+        "personal": personal,
+    }
+
+
+def _delivery_json(row: Any, ids: set[str], email: str, pattern: re.Pattern[str]) -> dict[str, Any]:
+    """A delivery as exported: the payload as sent when it is about one of the customer's
+    licenses; otherwise (another customer's license mentioning the address) no payload,
+    only where the address appears (GDPR Art. 15(4): an export discloses no one else)."""
+    decoded = _payload(row.payload)
+    own = payload_is_about(decoded, ids, email)
+    return {
+        "id": int(row.id),
+        "endpointId": row.endpoint_id,
+        "eventId": row.event_id,
+        "eventType": row.event_type,
+        "appId": row.app_id,
+        "status": row.status,
+        "payload": decoded if own else None,
+        "mentionedAt": [] if own else sorted(mentioned(pattern, decoded)),
+        "createdAt": iso(row.created_at),
+        "lastAttemptAt": iso(row.last_attempt_at),
+    }
+
+
+def _single_app(reach: Reach) -> str | None:
+    """The one app ``reach`` is limited to, if it is one."""
+    return reach.app_ids[0] if reach.app_ids is not None and len(reach.app_ids) == 1 else None
+
+
 def export_customer(
-    state: IssuerState, actor: Actor, *, email: str, app_id: str | None = None
+    state: IssuerState, actor: Actor, *, email: str, reach: Reach = WHOLE_STORE
 ) -> dict[str, Any]:
-    """Every record about ``email`` (within ``app_id`` when given) as one document.
+    """Every record about ``email`` within ``reach`` as one document.
 
     :raises InvalidRequest: ``email`` is not one whole address (``normalize_email``).
     :raises Unavailable: the store is down.
@@ -77,17 +133,18 @@ def export_customer(
     store = state.store
     key = store_named_key(store.database, state.sealer, PSEUDONYM_KEY)
     now = datetime.now(UTC)
+    pattern = address_pattern(email)
     with store.unit_of_work(actor) as unit:
-        ids = license_ids(unit.conn, email, app_id)
+        ids = license_ids(unit.conn, email, reach)
         records = [store.licenses.get(license_id) for license_id in ids]
-        events = audit_rows(unit.conn, email, ids, mentions_too=app_id is None)
-        personal = personal_rows(unit.conn, ids, email if app_id is None else None)
-        deliveries = delivery_rows(unit.conn, email, ids, app_id)
+        events = audit_rows(unit.conn, email, ids, reach)
+        personal = personal_rows(unit.conn, ids, email if reach.store_wide else None)
+        deliveries = delivery_rows(unit.conn, email, ids, reach)
         unit.record(
             Change(
                 action="customer.export",
                 target=keyed_pseudonym(key, email),
-                app_id=app_id,
+                app_id=_single_app(reach),
                 data={"licenses": len(ids)},
             )
         )
@@ -96,40 +153,15 @@ def export_customer(
         "version": EXPORT_VERSION,
         "exportedAt": iso(now),
         "subject": {"email": normalize_email(email)},
-        "appId": app_id,
+        "appId": _single_app(reach),
+        "appIds": None if reach.app_ids is None else list(reach.app_ids),
         "licenses": [license_json(lic, now) for lic in records if lic is not None],
         "verificationMetadata": {
             table: [{k: _jsonable(v) for k, v in row.items()} for row in rows]
             for table, rows in personal.items()
         },
-        "auditEvents": [
-            {
-                "id": int(row.id),
-                "action": row.action,
-                "actor": row.actor,
-                "target": row.target,
-                "data": row.data,
-                "createdAt": iso(row.created_at),
-                "actorIp": row.actor_ip,
-                "actorUserAgent": row.actor_user_agent,
-                "personal": row.personal,
-            }
-            for row in events
-        ],
-        "webhookDeliveries": [
-            {
-                "id": int(row.id),
-                "endpointId": row.endpoint_id,
-                "eventId": row.event_id,
-                "eventType": row.event_type,
-                "appId": row.app_id,
-                "status": row.status,
-                "payload": _payload(row.payload),
-                "createdAt": iso(row.created_at),
-                "lastAttemptAt": iso(row.last_attempt_at),
-            }
-            for row in deliveries
-        ],
+        "auditEvents": [_event_json(row, set(ids), pattern) for row in events],
+        "webhookDeliveries": [_delivery_json(row, set(ids), email, pattern) for row in deliveries],
         "sources": sorted(
             {"lc_licenses", "lc_devices", "lc_audit_events", "lc_webhook_deliveries"}
             | {e.table.name for e in RETAINED if e.license_id or e.email}
@@ -138,9 +170,9 @@ def export_customer(
 
 
 def erase_customer(
-    state: IssuerState, actor: Actor, *, email: str, app_id: str | None = None
+    state: IssuerState, actor: Actor, *, email: str, reach: Reach = WHOLE_STORE
 ) -> dict[str, Any]:
-    """Erase ``email``'s personal data (within ``app_id`` when given), in one transaction;
+    """Erase ``email``'s personal data within ``reach``, in one transaction;
     the erasure is an audit event that names the pseudonym, never the e-mail.
 
     Returns ``{"erased": true, "pseudonym", "licenses", "personalRows", "auditEvents",
@@ -158,13 +190,13 @@ def erase_customer(
             email,
             key=key,
             personal_metadata_keys=state.settings.personal_metadata_keys,
-            app_id=app_id,
+            reach=reach,
         )
         unit.record(
             Change(
                 action="customer.erase",
                 target=replacement,
-                app_id=app_id,
+                app_id=_single_app(reach),
                 data=counts.as_dict(),
             )
         )

@@ -46,9 +46,14 @@ from . import validation as check
 from .database import Database
 from .fastpath import FastQuery
 from .records import ApiKeyRecord
+from .retention import register_retention
 from .schema import UTCDateTime, api_keys, apps
 
 log = logging.getLogger(__name__)
+
+# The client IP of a key's last request is reduced past LICENSECHAIN_RETENTION_DAYS_IP
+# (store/retention.py), dated by that request.
+register_retention(api_keys, timestamp="last_used_at", ips=("last_used_ip",))
 
 #: The scopes an admin API key can hold (``roles.SCOPES``, the one list); ``*`` is all.
 API_KEY_SCOPES: Final = SCOPES

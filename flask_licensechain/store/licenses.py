@@ -322,6 +322,12 @@ class LicenseRepository:
         head = reader.head(rows[0])
         return _license_record(head, reader.devices(rows)), _prefixed_app(head)
 
+    def ids_of_app(self, app_id: str) -> builtins.list[str]:
+        """The ids of every license of ``app_id`` (in the caller's unit, when there is one)."""
+        statement = sa.select(licenses.c.id).where(licenses.c.app_id == app_id)
+        with self._db.read() as conn:
+            return [row.id for row in conn.execute(statement)]
+
     def list(
         self,
         *,

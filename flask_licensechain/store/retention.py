@@ -19,9 +19,9 @@ erased (not truncated) and those columns set to NULL. The audit log registers it
 columns so (``actor_ip``, ``actor_user_agent``, ``personal``, ``personal_salt``: what
 ``AuditRepository.erase_personal`` blanks), so ``audit verify`` still passes.
 
-Registered today: ``lc_audit_events`` (``store/audit.py``), ``lc_console_sessions`` and
-``lc_console_login_failures`` (``console/repository.py``). API keys and webhook attempts
-store no IP or user agent.
+Registered today: ``lc_audit_events`` (``store/audit.py``), ``lc_api_keys`` (the last
+client IP, ``store/api_keys.py``), ``lc_console_sessions`` and ``lc_console_login_failures``
+(``console/repository.py``). Webhook attempts store no IP or user agent.
 
 ``apply_retention(db, older_than=...)`` is the job; ``flask licensechain maintenance run``
 runs it (daily from cron), and so may a long-running worker.

@@ -12,10 +12,31 @@ from __future__ import annotations
 from typing import Final
 
 from ..blueprint import add_nav
-from . import api_keys, apps, assets, audit_log, licenses, overview, signing_keys, users, webhooks
+from . import (
+    api_keys,
+    apps,
+    assets,
+    audit_log,
+    customers,
+    licenses,
+    overview,
+    signing_keys,
+    users,
+    webhooks,
+)
 
 #: the page modules, in navigation order
-PAGES: Final = (overview, apps, licenses, api_keys, webhooks, signing_keys, audit_log, users)
+PAGES: Final = (
+    overview,
+    apps,
+    licenses,
+    customers,
+    api_keys,
+    webhooks,
+    signing_keys,
+    audit_log,
+    users,
+)
 #: imported for its route only (the pages' stylesheet)
 ASSETS: Final = assets
 

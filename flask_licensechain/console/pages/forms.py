@@ -192,3 +192,17 @@ class WebhookForm(FlaskForm):
     )
     app_id = SelectField("App", choices=[], validate_choice=True)
     submit = SubmitField("Create webhook")
+
+
+class CustomerExportForm(FlaskForm):
+    email = StringField("Customer's e-mail", validators=[DataRequired(), Length(max=limits.EMAIL)])
+    submit = SubmitField("Download the export")
+
+
+class CustomerEraseForm(FlaskForm):
+    email = StringField("Customer's e-mail", validators=[DataRequired(), Length(max=limits.EMAIL)])
+    confirm = StringField(
+        "Type the e-mail again to confirm",
+        validators=[DataRequired(), Length(max=limits.EMAIL)],
+    )
+    submit = SubmitField("Erase this customer's personal data")
