@@ -4,9 +4,7 @@ finding: it failed on the code it was written against (branch attack15)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +16,6 @@ from issuer_support import Issuer, close_issuer, make_issuer
 
 from flask_licensechain.maintenance import run_maintenance
 from flask_licensechain.store import Actor, Change
-from flask_licensechain.store.backup import backup, restore
 from flask_licensechain.store.schema import metadata
 
 ANN = "ann@example.test"
