@@ -301,6 +301,24 @@ def test_security_headers(app: Flask) -> None:
     assert "<script>" not in html and " style=" not in html and " on" + "click=" not in html
 
 
+def test_the_console_keeps_the_app_wide_headers_when_the_app_turns_them_off(
+    tmp_path: Path,
+) -> None:
+    """The console's framing, sniffing and HSTS rules are the app-wide ones
+    (``monitoring/headers.py``, one home): the same ``max-age``, and still sent when
+    ``LICENSECHAIN_SECURITY_HEADERS`` is off for the app's own pages."""
+    app = make_console_app(
+        tmp_path, LICENSECHAIN_SECURITY_HEADERS=False, LICENSECHAIN_HSTS_MAX_AGE=600
+    )
+    elsewhere = app.test_client().get("/v1/health", base_url="https://localhost")
+    assert "X-Frame-Options" not in elsewhere.headers
+    console = app.test_client().get("/console/login", base_url="https://localhost")
+    assert console.headers["X-Frame-Options"] == "DENY"
+    assert console.headers["X-Content-Type-Options"] == "nosniff"
+    assert console.headers["Referrer-Policy"] == "same-origin"
+    assert console.headers["Strict-Transport-Security"] == "max-age=600; includeSubDomains"
+
+
 def test_cookie_flags_plain_and_https(app: Flask) -> None:
     person = create_person(app, "owner")
     client = app.test_client()

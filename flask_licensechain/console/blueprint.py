@@ -3,8 +3,11 @@
 Before each view: the session is read from the store (``sessions.load``) and the CSRF
 token of every POST/PUT/PATCH/DELETE is checked (flask-wtf's ``CSRFProtect.protect``,
 called here only: the JSON ``/v1`` API never asks for a CSRF token). After it: the session
-cookie and the security headers (a strict Content-Security-Policy without inline script,
-``frame-ancestors 'none'``; HSTS over HTTPS; ``no-store``). Errors inside the console
+cookie and the security headers: the console's own (a strict Content-Security-Policy
+without inline script, ``frame-ancestors 'none'``; ``Referrer-Policy: same-origin``, which
+flask-wtf's CSRF check over HTTPS needs; ``no-store``), then the app-wide ones of
+``monitoring/headers.py`` (``nosniff``, ``DENY``, HSTS over HTTPS), even where the app has
+turned those off for its own pages. Errors inside the console
 render an HTML page; the app's JSON error handler keeps everything else.
 
 Text the store cannot hold is refused (400) before any view: a NUL (PostgreSQL refuses it
@@ -22,6 +25,8 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from flask_wtf.csrf import CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 
+from ..monitoring.headers import security_headers_hook
+from ..state import get_issuer_state
 from . import sessions
 from .auth import SIGNED_KEY, current_user, signed, user_can
 from .roles import role_allows
@@ -31,7 +36,6 @@ CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-HSTS: Final = "max-age=31536000; includeSubDomains"
 #: a NUL or a lone surrogate: text that neither UTF-8 nor PostgreSQL can store
 _UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 #: JSON bodies larger than this are left to the view (which answers 413)
@@ -109,15 +113,11 @@ def _finish(response: Response) -> Response:
     sessions.write_cookie(response)
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     if request.endpoint != "console.static":
         headers["Cache-Control"] = "no-store"
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", HSTS)
-    return response
+    return security_headers_hook(get_issuer_state().settings)(response)
 
 
 @bp.app_template_global("lc_user_can")
