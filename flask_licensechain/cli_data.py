@@ -104,11 +104,15 @@ def backup_command(as_json: bool, file: Path, method: str) -> None:
 @data_cli.command(
     "restore",
     help="Restore an encrypted backup FILE into this app's store and migrate it to this "
-    "code's schema. Refuses a damaged file or a newer schema. Stop the servers first.",
+    "code's schema, in one transaction (a failure changes nothing), touching only the "
+    "lc_* tables. Refuses a damaged file or a newer schema. Stop the servers first.",
 )
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--replace", is_flag=True, help="Drop the store's LicenseChain tables even if it has data."
+    "--replace",
+    is_flag=True,
+    help="Replace the store's LicenseChain tables even if it is in use (apps, licenses, "
+    "API keys, webhook endpoints, console users...).",
 )
 def restore_command(as_json: bool, file: Path, replace: bool) -> None:
     state, store = issuer()

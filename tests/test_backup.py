@@ -70,6 +70,16 @@ def start(tmp_path: Path, url: str, name: str) -> Issuer:
     return make_issuer(tmp_path / name, url, encryption_keys=KEYS, encryption_key=None)
 
 
+def start_empty(tmp_path: Path, url: str, name: str) -> Issuer:
+    """An issuer on a store as its first start leaves it (signing key, schema version): the
+    harness's admin key removed, since an API key puts a store in use and ``restore``
+    refuses it without ``--replace`` (tests/test_backup_restore_safety.py)."""
+    issuer = start(tmp_path, url, name)
+    with issuer.store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM lc_api_keys"))
+    return issuer
+
+
 def cli(issuer: Issuer, *args: str) -> Any:
     return issuer.app.test_cli_runner().invoke(args=["licensechain", *args, "--json"])
 
@@ -130,7 +140,7 @@ def test_round_trip_while_another_process_writes(tmp_path: Path, urls: tuple[str
     assert b"ann@example.test" not in file.read_bytes()
     close_issuer(source)
 
-    target = start(tmp_path, target_url, "target")
+    target = start_empty(tmp_path, target_url, "target")
     restored = cli_json(target, "restore", str(file))
     assert restored["method"] == expected and restored["migratedFrom"] is None
     close_issuer(target)
@@ -167,7 +177,7 @@ def test_logical_export_when_pg_dump_is_missing(
     assert result.exit_code == 1 and "pg_dump" in json.loads(result.stdout)["message"]
     close_issuer(source)
 
-    target = start(tmp_path, target_url, "target")
+    target = start_empty(tmp_path, target_url, "target")
     assert cli_json(target, "restore", str(file))["method"] == "logical"
     close_issuer(target)
     after = start(tmp_path, target_url, "after")
@@ -187,7 +197,7 @@ def _made_backup(tmp_path: Path) -> tuple[Issuer, Path]:
     file = tmp_path / "good.lcbackup"
     cli_json(source, "backup", str(file))
     close_issuer(source)
-    return start(tmp_path, f"sqlite:///{tmp_path / 'dst.db'}", "target"), file
+    return start_empty(tmp_path, f"sqlite:///{tmp_path / 'dst.db'}", "target"), file
 
 
 def test_a_damaged_file_is_refused_and_the_target_untouched(tmp_path: Path) -> None:
@@ -288,7 +298,7 @@ def test_an_older_schema_is_migrated(tmp_path: Path) -> None:
     old.dispose()
     assert info.revision == "0002"
 
-    target = start(tmp_path, f"sqlite:///{tmp_path / 'new.db'}", "target")
+    target = start_empty(tmp_path, f"sqlite:///{tmp_path / 'new.db'}", "target")
     restored = cli_json(target, "restore", str(file))
     assert restored["backupRevision"] == "0002" and restored["migratedFrom"] == "0002"
     assert restored["revision"] == migrate.head_revision()

@@ -4,13 +4,31 @@ Methods (``backup(..., method="auto")`` picks the first that applies):
 
 - ``sqlite-backup``: SQLite's online backup API (``sqlite3.Connection.backup``) copies the
   whole database file page by page from one read snapshot: consistent while the server
-  writes. Restored the same way, over the whole target file.
+  writes. Restore reads only the ``lc_*`` tables of that file (schema, rows, indexes,
+  triggers, AUTOINCREMENT counters) into the target: a host application's own tables in
+  the target file are left as they are, and its tables in the backup are not brought back.
 - ``pg_dump``: PostgreSQL's ``pg_dump --format=custom`` of the ``lc_*`` tables (one
-  repeatable-read snapshot, consistent while serving), restored with ``pg_restore
-  --single-transaction``. Used when ``pg_dump`` is on ``PATH``.
+  repeatable-read snapshot, consistent while serving). Restore has ``pg_restore`` turn the
+  archive into its SQL script without touching any database (an archive it cannot read is
+  refused there), then runs the script on the store's own connection, inside the restore's
+  transaction: ``pg_restore`` runs in another process, so letting it write to the database
+  would split the restore into two transactions (the old tables dropped in ours, the new
+  ones loaded in its), and a failing ``pg_restore`` would leave a store without tables.
+  Restoring into a scratch schema and swapping it in is not possible either: the archive
+  names its schema and ``pg_restore`` cannot rename it. Used when ``pg_dump`` is on
+  ``PATH``; restoring needs ``pg_restore``.
 - ``logical``: otherwise, every ``lc_*`` table read through SQLAlchemy in one snapshot, as
-  JSON; restored by migrating the empty target to the backup's revision and inserting the
-  rows (foreign-key order), all in one transaction.
+  JSON; restored by migrating the emptied target to the backup's revision and inserting the
+  rows (foreign-key order).
+
+Restore is one transaction whatever the method (``migrate.schema_transaction``: PostgreSQL
+and SQLite both have transactional DDL): the in-use check, dropping the target's ``lc_*``
+tables, loading the backup's, and migrating them to this code's head. A failure at any
+step (a row that does not load, a lost connection, a full disk) rolls it all back: the
+store is left as it was. It touches only the ``lc_*`` tables (the schema version,
+``lc_schema_version``, among them). Restoring brings the store back to the moment of the
+backup: whatever changed since is gone, including data erased since (a customer's
+erasure, say); redo such erasures after a restore.
 
 File format (version 1)::
 
@@ -27,9 +45,11 @@ revision does not decrypt. Restoring needs the key that was first when the backu
 keep retired keys offline as long as backups made under them may be restored.
 
 Restore checks, before it touches the target: the magic, the checksum (``BackupCorrupt``),
-that the revision is one this code knows (``BackupTooNew`` otherwise), the backend, and the
-decryption. Then it replaces the target's LicenseChain tables, and migrates an older
-revision up to this code's head.
+that the revision is one this code knows (``BackupTooNew`` otherwise), the backend, the
+decryption, and that the content is readable. Then, in its one transaction, it refuses a
+store in use (``tables_in_use``: any ``lc_*`` table with rows beyond what a first start
+writes) unless ``replace``, replaces the target's LicenseChain tables, and migrates an
+older revision up to this code's head.
 """
 
 from __future__ import annotations
@@ -40,11 +60,12 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -59,6 +80,7 @@ from ..core.sealing import Sealer, UnknownSealingKey
 from . import migrate
 from .database import Database
 from .migrate import TABLE_PREFIX, VERSION_TABLE, alembic_config
+from .schema import audit_events, audit_head, named_keys, revocation_counter, signing_keys
 
 MAGIC: Final = b"LCBACKUP1\n"
 FORMAT_VERSION: Final = 1
@@ -405,25 +427,63 @@ class RestoreResult:
     revision: str
 
 
+#: Tables whose rows the store writes for itself on its first start (``init``): the schema
+#: version, the first signing key, the audit chain's head, the revocation counter, and the
+#: named keys made on first use. Rows there alone do not put a store in use.
+_BOOKKEEPING: Final = frozenset(
+    {
+        VERSION_TABLE,
+        signing_keys.name,
+        audit_head.name,
+        revocation_counter.name,
+        named_keys.name,
+    }
+)
+#: The audit events of the signing keys made or imported at start (``services/signing_keys``).
+_START_UP_ACTIONS: Final = ("signing_key.create", "signing_key.rotate")
+
+#: Prepares a backup's content outside the target, then loads it into the restore's
+#: transaction (the connection of ``migrate.schema_transaction``).
+_Loader = Callable[[sa.Connection], None]
+
+
+def tables_in_use(conn: sa.Connection) -> list[str]:
+    """The LicenseChain tables (sorted names) holding rows other than bookkeeping
+    (``_BOOKKEEPING``; audit events other than the start-up's signing-key events).
+
+    A store is empty when this is ``[]``: what ``init`` leaves. Apps, licenses, API keys,
+    webhook endpoints, console users, analytics, a longer audit log: all count.
+    """
+    used: list[str] = []
+    names = (n for n in sa.inspect(conn).get_table_names() if n.startswith(TABLE_PREFIX))
+    for name in sorted(n for n in names if n not in _BOOKKEEPING):
+        query = sa.select(sa.literal(1)).select_from(sa.table(name))
+        if name == audit_events.name:
+            query = query.where(sa.column("action").not_in(_START_UP_ACTIONS))
+        if conn.execute(query.limit(1)).first() is not None:
+            used.append(name)
+    return used
+
+
 def store_holds_data(db: Database) -> bool:
-    """Whether the store holds an app or a license (restore refuses to replace it unasked)."""
+    """Whether the store is in use (``tables_in_use``): ``restore`` refuses to replace it
+    unless asked (``--replace``). Raises ``Unavailable``."""
     with db.read() as conn:
-        names = set(sa.inspect(conn).get_table_names())
-        for name in ("lc_apps", "lc_licenses"):
-            if name in names:
-                table = sa.table(name)
-                if conn.execute(sa.select(sa.literal(1)).select_from(table).limit(1)).first():
-                    return True
-    return False
+        return bool(tables_in_use(conn))
 
 
 def restore(db: Database, sealer: Sealer, path: Path, *, replace: bool = False) -> RestoreResult:
     """Restore the backup at ``path`` into the store, then migrate it to this code's head.
 
-    Every check (checksum, revision, backend, decryption) passes before the target is
-    touched. The target must hold no app or license unless ``replace``.
+    Every check (checksum, revision, backend, decryption, the dump readable) passes before
+    the target is touched. Then one transaction (``migrate.schema_transaction``) refuses a
+    store in use unless ``replace`` (``tables_in_use``), drops the LicenseChain tables, loads
+    the backup's and migrates them: a failure anywhere rolls it all back. Only ``lc_*``
+    tables are touched; the host application's own tables are left as they are.
 
-    :raises BackupCorrupt, BackupTooNew, BackupError: refused; the target is unchanged.
+    :raises BackupCorrupt, BackupTooNew, BackupError: refused or failed; the target is
+        unchanged.
+    :raises InvalidRequest: the store is in use and ``replace`` is false; unchanged.
     :raises Unavailable: the store is down.
     """
     try:
@@ -438,61 +498,151 @@ def restore(db: Database, sealer: Sealer, path: Path, *, replace: bool = False) 
         )
     if info.method == "logical" and info.backend != backend:
         raise BackupError(f"a {info.backend} backup cannot be restored into {backend}")
-    if not replace and store_holds_data(db):
-        raise InvalidRequest(
-            "the target store holds apps or licenses: restore goes into an empty store "
-            "(pass --replace to drop its LicenseChain tables first)"
-        )
-    if info.method == "sqlite-backup":
-        _sqlite_restore(db, payload)
-    elif info.method == "pg_dump":
-        _pg_restore(db, payload)
-    else:
-        _logical_restore(db, payload, info.revision)
-    before, after = migrate.upgrade(db)
+    with _loader(db, info, payload) as load, migrate.schema_transaction(db) as conn:
+        used = [] if replace else tables_in_use(conn)
+        if used:
+            raise InvalidRequest(
+                f"the target store is in use (rows in {', '.join(used)}): restore goes into "
+                "an empty store (pass --replace to replace its LicenseChain tables)"
+            )
+        _drop_lc_tables(conn)
+        load(conn)
+        before, after = migrate.upgrade_on(conn, db)
     migrated = before.revision if before.revision != after.revision else None
     return RestoreResult(info=info, migrated_from=migrated, revision=str(after.revision))
 
 
-def _sqlite_restore(db: Database, payload: bytes) -> None:
-    with _private_tempdir() as where:
-        source_path = where / "restore.db"
-        source_path.write_bytes(payload)
-        source = sqlite3.connect(source_path)
-        try:
-            _sqlite_revision(source)  # a LicenseChain database, not any file
-            with db.engine.connect() as conn:
-                source.backup(_raw_sqlite(conn))
-        except sqlite3.DatabaseError as exc:
-            raise BackupCorrupt(f"the backup's SQLite database is unreadable: {exc}") from None
-        finally:
-            source.close()
-    db.engine.dispose()  # pooled connections reopen on the restored file
+@contextlib.contextmanager
+def _loader(db: Database, info: BackupInfo, payload: bytes) -> Iterator[_Loader]:
+    """Read and check the backup's content without the target; yield what loads it."""
+    if info.method == "sqlite-backup":
+        with _private_tempdir() as where:
+            source_path = where / "restore.db"
+            source_path.write_bytes(payload)
+            source = sqlite3.connect(source_path)
+            try:
+                try:
+                    _sqlite_revision(source)  # a LicenseChain database, not any file
+                except sqlite3.DatabaseError as exc:
+                    raise BackupCorrupt(
+                        f"the backup's SQLite database is unreadable: {exc}"
+                    ) from None
+                yield lambda conn: _sqlite_load(conn, source)
+            finally:
+                source.close()
+    elif info.method == "pg_dump":
+        script = _pg_script(payload)
+        yield lambda conn: _pg_load(conn, script)
+    else:
+        tables = _logical_tables(payload)
+        yield lambda conn: _logical_load(conn, db, tables, info.revision)
 
 
 def _drop_lc_tables(conn: sa.Connection) -> None:
     _lc_tables(conn).drop_all(conn)
+    if conn.dialect.name == "postgresql":  # a sequence no table owns (serials go with theirs)
+        for name in sa.inspect(conn).get_sequence_names():
+            if name.startswith(TABLE_PREFIX):
+                conn.execute(sa.schema.DropSequence(sa.Sequence(name)))
 
 
-def _pg_restore(db: Database, payload: bytes) -> None:
-    url, env = _libpq(db)
-    with db.write() as conn:
-        _drop_lc_tables(conn)
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sqlite_load(conn: sa.Connection, source: sqlite3.Connection) -> None:
+    """Copy the ``lc_*`` tables (their rows, indexes, triggers, AUTOINCREMENT counters) of
+    the backup's database file into the target, inside ``conn``'s transaction. The rest of
+    the file (a host application's tables when it was backed up) is not read."""
+    target = _raw_sqlite(conn)
+    try:
+        objects = source.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+            "AND type IN ('table', 'index', 'trigger') "
+            "ORDER BY type = 'trigger', type = 'index', rowid"
+        ).fetchall()
+        ours = [row for row in objects if str(row[2]).startswith(TABLE_PREFIX)]
+        for _, _, _, sql in ours:
+            target.execute(sql)
+        for kind, name, _, _ in ours:
+            if kind != "table":
+                continue
+            rows = source.execute(f"SELECT * FROM {_quoted(name)}")  # noqa: S608
+            columns = ", ".join(_quoted(c[0]) for c in rows.description)
+            marks = ", ".join("?" for _ in rows.description)
+            insert = f"INSERT INTO {_quoted(name)} ({columns}) VALUES ({marks})"  # noqa: S608
+            target.executemany(insert, rows)
+        has_sequence = source.execute(
+            "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'"
+        ).fetchone()
+        if has_sequence:
+            counters = source.execute("SELECT name, seq FROM sqlite_sequence").fetchall()
+            for name, seq in counters:
+                if str(name).startswith(TABLE_PREFIX):
+                    target.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+                    target.execute(
+                        "INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, seq)
+                    )
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"the restore failed, nothing was changed: {exc}") from None
+
+
+def _pg_script(payload: bytes) -> bytes:
+    """The ``pg_dump`` archive as the SQL script ``pg_restore`` makes of it (no database
+    connection): an archive ``pg_restore`` cannot read is refused before the target is
+    touched."""
     with _private_tempdir() as where:
         dump = where / "restore.dump"
         dump.write_bytes(payload)
-        _run(
-            [
-                "pg_restore",
-                "--no-owner",
-                "--no-privileges",
-                "--single-transaction",
-                "--exit-on-error",
-                f"--dbname={url}",
-                str(dump),
-            ],
-            env,
+        return _run(
+            ["pg_restore", "--no-owner", "--no-privileges", "--file=-", str(dump)],
+            dict(os.environ),
         )
+
+
+#: A ``COPY ... FROM stdin;`` line of a ``pg_restore`` script; its rows follow, up to ``\.``.
+_COPY_LINE: Final = re.compile(rb"^COPY [^\n]+ FROM stdin;$")
+#: ``psql`` meta-commands ``pg_restore`` writes around a script (CVE-2025-8714): no-ops here.
+_META_LINES: Final = (b"\\restrict ", b"\\unrestrict ")
+
+
+def _pg_load(conn: sa.Connection, script: bytes) -> None:
+    """Run a ``pg_restore`` script in ``conn``'s transaction (psycopg: the statements
+    between ``COPY`` blocks in one simple query, each ``COPY``'s rows through
+    ``Cursor.copy``), then ``RESET ALL``: the script's ``SET``s (``search_path`` emptied...)
+    must not outlive it on this connection, nor reach the migration that follows.
+
+    :raises BackupCorrupt: a ``COPY`` block without its end, or a ``psql`` meta-command
+        this does not know.
+    """
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    lines = iter(script.split(b"\n"))
+    pending: list[bytes] = []
+    with driver.cursor() as cursor:
+
+        def flush() -> None:
+            if any(line.strip() and not line.startswith(b"--") for line in pending):
+                cursor.execute(b"\n".join(pending))
+            pending.clear()
+
+        for line in lines:
+            if _COPY_LINE.match(line):
+                flush()
+                with cursor.copy(line) as copy:
+                    for row in lines:
+                        if row == b"\\.":
+                            break
+                        copy.write(row + b"\n")
+                    else:
+                        raise BackupCorrupt("the backup's dump ends inside a table's rows")
+            elif line.startswith(b"\\"):
+                if not line.startswith(_META_LINES):
+                    raise BackupCorrupt("the backup's dump holds a command restore does not run")
+            else:
+                pending.append(line)
+        flush()
+        cursor.execute("RESET ALL")
 
 
 def _decode(value: Any, column: sa.Column[Any]) -> Any:
@@ -505,31 +655,34 @@ def _decode(value: Any, column: sa.Column[Any]) -> Any:
     return value
 
 
-def _logical_restore(db: Database, payload: bytes, revision: str) -> None:
+def _logical_tables(payload: bytes) -> dict[str, Any]:
     try:
         tables: dict[str, Any] = json.loads(payload)["tables"]
     except (ValueError, KeyError, TypeError) as exc:
         raise BackupCorrupt(f"the backup's payload is unreadable: {exc}") from None
-    with db.write() as conn:
-        _drop_lc_tables(conn)
-    migrate.upgrade(db, revision)
-    with db.write() as conn:
-        target = _lc_tables(conn)
-        for table in target.sorted_tables:
-            if table.name == VERSION_TABLE or table.name not in tables:
-                continue
-            conn.execute(sa.delete(table))  # what migrating an empty store put there
-            columns = tables[table.name]["columns"]
-            rows = [
-                {name: _decode(v, table.c[name]) for name, v in zip(columns, row, strict=True)}
-                for row in tables[table.name]["rows"]
-            ]
-            if rows:
-                conn.execute(sa.insert(table), rows)
-            if not db.is_sqlite:
-                for column in table.primary_key.columns:
-                    if isinstance(column.type, sa.Integer):
-                        _advance_sequence(conn, table, column)
+    return tables
+
+
+def _logical_load(conn: sa.Connection, db: Database, tables: dict[str, Any], revision: str) -> None:
+    """Migrate the emptied target to the backup's ``revision`` and insert its rows
+    (foreign-key order), in ``conn``'s transaction."""
+    migrate.upgrade_on(conn, db, revision)
+    target = _lc_tables(conn)
+    for table in target.sorted_tables:
+        if table.name == VERSION_TABLE or table.name not in tables:
+            continue
+        conn.execute(sa.delete(table))  # what migrating an empty store put there
+        columns = tables[table.name]["columns"]
+        rows = [
+            {name: _decode(v, table.c[name]) for name, v in zip(columns, row, strict=True)}
+            for row in tables[table.name]["rows"]
+        ]
+        if rows:
+            conn.execute(sa.insert(table), rows)
+        if not db.is_sqlite:
+            for column in table.primary_key.columns:
+                if isinstance(column.type, sa.Integer):
+                    _advance_sequence(conn, table, column)
 
 
 def _advance_sequence(conn: sa.Connection, table: sa.Table, column: sa.Column[Any]) -> None:
@@ -557,4 +710,5 @@ __all__ = [
     "restore",
     "seal_backup",
     "store_holds_data",
+    "tables_in_use",
 ]

@@ -136,17 +136,34 @@ def upgrade(db: Database, revision: str = "head") -> tuple[SchemaStatus, SchemaS
     Returns the status before and after. Raises ``SchemaVersionError`` when the store is newer
     than this code, ``ValueError`` for an unknown ``revision``, ``Unavailable``.
     """
+    with schema_transaction(db) as conn:
+        return upgrade_on(conn, db, revision)
+
+
+@contextmanager
+def schema_transaction(db: Database) -> Iterator[sa.Connection]:
+    """The transaction migrations run in (``Database.schema_change`` behind the migration
+    lock), for a caller that changes the schema and migrates it in one go (``restore``):
+    pass the connection to ``upgrade_on``. Raises ``Unavailable``."""
     with db.schema_change(_MIGRATION_LOCK) as conn:
-        before = _status(conn)
-        if before.state == "newer":
-            raise SchemaVersionError(_refusal(before), before, db)
-        config = alembic_config(conn)
-        target = _resolve(revision)
-        if before.state == "legacy":
-            command.stamp(config, LEGACY_REVISION)
-        with _bad_target(revision):
-            command.upgrade(config, target)
-        return before, _status(conn)
+        yield conn
+
+
+def upgrade_on(
+    conn: sa.Connection, db: Database, revision: str = "head"
+) -> tuple[SchemaStatus, SchemaStatus]:
+    """``upgrade`` inside ``schema_transaction(db)``'s connection ``conn`` (nothing commits
+    here). Same returns and errors as ``upgrade``."""
+    before = _status(conn)
+    if before.state == "newer":
+        raise SchemaVersionError(_refusal(before), before, db)
+    config = alembic_config(conn)
+    target = _resolve(revision)
+    if before.state == "legacy":
+        command.stamp(config, LEGACY_REVISION)
+    with _bad_target(revision):
+        command.upgrade(config, target)
+    return before, _status(conn)
 
 
 def downgrade(db: Database, revision: str) -> tuple[SchemaStatus, SchemaStatus]:
@@ -278,6 +295,8 @@ __all__ = [
     "head_revision",
     "owns_table",
     "prepare",
+    "schema_transaction",
     "status",
     "upgrade",
+    "upgrade_on",
 ]

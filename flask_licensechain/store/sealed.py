@@ -13,7 +13,11 @@ The column may be binary (``LargeBinary``: the sealed text is stored as ASCII by
   to start when one of them is not configured (``issuer.check_sealed_key_ids``).
 - ``reseal_all(db, sealer)``: every value not sealed under the first key, re-sealed under it,
   in one transaction (``flask licensechain rotate-encryption-key``). A run that dies midway
-  commits nothing, so every value stays readable with the keys it had.
+  commits nothing, so every value stays readable with the keys it had. The servers keep
+  serving meanwhile, and a value they write during the run (a webhook secret rotated, a TOTP
+  secret enrolled) is never reverted: each value is swapped compare-and-swap, only while the
+  column still holds what the run read, else read again (``_reseal_row``). On SQLite the run
+  holds the write lock from its first read (``BEGIN IMMEDIATE``): nothing writes meanwhile.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from ..core.errors import Conflict
 from ..core.sealing import Sealer, sealed_key_id
 from .database import Database
 
 #: Advisory lock id of a re-sealing run (any constant shared by all processes).
 _RESEAL_LOCK: Final = 0x4C430015
+#: Compare-and-swap attempts per value before a run gives up (``_reseal_row``).
+_CAS_ATTEMPTS: Final = 5
 
 Progress = Callable[[str, int, int], None]
 
@@ -111,37 +118,64 @@ class ResealReport:
         return sum(self.resealed.values())
 
 
+def _reseal_row(conn: sa.Connection, sealer: Sealer, entry: SealedColumn, row: Any) -> int:
+    """Re-seal ``row``'s value, compare-and-swap: the UPDATE applies only while the column
+    still holds the value read. A value changed meanwhile (a webhook secret rotated through
+    the API) is read again and re-sealed only if it still needs it, so a newer value is never
+    overwritten with a re-sealed older one. Returns 1 when a value was re-sealed, else 0.
+
+    :raises Conflict: the value changed under every one of ``_CAS_ATTEMPTS`` attempts.
+    """
+    table, col = entry.table, entry.table.c[entry.column]
+    match = sa.and_(*(c == getattr(row, c.name) for c in table.primary_key.columns))
+    for _ in range(_CAS_ATTEMPTS):
+        old = getattr(row, entry.column)
+        if old is None or not sealer.needs_reseal(old):
+            return 0
+        context = entry.context(row)
+        text = sealer.seal(sealer.unseal(old, context=context), context=context)
+        new: str | bytes = text.encode("ascii") if entry.binary else text
+        swapped = conn.execute(
+            sa.update(table).where(match, col == old).values({entry.column: new})
+        ).rowcount
+        if swapped:
+            return 1
+        # READ COMMITTED (PostgreSQL): this sees the value committed meanwhile.
+        row = conn.execute(sa.select(table).where(match)).one_or_none()
+        if row is None:  # deleted meanwhile: nothing left to re-seal
+            return 0
+    raise Conflict(f"a value of {entry.where} kept changing while it was re-sealed: run again")
+
+
 def reseal_all(db: Database, sealer: Sealer, *, progress: Progress | None = None) -> ResealReport:
     """Re-seal every stored value under ``sealer``'s first key, in one transaction.
 
     ``progress(where, done, total)`` is called before the first value of each column and
     after every 500 values (the CLI prints it). Concurrent runs queue behind one another.
+    A value changed by another transaction meanwhile is kept (compare-and-swap,
+    ``_reseal_row``); it is counted only if this run re-sealed it.
 
     :raises UnknownSealingKey: a value names a key the ring lacks (nothing is changed).
     :raises KeyMaterialError: a value does not authenticate (nothing is changed).
+    :raises Conflict: a value kept changing under the run (nothing is changed).
     :raises Unavailable: the store is down.
     """
     resealed: dict[str, int] = {}
     with db.write() as conn:
         db.serialize(conn, _RESEAL_LOCK)
         for entry in _present(conn):
-            table, col = entry.table, entry.table.c[entry.column]
-            pk = list(table.primary_key.columns)
-            rows = conn.execute(sa.select(table).where(col.is_not(None))).all()
+            col = entry.table.c[entry.column]
+            rows = conn.execute(sa.select(entry.table).where(col.is_not(None))).all()
             stale = [row for row in rows if sealer.needs_reseal(getattr(row, entry.column))]
             total = len(stale)
             if progress is not None:
                 progress(entry.where, 0, total)
+            count = 0
             for done, row in enumerate(stale, start=1):
-                old = getattr(row, entry.column)
-                context = entry.context(row)
-                text = sealer.seal(sealer.unseal(old, context=context), context=context)
-                new: str | bytes = text.encode("ascii") if entry.binary else text
-                match = sa.and_(*(c == getattr(row, c.name) for c in pk))
-                conn.execute(sa.update(table).where(match).values({entry.column: new}))
+                count += _reseal_row(conn, sealer, entry, row)
                 if progress is not None and (done % 500 == 0 or done == total):
                     progress(entry.where, done, total)
-            resealed[entry.where] = total
+            resealed[entry.where] = count
     in_use = key_ids_in_use(db)
     removable = tuple(k for k in sealer.key_ids[1:] if k not in in_use)
     return ResealReport(resealed=resealed, key_id=sealer.primary_key_id, removable=removable)
