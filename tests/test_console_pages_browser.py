@@ -178,6 +178,13 @@ def test_the_other_pages(world: World, owner_driver: WebDriver) -> None:
     link = driver.find_element(By.ID, "setup-link").get_attribute("value") or ""
     assert link.startswith(f"{base}/console/setup/")
     shot(driver, "pages-10-users")
+    # a customer without licenses: the erasure runs (second factor still recent) and says so
+    driver.get(f"{base}/console/customers")
+    fill(driver, "erase-email", "nobody.here@example.test")
+    fill(driver, "erase-confirm", "Nobody.Here@example.test")
+    click_and_wait(driver, "main form button.danger, main form input.danger")
+    assert "Erased: 0 license(s)" in flash_text(driver)
+    shot(driver, "pages-12-customers")
     driver.get(f"{base}/console/overview")
     shot(driver, "pages-01-overview")  # again, now with figures and events
 

@@ -5,6 +5,7 @@ app limits, CSRF and escaping."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _license(app: Flask, email: str = ANN, app_name: str = "Shop") -> LicenseRec
 
 
 def _erase(client: object, email: str, confirm: str | None = None) -> object:
-    form = {"email": email, "confirm": email if confirm is None else confirm}
+    form = {"erase-email": email, "erase-confirm": email if confirm is None else confirm}
     return post_form(client, f"{PAGE}/erase", form, page=PAGE)  # type: ignore[arg-type]
 
 
@@ -41,7 +42,7 @@ def test_an_owner_downloads_the_export(app: Flask) -> None:
     lic = _license(app)
     client, _ = signed_in_client(app, "owner")
     assert client.get(PAGE).status_code == 200
-    response = post_form(client, f"{PAGE}/export", {"email": ANN.upper()}, page=PAGE)
+    response = post_form(client, f"{PAGE}/export", {"export-email": ANN.upper()}, page=PAGE)
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     assert "attachment" in response.headers["Content-Disposition"]
@@ -87,8 +88,8 @@ def test_roles_without_the_scope_are_refused(app: Flask, role: str) -> None:
     client, _ = signed_in_client(app, role)
     assert client.get(PAGE).status_code == 403
     page = "/console/account"
-    assert post_form(client, f"{PAGE}/export", {"email": ANN}, page=page).status_code == 403
-    form = {"email": ANN, "confirm": ANN}
+    assert post_form(client, f"{PAGE}/export", {"export-email": ANN}, page=page).status_code == 403
+    form = {"erase-email": ANN, "erase-confirm": ANN}
     assert post_form(client, f"{PAGE}/erase", form, page=page).status_code == 403
     assert get_issuer_state(app).store.licenses.get(lic.id).issued_email == ANN  # type: ignore[union-attr]
     assert PAGE not in client.get(page).get_data(as_text=True)  # no link either
@@ -98,7 +99,7 @@ def test_an_app_limited_user_erases_in_its_apps_only(app: Flask) -> None:
     mine = _license(app, app_name="Mine")
     theirs = _license(app, app_name="Theirs")
     client, _ = signed_in_client(app, "admin", app_ids=(mine.app_id,))
-    exported = post_form(client, f"{PAGE}/export", {"email": ANN}, page=PAGE)
+    exported = post_form(client, f"{PAGE}/export", {"export-email": ANN}, page=PAGE)
     ids = [item["id"] for item in json.loads(exported.get_data(as_text=True))["licenses"]]
     assert ids == [mine.id]
     assert _erase(client, ANN).status_code == 303  # type: ignore[attr-defined]
@@ -110,16 +111,27 @@ def test_an_app_limited_user_erases_in_its_apps_only(app: Flask) -> None:
 def test_without_a_csrf_token_nothing_happens(app: Flask) -> None:
     lic = _license(app)
     client, _ = signed_in_client(app, "owner")
-    response = client.post(f"{PAGE}/erase", data={"email": ANN, "confirm": ANN})
+    response = client.post(f"{PAGE}/erase", data={"erase-email": ANN, "erase-confirm": ANN})
     assert response.status_code in (400, 403)
     assert get_issuer_state(app).store.licenses.get(lic.id).issued_email == ANN  # type: ignore[union-attr]
 
 
+def test_every_control_has_its_own_id_and_label(app: Flask) -> None:
+    client, _ = signed_in_client(app, "owner")
+    html = client.get(PAGE).get_data(as_text=True)
+    ids = re.findall(r'<input[^>]* id="([^"]+)"', html)
+    assert len(ids) == len(set(ids)) and {"export-email", "erase-email", "erase-confirm"} <= set(
+        ids
+    )
+    for control in ("export-email", "erase-email", "erase-confirm"):
+        assert f'<label for="{control}">' in html
+
+
 def test_bad_input_is_escaped_and_refused(app: Flask) -> None:
     client, _ = signed_in_client(app, "owner")
-    response = post_form(client, f"{PAGE}/export", {"email": XSS}, page=PAGE)
+    response = post_form(client, f"{PAGE}/export", {"export-email": XSS}, page=PAGE)
     html = response.get_data(as_text=True)
     assert response.status_code == 400 and "<script>alert" not in html
     assert "&lt;script&gt;" in html and "must be one e-mail address" in html
-    blank = post_form(client, f"{PAGE}/export", {"email": "ann"}, page=PAGE)
+    blank = post_form(client, f"{PAGE}/export", {"export-email": "ann"}, page=PAGE)
     assert blank.status_code == 400

@@ -25,6 +25,9 @@ from .forms import CustomerEraseForm, CustomerExportForm
 
 #: the navigation link: (label, endpoint, scope)
 NAV: Final = ("Customers", "console.customers", "customers:read")
+#: the two forms' field prefixes: one page, no two controls with the same id
+_EXPORT: Final = "export"
+_ERASE: Final = "erase"
 
 
 def _reach() -> Reach:
@@ -40,8 +43,8 @@ def _page(
     return (
         render_template(
             "console/pages/customers.html",
-            export_form=export or CustomerExportForm(formdata=None),
-            erase_form=erase or CustomerEraseForm(formdata=None),
+            export_form=export or CustomerExportForm(formdata=None, prefix=_EXPORT),
+            erase_form=erase or CustomerEraseForm(formdata=None, prefix=_ERASE),
         ),
         status,
     )
@@ -56,7 +59,7 @@ def customers() -> Any:
 @bp.post("/customers/export")
 @requires_scope("customers:read")
 def export_customer() -> Any:
-    form = CustomerExportForm()
+    form = CustomerExportForm(prefix=_EXPORT)
     if not form.validate_on_submit():
         return _page(400, export=form)
     with service_call() as outcome:
@@ -79,7 +82,7 @@ def export_customer() -> Any:
 @requires_scope("customers:erase")
 @requires_recent_mfa
 def erase_customer() -> Any:
-    form = CustomerEraseForm()
+    form = CustomerEraseForm(prefix=_ERASE)
     if not form.validate_on_submit():
         return _page(400, erase=form)
     if fold(form.email.data or "") != fold(form.confirm.data or ""):
