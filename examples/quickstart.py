@@ -73,6 +73,13 @@ def create_app() -> Flask:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     default_issuer = f"http://{shown}:{os.environ.get('PORT', '5000')}/v1"
     app.config.setdefault(PREFIX + "ISSUER", default_issuer)
+    # With the extras installed, the API docs and the console are on (unless the environment
+    # says otherwise), here rather than in main(): `flask --app examples/quickstart.py ...`
+    # then loads the same app as `python examples/quickstart.py`.
+    if bundle_dir() is not None:
+        app.config.setdefault(PREFIX + "API_DOCS", True)
+    if console_installed():
+        app.config.setdefault(PREFIX + "CONSOLE", True)
     if str(app.config.get(PREFIX + "CONSOLE", "")).lower() in ("1", "true", "yes", "on"):
         app.secret_key = app.config.get("SECRET_KEY") or _secret_key(Path(app.instance_path))
     LicenseChain(app)
@@ -308,10 +315,6 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ["HOST"], os.environ["PORT"] = args.host, str(args.port)
-    if bundle_dir() is not None:  # the docs extra is installed: browse the API at /v1/docs
-        os.environ.setdefault(PREFIX + "API_DOCS", "true")
-    if console_installed():  # the console extra is installed: serve the admin console
-        os.environ.setdefault(PREFIX + "CONSOLE", "true")
 
     try:
         app = create_app()

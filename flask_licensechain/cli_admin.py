@@ -27,20 +27,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from . import field_limits as limits
-from .command import CommandFailure, LicenseChainGroup, cli_actor, emit, issuer
+from .command import CLI, CommandFailure, LicenseChainGroup, cli_actor, emit, find_app, issuer
 from .core.contract import LICENSE_STATUSES
 from .core.errors import NotFound
 from .serialize import app_json, iso, license_json, parse_timestamp
 from .services import licenses as service
 from .state import IssuerState
-from .store import AppRecord, LicenseRecord
-
-CLI: Final = "flask licensechain"
+from .store import LicenseRecord
 
 apps_cli = LicenseChainGroup("apps", help="List and show apps.")
 licenses_cli = LicenseChainGroup(
@@ -71,15 +69,6 @@ def _limit(default: int) -> Callable[[F], F]:
 
 
 # -- lookups with errors that say how to find the thing ---------------------------------
-
-
-def _app(state: IssuerState, app_id: str) -> AppRecord:
-    app = state.store.apps.get(app_id)
-    if app is None:
-        raise CommandFailure(
-            "not_found", f"App {app_id} not found; `{CLI} apps list` shows the apps."
-        )
-    return app
 
 
 def _license(state: IssuerState, ref: str) -> LicenseRecord:
@@ -156,7 +145,7 @@ def apps_list(as_json: bool, page: int, limit: int) -> None:
 @click.argument("app_id")
 def apps_show(as_json: bool, app_id: str) -> None:
     state, _ = issuer()
-    data = app_json(_app(state, app_id))
+    data = app_json(find_app(state, app_id))
     human = "\n".join(f"{name:<18}{_text(value)}" for name, value in data.items())
     emit(as_json, data, human)
 
@@ -185,7 +174,7 @@ def licenses_list(
 ) -> None:
     state, store = issuer()
     if app_id is not None:
-        _app(state, app_id)
+        find_app(state, app_id)
     now = datetime.now(UTC)
     records, total = store.licenses.list(
         app_id=app_id,

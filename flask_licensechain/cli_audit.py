@@ -41,7 +41,13 @@ def verify(ctx: click.Context, as_json: bool) -> None:
         emit(as_json, result.as_json(), human + ".")
         return
     where = f"event {broken.seq}" + (f" (id {broken.id})" if broken.id is not None else "")
-    human = f"Audit chain BROKEN at {where}: {broken.breach}: {broken.detail}."
+    if broken.breach == "unknown_key":  # a key taken out of the ring, not an attack
+        human = (
+            f"Audit chain cannot be checked from {where}: {broken.detail}. Configure that "
+            "encryption key again (it stays until `audit prune` has removed its events)."
+        )
+    else:
+        human = f"Audit chain BROKEN at {where}: {broken.breach}: {broken.detail}."
     if as_json:
         emit(True, result.as_json(), human)
     else:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import click
 
-from .command import CommandFailure, LicenseChainGroup, cli_actor, dumps, emit, issuer
-from .core.errors import NotFound
+from .command import CommandFailure, LicenseChainGroup, cli_actor, dumps, emit, find_app, issuer
 from .maintenance import run_maintenance
 from .serialize import iso
 from .services.customers import erase_customer, export_customer
@@ -179,12 +178,10 @@ data_cli.add_command(customers_cli)
 
 
 def _reach(state: IssuerState, app_id: str | None) -> Reach:
-    """The whole store, or the one app ``--app-id`` names (``NotFound`` when unknown)."""
+    """The whole store, or the one app ``--app-id`` names (``find_app``)."""
     if app_id is None:
         return WHOLE_STORE
-    if state.store.apps.get(app_id) is None:
-        raise NotFound("App not found.")
-    return Reach((app_id,), store_wide=False)
+    return Reach((find_app(state, app_id).id,), store_wide=False)
 
 
 @customers_cli.command(
@@ -200,8 +197,9 @@ def customers_export(as_json: bool, email: str, app_id: str | None) -> None:
 
 @customers_cli.command(
     "erase",
-    help="Erase the customer's personal data (e-mail, name, IPs, user agents, personal "
-    "metadata keys); license facts are kept. Cannot be undone.",
+    help="Erase the customer's personal data (e-mail, name, IPs, user agents, hardware ids, "
+    "the metadata keys of LICENSECHAIN_PERSONAL_METADATA_KEYS, the same in audit events and "
+    "webhook payloads); license facts are kept. Cannot be undone.",
 )
 @click.option("--email", required=True, help="The e-mail the licenses were issued to.")
 @click.option("--app-id", default=None, help="Only the licenses of this app.")
@@ -215,8 +213,9 @@ def customers_erase(as_json: bool, email: str, app_id: str | None, confirmed: bo
         as_json,
         result,
         f"Erased: {result['licenses']} license(s) now carry the pseudonym "
-        f"{result['pseudonym']}; {result['personalRows']} IP/user-agent row(s) and "
-        f"{result['auditEvents']} audit event(s) cleaned.",
+        f"{result['pseudonym']}; {result['devices']} hardware id(s) pseudonymised; "
+        f"{result['personalRows']} IP/user-agent row(s), {result['auditEvents']} audit "
+        f"event(s) and {result['webhookDeliveries']} webhook delivery(ies) cleaned.",
     )
 
 

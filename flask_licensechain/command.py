@@ -24,7 +24,7 @@ from flask.cli import AppGroup
 
 from .core.errors import LicenseChainError
 from .state import IssuerState, get_issuer_state
-from .store import Actor, Store
+from .store import Actor, AppRecord, Store
 
 log = logging.getLogger("licensechain.cli")
 
@@ -171,3 +171,17 @@ def cli_actor() -> Actor:
     except (KeyError, OSError):  # no passwd entry and no $USER (some containers)
         user = "unknown"
     return Actor(kind="cli", id=user, name=AUDIT_ACTOR)
+
+
+#: how the commands name themselves in messages
+CLI = "flask licensechain"
+
+
+def find_app(state: IssuerState, app_id: str) -> AppRecord:
+    """The app ``app_id``; ``CommandFailure`` (``not_found``) saying how to list the apps."""
+    app = state.store.apps.get(app_id)
+    if app is None:
+        raise CommandFailure(
+            "not_found", f"App {app_id} not found; `{CLI} apps list` shows the apps."
+        )
+    return app

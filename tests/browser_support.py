@@ -188,10 +188,18 @@ return Array.from(document.querySelectorAll('input, select, textarea'))
 """
 
 
+#: ids that more than one element of the page carries (a label then names the wrong control)
+_DUPLICATE_IDS = """
+const ids = Array.from(document.querySelectorAll('[id]')).map(e => e.id);
+return ids.filter((id, i) => ids.indexOf(id) !== i);
+"""
+
+
 def page_problems(driver: WebDriver) -> list[str]:
-    """Unlabelled controls, and Content-Security-Policy refusals logged since the last
-    call (an inline script or style that slipped in)."""
+    """Unlabelled controls, ids used twice, and Content-Security-Policy refusals logged
+    since the last call (an inline script or style that slipped in)."""
     problems = [f"unlabelled: {name}" for name in driver.execute_script(_UNLABELLED_CONTROLS)]
+    problems += [f"duplicate id: {name}" for name in driver.execute_script(_DUPLICATE_IDS)]
     for entry in driver.get_log("browser"):
         if "Content Security Policy" in entry["message"]:
             problems.append(entry["message"])

@@ -379,3 +379,25 @@ def test_console_actor_for_the_service_layer(app: Flask) -> None:
         "id": person.user.id,
         "ip": "127.0.0.1",
     }
+
+
+@pytest.mark.parametrize(
+    "path", ["/console/nonexistent", "/console/api-keys/nope", "/console/signing-keys/rotate"]
+)
+def test_an_unknown_console_url_is_an_html_page(app: Flask, path: str) -> None:
+    """Under the console, a path or method no route takes answers the console's HTML error
+    page (with its headers), not the API's JSON body; the API keeps its JSON."""
+    client, _ = signed_in_client(app, "owner")
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    api = client.get("/v1/nonexistent")
+    assert api.status_code == 404 and api.mimetype == "application/json"
+
+
+def test_the_sign_in_redirect_keeps_the_page_without_a_stray_question_mark(app: Flask) -> None:
+    plain = app.test_client().get("/console/overview")
+    assert plain.headers["Location"].endswith("next=/console/overview")
+    query = app.test_client().get("/console/licenses?q=ann")
+    assert "next=/console/licenses?q%3Dann" in query.headers["Location"]

@@ -112,3 +112,22 @@ def test_old_personal_columns_are_reduced_and_the_chain_still_verifies(issuer: I
     again = run_maintenance(issuer.state, now=cutoff + timedelta(days=90))
     assert set(again.retention.values()) == {0}, again.retention
     assert issuer.store.audit.verify().ok
+
+
+def test_the_console_tables_are_reached_without_the_console() -> None:
+    """A process that never imports the console (the CLI of an app without it) still
+    reduces and erases the console tables' IPs and e-mails: they are the store's tables."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; import flask_licensechain.store.customers;"
+        "import flask_licensechain.store.retention as r;"
+        "assert 'flask_licensechain.console' not in sys.modules, 'console imported';"
+        "print(sorted(e.table.name for e in r.RETAINED))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "lc_console_login_failures" in found and "lc_console_sessions" in found
+    assert "lc_api_keys" in found and "lc_audit_events" in found

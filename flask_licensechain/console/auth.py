@@ -112,8 +112,14 @@ def _login_redirect() -> Any:
         return redirect(url_for("console.enrol"))
     if found is not None:
         return redirect(url_for("console.login_mfa"))
-    target = request.full_path if request.method == "GET" else None
+    target = _here() if request.method == "GET" else None
     return redirect(url_for("console.login", next=safe_next(target)))
+
+
+def _here() -> str:
+    """The request's path and query (Werkzeug's ``full_path`` ends in ``?`` without one)."""
+    query = request.query_string.decode("latin-1")
+    return request.path + ("?" + query if query else "")
 
 
 def login_required(view: F) -> F:
@@ -159,7 +165,7 @@ def reauth_redirect() -> Any:
     """A redirect to the re-check page, which comes back here (a GET) or to the page the
     form was on (a POST)."""
     if request.method == "GET":
-        back = safe_next(request.full_path)
+        back = safe_next(_here())
     else:
         back = safe_next(urlsplit(request.referrer or "").path or None)
         flash("Confirm it is you, then submit the form again.", "info")

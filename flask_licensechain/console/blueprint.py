@@ -137,6 +137,13 @@ def _template_context() -> dict[str, Any]:
     }
 
 
+@bp.route("/<path:unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def _unknown(unknown: str) -> Any:
+    """Any other path under the console (or a method its route does not take): the
+    console's HTML 404 page, not the API's JSON body (Werkzeug tries this rule last)."""
+    abort(404)
+
+
 @bp.errorhandler(HTTPException)
 def _http_error(error: HTTPException) -> tuple[str, int]:
     code = error.code or 500

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 
 from ..core.errors import Conflict, NotFound
 from ..store.database import Database
-from ..store.retention import register_retention
 from ..store.schema import (
     console_backup_codes,
     console_login_failures,
@@ -31,12 +30,8 @@ from ..store.schema import (
     to_utc,
 )
 
-# Client IPs and user agents past LICENSECHAIN_RETENTION_DAYS_IP (store/retention.py): a
-# session's are dated by its last use; a failed sign-in's IP by the failure.
-register_retention(
-    console_sessions, timestamp="last_seen_at", ips=("ip",), user_agents=("user_agent",)
-)
-register_retention(console_login_failures, timestamp="created_at", ips=("ip",), email="email")
+# Retention and erasure of these tables' IPs, user agents and e-mails: registered in
+# store/retention.py, so that every process (the CLI too) reaches them, console on or off.
 
 
 @dataclass(frozen=True)

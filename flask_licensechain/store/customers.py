@@ -118,7 +118,9 @@ def normalize_email(email: str) -> str:
     """
     normalized = fold(email)
     if not _ADDRESS.fullmatch(normalized):
-        raise InvalidRequest("'email' must be one e-mail address (local part, '@', domain).")
+        raise InvalidRequest(
+            "The e-mail must be one whole e-mail address (local part, '@', domain)."
+        )
     return normalized
 
 

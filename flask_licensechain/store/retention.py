@@ -21,7 +21,8 @@ columns so (``actor_ip``, ``actor_user_agent``, ``personal``, ``personal_salt``:
 
 Registered today: ``lc_audit_events`` (``store/audit.py``), ``lc_api_keys`` (the last
 client IP, ``store/api_keys.py``), ``lc_console_sessions`` and ``lc_console_login_failures``
-(``console/repository.py``). Webhook attempts store no IP or user agent.
+(below: the console's tables, reached whether the console is on or not). Webhook attempts
+store no IP or user agent.
 
 ``apply_retention(db, older_than=...)`` is the job; ``flask licensechain maintenance run``
 runs it (daily from cron), and so may a long-running worker.
@@ -43,7 +44,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from .database import Database
-from .schema import to_utc
+from .schema import console_login_failures, console_sessions, to_utc
 
 _IPV4_PREFIX: Final = 24
 _IPV6_PREFIX: Final = 48
@@ -166,6 +167,15 @@ def apply_retention(db: Database, *, older_than: datetime) -> dict[str, int]:
                     count += 1
                 changed[f"{table.name}.{name}"] = count
     return changed
+
+
+# The console's tables are the store's (schema.py), whether or not this process serves the
+# console: the retention job and an erasure reach them from the CLI too. A session's IP and
+# user agent are dated by its last use; a failed sign-in's IP by the failure.
+register_retention(
+    console_sessions, timestamp="last_seen_at", ips=("ip",), user_agents=("user_agent",)
+)
+register_retention(console_login_failures, timestamp="created_at", ips=("ip",), email="email")
 
 
 __all__ = [

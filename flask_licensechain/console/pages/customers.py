@@ -20,6 +20,7 @@ from ...state import get_issuer_state
 from ...store.customers import WHOLE_STORE, Reach, fold
 from ..auth import requires_recent_mfa, requires_scope
 from ..blueprint import bp
+from ..state import console_state
 from .common import console_actor, service_call, visible_app_ids
 from .forms import CustomerEraseForm, CustomerExportForm
 
@@ -45,6 +46,8 @@ def _page(
             "console/pages/customers.html",
             export_form=export or CustomerExportForm(formdata=None, prefix=_EXPORT),
             erase_form=erase or CustomerEraseForm(formdata=None, prefix=_ERASE),
+            personal_keys=get_issuer_state().settings.personal_metadata_keys,
+            mfa_minutes=int(console_state().mfa_max_age.total_seconds() // 60),
         ),
         status,
     )
