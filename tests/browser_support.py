@@ -13,6 +13,7 @@ environment (``LICENSECHAIN_*``, ``SECRET_KEY``).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +83,11 @@ def database_url(tmp: Path) -> str:
 
 
 class ConsoleServer:
-    """The console app in its own ``flask run`` process, on the store at ``database_url``."""
+    """The console app in its own ``flask run`` process, on the store at ``database_url``;
+    ``env`` adds to (or replaces) the environment below, e.g. another
+    ``LICENSECHAIN_CONSOLE_MFA_MAX_AGE``."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.base = f"http://localhost:{self.port}"
         self.env = {
@@ -100,6 +104,7 @@ class ConsoleServer:
             "LICENSECHAIN_CONSOLE": "true",
             "LICENSECHAIN_CONSOLE_URL": f"{self.base}/console",
             "LICENSECHAIN_RATELIMIT_ENABLED": "false",
+            **(env or {}),
         }
         self.log_path = tmp / "server.log"
         self.log = self.log_path.open("w")
@@ -130,6 +135,20 @@ class ConsoleServer:
                     self.stop()
                     raise RuntimeError(self.log_path.read_text()) from None
                 time.sleep(0.2)
+
+    def cli(self, *args: str) -> dict[str, Any]:
+        """``flask licensechain <args> --json`` against the same store: its JSON answer (the
+        command must succeed)."""
+        result = subprocess.run(
+            [sys.executable, "-m", "flask", "licensechain", *args, "--json"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        answer: dict[str, Any] = json.loads(result.stdout)
+        return answer
 
     def stop(self) -> None:
         self.process.terminate()
@@ -175,16 +194,30 @@ def click_and_wait(driver: WebDriver, css: str) -> None:
     WebDriverWait(driver, 20).until(staleness_of(button))
 
 
+#: the submit button of the page's (first) form in ``main``
+SUBMIT = "main form input[type=submit]"
+
+
+def submit(driver: WebDriver) -> None:
+    """Submit the page's form (``SUBMIT``) and wait for the next page."""
+    click_and_wait(driver, SUBMIT)
+
+
 def flash_text(driver: WebDriver) -> str:
     return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, ".flash"))
 
 
-#: the page's form controls that no label names (run by WebDriver, not by the page)
+#: the page's controls that nothing names (run by WebDriver, not by the page): a button
+#: without text or ``aria-label``; any other input (``<input type=button>`` included), select
+#: or textarea without a ``<label>`` or ``aria-label``. Hidden inputs and submit inputs (their
+#: value is their name) are not counted.
 _UNLABELLED_CONTROLS = """
-return Array.from(document.querySelectorAll('input, select, textarea'))
-  .filter(e => !['hidden', 'submit', 'button'].includes(e.type))
-  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
-  .map(e => e.id || e.name);
+return Array.from(document.querySelectorAll('input, select, textarea, button'))
+  .filter(e => e.tagName === 'BUTTON' || !['hidden', 'submit'].includes(e.type))
+  .filter(e => e.tagName === 'BUTTON'
+    ? !e.textContent.trim() && !e.getAttribute('aria-label')
+    : !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+  .map(e => e.id || e.name || e.outerHTML);
 """
 
 
@@ -196,13 +229,15 @@ return ids.filter((id, i) => ids.indexOf(id) !== i);
 
 
 def page_problems(driver: WebDriver) -> list[str]:
-    """Unlabelled controls, ids used twice, and Content-Security-Policy refusals logged
-    since the last call (an inline script or style that slipped in)."""
+    """Unlabelled controls (``_UNLABELLED_CONTROLS``), ids used twice, and
+    Content-Security-Policy refusals logged since the last call (an inline script or style
+    that slipped in): one line each, ``[]`` for a clean page."""
     problems = [f"unlabelled: {name}" for name in driver.execute_script(_UNLABELLED_CONTROLS)]
     problems += [f"duplicate id: {name}" for name in driver.execute_script(_DUPLICATE_IDS)]
     for entry in driver.get_log("browser"):
-        if "Content Security Policy" in entry["message"]:
-            problems.append(entry["message"])
+        message = entry["message"]
+        if "Content Security Policy" in message or "Content-Security-Policy" in message:
+            problems.append(message)
     return problems
 
 
@@ -222,17 +257,23 @@ def totp_code(secret: str, *, ahead: int = 0) -> str:
     return totp.generate_otp(totp.timecode(time.time()) + ahead)
 
 
+def sign_in_password(driver: WebDriver, server: ConsoleServer, email: str, password: str) -> None:
+    """The sign-in's first step in the browser: email and password, up to the page that asks
+    for the second factor (``/console/login/verify``)."""
+    driver.get(f"{server.base}/console/login")
+    fill(driver, "email", email)
+    fill(driver, "password", password)
+    submit(driver)
+    wait_path(driver, "/console/login/verify")
+
+
 def sign_in(
     driver: WebDriver, server: ConsoleServer, email: str, password: str, secret: str
 ) -> None:
     """The real sign-in in the browser: password, then a TOTP code."""
-    driver.get(f"{server.base}/console/login")
-    fill(driver, "email", email)
-    fill(driver, "password", password)
-    click_and_wait(driver, "main form input[type=submit]")
-    wait_path(driver, "/console/login/verify")
+    sign_in_password(driver, server, email, password)
     fill(driver, "code", totp_code(secret))
-    click_and_wait(driver, "main form input[type=submit]")
+    submit(driver)
 
 
 def cookie_header(driver: WebDriver) -> str:

@@ -8,35 +8,37 @@ alone, as second factor and as the re-check before a sensitive action; an accoun
 with a passkey alone; a backup code used once, refused the second time; another
 session revoked and signed out; one sign-in driven by the keyboard alone. Screenshots of
 each page go to docs/console-screenshots/ (linked from the README); every page they show
-has a label on each control and no Content-Security-Policy refusal in the browser's log.
+passes ``browser_support.page_problems``: a name on each control, no id used twice, no
+Content-Security-Policy refusal in the browser's log. The server, the browser and the page
+helpers are ``browser_support``'s; this server re-checks the second factor after
+``MFA_MAX_AGE`` seconds.
 
 Without Chromium and chromedriver these tests skip, and fail under ``CI=true``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import pyotp
 import pytest
-from browser_support import staleness_of
-from conftest import free_port
-from issuer_support import TEST_ENCRYPTION_KEY
+from browser_support import (
+    ConsoleServer,
+    fill,
+    flash_text,
+    need_browser,
+    new_driver,
+    page_problems,
+    shot,
+    sign_in_password,
+    staleness_of,
+    submit,
+    totp_code,
+    wait_path,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "docs" / "console-screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 PASSWORD = "a long and unusual passphrase"
 MFA_MAX_AGE = 2
 
@@ -45,7 +47,6 @@ pytestmark = pytest.mark.slow
 try:
     from selenium import webdriver
     from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
@@ -55,116 +56,19 @@ except ImportError:  # pragma: no cover - dev extra
     webdriver = None
 
 
-def _need_browser() -> None:
-    missing = []
-    if webdriver is None:
-        missing.append("selenium (pip install -e '.[dev]')")
-    for path in (CHROMIUM, CHROMEDRIVER):
-        if not os.path.exists(path):
-            missing.append(path)
-    if missing:
-        reason = (
-            "browser tests need "
-            + ", ".join(missing)
-            + " (apt-get install chromium chromium-driver)"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-
-
-class Server:
-    """The console app in its own ``flask run`` process on a free loopback port."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://localhost:{self.port}"
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT / "tests"),
-            "FLASK_APP": "console_server:create_app",
-            "CONSOLE_TEST_INSTANCE": str(tmp / "instance"),
-            "SECRET_KEY": "browser tests secret",
-            "LICENSECHAIN_DATABASE_URL": f"sqlite:///{tmp}/console.db",
-            "LICENSECHAIN_ENCRYPTION_KEY": TEST_ENCRYPTION_KEY,
-            "LICENSECHAIN_ISSUER": f"{self.base}/v1",
-            "LICENSECHAIN_CONSOLE": "true",
-            "LICENSECHAIN_CONSOLE_URL": f"{self.base}/console",
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+    need_browser()
+    running = ConsoleServer(
+        tmp_path_factory.mktemp("console-browser"),
+        env={
             # Sensitive actions re-check the second factor after this many seconds (10 min in
             # production): the re-check flow runs without a long wait.
             "LICENSECHAIN_CONSOLE_MFA_MAX_AGE": str(MFA_MAX_AGE),
-        }
-        self.log = (tmp / "server.log").open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flask",
-                "run",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--with-threads",
-            ],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/health", timeout=2):
-                    break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp / "server.log").read_text()) from None
-                time.sleep(0.2)
-
-    def cli(self, *args: str) -> dict[str, Any]:
-        """``flask licensechain ...`` against the same store: its JSON answer."""
-        result = subprocess.run(
-            [sys.executable, "-m", "flask", "licensechain", *args, "--json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return json.loads(result.stdout)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-
-
-def new_driver() -> WebDriver:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1200,900",
-        "--host-resolver-rules=MAP localhost 127.0.0.1",
-        "--password-store=basic",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    _need_browser()
-    running = Server(tmp_path_factory.mktemp("console-browser"))
+            # These flows have always run with the public endpoints rate limited (the default).
+            "LICENSECHAIN_RATELIMIT_ENABLED": "true",
+        },
+    )
     try:
         yield running
     finally:
@@ -173,7 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def drivers() -> Iterator[Callable[[], WebDriver]]:
-    _need_browser()
+    need_browser()
     made: list[WebDriver] = []
 
     def make() -> WebDriver:
@@ -187,40 +91,6 @@ def drivers() -> Iterator[Callable[[], WebDriver]]:
             driver.quit()
 
 
-_UNLABELLED = """
-return [...document.querySelectorAll('input, select, textarea, button')]
-  .filter(e => !['hidden', 'submit'].includes(e.type) || e.tagName === 'BUTTON')
-  .filter(e => e.tagName === 'BUTTON'
-    ? !e.textContent.trim() && !e.getAttribute('aria-label')
-    : !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
-  .map(e => e.id || e.name || e.outerHTML);
-"""
-
-
-def assert_no_csp_violation(driver: WebDriver) -> None:
-    """The pages run under the strict Content-Security-Policy without any refusal (no
-    inline script or style slipped in)."""
-    refused = [
-        entry["message"]
-        for entry in driver.get_log("browser")
-        if "Content Security Policy" in entry["message"]
-        or "Content-Security-Policy" in entry["message"]
-    ]
-    assert refused == []
-
-
-def shot(driver: WebDriver, name: str) -> None:
-    """Save a screenshot of the page, and check that each of its controls has a label."""
-    assert driver.execute_script(_UNLABELLED) == [], f"unlabelled controls on {driver.current_url}"
-    assert_no_csp_violation(driver)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
-
-
-def wait_path(driver: WebDriver, path: str, timeout: float = 20) -> None:
-    WebDriverWait(driver, timeout).until(lambda d: d.current_url.split("?")[0].endswith(path))
-
-
 #: where a sign-in lands: the Overview page, now that the business pages exist
 HOME = "/console/overview"
 
@@ -230,28 +100,6 @@ def signed_in_home(driver: WebDriver) -> None:
     wait_path(driver, HOME)
     driver.get(driver.current_url.split("/console/")[0] + "/console/account")
     wait_path(driver, "/console/account")
-
-
-def fill(driver: WebDriver, field_id: str, text: str) -> None:
-    element = driver.find_element(By.ID, field_id)
-    element.clear()
-    element.send_keys(text)
-
-
-def submit(driver: WebDriver) -> None:
-    """Submit the page's form and wait for the next page."""
-    button = driver.find_element(By.CSS_SELECTOR, "main form input[type=submit]")
-    button.click()
-    WebDriverWait(driver, 20).until(staleness_of(button))
-
-
-def flash_text(driver: WebDriver) -> str:
-    return " ".join(e.text for e in driver.find_elements(By.CSS_SELECTOR, ".flash"))
-
-
-def totp_code(secret: str, *, ahead: int = 0) -> str:
-    totp = pyotp.TOTP(secret)
-    return totp.generate_otp(totp.timecode(time.time()) + ahead)
 
 
 class Owner:
@@ -268,15 +116,14 @@ def sign_out(driver: WebDriver) -> None:
     wait_path(driver, "/console/login")
 
 
-def sign_in_password(driver: WebDriver, server: Server, password: str = PASSWORD) -> None:
-    driver.get(f"{server.base}/console/login")
-    fill(driver, "email", OWNER.email)
-    fill(driver, "password", password)
-    submit(driver)
-    wait_path(driver, "/console/login/verify")
+def owner_password_step(driver: WebDriver, server: ConsoleServer) -> None:
+    """The owner's email and password, up to the second-factor page."""
+    sign_in_password(driver, server, OWNER.email, PASSWORD)
 
 
-def test_first_owner_setup_and_totp(server: Server, drivers: Callable[[], WebDriver]) -> None:
+def test_first_owner_setup_and_totp(
+    server: ConsoleServer, drivers: Callable[[], WebDriver]
+) -> None:
     made = server.cli("users", "create", "--email", OWNER.email, "--role", "owner")
     link = made["setupLink"]
     assert link.startswith(f"{server.base}/console/setup/")
@@ -309,7 +156,7 @@ def test_first_owner_setup_and_totp(server: Server, drivers: Callable[[], WebDri
     # Sign out, then in again with password and TOTP.
     sign_out(driver)
     shot(driver, "05-login")
-    sign_in_password(driver, server)
+    owner_password_step(driver, server)
     shot(driver, "06-second-factor")
     fill(driver, "code", totp_code(OWNER.secret, ahead=1))
     submit(driver)
@@ -327,7 +174,9 @@ def add_authenticator(driver: WebDriver) -> None:
     driver.add_virtual_authenticator(authenticator)
 
 
-def test_enrol_with_a_passkey_alone(server: Server, drivers: Callable[[], WebDriver]) -> None:
+def test_enrol_with_a_passkey_alone(
+    server: ConsoleServer, drivers: Callable[[], WebDriver]
+) -> None:
     """A developer sets up the account with a passkey instead of an authenticator app."""
     link = server.cli("users", "create", "--email", "dev@example.test", "--role", "developer")[
         "setupLink"
@@ -352,11 +201,13 @@ def test_enrol_with_a_passkey_alone(server: Server, drivers: Callable[[], WebDri
     assert "developer" in driver.find_element(By.TAG_NAME, "header").text
 
 
-def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebDriver]) -> None:
+def test_passkey_register_and_sign_in(
+    server: ConsoleServer, drivers: Callable[[], WebDriver]
+) -> None:
     driver = drivers()
     add_authenticator(driver)
     # Signed in with a backup code (this browser has no session yet).
-    sign_in_password(driver, server)
+    owner_password_step(driver, server)
     fill(driver, "code", OWNER.backup_codes[0])
     submit(driver)
     signed_in_home(driver)
@@ -375,7 +226,7 @@ def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebD
     signed_in_home(driver)
     # As the second factor after the password.
     sign_out(driver)
-    sign_in_password(driver, server)
+    owner_password_step(driver, server)
     shot(driver, "08-second-factor-with-passkey")
     driver.find_element(By.CSS_SELECTOR, "[data-webauthn=mfa]").click()
     signed_in_home(driver)
@@ -396,15 +247,15 @@ def test_passkey_register_and_sign_in(server: Server, drivers: Callable[[], WebD
     assert len(OWNER.backup_codes) == 10
 
 
-def test_backup_code_once(server: Server, drivers: Callable[[], WebDriver]) -> None:
+def test_backup_code_once(server: ConsoleServer, drivers: Callable[[], WebDriver]) -> None:
     driver = drivers()
     code = OWNER.backup_codes[1]
-    sign_in_password(driver, server)
+    owner_password_step(driver, server)
     fill(driver, "code", code)
     submit(driver)
     signed_in_home(driver)
     sign_out(driver)
-    sign_in_password(driver, server)
+    owner_password_step(driver, server)
     fill(driver, "code", code)
     submit(driver)
     assert "Sign-in failed" in flash_text(driver)
@@ -414,10 +265,10 @@ def test_backup_code_once(server: Server, drivers: Callable[[], WebDriver]) -> N
     wait_path(driver, "/console/login/verify")  # still not signed in
 
 
-def test_revoke_another_session(server: Server, drivers: Callable[[], WebDriver]) -> None:
+def test_revoke_another_session(server: ConsoleServer, drivers: Callable[[], WebDriver]) -> None:
     mine, other = drivers(), drivers()
     for driver, code in ((mine, OWNER.backup_codes[2]), (other, OWNER.backup_codes[3])):
-        sign_in_password(driver, server)
+        owner_password_step(driver, server)
         fill(driver, "code", code)
         submit(driver)
         signed_in_home(driver)
@@ -436,7 +287,7 @@ def test_revoke_another_session(server: Server, drivers: Callable[[], WebDriver]
     wait_path(other, "/console/login")
     mine.get(f"{server.base}/console/account")
     wait_path(mine, "/console/account")
-    assert_no_csp_violation(mine)
+    assert page_problems(mine) == [], mine.current_url
 
 
 def _tab_to(driver: WebDriver, predicate: Callable[[Any], bool], limit: int = 40) -> Any:
@@ -450,7 +301,9 @@ def _tab_to(driver: WebDriver, predicate: Callable[[Any], bool], limit: int = 40
     raise AssertionError(f"not reachable by keyboard: {body.text[:200]}")
 
 
-def test_sign_in_with_the_keyboard_alone(server: Server, drivers: Callable[[], WebDriver]) -> None:
+def test_sign_in_with_the_keyboard_alone(
+    server: ConsoleServer, drivers: Callable[[], WebDriver]
+) -> None:
     driver = drivers()
     driver.get(f"{server.base}/console/login")
     keys = webdriver.ActionChains(driver)
@@ -468,3 +321,38 @@ def test_sign_in_with_the_keyboard_alone(server: Server, drivers: Callable[[], W
     button = _tab_to(driver, lambda e: e.text == "Sign out")
     button.send_keys(Keys.ENTER)
     wait_path(driver, "/console/login")
+
+
+def test_the_page_check_finds_what_it_looks_for(
+    server: ConsoleServer, drivers: Callable[[], WebDriver]
+) -> None:
+    """``page_problems`` (run by every ``shot``) can fail: a clean page passes, then each
+    fault put into it by WebDriver is reported: a button with neither text nor
+    ``aria-label``, an ``<input type=button>`` and a textarea without a label, an id used
+    twice, and an inline script the Content-Security-Policy refuses."""
+    driver = drivers()
+    driver.get(f"{server.base}/console/login")
+    assert page_problems(driver) == []
+    driver.execute_script(
+        """
+        const form = document.querySelector('main form');
+        form.insertAdjacentHTML('beforeend',
+          '<button id="bare-button" type="button"></button>'
+          + '<button type="button" aria-label="Close">x</button>'
+          + '<input id="bare-input-button" type="button" value="Go">'
+          + '<textarea id="bare-notes"></textarea>'
+          + '<span id="email"></span>');
+        const script = document.createElement('script');
+        script.textContent = 'document.title = "ran";';
+        document.body.appendChild(script);
+        """
+    )
+    problems = page_problems(driver)
+    assert problems[:4] == [
+        "unlabelled: bare-button",
+        "unlabelled: bare-input-button",
+        "unlabelled: bare-notes",
+        "duplicate id: email",
+    ], problems
+    assert len(problems) == 5 and "Content Security Policy" in problems[4], problems
+    assert driver.title != "ran"

@@ -30,6 +30,7 @@ from browser_support import (
     new_driver,
     shot,
     sign_in,
+    submit,
     wait_path,
 )
 from console_support import PASSWORD, Person, create_person, make_console_app
@@ -102,7 +103,7 @@ def test_create_an_app_and_a_license_then_revoke_it(world: World, owner_driver: 
     fill(driver, "name", "Rocket Editor")
     fill(driver, "description", "The desktop editor")
     Select(driver.find_element(By.ID, "tier")).select_by_value("pro")
-    click_and_wait(driver, "main form input[type=submit]")
+    submit(driver)
     assert "App Rocket Editor created." in flash_text(driver)
     shot(driver, "pages-02-app")
     driver.get(f"{base}/console/apps")
@@ -143,7 +144,7 @@ def test_create_an_api_key_see_it_once_and_use_it(world: World, owner_driver: We
     wait_path(driver, "/console/api-keys")
     fill(driver, "name", "deploy bot")
     Select(driver.find_element(By.ID, "role")).select_by_value("developer")
-    click_and_wait(driver, "main form input[type=submit]")
+    submit(driver)
     secret = driver.find_element(By.ID, "new-api-key").get_attribute("value") or ""
     assert secret.startswith("lc_live_")
     shot(driver, "pages-06-api-key-created")
@@ -174,7 +175,7 @@ def test_the_other_pages(world: World, owner_driver: WebDriver) -> None:
     driver.get(f"{base}/console/users")
     fill(driver, "email", "new.person@example.test")
     fill(driver, "display_name", "New Person")
-    click_and_wait(driver, "main form input[type=submit]")
+    submit(driver)
     link = driver.find_element(By.ID, "setup-link").get_attribute("value") or ""
     assert link.startswith(f"{base}/console/setup/")
     shot(driver, "pages-10-users")
