@@ -27,6 +27,7 @@ import argparse
 import hmac
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,9 @@ from flask_licensechain.roles import grants
 from flask_licensechain.state import IssuerState
 from flask_licensechain.store.api_keys import ApiKeyRepository, _record, hash_api_key
 from flask_licensechain.store.schema import api_keys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_postgres, add_rounds, create_database
 
 _G_KEY = "_licensechain_api_key"
 _MAIN_BY_HASH = sa.select(api_keys).where(api_keys.c.key_hash == sa.bindparam("key_hash"))
@@ -205,34 +209,16 @@ def measure(database_url: str, instance: Path, requests: int, rounds: int) -> No
     store.dispose()
 
 
-def postgres_database(server_url: str) -> tuple[str, Callable[[], None]] | None:
-    admin_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = "lc_bench_" + secrets.token_hex(6)
-    try:
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError:
-        return None
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return server_url.rsplit("/", 1)[0] + "/" + name, drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    add_rounds(parser, 7)
+    add_postgres(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sqlite_url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         measure(sqlite_url, Path(tmp) / "a", args.requests, args.rounds)
-        database = postgres_database(args.postgres) if args.postgres else None
+        database = create_database(args.postgres) if args.postgres else None
         if database is None:
             print("\n(PostgreSQL not reachable: skipped)")
             return

@@ -17,20 +17,28 @@ from __future__ import annotations
 
 import argparse
 import base64
-import secrets
-import statistics
+import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask
 
 from flask_licensechain import IssuerState, LicenseChain
 from flask_licensechain.store.database import Database
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import (
+    Timing,
+    add_postgres,
+    add_rounds,
+    create_database,
+    medians,
+    per_call_us,
+    round_order,
+)
 
 ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
 VARIANTS = ("no audit listener", "audit (hash chain)", "audit, SAVEPOINT per write")
@@ -95,73 +103,35 @@ class Server:
         self.state.denylist.close()
 
 
-def per_call_us(fn: Callable[[int], Any], calls: int) -> tuple[float, float]:
-    """Wall time and this process's CPU time per call, in µs. On a shared machine the CPU
-    time is the steadier figure; for PostgreSQL it leaves out the server's own work."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    for i in range(calls):
-        fn(i)
-    return (
-        (time.perf_counter() - wall) / calls * 1e6,
-        (time.process_time() - cpu) / calls * 1e6,
-    )
-
-
-def measure(server: Server, calls: int, rounds: int) -> dict[str, tuple[float, float]]:
+def measure(server: Server, calls: int, rounds: int) -> dict[str, Timing]:
     """Median wall and CPU µs per request of each variant, rounds interleaved."""
     for name in VARIANTS:  # warm up: compiled caches, pool
         with server.variant(name):
             per_call_us(server.patch, max(1, calls // 10))
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
-    for number in range(rounds):
-        # Many short rounds, the order reversed every other one: the load on a shared
-        # machine drifts, and a fixed order would bill the drift to one variant.
-        for name in VARIANTS if number % 2 else tuple(reversed(VARIANTS)):
+    samples: dict[str, list[Timing]] = {name: [] for name in VARIANTS}
+    for number in range(rounds):  # many short rounds, the order reversed every other one
+        for name in round_order(VARIANTS, number):
             with server.variant(name):
                 samples[name].append(per_call_us(server.patch, calls))
     assert server.state.store.audit.verify().ok
-    return {
-        name: (
-            statistics.median(wall for wall, _ in values),
-            statistics.median(cpu for _, cpu in values),
-        )
-        for name, values in samples.items()
-    }
-
-
-def postgres_database(server_url: str) -> tuple[str, Callable[[], None]] | None:
-    admin_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = "lc_bench_" + secrets.token_hex(4)
-    try:
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError:
-        return None
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"{server_url.rsplit('/', 1)[0]}/{name}", drop
+    return medians(samples)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    add_rounds(parser, 30)
+    add_postgres(parser)
     args = parser.parse_args()
 
-    columns: dict[str, dict[str, tuple[float, float]]] = {}
+    columns: dict[str, dict[str, Timing]] = {}
     with tempfile.TemporaryDirectory() as folder:
         server = Server("SQLite", f"sqlite:///{Path(folder) / 'bench.db'}", Path(folder))
         try:
             columns["SQLite"] = measure(server, args.calls, args.rounds)
         finally:
             server.close()
-        database = postgres_database(args.postgres) if args.postgres else None
+        database = create_database(args.postgres) if args.postgres else None
         if database is not None:
             url, drop = database
             server = Server("PostgreSQL", url, Path(folder))

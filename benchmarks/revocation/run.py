@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import timeit
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -63,18 +63,12 @@ from flask_licensechain.core.verifier import TokenVerifier
 from flask_licensechain.store import Store, open_store
 from flask_licensechain.store.schema import revocation_counter, revocations
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_postgres, add_rounds, check, create_database, latency_table, pct
+
 HERE = Path(__file__).resolve().parent
 ISSUER = "https://licenses.bench.test"
 AUDIENCE = "app_bench"
-
-
-def check(what: str, ok: bool, figure: str) -> None:
-    print(f"- target: {what}: {'MET' if ok else 'MISSED'} ({figure})")
-
-
-def pct(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def redis_up(url: str) -> bool:
@@ -232,13 +226,7 @@ def bench_propagation_redis(args: argparse.Namespace, tmp: str) -> None:
     missing = len(sent) - len(latencies)
     print(f"\n## 2. Propagation with Redis ({args.revocations} revocations, the issuer's way)\n")
     print("From the start of the store transaction to visibility in another process's mirror.\n")
-    print("| p50 ms | p90 ms | p99 ms | max ms | missed |")
-    print("|---:|---:|---:|---:|---:|")
-    print(
-        f"| {statistics.median(latencies):.2f} | {pct(latencies, 90):.2f} | "
-        f"{pct(latencies, 99):.2f} | {max(latencies):.2f} | {missing} |"
-    )
-    print()
+    latency_table(latencies, missing)
     check(
         "p99 <= 100 ms", pct(latencies, 99) <= 100 and missing == 0, f"{pct(latencies, 99):.2f} ms"
     )
@@ -468,11 +456,25 @@ def bench_rebuild(args: argparse.Namespace, tmp: str) -> None:
     count = args.rebuild
     rounds = max(1, min(args.rounds, 3))
     stores: dict[str, Store | None] = {"SQLite": sqlite_store(tmp + "/rebuild")}
-    if args.postgres:
-        try:
-            stores["PostgreSQL"] = _fresh_postgres(args.postgres)
-        except Exception as exc:
-            print(f"\n(PostgreSQL not reachable: {exc})")
+    database = create_database(args.postgres) if args.postgres else None
+    if database is not None:
+        stores["PostgreSQL"] = open_store(database[0])
+        stores["PostgreSQL"].prepare_schema()
+    elif args.postgres:
+        print("\n(PostgreSQL not reachable: skipped)")
+    try:
+        _rebuild(args, stores, count, rounds)
+    finally:
+        for store in stores.values():
+            if store is not None:
+                store.dispose()
+        if database is not None:
+            database[1]()  # drop it
+
+
+def _rebuild(
+    args: argparse.Namespace, stores: dict[str, Store | None], count: int, rounds: int
+) -> None:
     rows: list[tuple[str, float]] = []
     for name, store in stores.items():
         assert store is not None
@@ -506,32 +508,16 @@ def bench_rebuild(args: argparse.Namespace, tmp: str) -> None:
     for what, seconds in rows:
         print(f"| {what} | {seconds:.2f} |")
     print()
-    for store in stores.values():
-        if store is not None:
-            store.dispose()
-
-
-def _fresh_postgres(url: str) -> Store:
-    name = "lc_bench_" + secrets.token_hex(4)
-    admin = sa.create_engine(
-        url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    store = open_store(url.rsplit("/", 1)[0] + "/" + name)
-    store.prepare_schema()
-    return store
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    add_rounds(parser, 5)
     parser.add_argument("--revocations", type=int, default=300)
     parser.add_argument("--worker-revocations", type=int, default=30)
     parser.add_argument("--rebuild", type=int, default=100_000)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    add_postgres(parser)
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=["warm", "redis", "workers", "rebuild"]
     )

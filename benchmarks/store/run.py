@@ -13,39 +13,32 @@ Side by side, in one run, on SQLite (a file, WAL) and PostgreSQL (when reachable
 from __future__ import annotations
 
 import argparse
-import secrets
-import statistics
+import sys
 import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from flask_licensechain.store import Store, open_store
 from flask_licensechain.store.licenses import _FOR_VERIFICATION
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import Timing, add_postgres, add_rounds, create_database, median, per_call_us
+
 LICENSES = 500
 
 
-def per_call_us(fn: Callable[[int], Any], calls: int, rounds: int) -> tuple[float, float]:
+def median_us(fn: Callable[[int], Any], calls: int, rounds: int) -> Timing:
     """Median over rounds of the wall time and of this process's CPU time per call, in µs.
 
     On a shared machine the CPU time is the steadier figure; for PostgreSQL it leaves out
     the server's own work, which the wall time includes.
     """
-    walls, cpus = [], []
-    for _ in range(rounds):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for i in range(calls):
-            fn(i)
-        walls.append((time.perf_counter() - wall) / calls * 1e6)
-        cpus.append((time.process_time() - cpu) / calls * 1e6)
-    return statistics.median(walls), statistics.median(cpus)
+    return median([per_call_us(fn, calls) for _ in range(rounds)])
 
 
 def seed(store: Store) -> tuple[list[str], list[str]]:
@@ -64,7 +57,7 @@ def seed(store: Store) -> tuple[list[str], list[str]]:
     return keys, ids
 
 
-def measure(store: Store, calls: int, rounds: int) -> dict[str, tuple[float, float]]:
+def measure(store: Store, calls: int, rounds: int) -> dict[str, Timing]:
     keys, ids = seed(store)
     n = len(keys)
     engine = store.engine
@@ -98,10 +91,10 @@ def measure(store: Store, calls: int, rounds: int) -> dict[str, tuple[float, flo
     for fn in (floor, core, store_path, bind_known):
         fn(0)
     results = {
-        "driver floor (raw cursor)": per_call_us(floor, calls, rounds),
-        "Core path (Connection.execute)": per_call_us(core, calls, rounds),
-        "store.find_for_verification": per_call_us(store_path, calls, rounds),
-        "store.bind_device (known, recent)": per_call_us(bind_known, calls, rounds),
+        "driver floor (raw cursor)": median_us(floor, calls, rounds),
+        "Core path (Connection.execute)": median_us(core, calls, rounds),
+        "store.find_for_verification": median_us(store_path, calls, rounds),
+        "store.bind_device (known, recent)": median_us(bind_known, calls, rounds),
     }
     cursor.close()
     if engine.dialect.name == "postgresql":
@@ -110,47 +103,29 @@ def measure(store: Store, calls: int, rounds: int) -> dict[str, tuple[float, flo
     return results
 
 
-def rsa_signature_us(calls: int, rounds: int) -> tuple[float, float]:
+def rsa_signature_us(calls: int, rounds: int) -> Timing:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     message = b"x" * 600
 
     def sign(_: int) -> None:
         key.sign(message, padding.PKCS1v15(), hashes.SHA256())
 
-    return per_call_us(sign, max(1, calls // 10), rounds)
-
-
-def postgres_database(server_url: str) -> tuple[str, Callable[[], None]] | None:
-    admin_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    name = "lc_bench_" + secrets.token_hex(4)
-    try:
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError:
-        return None
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"{server_url.rsplit('/', 1)[0]}/{name}", drop
+    return median_us(sign, max(1, calls // 10), rounds)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    add_rounds(parser, 5)
+    add_postgres(parser)
     args = parser.parse_args()
 
-    columns: dict[str, dict[str, tuple[float, float]]] = {}
+    columns: dict[str, dict[str, Timing]] = {}
     with tempfile.TemporaryDirectory() as folder:
         store = open_store(f"sqlite:///{Path(folder) / 'bench.db'}")
         columns["SQLite"] = measure(store, args.calls, args.rounds)
         store.dispose()
-    database = postgres_database(args.postgres) if args.postgres else None
+    database = create_database(args.postgres) if args.postgres else None
     if database is not None:
         url, drop = database
         store = open_store(url)

@@ -26,7 +26,6 @@ import argparse
 import json
 import platform
 import secrets
-import statistics
 import subprocess
 import sys
 import threading
@@ -52,6 +51,9 @@ from flask_licensechain.core.denylist.redis import RedisDenylist
 from flask_licensechain.core.jwks import RemoteJWKS
 from flask_licensechain.core.keys import SigningKey, b64url_decode
 from flask_licensechain.core.verifier import TokenVerifier
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_rounds, check, latency_table, pct
 
 HERE = Path(__file__).resolve().parent
 ISSUER = "https://licenses.bench.test"
@@ -119,11 +121,6 @@ def per_call_us(fn: Callable[[str], Any], tokens: Sequence[str]) -> float:
     for token in tokens:
         fn(token)
     return (time.thread_time() - start) / len(tokens) * 1e6
-
-
-def pct(values: Sequence[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 # -- 1. per token ---------------------------------------------------------------------------
@@ -226,10 +223,6 @@ def bench_per_token(args: argparse.Namespace, denylist: Denylist, label: str) ->
     return best
 
 
-def check(what: str, ok: bool, figure: str) -> None:
-    print(f"- target: {what}: {'MET' if ok else 'MISSED'} ({figure})")
-
-
 # -- 2. denylist check ------------------------------------------------------------------------
 
 
@@ -299,13 +292,7 @@ def bench_propagation(redis_url: str, count: int) -> None:
     print(f"\n## 3. Revocation propagation to another process ({count} revocations)\n")
     print("From the revoking call's start to the moment the other process's mirror answers")
     print("'revoked' (same host, wall clock).\n")
-    print("| p50 ms | p90 ms | p99 ms | max ms | missed |")
-    print("|---:|---:|---:|---:|---:|")
-    print(
-        f"| {statistics.median(latencies):.2f} | {pct(latencies, 90):.2f} | "
-        f"{pct(latencies, 99):.2f} | {max(latencies):.2f} | {missing} |"
-    )
-    print()
+    latency_table(latencies, missing)
     check(
         "p99 <= 100 ms",
         pct(latencies, 99) <= 100 and missing == 0,
@@ -349,7 +336,7 @@ def bench_rss(count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=5)
+    add_rounds(parser, 5)
     parser.add_argument("--revocations", type=int, default=500)
     parser.add_argument("--rss-tokens", type=int, default=100_000)
     parser.add_argument("--skip-rss", action="store_true")

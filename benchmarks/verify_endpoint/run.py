@@ -31,12 +31,10 @@ import json
 import os
 import platform
 import pstats
-import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -45,13 +43,15 @@ from typing import Any
 
 import flask
 import jwt
-import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from flask_licensechain import LicenseChain, get_state
 from flask_licensechain.api.verification import decide
 from flask_licensechain.core.contract import build_claims
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import add_postgres, postgres_database
 
 LICENSES = 100
 ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
@@ -178,28 +178,6 @@ def build_issuer(name: str, database_url: str, instance: Path, *, bypass: bool =
     return issuer
 
 
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str | None]:
-    """A fresh database for the run, dropped afterwards; None when PostgreSQL is down."""
-    name = "lc_bench_" + secrets.token_hex(6)
-    admin_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        print(f"(PostgreSQL skipped: {str(exc).splitlines()[0]})", file=sys.stderr)
-        admin.dispose()
-        yield None
-        return
-    try:
-        yield server_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def floor_call(issuer: Issuer) -> Callable[[int], bytes]:
     """One bare RS256 signature over a real token's signing input, on the same key."""
     keyring = get_state(issuer.app).keyring
@@ -294,7 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
     parser.add_argument("--calls", type=int, default=1000, help="calls per round and row")
     parser.add_argument("--rounds", type=int, default=10, help="best of this many rounds")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    add_postgres(parser)
     parser.add_argument("--profile", choices=["sqlite", "postgres"], default=None)
     args = parser.parse_args()
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,17 @@ from flask_licensechain.state import IssuerState
 from flask_licensechain.store import Actor, Change
 from flask_licensechain.store.webhooks import webhook_deliveries
 from flask_licensechain.webhooks.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _common import (
+    DEFAULT_POSTGRES,
+    add_postgres,
+    add_rounds,
+    free_port,
+    per_call_us,
+    postgres_database,
+    side_by_side,
+)
 
 ACTOR = Actor(kind="cli", id="bench")
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"
@@ -98,31 +108,6 @@ def api_write(state: IssuerState, app_id: str, key: str) -> Callable[[int], None
     return write
 
 
-def timed(fn: Callable[[int], None], calls: int) -> tuple[float, float]:
-    """Wall time and this process's CPU time per call, in µs."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    for i in range(calls):
-        fn(i)
-    return (
-        (time.perf_counter() - wall) / calls * 1e6,
-        (time.process_time() - cpu) / calls * 1e6,
-    )
-
-
-def side_by_side(
-    pairs: dict[str, Callable[[int], None]], calls: int, rounds: int
-) -> dict[str, tuple[float, float]]:
-    """Median wall and CPU µs per call of each setup, rounds interleaved."""
-    walls: dict[str, list[float]] = {name: [] for name in pairs}
-    cpus: dict[str, list[float]] = {name: [] for name in pairs}
-    for _ in range(rounds):
-        for name, fn in pairs.items():
-            wall, cpu = timed(fn, calls)
-            walls[name].append(wall)
-            cpus[name].append(cpu)
-    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in pairs}
-
-
 def api_records_changes(state: IssuerState, app_id: str, key: str) -> bool:
     """Whether the API's license creation reaches the outbox (the service layer's unit of
     work): a delivery is queued for the benchmark's endpoint."""
@@ -160,7 +145,7 @@ def overhead(label: str, url_a: str | None, url_b: str | None, calls: int, round
             pairs["(c) API, audit only"] = api_write(a, app_a, key_a)
             pairs["(d) API, audit + outbox"] = api_write(b, app_b, key_b)
         for fn in pairs.values():  # warm up
-            timed(fn, 20)
+            per_call_us(fn, 20)
         got = side_by_side(pairs, calls, rounds)
         print(
             f"\n## Outbox overhead on {label} ({calls} writes x {rounds} rounds, "
@@ -217,14 +202,6 @@ def throughput(label: str, url: str | None, events: int) -> None:
             state.denylist.close()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_port(port: int) -> None:
     import socket
 
@@ -237,48 +214,26 @@ def wait_port(port: int) -> None:
     raise RuntimeError("receiver did not start")
 
 
-def postgres_db(server: str) -> tuple[str, Callable[[], None]]:
-    name = "lc_bench_" + secrets.token_hex(5)
-    admin = sa.create_engine(
-        server.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return f"{server.rsplit('/', 1)[0]}/{name}", drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--writes", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=7)
+    add_rounds(parser, 7)
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument(
-        "--postgres",
-        default=os.environ.get(
-            "LICENSECHAIN_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-        ),
-    )
+    add_postgres(parser, os.environ.get("LICENSECHAIN_BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     args = parser.parse_args()
     print(f"load average: {os.getloadavg()}")
     overhead("SQLite", None, None, args.writes, args.rounds)
     throughput("SQLite", None, args.events)
     if args.postgres:
-        url_a, drop_a = postgres_db(args.postgres)
-        url_b, drop_b = postgres_db(args.postgres)
-        url_c, drop_c = postgres_db(args.postgres)  # a queue holding only the measured events
-        try:
+        with (
+            postgres_database(args.postgres) as url_a,
+            postgres_database(args.postgres) as url_b,
+            postgres_database(args.postgres) as url_c,  # a queue holding only the measured events
+        ):
+            if url_a is None or url_b is None or url_c is None:
+                raise SystemExit(f"PostgreSQL not reachable at {args.postgres} ('' to skip it)")
             overhead("PostgreSQL", url_a, url_b, args.writes // 2, args.rounds)
             throughput("PostgreSQL", url_c, args.events)
-        finally:
-            drop_a()
-            drop_b()
-            drop_c()
 
 
 if __name__ == "__main__":
