@@ -245,6 +245,7 @@ def instructions(
         f"  license key    {demo.license_key}   (plan pro, features: export, 2 devices)",
         *_status_lines(status, demo),
         key_line,
+        *([console] if console else []),
         "",
         "1. Verify the license key; the answer carries a license_token:",
         f"  {verify}",
@@ -259,7 +260,6 @@ def instructions(
         "",
         f"Public keys: {api}/licenses/jwks   API description: {api}/openapi.json",
         *([f"API reference (Swagger UI): {api}/docs"] if _docs_on(settings) else []),
-        *([console] if console else []),
         "Ctrl+C stops the server.",
     ]
     return "\n".join(lines)
@@ -269,7 +269,7 @@ def console_lines(app: Flask, origin: str) -> str:
     """The admin console's address and, on its first start, the owner's setup link."""
     settings = get_state(app).settings
     if not settings.console:
-        return "Admin console: pip install -e '.[console]' and start again to get one."
+        return "  admin console  pip install -e '.[console]' and start again to get one"
     url = origin + settings.console_path.rstrip("/")
     link = console_owner_link(app, url)
     lines = [f"  admin console  {url}"]
