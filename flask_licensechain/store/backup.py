@@ -229,7 +229,8 @@ def open_backup(sealer: Sealer, data: bytes) -> tuple[BackupInfo, bytes]:
     except LicenseChainError as exc:
         raise BackupCorrupt(
             f"the backup does not decrypt under key {info.key_id!r}: wrong key for that id, "
-            "or the file was altered"
+            "or the file was altered (configure the key the backup was made under, e.g. "
+            "LICENSECHAIN_ENCRYPTION_KEY from the old instance's licensechain.key)"
         ) from exc
     return info, gzip.decompress(packed)
 
