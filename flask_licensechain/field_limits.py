@@ -27,6 +27,9 @@ FEATURES: Final = 64
 FEATURE: Final = 64
 #: a license's ``metadata`` object, as compact JSON
 METADATA_BYTES: Final = 16 * 1024
+#: how deep metadata objects and arrays may nest (every walk over it stays far from
+#: Python's recursion limit)
+METADATA_DEPTH: Final = 32
 #: the highest ``maxDevices`` of a license
 MAX_DEVICES: Final = 10_000
 #: a hardware id

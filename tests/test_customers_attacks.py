@@ -359,3 +359,95 @@ def test_the_api_can_erase_everything_once_a_test_app_exists(issuer: Issuer) -> 
             )
     stored = everything(issuer)
     assert ANN not in stored and "192.0.2.45" not in stored
+
+
+# -- second round (branch attack2) ------------------------------------------------------
+
+BOB = "bob@example.test"
+
+
+@pytest.mark.parametrize("issuer", ["sqlite"], indirect=True)  # PostgreSQL's ILIKE folds it
+def test_an_address_folding_to_the_customers_is_hers(issuer: Issuer) -> None:
+    """The module's rule: licenses are matched by Python's ``lower()``, SQL only
+    pre-filters on the address's longest ASCII run. ``"\\u212aate@..."`` (KELVIN SIGN)
+    lower-cases to ``kate@...``, so Python says it is Kate's license, but the ASCII run
+    ``kate@example.test`` is not in the stored text: not exported, not erased."""
+    app = issuer.new_app()
+    create(issuer, app.id, issuedEmail="\u212aATE@example.test", issuedTo="Kate Example")
+    doc = post(issuer, "/v1/customers/export", {"email": "kate@example.test"}).get_json()
+    assert len(doc["licenses"]) == 1, doc
+    result = post(issuer, "/v1/customers/erase", {"email": "kate@example.test"}).get_json()
+    assert result["licenses"] == 1, result
+    assert "kate example" not in everything(issuer)
+
+
+@pytest.mark.parametrize("data_id", [["lic_x"], {"id": "lic_x"}])
+def test_a_delivery_whose_data_id_is_not_text_does_not_break_export(
+    issuer: Issuer, data_id: Any
+) -> None:
+    """A delivery payload (a legacy row, or one written by another version) whose
+    ``data.id`` is a list or an object and which mentions the address: ``payload_is_about``
+    asks ``data.get("id") in ids`` of a set, an unhashable value raises ``TypeError``, and
+    export and erasure answer 500 instead of exporting and pseudonymising it."""
+    app = issuer.new_app()
+    create(issuer, app.id, issuedEmail=ANN, issuedTo="Ann Example")
+    odd = json.dumps({"type": "license.created", "data": {"id": data_id, "note": ANN}})
+    with issuer.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE lc_webhook_deliveries SET payload = :p"), {"p": odd})
+    exported = post(issuer, "/v1/customers/export", {"email": ANN})
+    assert exported.status_code == 200, exported.status_code
+    erased = post(issuer, "/v1/customers/erase", {"email": ANN})
+    assert erased.status_code == 200, erased.status_code
+    assert ANN not in everything(issuer)
+
+
+def test_an_address_in_another_licenses_email_field_is_erased(issuer: Issuer) -> None:
+    """A license shared by two people, issued to ``"ann@example.test, bob@example.test"``
+    (the API takes any text as ``issuedEmail``). It is not Ann's license (not one whole
+    address), and ``_erase_mentions_in_licenses`` rewrites her address in other licenses'
+    metadata and name only: her e-mail stays in its ``issued_email`` and goes out again in
+    the next ``license.updated`` delivery."""
+    app = issuer.new_app()
+    create(issuer, app.id, issuedEmail=ANN, issuedTo="Ann Example")
+    shared = create(issuer, app.id, issuedEmail=f"{ANN}, {BOB}")
+    result = post(issuer, "/v1/customers/erase", {"email": ANN})
+    assert result.status_code == 200, result.get_json()
+    kept = issuer.store.licenses.get(shared["id"])
+    assert ANN not in (kept.issued_email or ""), kept.issued_email
+    assert ANN not in everything(issuer)
+
+
+def test_an_export_of_a_mention_in_event_data_discloses_no_one_else(issuer: Issuer) -> None:
+    """Bob's license is revoked with a reason naming Bob and Ann. Ann's export includes the
+    ``license.revoke`` event because its data mentions her, but exports that data whole
+    (``_event_json`` trims only ``personal``): Bob's e-mail goes to Ann (GDPR Art. 15(4))."""
+    app = issuer.new_app()
+    create(issuer, app.id, issuedEmail=ANN, issuedTo="Ann Example")
+    bob = create(issuer, app.id, issuedEmail=BOB, issuedTo="Bob Builder")
+    revoked = issuer.client.patch(
+        f"/v1/licenses/{bob['id']}/status",
+        json={"status": "REVOKED", "reason": f"{BOB} shared his key with {ANN}"},
+        headers=issuer.auth(),
+    )
+    assert revoked.status_code == 200, revoked.get_json()
+    doc = post(issuer, "/v1/customers/export", {"email": ANN}).get_json()
+    assert "license.revoke" in [e["action"] for e in doc["auditEvents"]], doc
+    assert BOB not in json.dumps(doc, ensure_ascii=False)
+
+
+def test_deeply_nested_metadata_is_refused_not_a_500(issuer: Issuer) -> None:
+    """Metadata nested 500 objects deep (about 3 KB, under the body and metadata limits):
+    the body parser takes it, then ``services.plain`` recurses once per level and raises
+    ``RecursionError``: the license create answers 500 instead of 400 (or 201). The
+    customer code's own walks (``_scrub``, ``mentioned``, ``_redact_license``) are just as
+    recursive, so the depth limit belongs at the door."""
+    app = issuer.new_app()
+    meta: dict[str, Any] = {"referrer": ANN}
+    for _ in range(500):
+        meta = {"a": meta}
+    made = issuer.client.post(
+        f"/v1/apps/{app.id}/licenses",
+        json={"plan": "pro", "issuedEmail": BOB, "metadata": meta},
+        headers=issuer.auth(),
+    )
+    assert made.status_code in (201, 400), made.status_code

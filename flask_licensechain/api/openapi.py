@@ -318,7 +318,8 @@ def _license_fields() -> dict[str, Schema]:
         "features": features,
         "metadata": {
             "type": "object",
-            "description": f"Any JSON object up to {limits.METADATA_BYTES} bytes.",
+            "description": f"Any JSON object up to {limits.METADATA_BYTES} bytes, nested at "
+            f"most {limits.METADATA_DEPTH} levels deep.",
         },
         **_aliases(("maxDevices", "max_devices"), max_devices),
         **_aliases(("requireHwuid", "require_hwuid"), {"type": "boolean"}),

@@ -13,8 +13,8 @@ The export document (``EXPORT_FORMAT`` version ``EXPORT_VERSION``), a JSON objec
      "verificationMetadata": {table: [rows: client IPs, user agents, times]},
      "auditEvents": [{"id", "action", "actor", "target", "data", "createdAt", "actorIp",
                       "actorUserAgent", "personal"}] (an event that only mentions the
-                      address: no actor IP or user agent, "personal" only the values that
-                      mention it, {JSONPath: value}),
+                      address: no actor IP or user agent, "data" and "personal" only the
+                      values that mention it, {JSONPath: value}),
      "webhookDeliveries": [{"id", "endpointId", "eventId", "eventType", "appId",
                             "status", "payload": the event as sent (JSON) when it is about
                             one of the customer's licenses, else null, "mentionedAt":
@@ -79,16 +79,17 @@ def _payload(text: str) -> Any:
 def _event_json(row: Any, ids: set[str], pattern: re.Pattern[str]) -> dict[str, Any]:
     """An audit event as exported: whole when it is about one of the customer's licenses;
     otherwise (it only mentions the address) without the actor's IP and user agent, and
-    with only the personal values that mention the address, ``{JSONPath: value}``
+    with only the data and personal values that mention the address, ``{JSONPath: value}``
     (GDPR Art. 15(4))."""
     own = row.target in ids
     personal = row.personal if own else mentioned(pattern, row.personal) or None
+    data = row.data if own else mentioned(pattern, row.data)
     return {
         "id": int(row.id),
         "action": row.action,
         "actor": row.actor,
         "target": row.target,
-        "data": row.data,
+        "data": data,
         "createdAt": iso(row.created_at),
         "actorIp": row.actor_ip if own else None,
         "actorUserAgent": row.actor_user_agent if own else None,

@@ -144,21 +144,23 @@ def mentions(pattern: re.Pattern[str], value: Any) -> bool:
 
 
 def mentioned(pattern: re.Pattern[str], value: Any, path: str = "$") -> dict[str, str]:
-    """``{JSONPath: string}`` of every key or string of ``value`` that holds ``pattern``
-    (a key is given as its path)."""
+    """``{JSONPath: the address as written there}`` for every key or string of ``value``
+    that holds ``pattern``: where the address appears, and nothing else of the text (it may
+    name other people)."""
     if isinstance(value, str):
-        return {path: value} if pattern.search(value) else {}
-    found: dict[str, str] = {}
+        found = pattern.search(value)
+        return {path: found.group(0)} if found else {}
+    hits: dict[str, str] = {}
     if isinstance(value, dict):
         for key, item in value.items():
             inner = f"{path}.{key}"
-            if pattern.search(str(key)):
-                found[inner] = str(key)
-            found.update(mentioned(pattern, item, inner))
+            if found := pattern.search(str(key)):
+                hits[inner] = found.group(0)
+            hits.update(mentioned(pattern, item, inner))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found.update(mentioned(pattern, item, f"{path}[{index}]"))
-    return found
+            hits.update(mentioned(pattern, item, f"{path}[{index}]"))
+    return hits
 
 
 def pseudonym(key: bytes, email: str) -> str:
@@ -182,8 +184,10 @@ def _batches(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
 
 
 def _ascii_run(email: str) -> str:
-    """The address's longest run of ASCII characters (there is always the ``@``)."""
-    runs: list[str] = re.findall(r"[\x21-\x7e]+", normalize_email(email))
+    """The address's longest run of ASCII characters other than ``k`` (there is always the
+    ``@``)."""
+    # ``k`` is left out: U+212A (KELVIN SIGN) lower-cases to it in Python, never in SQLite.
+    runs: list[str] = re.findall(r"[\x21-\x6a\x6c-\x7e]+", normalize_email(email))
     return max(runs, key=len)
 
 
@@ -294,7 +298,8 @@ def payload_is_about(payload: Any, ids: set[str], email: str) -> bool:
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, dict):
         return False
-    if data.get("id") in ids:
+    found = data.get("id")
+    if isinstance(found, str) and found in ids:
         return True
     issued = data.get("issuedEmail")
     return isinstance(issued, str) and fold(issued) == normalize_email(email)
@@ -426,23 +431,25 @@ def _erase_licenses(
 def _erase_mentions_in_licenses(
     conn: sa.Connection, email: str, reach: Reach, replacement: str
 ) -> None:
-    """Other licenses naming the address in their metadata or name: the address becomes
-    the pseudonym (their own data stays)."""
+    """Other licenses naming the address in their metadata, name or e-mail text (a license
+    shared by two people): the address becomes the pseudonym (their own data stays)."""
     pattern = address_pattern(email)
-    maybe = sa.or_(_may_mention(email, licenses.c.meta), _may_mention(email, licenses.c.issued_to))
-    statement = sa.select(licenses.c.id, licenses.c.meta, licenses.c.issued_to).where(
+    texts = (licenses.c.issued_to, licenses.c.issued_email)
+    maybe = sa.or_(_may_mention(email, licenses.c.meta), *(_may_mention(email, c) for c in texts))
+    statement = sa.select(licenses.c.id, licenses.c.meta, *texts).where(
         maybe, _in_reach(licenses.c.app_id, reach)
     )
     for row in conn.execute(statement).all():
-        meta, name = row.meta, row.issued_to
-        new_meta = _scrub(meta, pattern, replacement) if meta is not None else None
-        new_name = pattern.sub(replacement, name) if name is not None else None
-        if new_meta != meta or new_name != name:
-            conn.execute(
-                sa.update(licenses)
-                .where(licenses.c.id == row.id)
-                .values(meta=new_meta, issued_to=new_name)
-            )
+        meta = row.meta
+        values: dict[str, Any] = {}
+        if meta is not None and (new_meta := _scrub(meta, pattern, replacement)) != meta:
+            values["meta"] = new_meta
+        for column in texts:
+            text = getattr(row, column.name)
+            if text is not None and (new_text := pattern.sub(replacement, text)) != text:
+                values[column.name] = new_text
+        if values:
+            conn.execute(sa.update(licenses).where(licenses.c.id == row.id).values(values))
 
 
 def _erase_devices(conn: sa.Connection, ids: Sequence[str], key: bytes) -> int:

@@ -90,12 +90,33 @@ def features(value: object) -> tuple[str, ...]:
     return tuple(result)
 
 
+def _depth(value: object) -> int:
+    """How deep ``value``'s objects and arrays nest (1 for a flat object), without
+    recursion: a hostile value cannot exhaust the stack here."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limits.METADATA_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def metadata(value: object, name: str = "metadata") -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidRequest(f"{name} must be an object.")
     data = dict(value)
+    if _depth(data) > limits.METADATA_DEPTH:
+        raise InvalidRequest(f"{name} must nest at most {limits.METADATA_DEPTH} levels deep.")
     try:
         encoded = json.dumps(data, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as error:
