@@ -451,3 +451,29 @@ def test_deeply_nested_metadata_is_refused_not_a_500(issuer: Issuer) -> None:
         headers=issuer.auth(),
     )
     assert made.status_code in (201, 400), made.status_code
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/api-keys", {"name": "support", "scopes": ["licenses:read"]}),
+        ("/v1/webhooks", {"url": "http://127.0.0.1:9/other"}),
+    ],
+)
+def test_an_address_in_a_free_text_description_is_erased(
+    issuer: Issuer, path: str, body: dict[str, Any]
+) -> None:
+    """The seller named the customer in a description (an API key made for her support
+    case, a webhook endpoint for her integration). Erasure searches licenses, audit events,
+    deliveries and the registered tables only: ``lc_api_keys.description`` and
+    ``lc_webhook_endpoints.description`` keep her e-mail (tests/test_customers.py: after an
+    erasure no table holds the customer's e-mail)."""
+    app = issuer.new_app()
+    create(issuer, app.id, issuedEmail=ANN, issuedTo="Ann Example")
+    made = issuer.client.post(
+        path, json={**body, "description": f"for {ANN}"}, headers=issuer.auth()
+    )
+    assert made.status_code == 201, made.get_json()
+    result = post(issuer, "/v1/customers/erase", {"email": ANN})
+    assert result.status_code == 200, result.get_json()
+    assert ANN not in everything(issuer)

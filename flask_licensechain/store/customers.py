@@ -70,8 +70,8 @@ import sqlalchemy as sa
 
 from ..core.errors import InvalidRequest
 from .retention import RETAINED, RetainedColumns, blank
-from .schema import audit_events, devices, licenses
-from .webhooks import webhook_deliveries
+from .schema import api_keys, apps, audit_events, devices, licenses
+from .webhooks import webhook_deliveries, webhook_endpoints
 
 PSEUDONYM_PREFIX: Final = "erased-"
 _PSEUDONYM: Final = re.compile(r"erased-[0-9a-f]{32}")
@@ -452,6 +452,29 @@ def _erase_mentions_in_licenses(
             conn.execute(sa.update(licenses).where(licenses.c.id == row.id).values(values))
 
 
+#: the seller's free-text columns, where a customer may be named (an API key made for her
+#: support case): a store-wide erasure replaces her address there
+_FREE_TEXT: Final = (
+    (apps, "description"),
+    (api_keys, "name"),
+    (api_keys, "description"),
+    (webhook_endpoints, "description"),
+)
+
+
+def _erase_free_text(conn: sa.Connection, email: str, replacement: str) -> None:
+    pattern = address_pattern(email)
+    present = _present(conn)
+    for table, name in _FREE_TEXT:
+        if table.name not in present:
+            continue
+        column = table.c[name]
+        (pk,) = table.primary_key.columns
+        for key, text in conn.execute(sa.select(pk, column).where(_may_mention(email, column))):
+            if text is not None and (new_text := pattern.sub(replacement, text)) != text:
+                conn.execute(sa.update(table).where(pk == key).values({name: new_text}))
+
+
 def _erase_devices(conn: sa.Connection, ids: Sequence[str], key: bytes) -> int:
     """Every device of ``ids`` gets its hardware id's pseudonym; a device bound again
     after an earlier erasure is folded into the slot that pseudonym already holds."""
@@ -492,6 +515,8 @@ def erase(
     events = audit_rows(conn, email, ids, reach)
     _erase_licenses(conn, ids, pattern, replacement, drop)
     _erase_mentions_in_licenses(conn, email, reach, replacement)
+    if reach.store_wide:
+        _erase_free_text(conn, email, replacement)
     device_count = _erase_devices(conn, ids, key)
     blanked = 0
     present = _present(conn)
