@@ -477,3 +477,24 @@ def test_an_address_in_a_free_text_description_is_erased(
     result = post(issuer, "/v1/customers/erase", {"email": ANN})
     assert result.status_code == 200, result.get_json()
     assert ANN not in everything(issuer)
+
+
+def test_a_reassigned_licenses_previous_holder_is_erased(issuer: Issuer) -> None:
+    """Same move, then Bob asks for erasure through a key limited to the app. His e-mail,
+    name and phone stay in the app's delivery payloads about the license that was his:
+    the app-limited search only looks for payloads naming Bob's current licenses."""
+    app = issuer.new_app()
+    lic = create(
+        issuer, app.id, issuedEmail=BOB, issuedTo="Bob Builder", metadata={"phone": "+1 555 0100"}
+    )
+    moved = issuer.client.patch(
+        f"/v1/licenses/{lic['id']}",
+        json={"issuedEmail": ANN, "issuedTo": "Ann Example", "metadata": {}},
+        headers=issuer.auth(),
+    )
+    assert moved.status_code == 200, moved.get_json()
+    result = post(issuer, "/v1/customers/erase", {"email": BOB, "appId": app.id})
+    assert result.status_code == 200, result.get_json()
+    stored = everything(issuer)
+    for personal in (BOB, "bob builder", "+1 555 0100"):
+        assert personal not in stored, personal

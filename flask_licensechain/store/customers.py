@@ -227,18 +227,22 @@ def _about(conn: sa.Connection, table: sa.Table, column: str, ids: Sequence[str]
 def audit_rows(
     conn: sa.Connection, email: str, ids: Sequence[str], reach: Reach = WHOLE_STORE
 ) -> list[Any]:
-    """Audit events about one of ``ids`` or (``reach.store_wide``) whose data or personal
-    columns mention ``email`` as a whole address, oldest first."""
+    """Audit events about one of ``ids``, or whose data or personal columns mention
+    ``email`` as a whole address: anywhere when ``reach.store_wide``, else in the apps of
+    ``reach`` (a license moved to another holder keeps its earlier events there), oldest
+    first."""
     rows = {row.id: row for row in _about(conn, audit_events, "target", ids)}
-    if reach.store_wide:
-        pattern = address_pattern(email)
-        maybe = sa.or_(
-            _may_mention(email, audit_events.c.data),
-            _may_mention(email, audit_events.c.personal),
-        )
-        for row in conn.execute(sa.select(audit_events).where(maybe)):
-            if mentions(pattern, row.data) or mentions(pattern, row.personal):
-                rows[row.id] = row
+    pattern = address_pattern(email)
+    maybe = sa.or_(
+        _may_mention(email, audit_events.c.data),
+        _may_mention(email, audit_events.c.personal),
+    )
+    statement = sa.select(audit_events).where(maybe)
+    if not reach.store_wide:
+        statement = statement.where(_in_reach(audit_events.c.app_id, reach))
+    for row in conn.execute(statement):
+        if mentions(pattern, row.data) or mentions(pattern, row.personal):
+            rows[row.id] = row
     return [rows[key] for key in sorted(rows)]
 
 
@@ -308,16 +312,14 @@ def payload_is_about(payload: Any, ids: set[str], email: str) -> bool:
 def delivery_rows(
     conn: sa.Connection, email: str, ids: Sequence[str], reach: Reach = WHOLE_STORE
 ) -> list[Any]:
-    """The webhook deliveries within ``reach`` about one of ``ids`` (their payload's
-    license) or, when ``reach.store_wide``, mentioning ``email`` as a whole address,
-    oldest first; ``[]`` when the webhook tables do not exist."""
+    """The webhook deliveries within ``reach`` (their app's) about one of ``ids`` (their
+    payload's license) or mentioning ``email`` as a whole address, oldest first; ``[]``
+    when the webhook tables do not exist."""
     if webhook_deliveries.name not in _present(conn):
         return []
     payload = webhook_deliveries.c.payload
     wanted = set(ids)
-    clauses: list[sa.ColumnElement[bool]] = []
-    if reach.store_wide:
-        clauses.append(_may_mention(email, payload))
+    clauses = [_may_mention(email, payload)]
     if len(ids) <= _LIKE_IDS:
         clauses += [payload.contains(i, autoescape=True) for i in ids]
     else:  # a bulk customer: their apps' deliveries, matched in Python
@@ -329,8 +331,6 @@ def delivery_rows(
             )
         }
         clauses.append(webhook_deliveries.c.app_id.in_(sorted(app_ids)))
-    if not clauses:
-        return []
     statement = (
         sa.select(webhook_deliveries)
         .where(sa.or_(*clauses), _in_reach(webhook_deliveries.c.app_id, reach))
@@ -340,9 +340,7 @@ def delivery_rows(
     found = []
     for row in conn.execute(statement):
         decoded = _payload(row.payload)
-        if payload_is_about(decoded, wanted, email) or (
-            reach.store_wide and mentions(pattern, decoded)
-        ):
+        if payload_is_about(decoded, wanted, email) or mentions(pattern, decoded):
             found.append(row)
     return found
 
