@@ -7,8 +7,8 @@
 
 ``create`` and ``setup-link`` print a one-time setup link that expires in 24 hours (the
 person chooses a password, then a second factor). They need ``LICENSECHAIN_CONSOLE`` on.
-The console's modules (and the ``console`` extra's packages) are imported by each command,
-so that ``flask licensechain`` works without that extra.
+The console's modules need the ``console`` extra; without it ``flask licensechain`` still
+works and these commands say what to install.
 """
 
 from __future__ import annotations
@@ -19,25 +19,28 @@ import click
 
 from .command import CommandFailure, LicenseChainGroup, cli_actor, emit, issuer
 
+try:  # the console extra is optional
+    from .console import people
+    from .console import state as console_module
+    from .services import users
+except ImportError:  # pragma: no cover - exercised without the extra
+    HAS_CONSOLE_EXTRA = False
+else:
+    HAS_CONSOLE_EXTRA = True
+
 users_cli = LicenseChainGroup("users", help="Console users: create, list, setup links, unlock.")
 
 
 def _console() -> tuple[Any, Any, Any]:
     """The console's state, its ``people`` module and the ``services.users`` module.
-    ``CommandFailure`` unless this app
-    serves the console, checked before the console's modules load: they need the
-    ``console`` extra, so they are imported here, once, not at this module's import."""
+    ``CommandFailure`` unless this app serves the console (and its extra is installed)."""
     state, _ = issuer()
-    if not state.settings.console:
+    if not state.settings.console or not HAS_CONSOLE_EXTRA:
         raise CommandFailure(
             "console_off",
             "The console is not enabled on this app: set LICENSECHAIN_CONSOLE = True "
             "(pip install 'flask-licensechain[console]').",
         )
-    from .console import people
-    from .console import state as console_module
-    from .services import users
-
     return console_module.console_state(), people, users
 
 

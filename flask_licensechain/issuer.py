@@ -43,6 +43,11 @@ from .state import IssuerState
 from .store import Store, open_store
 from .store.audit import AuditKeys
 from .store.sealed import key_ids_in_use
+
+try:  # the console extra (flask-wtf, argon2, pyotp...) is optional
+    from .console import init_console
+except ImportError:  # pragma: no cover - exercised without the extra
+    init_console = None  # type: ignore[assignment]
 from .webhooks.runtime import WebhookRuntime, WebhookSettings
 from .webhooks.worker import BackgroundWorker
 
@@ -249,10 +254,9 @@ def init_issuer(app: Flask, settings: Settings) -> IssuerState:
         if settings.json_errors:
             install_json_errors(app)
         register_docs(app, settings)
-    if settings.console:
-        # The console extra's packages (flask-wtf, argon2...) load only when it is on.
-        from .console import init_console
-
+    # Without the console extra, the settings check (core/options.require_driver) has
+    # already refused LICENSECHAIN_CONSOLE.
+    if settings.console and init_console is not None:
         init_console(app, state)
     if licensechain_cli.name not in app.cli.commands:
         app.cli.add_command(licensechain_cli)

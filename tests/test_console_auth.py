@@ -401,3 +401,28 @@ def test_the_sign_in_redirect_keeps_the_page_without_a_stray_question_mark(app: 
     assert plain.headers["Location"].endswith("next=/console/overview")
     query = app.test_client().get("/console/licenses?q=ann")
     assert "next=/console/licenses?q%3Dann" in query.headers["Location"]
+
+
+def test_without_the_console_extra_the_console_setting_is_a_clear_error(tmp_path: Path) -> None:
+    """Without the ``console`` extra (flask-wtf missing), the app still imports; turning
+    the console on then refuses to start and names the extra to install."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['flask_wtf'] = None\n"
+        "from flask import Flask\n"
+        "from flask_licensechain import LicenseChain\n"
+        "from flask_licensechain.core.errors import ConfigError\n"
+        "app = Flask('t'); app.testing = True\n"
+        f"app.config.update(LICENSECHAIN_DATABASE_URL='sqlite:///{tmp_path}/c.db',\n"
+        "    LICENSECHAIN_ISSUER='http://127.0.0.1:5000/v1', LICENSECHAIN_CONSOLE=True)\n"
+        "try:\n"
+        "    LicenseChain(app)\n"
+        "except ConfigError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert "refused:" in run.stdout and "flask-licensechain[console]" in run.stdout, run.stderr
